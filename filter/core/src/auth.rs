@@ -1,0 +1,386 @@
+//! Credentials: which ones a request presents, and who they prove it is.
+//!
+//! Order (DESIGN.md): Bearer token, then Basic, then query `username`/`password`. The first
+//! form present decides; a wrong Bearer token does not fall through to a query password.
+//! API tokens are high-entropy, so a SHA-256 lookup is enough; passwords are Argon2id, and a
+//! successful verification is cached in the KV under a keyed hash so routers that ping every
+//! minute do not pay Argon2 each time.
+
+use std::collections::BTreeSet;
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Scope, User};
+use crate::kv::{keys, KvView, KvWrite};
+use crate::names::Fqdn;
+
+/// Credentials as presented. Secrets are never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Presented {
+    None,
+    Bearer(String),
+    /// Basic header or query parameters: a user and a password (which may be an API token).
+    Password {
+        user: String,
+        password: String,
+    },
+    /// A bare secret (dynv6 `token`, path/query `secret`): an API token only.
+    Secret(String),
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Presented::None => f.write_str("None"),
+            Presented::Bearer(_) => f.write_str("Bearer(***)"),
+            Presented::Password { user, .. } => write!(f, "Password({user}, ***)"),
+            Presented::Secret(_) => f.write_str("Secret(***)"),
+        }
+    }
+}
+
+/// Reads credentials from headers, falling back to the given query/form values.
+pub fn presented(
+    authorization: Option<&str>,
+    query_user: Option<&str>,
+    query_password: Option<&str>,
+) -> Presented {
+    if let Some(value) = authorization {
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Presented::Bearer(rest.to_string());
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            return match decoded.as_deref().and_then(|s| s.split_once(':')) {
+                Some((user, password)) => Presented::Password {
+                    user: user.to_string(),
+                    password: password.to_string(),
+                },
+                // Malformed Basic: present but unusable, so it fails as bad credentials.
+                None => Presented::Bearer(String::new()),
+            };
+        }
+    }
+    match (query_user, query_password) {
+        (Some(u), Some(p)) => Presented::Password {
+            user: u.to_string(),
+            password: p.to_string(),
+        },
+        (None, Some(p)) => Presented::Secret(p.to_string()),
+        _ => Presented::None,
+    }
+}
+
+/// Who a request acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// Set when an API token authenticated the request.
+    pub token_id: Option<String>,
+    pub scopes: BTreeSet<Scope>,
+    /// A token's host restriction.
+    pub only_hosts: Option<BTreeSet<Fqdn>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// Nothing presented: the caller may answer with a 401 challenge.
+    Missing,
+    /// Presented but wrong, unknown, inactive or malformed.
+    Bad,
+}
+
+/// The result of authentication, with the KV writes it wants (a verification cache entry).
+#[derive(Debug)]
+pub struct AuthOutcome {
+    pub result: Result<Identity, AuthError>,
+    pub writes: Vec<KvWrite>,
+}
+
+pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) -> AuthOutcome {
+    let done = |result| AuthOutcome {
+        result,
+        writes: vec![],
+    };
+    match p {
+        Presented::None => done(Err(AuthError::Missing)),
+        Presented::Bearer(token) | Presented::Secret(token) => {
+            done(token_identity(cfg, token).ok_or(AuthError::Bad))
+        }
+        Presented::Password { user, password } => {
+            // ApertoDNS clients send `anything:{token}`: a token password ignores the user.
+            if let Some(id) = token_identity(cfg, password) {
+                return done(Ok(id));
+            }
+            password_identity(cfg, user, password, kv, now_s)
+        }
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn token_identity(cfg: &Config, token: &str) -> Option<Identity> {
+    if token.is_empty() || token.len() > 512 {
+        return None;
+    }
+    let t = cfg.tokens.get(&token_hash(token))?;
+    let user = cfg.users.get(&t.user)?;
+    (t.active && user.active).then(|| Identity {
+        user: t.user.clone(),
+        token_id: Some(t.id.clone()),
+        scopes: t.scopes.clone(),
+        only_hosts: t.hosts.clone(),
+    })
+}
+
+fn password_identity(
+    cfg: &Config,
+    user: &str,
+    password: &str,
+    kv: &dyn KvView,
+    now_s: u64,
+) -> AuthOutcome {
+    let bad = AuthOutcome {
+        result: Err(AuthError::Bad),
+        writes: vec![],
+    };
+    let Some(u) = cfg.users.get(user).filter(|u| u.active) else {
+        return bad;
+    };
+    if password.is_empty() || password.len() > 1024 {
+        return bad;
+    }
+    let identity = Identity {
+        user: u.name.clone(),
+        token_id: None,
+        scopes: [Scope::Update, Scope::Txt, Scope::Read]
+            .into_iter()
+            .collect(),
+        only_hosts: None,
+    };
+    let key = keys::auth_cache(&u.name, &cache_tag(u, password));
+    let cached_until = kv
+        .get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if cached_until.is_some_and(|until| until > now_s) {
+        return AuthOutcome {
+            result: Ok(identity),
+            writes: vec![],
+        };
+    }
+    if !verify_password(&u.password_hash.0, password) {
+        return bad;
+    }
+    AuthOutcome {
+        result: Ok(identity),
+        writes: vec![KvWrite::put(
+            key,
+            (now_s + cfg.auth_cache_ttl_s).to_string().into_bytes(),
+        )],
+    }
+}
+
+/// A keyed hash of the presented password. The key is the stored PHC string, so a changed
+/// password invalidates every cache entry, and the KV never holds anything that verifies offline
+/// without the configuration.
+fn cache_tag(user: &User, password: &str) -> String {
+    // new_from_slice accepts keys of any length for HMAC.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(user.password_hash.0.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(password.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Argon2 verification; the comparison inside `argon2` is constant-time.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Checks a configured PHC string: must parse and be Argon2id.
+pub fn check_phc(phc: &str) -> Result<(), String> {
+    let h = PasswordHash::new(phc).map_err(|e| format!("not a PHC string ({e})"))?;
+    if h.algorithm.as_str() != "argon2id" {
+        return Err(format!("algorithm is {}, expected argon2id", h.algorithm));
+    }
+    if h.hash.is_none() || h.salt.is_none() {
+        return Err("PHC string lacks salt or hash".into());
+    }
+    argon2::Params::try_from(&h).map_err(|e| format!("bad Argon2 parameters ({e})"))?;
+    Ok(())
+}
+
+/// Does the user own this exact name (explicit host, or any name in a granted zone)?
+pub fn user_owns(user: &User, name: &Fqdn) -> bool {
+    user.hosts.contains(name) || user.zones.iter().any(|z| name.is_within(z))
+}
+
+/// May this identity change `name`? `nohost` must not reveal whether the host exists.
+pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
+    let Some(user) = cfg.users.get(&id.user) else {
+        return false;
+    };
+    user_owns(user, name)
+        && id
+            .only_hosts
+            .as_ref()
+            .is_none_or(|only| only.contains(name))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::demo;
+    use crate::kv::MemoryKv;
+
+    const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
+
+    fn basic(user: &str, pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    }
+
+    #[test]
+    fn bearer_wins_over_basic_and_query() {
+        let p = presented(Some("Bearer abc"), Some("demo"), Some("demo-password"));
+        assert_eq!(p, Presented::Bearer("abc".into()));
+        let p = presented(Some(&basic("u", "p:w")), Some("demo"), Some("x"));
+        assert_eq!(
+            p,
+            Presented::Password {
+                user: "u".into(),
+                password: "p:w".into()
+            }
+        );
+        let p = presented(None, Some("demo"), Some("x"));
+        assert!(matches!(p, Presented::Password { .. }));
+        assert_eq!(presented(None, None, None), Presented::None);
+    }
+
+    #[test]
+    fn malformed_basic_is_bad_not_missing() {
+        let cfg = demo();
+        let kv = MemoryKv::default();
+        for header in ["Basic !!!", "Basic ZGVtbw==", "Basic"] {
+            let p = presented(Some(header), None, None);
+            assert_eq!(
+                authenticate(&cfg, &p, &kv, 0).result,
+                Err(AuthError::Bad),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_as_bearer_or_as_basic_password_identifies_its_user() {
+        let cfg = demo();
+        let kv = MemoryKv::default();
+        for p in [
+            Presented::Bearer(TOKEN.into()),
+            Presented::Password {
+                user: "whatever".into(),
+                password: TOKEN.into(),
+            },
+            Presented::Secret(TOKEN.into()),
+        ] {
+            let id = authenticate(&cfg, &p, &kv, 0).result.unwrap();
+            assert_eq!(id.user, "demo");
+            assert_eq!(id.token_id.as_deref(), Some("demo-all"));
+        }
+        let wrong = Presented::Bearer(format!("{TOKEN}x"));
+        assert_eq!(
+            authenticate(&cfg, &wrong, &kv, 0).result,
+            Err(AuthError::Bad)
+        );
+    }
+
+    #[test]
+    fn password_verification_is_cached_and_the_cache_expires() {
+        let cfg = demo();
+        let kv = MemoryKv::default();
+        let p = Presented::Password {
+            user: "demo".into(),
+            password: "demo-password".into(),
+        };
+        let first = authenticate(&cfg, &p, &kv, 1000);
+        assert!(first.result.is_ok());
+        assert_eq!(first.writes.len(), 1, "a verified password is cached");
+        kv.apply(&first.writes);
+        let second = authenticate(&cfg, &p, &kv, 1001);
+        assert!(second.result.is_ok());
+        assert!(
+            second.writes.is_empty(),
+            "cache hit skips Argon2 and writes nothing"
+        );
+        let later = authenticate(&cfg, &p, &kv, 1000 + cfg.auth_cache_ttl_s + 1);
+        assert_eq!(
+            later.writes.len(),
+            1,
+            "expired entry means a fresh verification"
+        );
+    }
+
+    #[test]
+    fn wrong_password_is_bad_and_never_cached() {
+        let cfg = demo();
+        let kv = MemoryKv::default();
+        let p = Presented::Password {
+            user: "demo".into(),
+            password: "demo-passwore".into(),
+        };
+        let out = authenticate(&cfg, &p, &kv, 0);
+        assert_eq!(out.result, Err(AuthError::Bad));
+        assert!(out.writes.is_empty());
+        let nobody = Presented::Password {
+            user: "nobody".into(),
+            password: "demo-password".into(),
+        };
+        assert_eq!(
+            authenticate(&cfg, &nobody, &kv, 0).result,
+            Err(AuthError::Bad)
+        );
+    }
+
+    #[test]
+    fn ownership_is_exact_and_token_restrictions_apply() {
+        let cfg = demo();
+        let mut id = authenticate(
+            &cfg,
+            &Presented::Bearer(TOKEN.into()),
+            &MemoryKv::default(),
+            0,
+        )
+        .result
+        .unwrap();
+        let home = Fqdn::parse("home.dyn.example.test").unwrap();
+        let neighbour = Fqdn::parse("neighbour.dyn.example.test").unwrap();
+        assert!(may_update(&cfg, &id, &home));
+        assert!(!may_update(&cfg, &id, &neighbour));
+        id.only_hosts = Some(BTreeSet::new());
+        assert!(!may_update(&cfg, &id, &home));
+    }
+}

@@ -1,0 +1,322 @@
+//! DynDNS2 (`/nic/update` and aliases): dyn.com's Remote Access API as routers, ddclient and
+//! inadyn speak it. Guard ladder: method → parameters → agent → credentials → hostnames →
+//! addresses → update.
+
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use super::StatusMode;
+use crate::addr::{self, AddrError};
+use crate::auth::{self, AuthError};
+use crate::backends::RrType;
+use crate::config::{Config, Scope};
+use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::names::Fqdn;
+use crate::reply::{Code, Reply};
+use crate::request::{ParamError, Params, Request};
+
+/// Names accepted for the IPv6 address besides a v6 value in `myip`.
+const V6_PARAMS: &[&str] = &["myip6", "myipv6", "ipv6"];
+
+pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start {
+    let json = req.wants_json();
+    let early = |code: Code| Start::Reply(Outcome::reply(code_reply(code, mode, json)));
+    if req.method != "GET" && req.method != "POST" {
+        return early(Code::Badagent);
+    }
+    let params = match read_params(req) {
+        Ok(p) => p,
+        Err(e) => return Start::Reply(Outcome::reply(bad_request(json, "invalid_request", &e))),
+    };
+    if cfg.dyndns2.require_user_agent && req.header("user-agent").is_none_or(str::is_empty) {
+        return early(Code::Badagent);
+    }
+
+    // Credentials: Bearer > Basic > query.
+    let (qu, qp) = match (params.one("username"), params.one("password")) {
+        (Ok(u), Ok(p)) => (u, p),
+        (Err(e), _) | (_, Err(e)) => {
+            return Start::Reply(Outcome::reply(bad_request(
+                json,
+                "invalid_request",
+                &e.to_string(),
+            )))
+        }
+    };
+    let presented = auth::presented(req.header("authorization"), qu, qp);
+    let auth = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+    let identity = match auth.result {
+        Ok(id) if id.scopes.contains(&Scope::Update) => id,
+        Ok(_) | Err(AuthError::Bad) => return early(Code::Badauth),
+        Err(AuthError::Missing) => {
+            let reply = code_reply(Code::Badauth, StatusMode::CertaDns, json)
+                .with_header("www-authenticate", "Basic realm=\"dynedge\"");
+            return Start::Reply(Outcome::reply(reply));
+        }
+    };
+
+    let raw_hosts = match params.one("hostname") {
+        Ok(Some(h)) if !h.trim().is_empty() => h,
+        Ok(_) => return early(Code::Notfqdn),
+        Err(e) => {
+            return Start::Reply(Outcome::reply(bad_request(
+                json,
+                "invalid_request",
+                &e.to_string(),
+            )))
+        }
+    };
+    let names: Vec<&str> = raw_hosts.split(',').map(str::trim).collect();
+    if names.len() > cfg.dyndns2.max_hosts {
+        return early(Code::Numhost);
+    }
+
+    let addrs = match addresses(cfg, req, &params) {
+        Ok(a) => a,
+        Err(reply) => return Start::Reply(Outcome::reply(reply(json))),
+    };
+
+    let mut hosts = Vec::with_capacity(names.len());
+    for input in names {
+        let name = match Fqdn::parse(input) {
+            Ok(n) => n,
+            Err(_) => {
+                hosts.push(HostJob::decided(
+                    input.chars().take(253).collect(),
+                    Code::Notfqdn,
+                ));
+                continue;
+            }
+        };
+        let zone = match cfg.zone_of(&name) {
+            Some(z) if auth::may_update(cfg, &identity, &name) => z,
+            _ => {
+                hosts.push(HostJob::decided(name.to_string(), Code::Nohost));
+                continue;
+            }
+        };
+        for (param, ip) in &addrs.explicit {
+            if let Err(e) = zone.policy.check(*ip) {
+                return Start::Reply(Outcome::reply(invalid_ip(json, param, &ip.to_string(), &e)));
+            }
+        }
+        let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
+            hosts.push(HostJob::decided(name.to_string(), Code::Emergency));
+            continue;
+        };
+        let mut want = Vec::new();
+        if let Some(v4) = addrs.v4 {
+            want.push((RrType::A, vec![v4.to_string()]));
+        }
+        if let Some(v6) = addrs.v6 {
+            want.push((RrType::Aaaa, vec![v6.to_string()]));
+        }
+        hosts.push(HostJob::update(Target {
+            name,
+            zone: zone.name.clone(),
+            backend,
+            ttl: zone.ttl,
+            want,
+        }));
+    }
+    let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
+    Start::Job(Job::new(
+        cfg,
+        "dyndns2",
+        identity,
+        req,
+        hosts,
+        render,
+        auth.writes,
+        env,
+    ))
+}
+
+fn read_params(req: &Request) -> Result<Params, String> {
+    let mut params = Params::parse(req.query()).map_err(|e| e.to_string())?;
+    if req.method == "POST" && !req.body.is_empty() {
+        let form = req.header("content-type").is_some_and(|c| {
+            c.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        if !form {
+            return Err("POST body must be application/x-www-form-urlencoded".into());
+        }
+        let body = std::str::from_utf8(&req.body).map_err(|_| ParamError::NotUtf8.to_string())?;
+        params.extend(Params::parse(body).map_err(|e| e.to_string())?);
+    }
+    Ok(params)
+}
+
+struct Addresses {
+    v4: Option<std::net::Ipv4Addr>,
+    v6: Option<std::net::Ipv6Addr>,
+    /// Every address with the parameter it came from, for the zone's range check.
+    explicit: Vec<(&'static str, IpAddr)>,
+}
+
+type ReplyFn = Box<dyn FnOnce(bool) -> Reply>;
+
+/// `myip` (a comma list of at most one address per family, `auto`, empty or absent) and
+/// `myip6`/`myipv6`/`ipv6`. With no address at all, the client's address is used.
+fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, ReplyFn> {
+    let dup = |e: ParamError| -> ReplyFn {
+        Box::new(move |json| bad_request(json, "invalid_request", &e.to_string()))
+    };
+    let mut out = Addresses {
+        v4: None,
+        v6: None,
+        explicit: vec![],
+    };
+    let set = |param: &'static str, ip: IpAddr, out: &mut Addresses| -> Result<(), ReplyFn> {
+        let slot_taken = match ip {
+            IpAddr::V4(v4) => out.v4.replace(v4).is_some(),
+            IpAddr::V6(v6) => out.v6.replace(v6).is_some(),
+        };
+        if slot_taken {
+            return Err(Box::new(move |json| {
+                bad_request(
+                    json,
+                    "invalid_ip",
+                    &format!("parameter {param}: two addresses of the same family"),
+                )
+            }));
+        }
+        out.explicit.push((param, ip));
+        Ok(())
+    };
+    let myip = params.one("myip").map_err(dup)?.unwrap_or("");
+    let mut auto = myip.is_empty();
+    for item in myip.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case("auto") {
+            auto = true;
+            continue;
+        }
+        let ip = addr::parse_ip(item).map_err(|e| -> ReplyFn {
+            let item = item.to_string();
+            Box::new(move |json| invalid_ip(json, "myip", &item, &e))
+        })?;
+        set("myip", ip, &mut out)?;
+    }
+    for &param in V6_PARAMS {
+        let Some(value) = params.one(param).map_err(dup)?.filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if value.eq_ignore_ascii_case("auto") {
+            auto = true;
+            continue;
+        }
+        let ip = addr::parse_v6(value).map_err(|e| -> ReplyFn {
+            let value = value.to_string();
+            Box::new(move |json| invalid_ip(json, param, &value, &e))
+        })?;
+        set(param, IpAddr::V6(ip), &mut out)?;
+        auto = auto && !myip.is_empty();
+    }
+    if auto && out.v4.is_none() && out.v6.is_none() {
+        let Some(client) = req.client_ip(&cfg.trusted_proxies) else {
+            return Err(Box::new(|json| {
+                code_reply(Code::Emergency, StatusMode::Always200, json)
+            }));
+        };
+        set("client address", client, &mut out)?;
+    } else if auto {
+        // `myip=auto` next to an explicit other family: fill the client's family if free.
+        if let Some(client) = req.client_ip(&cfg.trusted_proxies) {
+            let free = match client {
+                IpAddr::V4(_) => out.v4.is_none(),
+                IpAddr::V6(_) => out.v6.is_none(),
+            };
+            if free {
+                set("client address", client, &mut out)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// HTTP status of a DynDNS2 code under an endpoint's status mode.
+pub fn status_of(code: Code, mode: StatusMode) -> u16 {
+    match mode {
+        StatusMode::Always200 => 200,
+        StatusMode::CertaDns => match code {
+            Code::Good | Code::Nochg => 200,
+            Code::Badauth => 401,
+            Code::Nohost => 404,
+            Code::Notfqdn | Code::Numhost | Code::Badagent => 400,
+            Code::Abuse => 429,
+            Code::Dnserr | Code::Emergency => 500,
+        },
+    }
+}
+
+fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+    let status = status_of(code, mode);
+    if json {
+        Reply::json(status, &json!({ "status": code.as_str() }))
+    } else {
+        Reply::text(status, format!("{code}\n"))
+    }
+}
+
+fn bad_request(json: bool, code: &str, message: &str) -> Reply {
+    if json {
+        Reply::json(
+            400,
+            &json!({"status": "error", "code": code, "message": message}),
+        )
+    } else {
+        Reply::text(400, format!("{code}: {message}\n"))
+    }
+}
+
+fn invalid_ip(json: bool, param: &str, value: &str, e: &AddrError) -> Reply {
+    let shown: String = value.chars().take(64).collect();
+    bad_request(
+        json,
+        "invalid_ip",
+        &format!("parameter {param}: '{shown}' {e}"),
+    )
+}
+
+/// One line per host, in request order: `good 192.0.2.1`, `good 192.0.2.1 2001:db8::1`, `nohost`.
+pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
+    let status = results
+        .iter()
+        .find(|r| !r.code.is_success())
+        .map_or(200, |r| status_of(r.code, mode));
+    if json {
+        let items: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                let mut v = json!({"hostname": r.host, "status": r.code.as_str()});
+                if r.code.is_success() {
+                    for ip in &r.addrs {
+                        let key = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+                        v[key] = json!(ip.to_string());
+                    }
+                }
+                v
+            })
+            .collect();
+        let overall = results
+            .iter()
+            .find(|r| !r.code.is_success())
+            .or(results.first())
+            .map_or("911", |r| r.code.as_str());
+        return Reply::json(status, &json!({"status": overall, "results": items}));
+    }
+    let mut body = String::new();
+    for r in results {
+        body.push_str(r.code.as_str());
+        if r.code.is_success() {
+            for ip in &r.addrs {
+                body.push(' ');
+                body.push_str(&ip.to_string());
+            }
+        }
+        body.push('\n');
+    }
+    Reply::text(status, body)
+}

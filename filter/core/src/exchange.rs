@@ -1,0 +1,493 @@
+//! The state machine between a request and its reply: the whole contract with the adapters.
+//!
+//! Every input (`start`, `on_body`, `on_callout`) returns one [`Step`] telling the adapter what
+//! to do next. Time, randomness and a read view of the KV come in with every input; nothing in
+//! here performs I/O. After `Step::Done` the exchange is over: late inputs change nothing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use crate::auth::Identity;
+use crate::backends::{
+    BackendEnv, BackendError, Callout, CalloutResult, RrSet, RrType, WriteCheck,
+};
+use crate::config::{Backend, Config};
+use crate::dialects::{self, Route};
+use crate::kv::{keys, KvView, KvWrite};
+use crate::names::Fqdn;
+use crate::reply::{Code, Reply};
+use crate::request::Request;
+
+/// Inputs from the host that the core must not invent.
+pub struct Env<'a> {
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// Fresh randomness for DNS ids and nonces.
+    pub random: u64,
+    pub kv: &'a dyn KvView,
+}
+
+impl Env<'_> {
+    pub fn now_s(&self) -> u64 {
+        self.now_ms / 1000
+    }
+}
+
+pub type CalloutId = u32;
+
+/// What the adapter must do next.
+#[must_use = "the adapter must perform every Step"]
+#[derive(Debug)]
+pub enum Step {
+    /// Not a dynedge route: let the proxy carry on.
+    Pass,
+    /// Keep the request paused and call `on_body` with the whole body (at most `limit` bytes).
+    NeedBody { limit: usize },
+    /// Perform each call and feed each result to `on_callout` with its id.
+    Call(Vec<(CalloutId, Callout)>),
+    /// Results are still outstanding: stay paused.
+    Wait,
+    /// Apply the writes, emit the log lines and counters, send the reply.
+    Done(Outcome),
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    pub writes: Vec<KvWrite>,
+    /// Structured (JSON) audit lines, secrets already absent.
+    pub log: Vec<String>,
+    /// Counter names to increment by one.
+    pub counters: Vec<String>,
+}
+
+impl Outcome {
+    pub fn reply(reply: Reply) -> Outcome {
+        Outcome {
+            reply: Some(reply),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Largest request body any dialect accepts.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+pub struct Exchange {
+    state: State,
+}
+
+enum State {
+    AwaitingBody(Request, Route),
+    Running(Box<Job>),
+    Finished,
+}
+
+impl Exchange {
+    /// Starts on the request headers. `end_of_stream` says whether a body follows.
+    pub fn start(cfg: &Config, req: Request, end_of_stream: bool, env: &Env) -> (Exchange, Step) {
+        let Some(route) = dialects::route(req.path_only()) else {
+            return (
+                Exchange {
+                    state: State::Finished,
+                },
+                Step::Pass,
+            );
+        };
+        if !end_of_stream && route.reads_body() {
+            let ex = Exchange {
+                state: State::AwaitingBody(req, route),
+            };
+            return (ex, Step::NeedBody { limit: BODY_LIMIT });
+        }
+        let mut ex = Exchange {
+            state: State::Finished,
+        };
+        let step = ex.begin(cfg, req, route, env);
+        (ex, step)
+    }
+
+    /// The complete request body (after `Step::NeedBody`).
+    pub fn on_body(&mut self, cfg: &Config, body: Vec<u8>, env: &Env) -> Step {
+        let State::AwaitingBody(mut req, route) =
+            std::mem::replace(&mut self.state, State::Finished)
+        else {
+            return Step::Wait;
+        };
+        if body.len() > BODY_LIMIT {
+            return Step::Done(Outcome::reply(dialects::payload_too_large(&req, route)));
+        }
+        req.body = body;
+        self.begin(cfg, req, route, env)
+    }
+
+    /// A callout's result. Unknown or late ids are ignored.
+    pub fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+        let State::Running(job) = &mut self.state else {
+            return Step::Wait;
+        };
+        let step = job.on_callout(id, result, env);
+        if matches!(step, Step::Done(_)) {
+            self.state = State::Finished;
+        }
+        step
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    fn begin(&mut self, cfg: &Config, req: Request, route: Route, env: &Env) -> Step {
+        match dialects::handle(cfg, &req, route, env) {
+            Start::Reply(outcome) => Step::Done(outcome),
+            Start::Job(mut job) => {
+                let step = job.advance(env);
+                if !matches!(step, Step::Done(_)) {
+                    self.state = State::Running(job);
+                }
+                step
+            }
+        }
+    }
+}
+
+/// What a dialect makes of a request: an immediate reply, or an update job.
+pub enum Start {
+    Reply(Outcome),
+    Job(Box<Job>),
+}
+
+/// How a finished job turns into a reply; each dialect supplies one.
+pub type Renderer = Box<dyn Fn(&[HostOutcome]) -> Reply + Send + Sync>;
+
+/// One host's line in the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOutcome {
+    pub host: String,
+    pub code: Code,
+    /// The addresses the host now has (for `good`/`nochg`).
+    pub addrs: Vec<IpAddr>,
+}
+
+/// One host of an update job.
+pub struct HostJob {
+    /// As it appears in the reply: the normal form, or the input if it did not parse.
+    pub label: String,
+    pub target: Option<Target>,
+    /// Decided before any call (`notfqdn`, `nohost`) or when the calls are done.
+    pub code: Option<Code>,
+    pub error: Option<String>,
+    old: HashMap<RrType, Vec<String>>,
+}
+
+/// Where and what to write for a host.
+pub struct Target {
+    pub name: Fqdn,
+    pub zone: Fqdn,
+    pub backend: Backend,
+    pub ttl: u32,
+    /// The desired RRsets, by type.
+    pub want: Vec<(RrType, Vec<String>)>,
+}
+
+impl HostJob {
+    pub fn decided(label: String, code: Code) -> HostJob {
+        HostJob {
+            label,
+            target: None,
+            code: Some(code),
+            error: None,
+            old: HashMap::new(),
+        }
+    }
+
+    pub fn update(target: Target) -> HostJob {
+        HostJob {
+            label: target.name.to_string(),
+            target: Some(target),
+            code: None,
+            error: None,
+            old: HashMap::new(),
+        }
+    }
+
+    fn fail(&mut self, e: BackendError) {
+        self.code = Some(Code::Dnserr);
+        self.error = Some(e.0);
+    }
+}
+
+enum Pending {
+    Read { host: usize, rtype: RrType },
+    Write { host: usize, check: WriteCheck },
+}
+
+enum Phase {
+    Reading,
+    Writing,
+}
+
+/// An authenticated update of one or more hosts.
+pub struct Job {
+    pub dialect: &'static str,
+    pub identity: Identity,
+    pub client: Option<IpAddr>,
+    pub user_agent: String,
+    pub hosts: Vec<HostJob>,
+    pub render: Renderer,
+    pub writes: Vec<KvWrite>,
+    record_cache_ttl_ms: u64,
+    started_ms: u64,
+    pending: HashMap<CalloutId, Pending>,
+    next_id: CalloutId,
+    phase: Phase,
+}
+
+impl Job {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: &Config,
+        dialect: &'static str,
+        identity: Identity,
+        req: &Request,
+        hosts: Vec<HostJob>,
+        render: Renderer,
+        writes: Vec<KvWrite>,
+        env: &Env,
+    ) -> Box<Job> {
+        Box::new(Job {
+            dialect,
+            identity,
+            client: req.client_ip(&cfg.trusted_proxies),
+            user_agent: req
+                .header("user-agent")
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+            hosts,
+            render,
+            writes,
+            record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
+            started_ms: env.now_ms,
+            pending: HashMap::new(),
+            next_id: 0,
+            phase: Phase::Reading,
+        })
+    }
+
+    fn call(&mut self, p: Pending, c: Callout, out: &mut Vec<(CalloutId, Callout)>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, p);
+        out.push((id, c));
+    }
+
+    /// Reads what the KV does not know fresh, then writes what differs, then replies.
+    fn advance(&mut self, env: &Env) -> Step {
+        let mut calls = Vec::new();
+        if matches!(self.phase, Phase::Reading) {
+            for i in 0..self.hosts.len() {
+                let h = &mut self.hosts[i];
+                let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
+                    continue;
+                };
+                let mut reads = Vec::new();
+                for (rtype, _) in &t.want {
+                    match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
+                        Some(values) => {
+                            h.old.insert(*rtype, values);
+                        }
+                        None => reads.push((*rtype, t.backend.read(&t.zone, &t.name, *rtype))),
+                    }
+                }
+                for (rtype, c) in reads {
+                    self.call(Pending::Read { host: i, rtype }, c, &mut calls);
+                }
+            }
+            if !calls.is_empty() {
+                return Step::Call(calls);
+            }
+            self.phase = Phase::Writing;
+            let benv = BackendEnv {
+                now_s: env.now_s(),
+                random: env.random,
+            };
+            for i in 0..self.hosts.len() {
+                let h = &mut self.hosts[i];
+                let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
+                    continue;
+                };
+                let sets: Vec<RrSet> = t
+                    .want
+                    .iter()
+                    .filter(|(rtype, values)| {
+                        !same_values(*rtype, h.old.get(rtype).map_or(&[][..], |v| v), values)
+                    })
+                    .map(|(rtype, values)| RrSet {
+                        name: t.name.clone(),
+                        rtype: *rtype,
+                        ttl: t.ttl,
+                        values: values.clone(),
+                    })
+                    .collect();
+                if sets.is_empty() {
+                    h.code = Some(Code::Nochg);
+                    continue;
+                }
+                let (c, check) = t.backend.write(&t.zone, &sets, benv);
+                self.call(Pending::Write { host: i, check }, c, &mut calls);
+            }
+            if !calls.is_empty() {
+                return Step::Call(calls);
+            }
+        }
+        if self.pending.is_empty() {
+            Step::Done(self.finish(env))
+        } else {
+            Step::Wait
+        }
+    }
+
+    fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+        let Some(p) = self.pending.remove(&id) else {
+            return Step::Wait;
+        };
+        match p {
+            Pending::Read { host, rtype } => {
+                let h = &mut self.hosts[host];
+                if let Some(t) = &h.target {
+                    match t.backend.parse_read(&t.name, rtype, &result) {
+                        Ok(values) => {
+                            self.writes.push(cache_put(&t.name, rtype, &values, env));
+                            h.old.insert(rtype, values);
+                        }
+                        Err(e) => h.fail(e),
+                    }
+                }
+            }
+            Pending::Write { host, check } => {
+                let h = &mut self.hosts[host];
+                if let Some(t) = &h.target {
+                    match t.backend.check_write(&check, &result) {
+                        Ok(()) => {
+                            for (rtype, values) in &t.want {
+                                self.writes.push(cache_put(&t.name, *rtype, values, env));
+                            }
+                            h.code = Some(Code::Good);
+                        }
+                        Err(e) => {
+                            // The backend may or may not have applied it: forget what we knew.
+                            for (rtype, _) in &t.want {
+                                self.writes.push(KvWrite::remove(keys::record(
+                                    t.name.as_str(),
+                                    rtype.as_str(),
+                                )));
+                            }
+                            h.fail(e);
+                        }
+                    }
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            return Step::Wait;
+        }
+        self.advance(env)
+    }
+
+    fn finish(&mut self, env: &Env) -> Outcome {
+        let elapsed = env.now_ms.saturating_sub(self.started_ms);
+        let mut log = Vec::new();
+        let mut counters = Vec::new();
+        let mut outcomes = Vec::new();
+        for h in &self.hosts {
+            let code = h.code.unwrap_or(Code::Emergency);
+            let (new, addrs) = match &h.target {
+                Some(t) => {
+                    let new: Vec<&String> = t.want.iter().flat_map(|(_, v)| v).collect();
+                    let addrs = t
+                        .want
+                        .iter()
+                        .filter(|(r, _)| *r != RrType::Txt)
+                        .flat_map(|(_, v)| v.iter().filter_map(|s| s.parse().ok()))
+                        .collect();
+                    (json!(new), addrs)
+                }
+                None => (json!(null), vec![]),
+            };
+            let old: Vec<&String> = h.old.values().flatten().collect();
+            log.push(
+                json!({
+                    "event": "dynedge.update",
+                    "ts_ms": env.now_ms,
+                    "dialect": self.dialect,
+                    "user": self.identity.user,
+                    "token_id": self.identity.token_id,
+                    "host": h.label,
+                    "old": old,
+                    "new": new,
+                    "source": self.client.map(|c| c.to_string()),
+                    "user_agent": self.user_agent,
+                    "result": code.as_str(),
+                    "error": h.error,
+                    "backend_ms": elapsed,
+                })
+                .to_string(),
+            );
+            counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            outcomes.push(HostOutcome {
+                host: h.label.clone(),
+                code,
+                addrs,
+            });
+        }
+        Outcome {
+            reply: Some((self.render)(&outcomes)),
+            writes: std::mem::take(&mut self.writes),
+            log,
+            counters,
+        }
+    }
+}
+
+fn cache_put(name: &Fqdn, rtype: RrType, values: &[String], env: &Env) -> KvWrite {
+    KvWrite::put(
+        keys::record(name.as_str(), rtype.as_str()),
+        format!("{}|{}", env.now_ms, values.join("\n")).into_bytes(),
+    )
+}
+
+fn cached(env: &Env, name: &Fqdn, rtype: RrType, ttl_ms: u64) -> Option<Vec<String>> {
+    let raw = env.kv.get(&keys::record(name.as_str(), rtype.as_str()))?;
+    let text = String::from_utf8(raw).ok()?;
+    let (at, values) = text.split_once('|')?;
+    let at: u64 = at.parse().ok()?;
+    if at.saturating_add(ttl_ms) <= env.now_ms {
+        return None;
+    }
+    Some(if values.is_empty() {
+        vec![]
+    } else {
+        values.split('\n').map(str::to_string).collect()
+    })
+}
+
+/// Equal as sets; addresses compare as addresses (`2001:DB8::1` = `2001:db8::1`).
+fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
+    let norm = |v: &[String]| {
+        let mut out: Vec<String> = v
+            .iter()
+            .map(|s| match rtype {
+                RrType::Txt => s.clone(),
+                _ => s.parse::<IpAddr>().map_or(s.clone(), |ip| ip.to_string()),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    norm(a) == norm(b)
+}

@@ -1,0 +1,83 @@
+//! The shared key-value store as the core sees it: a read view in, writes out.
+//!
+//! In Envoy this is proxy-wasm shared data (shared by every worker VM of the process); in Pingora
+//! an in-process map. The core never writes directly: it returns [`KvWrite`]s with its `Step`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub trait KvView {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+}
+
+/// A write the adapter must apply (`None` removes the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+impl KvWrite {
+    pub fn put(key: String, value: Vec<u8>) -> Self {
+        KvWrite {
+            key,
+            value: Some(value),
+        }
+    }
+    pub fn remove(key: String) -> Self {
+        KvWrite { key, value: None }
+    }
+}
+
+/// The key schema, in one place.
+pub mod keys {
+    /// Serialized configuration and its generation, written by the root context.
+    pub const CONFIG: &str = "dynedge:config";
+    pub const CONFIG_GENERATION: &str = "dynedge:config:generation";
+
+    /// A cached successful password verification: value = expiry (unix seconds).
+    pub fn auth_cache(user: &str, tag: &str) -> String {
+        format!("dynedge:authok:{user}:{tag}")
+    }
+
+    /// What the backend last held for a name and type: value = `written_at_s|v1,v2`.
+    pub fn record(name: &str, rtype: &str) -> String {
+        format!("dynedge:rr:{name}:{rtype}")
+    }
+}
+
+/// An in-process KV: the Pingora module's store and the core's test store.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    pub fn apply(&self, writes: &[KvWrite]) {
+        let Ok(mut map) = self.map.lock() else { return };
+        for w in writes {
+            match &w.value {
+                Some(v) => {
+                    map.insert(w.key.clone(), v.clone());
+                }
+                None => {
+                    map.remove(&w.key);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl KvView for MemoryKv {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+}

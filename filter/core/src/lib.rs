@@ -1,0 +1,23 @@
+//! dynedge's sans-IO core.
+//!
+//! Adapters (the proxy-wasm filter, the Pingora module) snapshot a [`Request`], call
+//! [`Exchange::start`], and perform the [`Step`]s it returns. Nothing here knows a proxy, a
+//! socket or a clock.
+
+pub mod addr;
+pub mod auth;
+pub mod backends;
+pub mod config;
+pub mod dialects;
+pub mod exchange;
+pub mod kv;
+pub mod names;
+pub mod reply;
+pub mod request;
+
+pub use backends::{Callout, CalloutResult};
+pub use config::{Config, ConfigError};
+pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
+pub use kv::{KvView, KvWrite, MemoryKv};
+pub use reply::{Code, Reply};
+pub use request::Request;
