@@ -174,6 +174,15 @@ pub enum Backend {
     PowerDns(PowerDnsBackend),
 }
 
+impl Backend {
+    /// The proxy cluster (Envoy) or upstream (Pingora) this backend's callouts go to.
+    pub fn cluster(&self) -> &str {
+        match self {
+            Backend::PowerDns(b) => &b.cluster,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PowerDnsBackend {
     pub cluster: String,

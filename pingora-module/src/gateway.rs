@@ -1,0 +1,224 @@
+//! The adapter: snapshots a Pingora request, drives the core's [`Exchange`], performs its
+//! [`Step`]s, and writes the core's reply. It makes no decisions of its own.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dynedge_core::{
+    CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Outcome, Reply, Request, Step,
+};
+use pingora::connectors::http::Connector;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use tokio::task::JoinSet;
+
+use crate::callout::{self, Clusters};
+
+/// Where the core's audit lines (one JSON object each, secrets already absent) go.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Everything the core needs from its host, shared by every worker thread and every service
+/// of the process: the configuration (swappable), the KV, the backend connections, counters.
+pub struct Gateway {
+    config: RwLock<Arc<Config>>,
+    kv: MemoryKv,
+    clusters: Clusters,
+    connector: Connector,
+    counters: Mutex<BTreeMap<String, u64>>,
+    log: LogSink,
+}
+
+/// Writes each audit line to standard output.
+pub fn stdout_log() -> LogSink {
+    Arc::new(|line: &str| println!("{line}"))
+}
+
+impl Gateway {
+    /// A gateway for `config`, whose backends are reached through `clusters`. Share it with
+    /// an `Arc` between every service of the server.
+    pub fn new(config: Config, clusters: Clusters) -> Result<Gateway, String> {
+        clusters.check(&config)?;
+        pingora::tls::install_default_crypto_provider();
+        Ok(Gateway {
+            config: RwLock::new(Arc::new(config)),
+            kv: MemoryKv::default(),
+            clusters,
+            connector: Connector::new(None),
+            counters: Mutex::new(BTreeMap::new()),
+            log: stdout_log(),
+        })
+    }
+
+    /// Sends the audit lines to `log` instead of standard output.
+    pub fn with_log(mut self, log: LogSink) -> Gateway {
+        self.log = log;
+        self
+    }
+
+    /// The configuration new requests are served from.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new configuration (SIGHUP). Requests already running finish with the old
+    /// one. Refused, and the old one kept, when a backend's cluster has no address.
+    pub fn replace_config(&self, config: Config) -> Result<(), String> {
+        self.clusters.check(&config)?;
+        let new = Arc::new(config);
+        match self.config.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(())
+    }
+
+    /// The counters the core asked to increment, by name.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The shared in-process KV (proxy-wasm shared data's equivalent).
+    pub fn kv(&self) -> &MemoryKv {
+        &self.kv
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            now_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            random: random_u64(),
+            kv: &self.kv,
+        }
+    }
+
+    /// Answers a dynedge route and returns `Ok(true)`, or returns `Ok(false)` for any other
+    /// request (the caller proxies it). Call it first thing in a `request_filter`.
+    pub async fn handle(self: &Arc<Self>, session: &mut Session) -> pingora::Result<bool> {
+        let cfg = self.config();
+        let req = snapshot(session);
+        let end_of_stream = session.is_body_empty();
+        let (mut ex, mut step) = Exchange::start(&cfg, req, end_of_stream, &self.env());
+        let mut calls: JoinSet<(CalloutId, CalloutResult)> = JoinSet::new();
+        loop {
+            step = match step {
+                Step::Pass => return Ok(false),
+                Step::NeedBody { limit } => {
+                    let body = read_body(session, limit).await?;
+                    ex.on_body(&cfg, body, &self.env())
+                }
+                Step::Call(list) => {
+                    for (id, c) in list {
+                        let gw = self.clone();
+                        calls.spawn(async move {
+                            (id, callout::perform(&gw.connector, &gw.clusters, &c).await)
+                        });
+                    }
+                    Step::Wait
+                }
+                Step::Wait => match calls.join_next().await {
+                    Some(Ok((id, result))) => ex.on_callout(id, result, &self.env()),
+                    // A callout task cannot panic or be cancelled while we hold the set; if it
+                    // ever did, its result is simply never fed back and the core waits on.
+                    Some(Err(_)) => Step::Wait,
+                    None => Step::Done(Outcome::reply(Reply::text(
+                        500,
+                        "911 no callout outstanding\n",
+                    ))),
+                },
+                Step::Done(outcome) => {
+                    self.finish(session, outcome).await?;
+                    return Ok(true);
+                }
+            };
+        }
+    }
+
+    async fn finish(&self, session: &mut Session, outcome: Outcome) -> pingora::Result<()> {
+        self.kv.apply(&outcome.writes);
+        for line in &outcome.log {
+            (self.log)(line);
+        }
+        if let Ok(mut counters) = self.counters.lock() {
+            for name in outcome.counters {
+                *counters.entry(name).or_insert(0) += 1;
+            }
+        }
+        let reply = outcome.reply.unwrap_or_else(|| Reply::text(500, "911\n"));
+        write_reply(session, &reply).await
+    }
+}
+
+/// The request as the core sees it.
+fn snapshot(session: &Session) -> Request {
+    let h = session.req_header();
+    Request {
+        method: h.method.as_str().to_string(),
+        path: h
+            .uri
+            .path_and_query()
+            .map_or_else(|| h.uri.path().to_string(), |pq| pq.as_str().to_string()),
+        headers: h
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+        peer: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+    }
+}
+
+/// Reads the request body, stopping one byte past `limit` (the core refuses what is longer).
+async fn read_body(session: &mut Session, limit: usize) -> pingora::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            body.truncate(limit + 1);
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Sends a core reply as is, with `Content-Length`, through the downstream modules (so a
+/// module such as HSTS sees local replies too).
+pub async fn write_reply(session: &mut Session, reply: &Reply) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (k, v) in &reply.headers {
+        resp.append_header(k.clone(), v.as_str())?;
+    }
+    resp.insert_header("content-length", reply.body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(&reply.body)), true)
+        .await
+}
+
+/// 64 random bits from the TLS provider's CSPRNG (ring); the core uses them for ids and nonces.
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(p) = pingora::tls::CryptoProvider::get_default() {
+        if p.secure_random.fill(&mut buf).is_ok() {
+            return u64::from_le_bytes(buf);
+        }
+    }
+    // No provider installed (cannot happen after `Gateway::new`): std's per-instance hash keys.
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
