@@ -296,6 +296,9 @@ impl Job {
                 };
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
+                    if h.old.contains_key(rtype) {
+                        continue; // read earlier in this exchange
+                    }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
                             h.old.insert(*rtype, values);
