@@ -11,6 +11,7 @@ pub mod config;
 pub mod dialects;
 pub mod exchange;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
