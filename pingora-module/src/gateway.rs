@@ -90,9 +90,7 @@ impl Gateway {
 
     fn env(&self) -> Env<'_> {
         Env {
-            now_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            now_ms: now_ms(),
             random: random_u64(),
             kv: &self.kv,
         }
@@ -142,6 +140,9 @@ impl Gateway {
 
     async fn finish(&self, session: &mut Session, outcome: Outcome) -> pingora::Result<()> {
         self.kv.apply(&outcome.writes);
+        for c in &outcome.counts {
+            self.kv.count(c, now_ms() / 1000);
+        }
         for line in &outcome.log {
             (self.log)(line);
         }
@@ -207,6 +208,12 @@ pub async fn write_reply(session: &mut Session, reply: &Reply) -> pingora::Resul
     session
         .write_response_body(Some(Bytes::copy_from_slice(&reply.body)), true)
         .await
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// 64 random bits from the TLS provider's CSPRNG (ring); the core uses them for ids and nonces.

@@ -286,3 +286,22 @@ fn the_access_log_has_one_line_per_request_without_query_or_credentials() {
         assert!(!log.contains(secret), "{secret} in {log}");
     }
 }
+
+#[test]
+fn after_five_failed_logins_the_client_is_refused_with_abuse_across_worker_threads() {
+    let s = Stack::start("abuse");
+    let q = format!("hostname={HOST}&myip=192.0.2.17");
+    // Each curl is a new connection, so the requests spread over both worker threads: the
+    // counts only add up if the KV is shared.
+    for i in 0..5 {
+        assert_eq!(
+            update(&s, &q, "demo:wrong").body,
+            "badauth\n",
+            "attempt {i}"
+        );
+    }
+    assert_eq!(update(&s, &q, "demo:wrong").body, "abuse\n");
+    // Refused before the password is even checked: the right one is refused too.
+    assert_eq!(update(&s, &q, DEMO).body, "abuse\n");
+    assert_eq!(s.pdns.dig(HOST, "A"), "");
+}
