@@ -305,3 +305,39 @@ fn after_five_failed_logins_the_client_is_refused_with_abuse_across_worker_threa
     assert_eq!(update(&s, &q, DEMO).body, "abuse\n");
     assert_eq!(s.pdns.dig(HOST, "A"), "");
 }
+
+#[test]
+fn requests_running_across_repeated_sighup_reloads_are_all_answered() {
+    let s = Stack::start("reload_load");
+    let q = format!("hostname={HOST}&myip=192.0.2.18");
+    assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.18\n");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || answers.len() < 20 {
+                answers.push(update(&s, &q, DEMO).body);
+            }
+            answers
+        });
+        for _ in 0..5 {
+            s.gw.proc.signal("HUP");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        client.join().unwrap()
+    });
+    let reloads = || s.gw.log().matches("configuration reloaded").count();
+    for _ in 0..200 {
+        if reloads() >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(reloads(), 5, "{}", s.gw.log());
+    assert!(s.gw.proc.is_running());
+    assert!(
+        answers.iter().all(|a| a == "nochg 192.0.2.18\n"),
+        "{answers:?}"
+    );
+}
