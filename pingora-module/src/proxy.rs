@@ -241,6 +241,43 @@ impl ProxyHttp for DynedgeProxy {
     }
 }
 
+/// The counters as text, one `name: value` line each (Envoy admin `/stats` style), on
+/// `GET /stats`; anything else is a 404. Serve it on a loopback-only listener.
+pub struct StatsEndpoint {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl ProxyHttp for StatsEndpoint {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> pingora::Result<bool> {
+        let reply = if session.req_header().uri.path() == "/stats" {
+            let text: String = self
+                .gateway
+                .counters()
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\n"))
+                .collect();
+            Reply::text(200, text)
+        } else {
+            Reply::text(404, "not found\n")
+        };
+        write_reply(session, &reply).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut (),
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(Error::explain(ErrorType::HTTPStatus(404), "stats only"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

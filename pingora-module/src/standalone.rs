@@ -24,12 +24,12 @@ use pingora::services::background::BackgroundService;
 
 use crate::callout::{resolve, Clusters};
 use crate::gateway::Gateway;
-use crate::proxy::{AccessLog, DynedgeProxy};
+use crate::proxy::{AccessLog, DynedgeProxy, StatsEndpoint};
 
 pub const USAGE: &str = "\
 usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--listen ADDR]...
                        [--cluster NAME=HOST:PORT[,max_requests=N]]... [--upstream HOST:PORT]
-                       [--access-log FILE] [--threads N] [--grace-period S]
+                       [--access-log FILE] [--stats ADDR] [--threads N] [--grace-period S]
 
   --config FILE            the plugin's JSON configuration (same file as for Envoy); re-read on SIGHUP
   --tls ADDR               HTTPS listener (TLS 1.2 and 1.3; HSTS on every response); repeatable
@@ -39,6 +39,7 @@ usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--lis
                            ,max_requests=N: at most N calls in flight (1 for PowerDNS on sqlite3)
   --upstream HOST:PORT     where every non-dynedge request is proxied (without it: 404)
   --access-log FILE        one line per request, path without its query (no secrets)
+  --stats ADDR             plain HTTP listener for GET /stats (counters); keep it on loopback
   --threads N              worker threads per listener service (default 2)
   --grace-period S         seconds SIGTERM waits for running requests (default 5)";
 
@@ -53,6 +54,7 @@ pub struct Settings {
     pub clusters: Clusters,
     pub upstream: Option<SocketAddr>,
     pub access_log: Option<PathBuf>,
+    pub stats: Option<SocketAddr>,
     pub threads: usize,
     pub grace_period_s: u64,
 }
@@ -87,6 +89,7 @@ impl Settings {
                 "--cluster" => s.clusters.add_spec(&value)?,
                 "--upstream" => s.upstream = Some(resolve(&value)?),
                 "--access-log" => s.access_log = Some(PathBuf::from(value)),
+                "--stats" => s.stats = Some(addr(&value)?),
                 "--threads" => s.threads = number(&value)?.clamp(1, 256) as usize,
                 "--grace-period" => s.grace_period_s = number(&value)?,
                 _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
@@ -160,6 +163,17 @@ pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), Strin
             tls.add_tls_with_settings(&a.to_string(), None, s);
         }
         server.add_service(tls);
+    }
+    if let Some(addr) = settings.stats {
+        let mut stats = http_proxy_service_with_name(
+            &server.configuration,
+            StatsEndpoint {
+                gateway: gateway.clone(),
+            },
+            "dynedge-stats",
+        );
+        stats.add_tcp(&addr.to_string());
+        server.add_service(stats);
     }
     server.add_service(background_service(
         "dynedge-sighup",

@@ -308,7 +308,7 @@ fn after_five_failed_logins_the_client_is_refused_with_abuse_across_worker_threa
 
 #[test]
 fn requests_running_across_repeated_sighup_reloads_are_all_answered() {
-    let s = Stack::start("reload_load");
+    let mut s = Stack::start("reload_load");
     let q = format!("hostname={HOST}&myip=192.0.2.18");
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.18\n");
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -340,4 +340,19 @@ fn requests_running_across_repeated_sighup_reloads_are_all_answered() {
         answers.iter().all(|a| a == "nochg 192.0.2.18\n"),
         "{answers:?}"
     );
+}
+
+#[test]
+fn the_stats_listener_counts_results_per_dialect() {
+    let s = Stack::start("stats");
+    let q = format!("hostname={HOST}&myip=192.0.2.19");
+    assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.19\n");
+    assert_eq!(update(&s, &q, DEMO).body, "nochg 192.0.2.19\n");
+    assert_eq!(update(&s, &q, DEMO).body, "nochg 192.0.2.19\n");
+    let url = format!("http://127.0.0.1:{}/stats", s.gw.stats_port);
+    let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
+    assert_eq!(stats.status, 200);
+    let lines: Vec<&str> = stats.body.lines().collect();
+    assert!(lines.contains(&"dynedge.dyndns2.good: 1"), "{lines:?}");
+    assert!(lines.contains(&"dynedge.dyndns2.nochg: 2"), "{lines:?}");
 }

@@ -254,6 +254,7 @@ pub struct Gateway {
     pub proc: Proc,
     pub tls_port: u16,
     pub plain_port: u16,
+    pub stats_port: u16,
     pub dir: PathBuf,
     pub config: PathBuf,
 }
@@ -270,7 +271,7 @@ impl Gateway {
     pub fn start(dir: &Path, config_json: &str, pdns_api_port: u16, upstream: u16) -> Gateway {
         let config = dir.join("dynedge.json");
         std::fs::write(&config, config_json).unwrap();
-        let (tls_port, plain_port) = (free_port(), free_port());
+        let (tls_port, plain_port, stats_port) = (free_port(), free_port(), free_port());
         let proc = Proc::spawn(
             "dynedge-pingora",
             Command::new(env!("CARGO_BIN_EXE_dynedge-pingora"))
@@ -286,6 +287,7 @@ impl Gateway {
                     "--cluster",
                     &format!("pdns_api=127.0.0.1:{pdns_api_port},max_requests=1"),
                 ])
+                .args(["--stats", &format!("127.0.0.1:{stats_port}")])
                 .arg("--access-log")
                 .arg(dir.join("access.log"))
                 .args(["--upstream", &format!("127.0.0.1:{upstream}")])
@@ -294,10 +296,12 @@ impl Gateway {
         );
         wait_tcp(tls_port, "dynedge-pingora (TLS)");
         wait_tcp(plain_port, "dynedge-pingora (plain)");
+        wait_tcp(stats_port, "dynedge-pingora (stats)");
         Gateway {
             proc,
             tls_port,
             plain_port,
+            stats_port,
             dir: dir.to_path_buf(),
             config,
         }
