@@ -4,15 +4,19 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use dynedge_core::expiry;
 use dynedge_core::{
     CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Outcome, Reply, Request, Step,
 };
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
@@ -103,14 +107,55 @@ impl Gateway {
         let req = snapshot(session);
         let end_of_stream = session.is_body_empty();
         let (mut ex, mut step) = Exchange::start(&cfg, req, end_of_stream, &self.env());
+        if let Step::NeedBody { limit } = step {
+            let body = read_body(session, limit).await?;
+            step = ex.on_body(&cfg, body, &self.env());
+        }
+        let outcome = match self
+            .drive_calls(step, |id, result, env| ex.on_callout(id, result, env))
+            .await
+        {
+            Step::Pass => return Ok(false),
+            Step::Done(outcome) => outcome,
+            // NeedBody comes only first; Call and Wait never come back from drive_calls.
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => {
+                Outcome::reply(Reply::text(500, "911\n"))
+            }
+        };
+        let reply = outcome
+            .reply
+            .clone()
+            .unwrap_or_else(|| Reply::text(500, "911\n"));
+        self.record(outcome);
+        write_reply(session, &reply).await?;
+        Ok(true)
+    }
+
+    /// One expiry sweep (the core's `expiry` module): removes the records of hosts that have
+    /// been silent too long. [`ExpirySweeper`] runs it on the configured interval.
+    pub async fn sweep_expired(self: &Arc<Self>) {
+        let cfg = self.config();
+        let Some((mut sweep, step)) = expiry::start(&cfg, &self.env()) else {
+            return;
+        };
+        let step = self
+            .drive_calls(step, |id, result, env| sweep.on_callout(id, result, env))
+            .await;
+        if let Step::Done(outcome) = step {
+            self.record(outcome);
+        }
+    }
+
+    /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
+    /// the core returns something else (`Pass`, `NeedBody` or `Done`).
+    async fn drive_calls(
+        self: &Arc<Self>,
+        mut step: Step,
+        mut feed: impl FnMut(CalloutId, CalloutResult, &Env) -> Step,
+    ) -> Step {
         let mut calls: JoinSet<(CalloutId, CalloutResult)> = JoinSet::new();
         loop {
             step = match step {
-                Step::Pass => return Ok(false),
-                Step::NeedBody { limit } => {
-                    let body = read_body(session, limit).await?;
-                    ex.on_body(&cfg, body, &self.env())
-                }
                 Step::Call(list) => {
                     for (id, c) in list {
                         let gw = self.clone();
@@ -121,24 +166,24 @@ impl Gateway {
                     Step::Wait
                 }
                 Step::Wait => match calls.join_next().await {
-                    Some(Ok((id, result))) => ex.on_callout(id, result, &self.env()),
-                    // A callout task cannot panic or be cancelled while we hold the set; if it
-                    // ever did, its result is simply never fed back and the core waits on.
+                    Some(Ok((id, result))) => feed(id, result, &self.env()),
+                    // A callout task never panics; were one lost, the core would wait on
+                    // until the other results or the client's own timeout end it.
                     Some(Err(_)) => Step::Wait,
-                    None => Step::Done(Outcome::reply(Reply::text(
-                        500,
-                        "911 no callout outstanding\n",
-                    ))),
+                    None => {
+                        return Step::Done(Outcome::reply(Reply::text(
+                            500,
+                            "911 no callout outstanding\n",
+                        )))
+                    }
                 },
-                Step::Done(outcome) => {
-                    self.finish(session, outcome).await?;
-                    return Ok(true);
-                }
+                other => return other,
             };
         }
     }
 
-    async fn finish(&self, session: &mut Session, outcome: Outcome) -> pingora::Result<()> {
+    /// Applies an outcome: KV writes and rate-limit counts, audit lines, counters.
+    fn record(&self, outcome: Outcome) {
         self.kv.apply(&outcome.writes);
         for c in &outcome.counts {
             self.kv.count(c, now_ms() / 1000);
@@ -151,8 +196,25 @@ impl Gateway {
                 *counters.entry(name).or_insert(0) += 1;
             }
         }
-        let reply = outcome.reply.unwrap_or_else(|| Reply::text(500, "911\n"));
-        write_reply(session, &reply).await
+    }
+}
+
+/// Runs [`Gateway::sweep_expired`] every `expiry_sweep_interval_s` of the current
+/// configuration (a Pingora background service: add it next to the proxy service).
+pub struct ExpirySweeper {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for ExpirySweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let period = Duration::from_secs(self.gateway.config().expiry_sweep_interval_s.max(1));
+            tokio::select! {
+                _ = tokio::time::sleep(period) => self.gateway.sweep_expired().await,
+                _ = shutdown.changed() => break,
+            }
+        }
     }
 }
 

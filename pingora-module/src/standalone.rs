@@ -23,7 +23,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::callout::{resolve, Clusters};
-use crate::gateway::Gateway;
+use crate::gateway::{ExpirySweeper, Gateway};
 use crate::proxy::{AccessLog, DynedgeProxy, StatsEndpoint};
 
 pub const USAGE: &str = "\
@@ -175,6 +175,12 @@ pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), Strin
         stats.add_tcp(&addr.to_string());
         server.add_service(stats);
     }
+    server.add_service(background_service(
+        "dynedge-expiry",
+        ExpirySweeper {
+            gateway: gateway.clone(),
+        },
+    ));
     server.add_service(background_service(
         "dynedge-sighup",
         ReloadOnHup {

@@ -356,3 +356,35 @@ fn the_stats_listener_counts_results_per_dialect() {
     assert!(lines.contains(&"dynedge.dyndns2.good: 1"), "{lines:?}");
     assert!(lines.contains(&"dynedge.dyndns2.nochg: 2"), "{lines:?}");
 }
+
+#[test]
+fn a_host_silent_beyond_its_expiry_ttl_loses_its_address_until_it_updates_again() {
+    let cfg = support::demo_config()
+        .replace(r#""ttl": 60,"#, r#""ttl": 60, "expiry_ttl_s": 2,"#)
+        .replace(
+            r#""record_cache_ttl_s": 60"#,
+            r#""record_cache_ttl_s": 60, "expiry_sweep_interval_s": 1"#,
+        );
+    assert!(cfg.contains("expiry_ttl_s") && cfg.contains("expiry_sweep_interval_s"));
+    let s = Stack::with_config("expiry", &cfg);
+    let q = format!("hostname={HOST}&myip=192.0.2.21");
+    assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.21\n");
+    assert_eq!(s.pdns.dig(HOST, "A"), "192.0.2.21");
+    let mut gone = false;
+    for _ in 0..100 {
+        if s.pdns.dig(HOST, "A").is_empty() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "never expired:\n{}", s.gw.log());
+    assert!(
+        s.gw.log().contains(r#""dialect":"expiry""#),
+        "{}",
+        s.gw.log()
+    );
+    // The next update puts it back (a write, not a stale nochg).
+    assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.21\n");
+    assert_eq!(s.pdns.dig(HOST, "A"), "192.0.2.21");
+}
