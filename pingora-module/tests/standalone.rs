@@ -388,3 +388,29 @@ fn a_host_silent_beyond_its_expiry_ttl_loses_its_address_until_it_updates_again(
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.21\n");
     assert_eq!(s.pdns.dig(HOST, "A"), "192.0.2.21");
 }
+
+#[test]
+fn a_backend_that_accepts_but_never_answers_times_out_into_dnserr() {
+    // A named fake: a TCP listener that accepts and then says nothing (a hung PowerDNS).
+    let dir = support::tempdir("hung");
+    support::make_certs(&dir);
+    let port = support::free_port();
+    let hung = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in hung.incoming().take(1) {
+            conns.push(c);
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+    });
+    let cfg = support::demo_config().replace(r#""timeout_ms": 2000"#, r#""timeout_ms": 500"#);
+    let upstream = support::Upstream::start(&dir);
+    let gw = support::Gateway::start(&dir, &cfg, port, upstream.port);
+    let r = gw.https(
+        &format!("/nic/update?hostname={HOST}&myip=192.0.2.22"),
+        &["-u", DEMO, "-A", "t/1"],
+    );
+    assert_eq!(r.body, "dnserr\n");
+    assert!(gw.log().contains("timed out after 500 ms"), "{}", gw.log());
+    drop(held);
+}
