@@ -296,6 +296,10 @@ impl Job {
                 };
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
+                    // Already read in this exchange (its cache write is not applied yet).
+                    if h.old.contains_key(rtype) {
+                        continue;
+                    }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
                             h.old.insert(*rtype, values);
