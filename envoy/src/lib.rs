@@ -274,7 +274,9 @@ impl Certificate {
         run(
             "openssl req (self-signed certificate)",
             Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825"])
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+                ])
                 .args(["-subj", "/CN=localhost"])
                 .args([
                     "-addext",
@@ -401,7 +403,8 @@ impl PowerDns {
         let body = format!(
             r#"{{"name":"{zone}.","kind":"Native","nameservers":["ns1.{zone}."],"rrsets":[{{"name":"ns1.{zone}.","type":"A","ttl":60,"changetype":"REPLACE","records":[{{"content":"127.0.0.1","disabled":false}}]}}]}}"#
         );
-        let (status, text) = api_status(&self.api_key, "POST", &self.api_url("/zones"), Some(&body))?;
+        let (status, text) =
+            api_status(&self.api_key, "POST", &self.api_url("/zones"), Some(&body))?;
         if status != 201 {
             return Err(format!(
                 "PowerDNS: creating zone {zone} gave HTTP {status}: {text}"
@@ -557,13 +560,24 @@ impl Envoy {
         run(
             "envoy --mode validate",
             Command::new(&envoy)
-                .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+                .args([
+                    "--mode",
+                    "validate",
+                    "--disable-hot-restart",
+                    "-l",
+                    "error",
+                    "-c",
+                ])
                 .arg(&bootstrap),
         )?;
         let mut cmd = Command::new(&envoy);
-        cmd.arg("-c")
-            .arg(&bootstrap)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"]);
+        cmd.arg("-c").arg(&bootstrap).args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ]);
         let mut daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
         let ca = cfg.certificate.cert.clone();
