@@ -607,6 +607,11 @@ impl Envoy {
     pub fn daemon(&mut self) -> &mut Daemon {
         &mut self.daemon
     }
+
+    /// Envoy's own log (stderr) so far.
+    pub fn daemon_log(&self) -> String {
+        self.daemon.log_text()
+    }
 }
 
 #[cfg(test)]
