@@ -212,7 +212,7 @@ fn the_access_log_holds_no_password_token_or_query_string() {
     );
     assert_eq!(bearer.body, "good 192.0.2.25\n", "{bearer:#?}");
 
-    let log = stack.access_log(3);
+    let log = stack.access_log("/nic/update", 3);
     assert_eq!(
         log.matches("\"GET /nic/update HTTP/2\" 200").count(),
         3,

@@ -139,12 +139,15 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The access log once it holds at least `lines` lines (Envoy flushes it about every second).
-    pub fn access_log(&self, lines: usize) -> String {
+    /// The access log once `count` of its lines contain `needle` (Envoy flushes it about every
+    /// second; the readiness probe's `GET /` is in it too).
+    pub fn access_log(&self, needle: &str, count: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = fs::read_to_string(&self.envoy.access_log).unwrap_or_default();
-            if text.lines().count() >= lines || Instant::now() > deadline {
+            if text.lines().filter(|l| l.contains(needle)).count() >= count
+                || Instant::now() > deadline
+            {
                 return text;
             }
             thread::sleep(Duration::from_millis(100));
