@@ -5,28 +5,10 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use dynedge_envoy::workspace_root;
 use support::*;
-
-/// `examples/{name}` with the demo's port and paths replaced by this stack's, written 0600.
-fn example_for(stack: &Stack, name: &str) -> std::path::PathBuf {
-    let text = fs::read_to_string(workspace_root().join("examples").join(name)).unwrap();
-    assert!(text.contains("127.0.0.1:8443") && text.contains(".run/tls/cert.pem"));
-    let run = stack.dir.join("client");
-    fs::create_dir_all(&run).unwrap();
-    let text = text
-        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", stack.envoy.port))
-        .replace(".run/tls/cert.pem", &stack.cacert().display().to_string())
-        .replace(".run/", &format!("{}/", run.display()));
-    let path = run.join(name);
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
 
 fn client_run(cmd: &mut Command, cwd: &Path) -> String {
     let (_, out) = run_quiet(cmd.current_dir(cwd));
@@ -36,7 +18,7 @@ fn client_run(cmd: &mut Command, cwd: &Path) -> String {
 #[test]
 fn ddclient_configured_from_the_example_updates_the_a_record_over_https() {
     let stack = Stack::start("ddclient");
-    let conf = example_for(&stack, "ddclient.conf");
+    let conf = stack.example("ddclient.conf");
     let out = client_run(
         Command::new("ddclient")
             .args([
@@ -65,7 +47,7 @@ fn ddclient_configured_from_the_example_updates_the_a_record_over_https() {
 #[test]
 fn inadyn_configured_from_the_example_updates_the_a_record_over_https() {
     let stack = Stack::start("inadyn");
-    let conf = example_for(&stack, "inadyn.conf");
+    let conf = stack.example("inadyn.conf");
     let cache = stack.dir.join("client/inadyn-cache");
     fs::create_dir_all(&cache).unwrap();
     let out = client_run(

@@ -1,8 +1,12 @@
 //! The end-to-end fixture: a real PowerDNS and a real Envoy running the built filter, on this
 //! suite's private ports (20000–20999), and curl/dig/openssl to talk to them.
-#![allow(dead_code)] // each test binary uses a different part of it
+#![allow(dead_code)]
+// each test binary uses a different part of it
+// Test support: failing loudly is its job (clippy.toml allows these only inside #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -137,6 +141,22 @@ impl Stack {
         self.pdns
             .lookup(name, rtype)
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `examples/{name}` with the demo's port and paths replaced by this stack's, written 0600.
+    pub fn example(&self, name: &str) -> PathBuf {
+        let text = fs::read_to_string(workspace_root().join("examples").join(name)).unwrap();
+        assert!(text.contains("127.0.0.1:8443") && text.contains(".run/tls/cert.pem"));
+        let run = self.dir.join("client");
+        fs::create_dir_all(&run).unwrap();
+        let text = text
+            .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", self.envoy.port))
+            .replace(".run/tls/cert.pem", &self.cacert().display().to_string())
+            .replace(".run/", &format!("{}/", run.display()));
+        let path = run.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
     }
 
     /// The access log once `count` of its lines contain `needle` (Envoy flushes it about every
