@@ -68,6 +68,8 @@ struct RawConfig {
     record_cache_ttl_s: u64,
     #[serde(default)]
     dyndns2: RawDyndns2,
+    #[serde(default)]
+    rate_limits: crate::limits::RateLimits,
 }
 
 fn default_auth_cache_ttl() -> u64 {
@@ -241,6 +243,7 @@ pub struct Config {
     pub auth_cache_ttl_s: u64,
     pub record_cache_ttl_s: u64,
     pub dyndns2: Dyndns2Settings,
+    pub rate_limits: crate::limits::RateLimits,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
 }
@@ -486,6 +489,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    raw.rate_limits
+        .validate()
+        .map_err(|m| err("rate_limits", m))?;
     Ok(Config {
         zones,
         backends,
@@ -498,6 +504,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             require_user_agent: raw.dyndns2.require_user_agent.unwrap_or(true),
             max_hosts,
         },
+        rate_limits: raw.rate_limits,
         host_owner,
     })
 }

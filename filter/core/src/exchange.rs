@@ -61,6 +61,8 @@ pub struct Outcome {
     pub log: Vec<String>,
     /// Counter names to increment by one.
     pub counters: Vec<String>,
+    /// Rate-limit counters to increment atomically (see `limits::merge_count`).
+    pub counts: Vec<crate::limits::KvCount>,
 }
 
 impl Outcome {
@@ -238,6 +240,7 @@ pub struct Job {
     pub hosts: Vec<HostJob>,
     pub render: Renderer,
     pub writes: Vec<KvWrite>,
+    pub counts: Vec<crate::limits::KvCount>,
     record_cache_ttl_ms: u64,
     started_ms: u64,
     pending: HashMap<CalloutId, Pending>,
@@ -270,6 +273,7 @@ impl Job {
             hosts,
             render,
             writes,
+            counts: vec![],
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
             started_ms: env.now_ms,
             pending: HashMap::new(),
@@ -296,9 +300,8 @@ impl Job {
                 };
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
-                    // Already read in this exchange (its cache write is not applied yet).
                     if h.old.contains_key(rtype) {
-                        continue;
+                        continue; // read earlier in this exchange
                     }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
@@ -453,6 +456,7 @@ impl Job {
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
+            counts: std::mem::take(&mut self.counts),
         }
     }
 }

@@ -67,6 +67,14 @@ impl MemoryKv {
         }
     }
 
+    /// Applies a rate-limit increment atomically (the lock plays the part of CAS).
+    pub fn count(&self, c: &crate::limits::KvCount, now_s: u64) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let next =
+            crate::limits::merge_count(map.get(&c.key).map(Vec::as_slice), now_s, c.window_s);
+        map.insert(c.key.clone(), next);
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }

@@ -11,9 +11,12 @@ pub mod config;
 pub mod dialects;
 pub mod exchange;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};

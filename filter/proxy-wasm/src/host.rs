@@ -4,9 +4,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use dynedge_core::kv::keys;
+use dynedge_core::limits::{merge_count, KvCount};
 use dynedge_core::{KvView, KvWrite};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::{LogLevel, MetricType, Status};
 
 pub fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
@@ -37,6 +38,21 @@ pub fn apply(writes: &[KvWrite]) {
                 LogLevel::Error,
                 &format!("dynedge: shared data write failed: {status:?}"),
             );
+        }
+    }
+}
+
+/// Rate-limit increments: read, merge, write back with the CAS token; retry on a conflict
+/// with another worker so no increment is lost.
+pub fn count(counts: &[KvCount], now_s: u64) {
+    for c in counts {
+        for _ in 0..16 {
+            let (old, cas) = hostcalls::get_shared_data(&c.key).unwrap_or((None, None));
+            let next = merge_count(old.as_deref(), now_s, c.window_s);
+            match hostcalls::set_shared_data(&c.key, Some(&next), cas) {
+                Err(Status::CasMismatch) => continue,
+                _ => break,
+            }
         }
     }
 }

@@ -107,6 +107,7 @@ impl DynedgeHttp {
             }
             Step::Done(outcome) => {
                 host::apply(&outcome.writes);
+                host::count(&outcome.counts, self.now_ms() / 1000);
                 for line in &outcome.log {
                     host::log(LogLevel::Info, line);
                 }
