@@ -234,3 +234,45 @@ fn the_access_log_holds_no_password_token_or_query_string() {
         );
     }
 }
+
+#[test]
+fn without_myip_the_client_address_is_used_and_x_forwarded_for_is_ignored() {
+    let stack = Stack::start("client_address");
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}"),
+        &[
+            "-u",
+            &format!("{DEMO_USER}:{DEMO_PASSWORD}"),
+            "-H",
+            "X-Forwarded-For: 192.0.2.99",
+            "-H",
+            "X-Real-IP: 192.0.2.98",
+        ],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 127.0.0.1\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["127.0.0.1"]);
+}
+
+#[test]
+fn a_post_form_update_works_like_a_get() {
+    let stack = Stack::start("post_form");
+    let reply = stack.get(
+        "/nic/update",
+        &[
+            "-u",
+            &format!("{DEMO_USER}:{DEMO_PASSWORD}"),
+            "--data",
+            &format!("hostname={HOME}&myip=192.0.2.30"),
+        ],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.30\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.30"]);
+}
