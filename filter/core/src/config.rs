@@ -70,6 +70,12 @@ struct RawConfig {
     dyndns2: RawDyndns2,
     #[serde(default)]
     rate_limits: crate::limits::RateLimits,
+    #[serde(default = "default_sweep")]
+    expiry_sweep_interval_s: u64,
+}
+
+fn default_sweep() -> u64 {
+    30
 }
 
 fn default_auth_cache_ttl() -> u64 {
@@ -88,6 +94,9 @@ struct RawZone {
     ttl: u32,
     #[serde(default)]
     allow_ranges: Vec<String>,
+    /// Remove a host's addresses when it has not updated for this long; 0 = never.
+    #[serde(default)]
+    expiry_ttl_s: u64,
 }
 
 fn default_ttl() -> u32 {
@@ -169,6 +178,7 @@ pub struct Zone {
     pub backend: String,
     pub ttl: u32,
     pub policy: AddrPolicy,
+    pub expiry_ttl_s: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +254,8 @@ pub struct Config {
     pub record_cache_ttl_s: u64,
     pub dyndns2: Dyndns2Settings,
     pub rate_limits: crate::limits::RateLimits,
+    /// How often the root context looks for expired hosts.
+    pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
 }
@@ -355,6 +367,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             backend: z.backend,
             ttl: z.ttl,
             policy: AddrPolicy::new(allowed),
+            expiry_ttl_s: z.expiry_ttl_s,
         });
     }
     zones.sort_by_key(|z| std::cmp::Reverse(z.name.as_str().len()));
@@ -505,6 +518,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             max_hosts,
         },
         rate_limits: raw.rate_limits,
+        expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
     })
 }

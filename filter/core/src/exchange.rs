@@ -241,6 +241,8 @@ pub struct Job {
     pub render: Renderer,
     pub writes: Vec<KvWrite>,
     pub counts: Vec<crate::limits::KvCount>,
+    /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
+    pub track_seen: bool,
     record_cache_ttl_ms: u64,
     started_ms: u64,
     pending: HashMap<CalloutId, Pending>,
@@ -274,6 +276,7 @@ impl Job {
             render,
             writes,
             counts: vec![],
+            track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
             started_ms: env.now_ms,
             pending: HashMap::new(),
@@ -290,7 +293,7 @@ impl Job {
     }
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
-    fn advance(&mut self, env: &Env) -> Step {
+    pub(crate) fn advance(&mut self, env: &Env) -> Step {
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
@@ -358,7 +361,7 @@ impl Job {
         }
     }
 
-    fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+    pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
         let Some(p) = self.pending.remove(&id) else {
             return Step::Wait;
         };
@@ -445,6 +448,12 @@ impl Job {
                 .to_string(),
             );
             counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
+                self.writes.push(KvWrite::put(
+                    keys::seen(t.name.as_str()),
+                    env.now_s().to_string().into_bytes(),
+                ));
+            }
             outcomes.push(HostOutcome {
                 host: h.label.clone(),
                 code,

@@ -40,6 +40,16 @@ pub mod keys {
         format!("dynedge:authok:{user}:{tag}")
     }
 
+    /// When a host last sent a successful update (unix seconds), for expiry.
+    pub fn seen(name: &str) -> String {
+        format!("dynedge:seen:{name}")
+    }
+
+    /// When the expiry sweep removed a host's records (unix seconds).
+    pub fn expired(name: &str) -> String {
+        format!("dynedge:expired:{name}")
+    }
+
     /// What the backend last held for a name and type: value = `written_at_s|v1,v2`.
     pub fn record(name: &str, rtype: &str) -> String {
         format!("dynedge:rr:{name}:{rtype}")

@@ -10,6 +10,7 @@ pub mod backends;
 pub mod config;
 pub mod dialects;
 pub mod exchange;
+pub mod expiry;
 pub mod kv;
 pub mod limits;
 pub mod names;
