@@ -97,9 +97,11 @@ impl AccessLog {
             _ => "HTTP/0.9",
         };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let flags = match error.map(|e| e.esource()) {
-            Some(ErrorSource::Upstream) => "UF",
-            Some(ErrorSource::Downstream) => "DC",
+        // Envoy's response flags: no route, upstream failure, downstream closed, internal.
+        let flags = match error.map(|e| (e.etype(), e.esource())) {
+            Some((ErrorType::HTTPStatus(_), _)) => "NR",
+            Some((_, ErrorSource::Upstream)) => "UF",
+            Some((_, ErrorSource::Downstream)) => "DC",
             Some(_) => "EI",
             None => "-",
         };

@@ -14,7 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy,
+    DEMO_ZONE,
 };
 
 pub const HOME: &str = "home.dyn.example.test";
@@ -44,15 +45,20 @@ pub const LAYER0: &[(&str, &str)] = &[
     ),
 ];
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A port of this suite's range that nothing listens on.
+/// A port of this suite's range that nothing listens on: 20000–20999, or the 1000 ports from
+/// `DYNEDGE_E2E_PORTS` (so that two runs, e.g. one per proxy, do not meet).
 pub fn free_port() -> u16 {
+    let base: u16 = std::env::var("DYNEDGE_E2E_PORTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20000);
     loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 21000, "the e2e port range 20000–20999 is used up");
-        if port_is_free(port) {
-            return port;
+        let offset = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        assert!(offset < 1000, "the e2e port range {base}+1000 is used up");
+        if port_is_free(base + offset) {
+            return base + offset;
         }
     }
 }
@@ -82,15 +88,22 @@ pub fn plugin_config(pdns_api_port: u16) -> String {
 
 pub struct Stack {
     pub dir: PathBuf,
+    /// Which proxy runs dynedge (`DYNEDGE_GATEWAY=envoy|pingora`).
+    pub proxy: Proxy,
     // Envoy first: it is dropped (stopped) before PowerDNS.
     pub envoy: Envoy,
     pub pdns: PowerDns,
 }
 
 impl Stack {
-    /// PowerDNS with the demo zone, a new certificate, Envoy with the filter and the demo config.
+    /// PowerDNS with the demo zone, a new certificate, and Envoy with the filter (or
+    /// dynedge-pingora) with the demo config.
     pub fn start(name: &str) -> Stack {
-        let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
+        let proxy = Proxy::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let wasm = match proxy {
+            Proxy::Envoy => wasm_file().unwrap_or_else(|e| panic!("{e}")),
+            Proxy::Pingora => PathBuf::new(),
+        };
         let dir = test_dir(name);
         let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
         let mut pdns = PowerDns::start(&dir.join("pdns"), dns_port, api_port, PDNS_KEY)
@@ -108,8 +121,24 @@ impl Stack {
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
         };
-        let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
-        Stack { dir, envoy, pdns }
+        let envoy =
+            Envoy::start_proxy(proxy, &dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
+        Stack {
+            dir,
+            proxy,
+            envoy,
+            pdns,
+        }
+    }
+
+    /// The alert that refuses a TLS 1.0/1.1 ClientHello. BoringSSL (Envoy) answers
+    /// protocol_version as RFC 5246 asks; rustls (Pingora) has no TLS 1.0/1.1 at all and turns
+    /// such a hello away as lacking signature_algorithms, with handshake_failure.
+    pub fn old_tls_alert(&self) -> &'static str {
+        match self.proxy {
+            Proxy::Envoy => "alert protocol version",
+            Proxy::Pingora => "alert handshake failure",
+        }
     }
 
     pub fn cacert(&self) -> &Path {
