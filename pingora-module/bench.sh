@@ -8,6 +8,7 @@
 #
 # Settings: DURATION (10s), CONNS (50), THREADS (wrk threads, 2), WORKERS (dynedge threads, 2),
 # CLOSE=1 adds "Connection: close" (one TLS handshake per request, as routers do).
+# With BENCH_URL, the gateway's configuration must have rate_limits off (see below).
 # Ports 24900-24903 (the pingora engineer's range). Needs wrk, curl, openssl, pdns-server,
 # pdns-backend-sqlite3, sqlite3.
 set -euo pipefail
@@ -62,7 +63,10 @@ EOF
   curl -fsS -o /dev/null -H "X-API-Key: dynedge-demo-pdns-key" -H 'Content-Type: application/json' \
     --data '{"name":"dyn.example.test.","kind":"Native","nameservers":["ns1.dyn.example.test."]}' "$api/zones"
 
-  "$bin" --config "$root/examples/dynedge.json" --tls "127.0.0.1:$TLS_PORT" \
+  # Rate limits off: the point is the nochg path itself (with them, one client sending one
+  # host's update 60 times a minute is rightly answered `abuse`).
+  sed '0,/{/s//{ "rate_limits": { "enabled": false },/' "$root/examples/dynedge.json" >"$run/dynedge.json"
+  "$bin" --config "$run/dynedge.json" --tls "127.0.0.1:$TLS_PORT" \
     --cert "$run/cert.pem" --key "$run/key.pem" --listen "127.0.0.1:$PLAIN_PORT" \
     --cluster "pdns_api=127.0.0.1:$API_PORT,max_requests=1" --threads "$WORKERS" \
     --grace-period 0 >"$run/gateway.log" 2>&1 &
