@@ -156,7 +156,7 @@ fn rfc3339_utc(t: SystemTime) -> String {
 /// dynedge in front of one upstream.
 pub struct DynedgeProxy {
     pub gateway: Arc<Gateway>,
-    /// Where non-dynedge requests go; `None` answers them 404.
+    /// Where non-dynedge requests go; `None` answers them 404 (like the Envoy bootstrap's route).
     pub upstream: Option<SocketAddr>,
     /// Add HSTS to proxied responses (set it for TLS listeners).
     pub hsts: bool,
@@ -185,7 +185,17 @@ impl ProxyHttp for DynedgeProxy {
         session: &mut Session,
         _ctx: &mut Instant,
     ) -> pingora::Result<bool> {
-        self.gateway.handle(session).await
+        if self.gateway.handle(session).await? {
+            return Ok(true);
+        }
+        if self.upstream.is_none() {
+            // Read what the client sends first: answering over an unread HTTP/2 request body
+            // ends the stream with an error instead of the 404.
+            drain_body(session).await?;
+            write_reply(session, &Reply::text(404, "not found\n")).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -241,6 +251,18 @@ impl ProxyHttp for DynedgeProxy {
             log.write(session, *started, e);
         }
     }
+}
+
+/// Reads and drops a request body of up to 64 KiB (more is left unread).
+async fn drain_body(session: &mut Session) -> pingora::Result<()> {
+    let mut seen = 0;
+    while seen <= 64 * 1024 {
+        match session.read_request_body().await? {
+            Some(chunk) => seen += chunk.len(),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// The counters as text, one `name: value` line each (Envoy admin `/stats` style), on
