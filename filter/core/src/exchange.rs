@@ -296,6 +296,9 @@ impl Job {
                 };
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
+                    if h.old.contains_key(rtype) {
+                        continue; // read already (this advance follows the reads' answers)
+                    }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
                             h.old.insert(*rtype, values);
@@ -337,8 +340,10 @@ impl Job {
                     h.code = Some(Code::Nochg);
                     continue;
                 }
-                let (c, check) = t.backend.write(&t.zone, &sets, benv);
-                self.call(Pending::Write { host: i, check }, c, &mut calls);
+                match t.backend.write(&t.zone, &sets, benv) {
+                    Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
+                    Err(e) => self.hosts[i].fail(e),
+                }
             }
             if !calls.is_empty() {
                 return Step::Call(calls);
