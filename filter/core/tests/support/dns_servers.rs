@@ -1,0 +1,313 @@
+//! Real authoritative servers for the RFC 2136 backend, each a child process on loopback:
+//! BIND 9.18 with its own DoH listener (plain HTTP/2, h2c), Knot 3.2 (plain DNS), and dnsdist
+//! 1.7 as a DoH → DNS relay in front of Knot. Configurations follow research/doh.md.
+//!
+//! Every server is stopped by its pid when its handle drops (also when a test panics, and then
+//! its log is printed). Ports come from the rfc2136 range 21000–21999.
+
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const ZONE: &str = "dyn.example.test";
+pub const KEY_NAME: &str = "ddns-key";
+pub const KEY_SECRET: &str = "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=";
+pub const KEY512_NAME: &str = "ddns-key512";
+pub const KEY512_SECRET: &str =
+    "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==";
+
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// A free port in 21000–21999 (TCP and UDP), never handed out twice by this process.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 21000 + (std::process::id() % 40) as u16 * 20;
+    for _ in 0..1000 {
+        let off = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+        let port = 21000 + (start - 21000 + off) % 1000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in 21000-21999");
+}
+
+/// A child process, stopped (TERM, then KILL) when dropped.
+pub struct Daemon {
+    pub name: &'static str,
+    child: Child,
+    log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- {} log (last lines) ----", self.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dynedge-rfc2136-{}-{}-{}",
+        name,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn(name: &'static str, dir: PathBuf, program: &str, args: &[&str]) -> Daemon {
+    let log = dir.join(format!("{name}.log"));
+    let out = fs::File::create(&log).unwrap();
+    let err = out.try_clone().unwrap();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Daemon {
+        name,
+        child,
+        log,
+        dir,
+    }
+}
+
+fn must(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn zone_file() -> String {
+    format!(
+        "$ORIGIN {ZONE}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n  IN NS ns1\nns1 IN A 127.0.0.1\n"
+    )
+}
+
+/// BIND 9.18 serving the zone on plain DNS (`dns_port`) and DoH h2c (`doh_port`).
+pub struct Bind {
+    pub dns_port: u16,
+    pub doh_port: u16,
+    pub daemon: Daemon,
+}
+
+/// The named.conf text (also what `cargo xtask up --backend rfc2136` writes).
+pub fn bind_conf(dir: &Path, dns_port: u16, doh_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{KEY_SECRET}"; }};
+key "{KEY512_NAME}" {{ algorithm hmac-sha512; secret "{KEY512_SECRET}"; }};
+// BIND's DoH is HTTP/2 only; with "tls none" it is h2c with prior knowledge.
+http local-http {{ endpoints {{ "/dns-query"; }}; }};
+options {{
+	directory "{d}";
+	pid-file "{d}/named.pid";
+	session-keyfile "{d}/session.key";
+	managed-keys-directory "{d}";
+	listen-on port {dns_port} {{ 127.0.0.1; }};
+	listen-on port {doh_port} tls none http local-http {{ 127.0.0.1; }};
+	listen-on-v6 {{ none; }};
+	recursion no; dnssec-validation no; notify no;
+	allow-query {{ any; }}; allow-transfer {{ none; }};
+}};
+controls {{ }};
+zone "{ZONE}" {{
+	type primary;
+	file "{d}/{ZONE}.zone";
+	update-policy {{ grant {KEY_NAME} zonesub ANY; grant {KEY512_NAME} zonesub ANY; }};
+}};
+"#
+    )
+}
+
+impl Bind {
+    pub fn start() -> Bind {
+        let dir = run_dir("bind");
+        let (dns_port, doh_port) = (free_port(), free_port());
+        fs::write(dir.join(format!("{ZONE}.zone")), zone_file()).unwrap();
+        let conf = dir.join("named.conf");
+        fs::write(&conf, bind_conf(&dir, dns_port, doh_port)).unwrap();
+        must(Command::new("named-checkconf").arg(&conf));
+        let conf_s = conf.display().to_string();
+        let daemon = spawn("named", dir, "named", &["-g", "-c", &conf_s, "-n", "1"]);
+        wait_dns(dns_port);
+        wait_tcp(doh_port);
+        Bind {
+            dns_port,
+            doh_port,
+            daemon,
+        }
+    }
+}
+
+/// Knot 3.2 on plain DNS, both keys allowed to update.
+pub struct Knot {
+    pub dns_port: u16,
+    pub daemon: Daemon,
+}
+
+impl Knot {
+    pub fn start() -> Knot {
+        let dir = run_dir("knot");
+        let dns_port = free_port();
+        fs::write(dir.join(format!("{ZONE}.zone")), zone_file()).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "server:\n  rundir: \"{d}\"\n  listen: [ 127.0.0.1@{dns_port} ]\ncontrol:\n  listen: \"{d}/knot.sock\"\n\
+             database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: info\n\
+             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
+             \x20 - id: {KEY512_NAME}\n    algorithm: hmac-sha512\n    secret: {KEY512_SECRET}\n\
+             acl:\n  - id: ddns_update\n    key: [ {KEY_NAME}, {KEY512_NAME} ]\n    action: update\n\
+             zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"{ZONE}.zone\"\n    acl: ddns_update\n\
+             \x20   zonefile-sync: -1\n    zonefile-load: difference-no-serial\n    journal-content: all\n"
+        );
+        let path = dir.join("knot.conf");
+        fs::write(&path, conf).unwrap();
+        let p = path.display().to_string();
+        must(Command::new("knotc").args(["-c", &p, "conf-check"]));
+        let daemon = spawn("knotd", dir, "knotd", &["-c", &p]);
+        wait_dns(dns_port);
+        Knot { dns_port, daemon }
+    }
+}
+
+/// dnsdist 1.7: DoH on plain HTTP (no certificate) → one authoritative server over TCP.
+pub struct Dnsdist {
+    pub doh_port: u16,
+    pub daemon: Daemon,
+}
+
+impl Dnsdist {
+    pub fn start(backend_dns_port: u16) -> Dnsdist {
+        let dir = run_dir("dnsdist");
+        let (doh_port, dns_port) = (free_port(), free_port());
+        let conf = format!(
+            r#"setSecurityPollSuffix("")
+setLocal("127.0.0.1:{dns_port}")
+setACL({{"127.0.0.0/8"}})
+newServer({{address="127.0.0.1:{backend_dns_port}", name="auth", tcpOnly=true,
+           checkName="{ZONE}.", checkType="SOA", checkTimeout=1000}})
+addDOHLocal("127.0.0.1:{doh_port}", nil, nil, {{ "/dns-query" }}, {{ idleTimeout=30 }})
+"#
+        );
+        let path = dir.join("dnsdist.conf");
+        fs::write(&path, conf).unwrap();
+        let p = path.display().to_string();
+        must(Command::new("dnsdist").args(["--check-config", "-C", &p]));
+        let daemon = spawn(
+            "dnsdist",
+            dir,
+            "dnsdist",
+            &["--supervised", "--disable-syslog", "-C", &p],
+        );
+        wait_tcp(doh_port);
+        Dnsdist { doh_port, daemon }
+    }
+}
+
+fn wait_tcp(port: u16) {
+    let deadline = Instant::now() + READY_WITHIN;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_dns(port: u16) {
+    let deadline = Instant::now() + READY_WITHIN;
+    while dig(port, ZONE, "SOA").is_empty() {
+        assert!(Instant::now() < deadline, "no SOA from 127.0.0.1:{port}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `dig +tcp +short`, sorted; empty on any failure (dig prints errors on stdout too).
+pub fn dig(port: u16, name: &str, rtype: &str) -> Vec<String> {
+    let out = Command::new("dig")
+        .args([
+            "+tcp",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "-p",
+            &port.to_string(),
+            "@127.0.0.1",
+            name,
+            rtype,
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return vec![];
+    }
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Applies an update with the real `nsupdate` (to prepare a zone, e.g. put a CNAME in place).
+pub fn nsupdate(port: u16, commands: &str) {
+    use std::io::Write;
+    let mut child = Command::new("nsupdate")
+        .args(["-v", "-y", &format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!("server 127.0.0.1 {port}\nzone {ZONE}\n{commands}\nsend\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nsupdate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
