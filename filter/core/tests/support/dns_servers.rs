@@ -311,3 +311,90 @@ pub fn nsupdate(port: u16, commands: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Envoy 1.40 as the HTTP hop in front of the DoH relays, with the clusters of
+/// `envoy/rfc2136-clusters.yaml.tmpl`: `/dns-query` → `bind_doh`, `/knot` → `dnsdist_doh`
+/// (rewritten to `/dns-query`), `/down` → a cluster where nothing listens. Plain HTTP/1.1 or h2c
+/// downstream on `port`.
+pub struct Envoy {
+    pub port: u16,
+    pub daemon: Daemon,
+}
+
+pub fn envoy_binary() -> PathBuf {
+    match std::env::var_os("DYNEDGE_ENVOY") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/envoy"),
+    }
+}
+
+impl Envoy {
+    pub fn start(bind_doh_port: u16, dnsdist_doh_port: u16) -> Envoy {
+        let dir = run_dir("envoy");
+        let (port, down) = (free_port(), free_port());
+        let clusters = include_str!("../../../../envoy/rfc2136-clusters.yaml.tmpl")
+            .replace("{{DOH_ADDRESS}}", "127.0.0.1")
+            .replace("{{DOH_PORT}}", &bind_doh_port.to_string())
+            .replace("{{DNSDIST_ADDRESS}}", "127.0.0.1")
+            .replace("{{DNSDIST_PORT}}", &dnsdist_doh_port.to_string());
+        let conf = format!(
+            r#"static_resources:
+  listeners:
+  - name: relay
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: relay
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: relay
+              domains: ["*"]
+              routes:
+              - match: {{path: "/dns-query"}}
+                route: {{cluster: bind_doh, timeout: 5s}}
+              - match: {{path: "/knot"}}
+                route: {{cluster: dnsdist_doh, timeout: 5s, prefix_rewrite: "/dns-query"}}
+              - match: {{path: "/down"}}
+                route: {{cluster: down, timeout: 5s}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+  - name: down
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: down
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {down}}}}}}}
+"#
+        );
+        let path = dir.join("envoy.yaml");
+        fs::write(&path, conf).unwrap();
+        let p = path.display().to_string();
+        let bin = envoy_binary().display().to_string();
+        let daemon = spawn(
+            "envoy",
+            dir,
+            &bin,
+            &[
+                "-c",
+                &p,
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+            ],
+        );
+        wait_tcp(port);
+        Envoy { port, daemon }
+    }
+}
