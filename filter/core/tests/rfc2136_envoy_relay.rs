@@ -160,10 +160,7 @@ fn envoy_carries_signed_updates_to_bind_and_to_knot_and_every_answer_verifies() 
     let t = updates(&mut conn, "/dns-query", "bench.dyn.example.test", n);
     report("Envoy -> BIND DoH (h2c), signed UPDATE", &t);
     let last = format!("198.51.100.{}", (n - 1) % 250 + 1);
-    assert_eq!(
-        dig(bind.dns_port, "bench.dyn.example.test", "A"),
-        [last.clone()]
-    );
+    assert_eq!(dig(bind.dns_port, "bench.dyn.example.test", "A"), [last]);
 
     let t = updates(&mut conn, "/knot", "bench.dyn.example.test", n / 2);
     report("Envoy -> dnsdist -> Knot, signed UPDATE", &t);
