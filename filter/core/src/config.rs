@@ -325,6 +325,12 @@ fn check_http_target(
     Ok(())
 }
 
+/// A stable identity of a raw configuration, so VMs can tell whether theirs is current.
+pub fn fingerprint(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    crate::auth::hex(&Sha256::digest(raw))
+}
+
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut backends = HashMap::new();
     for (name, b) in raw.backends {

@@ -297,7 +297,7 @@ impl Job {
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
                     if h.old.contains_key(rtype) {
-                        continue; // read already (this advance follows the reads' answers)
+                        continue; // read earlier in this exchange
                     }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {

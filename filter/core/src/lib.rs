@@ -14,6 +14,8 @@ pub mod kv;
 pub mod names;
 pub mod reply;
 pub mod request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};

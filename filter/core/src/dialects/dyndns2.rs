@@ -320,3 +320,6 @@ pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
     }
     Reply::text(status, body)
 }
+
+#[cfg(test)]
+mod tests;
