@@ -420,3 +420,31 @@ fn a_relay_that_is_down_is_dnserr_for_reads_and_writes() {
         .unwrap();
     assert!(backend.check_write(&check, &perform(&c, nobody)).is_err());
 }
+
+#[test]
+fn the_demo_stack_of_xtask_up_matches_the_example_configuration() {
+    use support::dns_servers::stack;
+    let v: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../examples/dynedge-rfc2136.json")).unwrap();
+    let b = &v["backends"]["bind"];
+    assert_eq!(b["cluster"], stack::DEMO_CLUSTER);
+    assert_eq!(
+        b["authority"],
+        format!("127.0.0.1:{}", stack::DEMO_DOH_PORT)
+    );
+    assert_eq!(b["key_name"], stack::DEMO_KEY.name);
+    assert_eq!(b["algorithm"], stack::DEMO_KEY.algorithm);
+    assert_eq!(b["secret"], stack::DEMO_KEY.secret);
+    // The key file BIND gets is one dynedge accepts as `key_file`, giving the same key.
+    let mut with_file = v.clone();
+    let o = with_file["backends"]["bind"].as_object_mut().unwrap();
+    o.remove("algorithm");
+    o.remove("secret");
+    o.insert("key_file".into(), stack::DEMO_KEY.bind_key_file().into());
+    let a = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let b = Config::from_json(with_file.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        format!("{:?}", a.backends["bind"]),
+        format!("{:?}", b.backends["bind"])
+    );
+}

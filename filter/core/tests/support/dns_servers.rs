@@ -5,6 +5,9 @@
 //! Every server is stopped by its pid when its handle drops (also when a test panics, and then
 //! its log is printed). Ports come from the rfc2136 range 21000–21999.
 
+#[path = "../../../../envoy/src/rfc2136.rs"]
+pub mod stack;
+
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const ZONE: &str = "dyn.example.test";
+pub use stack::ZONE;
 pub const KEY_NAME: &str = "ddns-key";
 pub const KEY_SECRET: &str = "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=";
 pub const KEY512_NAME: &str = "ddns-key512";
@@ -113,12 +116,6 @@ fn must(cmd: &mut Command) {
     );
 }
 
-fn zone_file() -> String {
-    format!(
-        "$ORIGIN {ZONE}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n  IN NS ns1\nns1 IN A 127.0.0.1\n"
-    )
-}
-
 /// BIND 9.18 serving the zone on plain DNS (`dns_port`) and DoH h2c (`doh_port`).
 pub struct Bind {
     pub dns_port: u16,
@@ -126,42 +123,28 @@ pub struct Bind {
     pub daemon: Daemon,
 }
 
-/// The named.conf text (also what `cargo xtask up --backend rfc2136` writes).
-pub fn bind_conf(dir: &Path, dns_port: u16, doh_port: u16) -> String {
-    let d = dir.display();
-    format!(
-        r#"key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{KEY_SECRET}"; }};
-key "{KEY512_NAME}" {{ algorithm hmac-sha512; secret "{KEY512_SECRET}"; }};
-// BIND's DoH is HTTP/2 only; with "tls none" it is h2c with prior knowledge.
-http local-http {{ endpoints {{ "/dns-query"; }}; }};
-options {{
-	directory "{d}";
-	pid-file "{d}/named.pid";
-	session-keyfile "{d}/session.key";
-	managed-keys-directory "{d}";
-	listen-on port {dns_port} {{ 127.0.0.1; }};
-	listen-on port {doh_port} tls none http local-http {{ 127.0.0.1; }};
-	listen-on-v6 {{ none; }};
-	recursion no; dnssec-validation no; notify no;
-	allow-query {{ any; }}; allow-transfer {{ none; }};
-}};
-controls {{ }};
-zone "{ZONE}" {{
-	type primary;
-	file "{d}/{ZONE}.zone";
-	update-policy {{ grant {KEY_NAME} zonesub ANY; grant {KEY512_NAME} zonesub ANY; }};
-}};
-"#
-    )
+fn keys() -> [stack::TsigKeyText; 2] {
+    [
+        stack::TsigKeyText {
+            name: KEY_NAME,
+            algorithm: "hmac-sha256",
+            secret: KEY_SECRET,
+        },
+        stack::TsigKeyText {
+            name: KEY512_NAME,
+            algorithm: "hmac-sha512",
+            secret: KEY512_SECRET,
+        },
+    ]
 }
 
 impl Bind {
     pub fn start() -> Bind {
         let dir = run_dir("bind");
         let (dns_port, doh_port) = (free_port(), free_port());
-        fs::write(dir.join(format!("{ZONE}.zone")), zone_file()).unwrap();
+        fs::write(dir.join(format!("{ZONE}.zone")), stack::zone_file()).unwrap();
         let conf = dir.join("named.conf");
-        fs::write(&conf, bind_conf(&dir, dns_port, doh_port)).unwrap();
+        fs::write(&conf, stack::named_conf(&dir, dns_port, doh_port, &keys())).unwrap();
         must(Command::new("named-checkconf").arg(&conf));
         let conf_s = conf.display().to_string();
         let daemon = spawn("named", dir, "named", &["-g", "-c", &conf_s, "-n", "1"]);
@@ -185,17 +168,8 @@ impl Knot {
     pub fn start() -> Knot {
         let dir = run_dir("knot");
         let dns_port = free_port();
-        fs::write(dir.join(format!("{ZONE}.zone")), zone_file()).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "server:\n  rundir: \"{d}\"\n  listen: [ 127.0.0.1@{dns_port} ]\ncontrol:\n  listen: \"{d}/knot.sock\"\n\
-             database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: info\n\
-             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
-             \x20 - id: {KEY512_NAME}\n    algorithm: hmac-sha512\n    secret: {KEY512_SECRET}\n\
-             acl:\n  - id: ddns_update\n    key: [ {KEY_NAME}, {KEY512_NAME} ]\n    action: update\n\
-             zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"{ZONE}.zone\"\n    acl: ddns_update\n\
-             \x20   zonefile-sync: -1\n    zonefile-load: difference-no-serial\n    journal-content: all\n"
-        );
+        fs::write(dir.join(format!("{ZONE}.zone")), stack::zone_file()).unwrap();
+        let conf = stack::knot_conf(&dir, dns_port, &keys());
         let path = dir.join("knot.conf");
         fs::write(&path, conf).unwrap();
         let p = path.display().to_string();
@@ -216,15 +190,7 @@ impl Dnsdist {
     pub fn start(backend_dns_port: u16) -> Dnsdist {
         let dir = run_dir("dnsdist");
         let (doh_port, dns_port) = (free_port(), free_port());
-        let conf = format!(
-            r#"setSecurityPollSuffix("")
-setLocal("127.0.0.1:{dns_port}")
-setACL({{"127.0.0.0/8"}})
-newServer({{address="127.0.0.1:{backend_dns_port}", name="auth", tcpOnly=true,
-           checkName="{ZONE}.", checkType="SOA", checkTimeout=1000}})
-addDOHLocal("127.0.0.1:{doh_port}", nil, nil, {{ "/dns-query" }}, {{ idleTimeout=30 }})
-"#
-        );
+        let conf = stack::dnsdist_conf(doh_port, dns_port, backend_dns_port);
         let path = dir.join("dnsdist.conf");
         fs::write(&path, conf).unwrap();
         let p = path.display().to_string();
@@ -332,11 +298,7 @@ impl Envoy {
     pub fn start(bind_doh_port: u16, dnsdist_doh_port: u16) -> Envoy {
         let dir = run_dir("envoy");
         let (port, down) = (free_port(), free_port());
-        let clusters = include_str!("../../../../envoy/rfc2136-clusters.yaml.tmpl")
-            .replace("{{DOH_ADDRESS}}", "127.0.0.1")
-            .replace("{{DOH_PORT}}", &bind_doh_port.to_string())
-            .replace("{{DNSDIST_ADDRESS}}", "127.0.0.1")
-            .replace("{{DNSDIST_PORT}}", &dnsdist_doh_port.to_string());
+        let clusters = stack::clusters_yaml(bind_doh_port, dnsdist_doh_port);
         let conf = format!(
             r#"static_resources:
   listeners:

@@ -1,0 +1,142 @@
+//! The RFC 2136 stack on loopback, as text: BIND 9.18 with its own DoH listener (plain HTTP/2),
+//! Knot 3.2, dnsdist 1.7 as a DoH relay, and the Envoy clusters that reach them. Used by
+//! `cargo xtask up --backend rfc2136` (demo values below) and by the core's RFC 2136 tests
+//! (`filter/core/tests/support/dns_servers.rs`, random ports in 21000–21999). Plain `std`, no
+//! process handling: callers run `named -g -c FILE -n 1`, `knotd -c FILE`,
+//! `dnsdist --supervised --disable-syslog -C FILE` as children. research/doh.md has the why.
+
+use std::path::Path;
+
+/// The zone every example serves.
+pub const ZONE: &str = "dyn.example.test";
+
+/// The demo key of `examples/dynedge-rfc2136.json`.
+pub const DEMO_KEY: TsigKeyText = TsigKeyText {
+    name: "dynedge-demo-key",
+    algorithm: "hmac-sha256",
+    secret: "2EoBmZZI44ewlDWj5Ww1QaL0vITf+st46BOVgDLKlEY=",
+};
+/// BIND's plain DNS port in the demo (dig @127.0.0.1 -p 5353), shared with the PowerDNS demo.
+pub const DEMO_DNS_PORT: u16 = 5353;
+/// BIND's DoH port in the demo: the `authority` of `examples/dynedge-rfc2136.json`.
+pub const DEMO_DOH_PORT: u16 = 18053;
+/// The Envoy cluster name the example configuration calls.
+pub const DEMO_CLUSTER: &str = "bind_doh";
+
+/// The Envoy cluster definitions (`envoy/rfc2136-clusters.yaml.tmpl`).
+pub const CLUSTERS_TEMPLATE: &str = include_str!("../rfc2136-clusters.yaml.tmpl");
+
+/// A TSIG key as the servers' configuration files spell it.
+#[derive(Debug, Clone, Copy)]
+pub struct TsigKeyText {
+    pub name: &'static str,
+    pub algorithm: &'static str,
+    pub secret: &'static str,
+}
+
+impl TsigKeyText {
+    /// BIND key-file syntax (also what dynedge's `key_file` accepts).
+    pub fn bind_key_file(&self) -> String {
+        format!(
+            "key \"{}\" {{\n\talgorithm {};\n\tsecret \"{}\";\n}};\n",
+            self.name, self.algorithm, self.secret
+        )
+    }
+}
+
+/// The zone file: SOA, NS and the name server's address; TTL 60.
+pub fn zone_file() -> String {
+    format!(
+        "$ORIGIN {ZONE}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n  IN NS ns1\nns1 IN A 127.0.0.1\n"
+    )
+}
+
+/// named.conf for a throw-away BIND in `dir` (the zone file is `dir/ZONE.zone`): plain DNS on
+/// `dns_port`, DoH without TLS (h2c, prior knowledge) on `doh_port` at `/dns-query`, every key
+/// allowed to change any name in the zone, no rndc channel.
+pub fn named_conf(dir: &Path, dns_port: u16, doh_port: u16, keys: &[TsigKeyText]) -> String {
+    let d = dir.display();
+    let mut conf = String::new();
+    for k in keys {
+        conf.push_str(&k.bind_key_file());
+    }
+    let grants: String = keys
+        .iter()
+        .map(|k| format!("grant {} zonesub ANY; ", k.name))
+        .collect();
+    conf.push_str(&format!(
+        r#"// BIND's DoH is HTTP/2 only; with "tls none" it is h2c with prior knowledge.
+http local-http {{ endpoints {{ "/dns-query"; }}; }};
+options {{
+	directory "{d}";
+	pid-file "{d}/named.pid";
+	session-keyfile "{d}/session.key";
+	managed-keys-directory "{d}";
+	listen-on port {dns_port} {{ 127.0.0.1; }};
+	listen-on port {doh_port} tls none http local-http {{ 127.0.0.1; }};
+	listen-on-v6 {{ none; }};
+	recursion no; dnssec-validation no; notify no;
+	allow-query {{ any; }}; allow-transfer {{ none; }};
+}};
+// Without this, named opens an rndc channel on 127.0.0.1:953 from /etc/bind/rndc.key.
+controls {{ }};
+zone "{ZONE}" {{
+	type primary;
+	file "{d}/{ZONE}.zone";
+	update-policy {{ {grants}}};
+}};
+"#
+    ));
+    conf
+}
+
+/// knot.conf for a throw-away Knot in `dir`: plain DNS on `dns_port`, updates allowed with any
+/// of `keys`, changes kept in the journal only.
+pub fn knot_conf(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> String {
+    let d = dir.display();
+    let key_blocks: String = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "  - id: {}\n    algorithm: {}\n    secret: {}\n",
+                k.name, k.algorithm, k.secret
+            )
+        })
+        .collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.name).collect();
+    format!(
+        "server:\n  rundir: \"{d}\"\n  listen: [ 127.0.0.1@{dns_port} ]\n\
+         control:\n  listen: \"{d}/knot.sock\"\n\
+         database:\n  storage: \"{d}\"\n\
+         log:\n  - target: stderr\n    any: info\n\
+         key:\n{key_blocks}\
+         acl:\n  - id: ddns_update\n    key: [ {} ]\n    action: update\n\
+         zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"{ZONE}.zone\"\n    acl: ddns_update\n\
+         \x20   zonefile-sync: -1\n    zonefile-load: difference-no-serial\n    journal-content: all\n",
+        ids.join(", ")
+    )
+}
+
+/// dnsdist.conf: DoH on plain HTTP (no certificate) at `doh_port` `/dns-query`, relayed over
+/// TCP only to the server on `server_port`; its own plain DNS frontend on `dns_port` (without
+/// one dnsdist binds 127.0.0.1:53).
+pub fn dnsdist_conf(doh_port: u16, dns_port: u16, server_port: u16) -> String {
+    format!(
+        r#"setSecurityPollSuffix("")
+setLocal("127.0.0.1:{dns_port}")
+setACL({{"127.0.0.0/8"}})
+newServer({{address="127.0.0.1:{server_port}", name="auth", tcpOnly=true,
+           checkName="{ZONE}.", checkType="SOA", checkTimeout=1000}})
+addDOHLocal("127.0.0.1:{doh_port}", nil, nil, {{ "/dns-query" }}, {{ idleTimeout=30 }})
+"#
+    )
+}
+
+/// The Envoy clusters `bind_doh` and `dnsdist_doh` (indented for `static_resources.clusters:`).
+pub fn clusters_yaml(bind_doh_port: u16, dnsdist_doh_port: u16) -> String {
+    CLUSTERS_TEMPLATE
+        .replace("{{DOH_ADDRESS}}", "127.0.0.1")
+        .replace("{{DOH_PORT}}", &bind_doh_port.to_string())
+        .replace("{{DNSDIST_ADDRESS}}", "127.0.0.1")
+        .replace("{{DNSDIST_PORT}}", &dnsdist_doh_port.to_string())
+}
