@@ -338,6 +338,63 @@ impl Envoy {
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {down}}}}}}}
 "#
         );
+        Envoy::run(dir, port, &conf)
+    }
+
+    /// Envoy with the dynedge filter (the built .wasm) configured by `plugin_json`, on plain
+    /// HTTP, every other path 404; the clusters of `envoy/rfc2136-clusters.yaml.tmpl`.
+    pub fn with_filter(plugin_json: &str, bind_doh_port: u16, dnsdist_doh_port: u16) -> Envoy {
+        let dir = run_dir("envoy-filter");
+        let port = free_port();
+        let wasm = wasm_file();
+        let clusters = stack::clusters_yaml(bind_doh_port, dnsdist_doh_port);
+        let quoted = serde_json::to_string(plugin_json).unwrap();
+        let conf = format!(
+            r#"static_resources:
+  listeners:
+  - name: dynedge
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: dynedge
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: dynedge
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                direct_response: {{status: 404, body: {{inline_string: "not found\n"}}}}
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: dynedge
+                root_id: dynedge
+                fail_open: false
+                vm_config:
+                  vm_id: dynedge
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: "{wasm}"}}}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {quoted}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+"#,
+            wasm = wasm.display()
+        );
+        Envoy::run(dir, port, &conf)
+    }
+
+    fn run(dir: PathBuf, port: u16, conf: &str) -> Envoy {
         let path = dir.join("envoy.yaml");
         fs::write(&path, conf).unwrap();
         let p = path.display().to_string();
@@ -359,4 +416,19 @@ impl Envoy {
         wait_tcp(port);
         Envoy { port, daemon }
     }
+}
+
+/// The built filter: `$DYNEDGE_WASM`, else the release build in the workspace's target dir.
+pub fn wasm_file() -> PathBuf {
+    let path = match std::env::var_os("DYNEDGE_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/wasm32-wasip1/release/dynedge_filter.wasm"),
+    };
+    assert!(
+        path.is_file(),
+        "the filter is not built: {} (cargo build --release --target wasm32-wasip1 -p dynedge-filter, or set DYNEDGE_WASM)",
+        path.display()
+    );
+    path
 }
