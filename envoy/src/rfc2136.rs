@@ -1,11 +1,15 @@
 //! The RFC 2136 stack on loopback, as text: BIND 9.18 with its own DoH listener (plain HTTP/2),
 //! Knot 3.2, dnsdist 1.7 as a DoH relay, and the Envoy clusters that reach them. Used by
 //! `cargo xtask up --backend rfc2136` (demo values below) and by the core's RFC 2136 tests
-//! (`filter/core/tests/support/dns_servers.rs`, random ports in 21000–21999). Plain `std`, no
-//! process handling: callers run `named -g -c FILE -n 1`, `knotd -c FILE`,
-//! `dnsdist --supervised --disable-syslog -C FILE` as children. research/doh.md has the why.
+//! (`filter/core/tests/support/dns_servers.rs`, random ports in 21000–21999). Plain `std`. The
+//! `prepare_*` functions write a server's files into an empty directory and return the command
+//! that runs it in the foreground; the caller owns the child (and stops it by its pid).
+//! research/doh.md has the why of every line.
 
+use std::fs;
+use std::io;
 use std::path::Path;
+use std::process::Command;
 
 /// The zone every example serves.
 pub const ZONE: &str = "dyn.example.test";
@@ -139,4 +143,116 @@ pub fn clusters_yaml(bind_doh_port: u16, dnsdist_doh_port: u16) -> String {
         .replace("{{DOH_PORT}}", &bind_doh_port.to_string())
         .replace("{{DNSDIST_ADDRESS}}", "127.0.0.1")
         .replace("{{DNSDIST_PORT}}", &dnsdist_doh_port.to_string())
+}
+
+/// Writes named.conf and the zone into `dir`, checks them with `named-checkconf`, and returns
+/// `named -g` (foreground, log to stderr, one worker thread).
+pub fn prepare_bind(
+    dir: &Path,
+    dns_port: u16,
+    doh_port: u16,
+    keys: &[TsigKeyText],
+) -> io::Result<Command> {
+    fs::write(dir.join(format!("{ZONE}.zone")), zone_file())?;
+    let conf = dir.join("named.conf");
+    fs::write(&conf, named_conf(dir, dns_port, doh_port, keys))?;
+    check(Command::new("named-checkconf").arg(&conf))?;
+    let mut cmd = Command::new("named");
+    cmd.arg("-g").arg("-c").arg(&conf).args(["-n", "1"]);
+    Ok(cmd)
+}
+
+/// Writes knot.conf and the zone into `dir`, checks them, and returns `knotd` (foreground).
+pub fn prepare_knot(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> io::Result<Command> {
+    fs::write(dir.join(format!("{ZONE}.zone")), zone_file())?;
+    let conf = dir.join("knot.conf");
+    fs::write(&conf, knot_conf(dir, dns_port, keys))?;
+    check(Command::new("knotc").arg("-c").arg(&conf).arg("conf-check"))?;
+    let mut cmd = Command::new("knotd");
+    cmd.arg("-c").arg(&conf);
+    Ok(cmd)
+}
+
+/// Writes dnsdist.conf into `dir`, checks it, and returns `dnsdist` (foreground, no console).
+pub fn prepare_dnsdist(
+    dir: &Path,
+    doh_port: u16,
+    dns_port: u16,
+    server_port: u16,
+) -> io::Result<Command> {
+    let conf = dir.join("dnsdist.conf");
+    fs::write(&conf, dnsdist_conf(doh_port, dns_port, server_port))?;
+    check(
+        Command::new("dnsdist")
+            .arg("--check-config")
+            .arg("-C")
+            .arg(&conf),
+    )?;
+    let mut cmd = Command::new("dnsdist");
+    cmd.args(["--supervised", "--disable-syslog", "-C"])
+        .arg(&conf);
+    Ok(cmd)
+}
+
+fn check(cmd: &mut Command) -> io::Result<()> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )))
+}
+
+/// pdns.conf for a throw-away PowerDNS Authoritative (sqlite3) in `dir` accepting RFC 2136 from
+/// loopback (the relay's address), no caches (tests read back at once), no API.
+pub fn pdns_conf(dir: &Path, dns_port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "launch=gsqlite3\ngsqlite3-database={d}/pdns.sqlite3\ngsqlite3-dnssec=no\n\
+         local-address=127.0.0.1\nlocal-port={dns_port}\nsocket-dir={d}\n\
+         daemon=no\nguardian=no\nwrite-pid=no\ndisable-syslog=yes\nloglevel=5\n\
+         zone-cache-refresh-interval=0\ncache-ttl=0\nquery-cache-ttl=0\nnegquery-cache-ttl=0\n\
+         default-soa-content=ns1.@ hostmaster.@ 1 3600 600 86400 60\nsecurity-poll-suffix=\n\
+         dnsupdate=yes\nallow-dnsupdate-from=127.0.0.0/8\n"
+    )
+}
+
+/// Creates the sqlite3 database, the zone (with `pdnsutil`) and the keys, allows the keys to
+/// update the zone (`TSIG-ALLOW-DNSUPDATE`), and returns `pdns_server` (foreground).
+pub fn prepare_pdns(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> io::Result<Command> {
+    fs::write(dir.join("pdns.conf"), pdns_conf(dir, dns_port))?;
+    let schema = fs::read("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")?;
+    let mut sqlite = Command::new("sqlite3")
+        .arg(dir.join("pdns.sqlite3"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = sqlite.stdin.take() {
+        io::Write::write_all(&mut stdin, &schema)?;
+    }
+    if !sqlite.wait()?.success() {
+        return Err(io::Error::other(
+            "sqlite3 could not create the PowerDNS schema",
+        ));
+    }
+    let pdnsutil = |args: &[&str]| {
+        check(
+            Command::new("pdnsutil")
+                .arg(format!("--config-dir={}", dir.display()))
+                .args(args),
+        )
+    };
+    pdnsutil(&["create-zone", ZONE, &format!("ns1.{ZONE}")])?;
+    pdnsutil(&["add-record", ZONE, "ns1", "A", "60", "127.0.0.1"])?;
+    let mut meta = vec!["set-meta", ZONE, "TSIG-ALLOW-DNSUPDATE"];
+    for k in keys {
+        pdnsutil(&["import-tsig-key", k.name, k.algorithm, k.secret])?;
+        meta.push(k.name);
+    }
+    pdnsutil(&meta)?;
+    let mut cmd = Command::new("pdns_server");
+    cmd.arg(format!("--config-dir={}", dir.display()));
+    Ok(cmd)
 }

@@ -1,5 +1,5 @@
 //! End to end: DynDNS2 clients (curl) → Envoy 1.40 with the dynedge filter (the built .wasm)
-//! → DoH relay → real BIND 9.18 (its own DoH) or real Knot 3.2 (behind dnsdist). Records are
+//! → DoH relay → real BIND 9.18 (its own DoH), or real Knot 3.2 or PowerDNS 4.7 (behind dnsdist). Records are
 //! checked with dig. Needs the release .wasm (`cargo build --release --target wasm32-wasip1 -p
 //! dynedge-filter`, or `DYNEDGE_WASM`) and Envoy (`.tools/venv/bin/envoy`, or `DYNEDGE_ENVOY`).
 //!
@@ -13,7 +13,7 @@ mod support;
 
 use std::process::Command;
 
-use support::dns_servers::{self as dns, dig, nsupdate, Bind, Dnsdist, Envoy, Knot};
+use support::dns_servers::{self as dns, dig, nsupdate, Bind, Dnsdist, Envoy, Knot, Pdns};
 
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 const HOME: &str = "home.dyn.example.test";
@@ -123,6 +123,17 @@ fn dyndns2_through_envoy_and_the_filter_updates_knot_behind_dnsdist() {
         cluster: "dnsdist_doh",
         doh_port: relay.doh_port,
         dns_port: knot.dns_port,
+    });
+}
+
+#[test]
+fn dyndns2_through_envoy_and_the_filter_updates_powerdns_behind_dnsdist() {
+    let pdns = Pdns::start();
+    let relay = Dnsdist::start(pdns.dns_port);
+    every_case(&Site {
+        cluster: "dnsdist_doh",
+        doh_port: relay.doh_port,
+        dns_port: pdns.dns_port,
     });
 }
 

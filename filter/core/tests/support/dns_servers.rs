@@ -87,33 +87,22 @@ fn run_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn spawn(name: &'static str, dir: PathBuf, program: &str, args: &[&str]) -> Daemon {
+fn spawn(name: &'static str, dir: PathBuf, mut cmd: Command) -> Daemon {
     let log = dir.join(format!("{name}.log"));
     let out = fs::File::create(&log).unwrap();
     let err = out.try_clone().unwrap();
-    let child = Command::new(program)
-        .args(args)
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     Daemon {
         name,
         child,
         log,
         dir,
     }
-}
-
-fn must(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// BIND 9.18 serving the zone on plain DNS (`dns_port`) and DoH h2c (`doh_port`).
@@ -142,12 +131,8 @@ impl Bind {
     pub fn start() -> Bind {
         let dir = run_dir("bind");
         let (dns_port, doh_port) = (free_port(), free_port());
-        fs::write(dir.join(format!("{ZONE}.zone")), stack::zone_file()).unwrap();
-        let conf = dir.join("named.conf");
-        fs::write(&conf, stack::named_conf(&dir, dns_port, doh_port, &keys())).unwrap();
-        must(Command::new("named-checkconf").arg(&conf));
-        let conf_s = conf.display().to_string();
-        let daemon = spawn("named", dir, "named", &["-g", "-c", &conf_s, "-n", "1"]);
+        let cmd = stack::prepare_bind(&dir, dns_port, doh_port, &keys()).unwrap();
+        let daemon = spawn("named", dir, cmd);
         wait_dns(dns_port);
         wait_tcp(doh_port);
         Bind {
@@ -168,15 +153,27 @@ impl Knot {
     pub fn start() -> Knot {
         let dir = run_dir("knot");
         let dns_port = free_port();
-        fs::write(dir.join(format!("{ZONE}.zone")), stack::zone_file()).unwrap();
-        let conf = stack::knot_conf(&dir, dns_port, &keys());
-        let path = dir.join("knot.conf");
-        fs::write(&path, conf).unwrap();
-        let p = path.display().to_string();
-        must(Command::new("knotc").args(["-c", &p, "conf-check"]));
-        let daemon = spawn("knotd", dir, "knotd", &["-c", &p]);
+        let cmd = stack::prepare_knot(&dir, dns_port, &keys()).unwrap();
+        let daemon = spawn("knotd", dir, cmd);
         wait_dns(dns_port);
         Knot { dns_port, daemon }
+    }
+}
+
+/// PowerDNS Authoritative 4.7 (sqlite3) with `dnsupdate=yes`, both keys allowed.
+pub struct Pdns {
+    pub dns_port: u16,
+    pub daemon: Daemon,
+}
+
+impl Pdns {
+    pub fn start() -> Pdns {
+        let dir = run_dir("pdns");
+        let dns_port = free_port();
+        let cmd = stack::prepare_pdns(&dir, dns_port, &keys()).unwrap();
+        let daemon = spawn("pdns_server", dir, cmd);
+        wait_dns(dns_port);
+        Pdns { dns_port, daemon }
     }
 }
 
@@ -190,17 +187,8 @@ impl Dnsdist {
     pub fn start(backend_dns_port: u16) -> Dnsdist {
         let dir = run_dir("dnsdist");
         let (doh_port, dns_port) = (free_port(), free_port());
-        let conf = stack::dnsdist_conf(doh_port, dns_port, backend_dns_port);
-        let path = dir.join("dnsdist.conf");
-        fs::write(&path, conf).unwrap();
-        let p = path.display().to_string();
-        must(Command::new("dnsdist").args(["--check-config", "-C", &p]));
-        let daemon = spawn(
-            "dnsdist",
-            dir,
-            "dnsdist",
-            &["--supervised", "--disable-syslog", "-C", &p],
-        );
+        let cmd = stack::prepare_dnsdist(&dir, doh_port, dns_port, backend_dns_port).unwrap();
+        let daemon = spawn("dnsdist", dir, cmd);
         wait_tcp(doh_port);
         Dnsdist { doh_port, daemon }
     }
@@ -397,22 +385,16 @@ impl Envoy {
     fn run(dir: PathBuf, port: u16, conf: &str) -> Envoy {
         let path = dir.join("envoy.yaml");
         fs::write(&path, conf).unwrap();
-        let p = path.display().to_string();
-        let bin = envoy_binary().display().to_string();
-        let daemon = spawn(
-            "envoy",
-            dir,
-            &bin,
-            &[
-                "-c",
-                &p,
-                "--disable-hot-restart",
-                "--concurrency",
-                "1",
-                "-l",
-                "warning",
-            ],
-        );
+        let mut cmd = Command::new(envoy_binary());
+        cmd.arg("-c").arg(&path);
+        cmd.args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ]);
+        let daemon = spawn("envoy", dir, cmd);
         wait_tcp(port);
         Envoy { port, daemon }
     }
