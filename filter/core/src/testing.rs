@@ -193,9 +193,16 @@ impl Driver {
                     step = ex.on_callout(id, r, &env);
                 }
                 Step::Done(Outcome {
-                    reply, writes, log, ..
+                    reply,
+                    writes,
+                    log,
+                    counts,
+                    ..
                 }) => {
                     self.kv.apply(&writes);
+                    for c in &counts {
+                        self.kv.count(c, self.now_ms / 1000);
+                    }
                     self.log.extend(log);
                     return reply;
                 }

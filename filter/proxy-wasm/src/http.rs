@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use dynedge_core::{CalloutId, CalloutResult, Config, Env, Exchange, Request, Step};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::Action;
 
 use crate::host::{self, Metrics, SharedData};
 
@@ -76,43 +76,17 @@ impl DynedgeHttp {
             }
             Step::Wait => Action::Pause,
             Step::Call(calls) => {
-                let mut failed = Vec::new();
-                for (id, c) in calls {
-                    let mut headers: Vec<(&str, &str)> = vec![
-                        (":method", c.method),
-                        (":path", &c.path),
-                        (":authority", &c.authority),
-                    ];
-                    headers.extend(c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                    let body = (!c.body.is_empty()).then_some(c.body.as_slice());
-                    match self.dispatch_http_call(
-                        &c.cluster,
-                        headers,
-                        body,
-                        vec![],
-                        Duration::from_millis(c.timeout_ms),
-                    ) {
-                        Ok(token) => {
-                            self.in_flight.insert(token, id);
-                        }
-                        Err(status) => failed.push((id, format!("dispatch failed: {status:?}"))),
-                    }
-                }
+                let (in_flight, failed) = host::dispatch(self, calls);
+                self.in_flight.extend(in_flight);
                 // A call that could not even be dispatched is answered as failed right away.
                 let mut action = Action::Pause;
-                for (id, why) in failed {
-                    action = self.feed(id, CalloutResult::Failed(why));
+                for (id, result) in failed {
+                    action = self.feed(id, result);
                 }
                 action
             }
             Step::Done(outcome) => {
-                host::apply(&outcome.writes);
-                for line in &outcome.log {
-                    host::log(LogLevel::Info, line);
-                }
-                for c in &outcome.counters {
-                    self.metrics.increment(c);
-                }
+                host::record(&outcome, &self.metrics, self.now_ms() / 1000);
                 if let Some(reply) = outcome.reply {
                     let headers: Vec<(&str, &str)> = reply
                         .headers
@@ -160,24 +134,7 @@ impl Context for DynedgeHttp {
         let Some(id) = self.in_flight.remove(&token) else {
             return;
         };
-        // Envoy reports a timeout, reset or refused connection as a response without headers.
-        let result = if num_headers == 0 {
-            CalloutResult::Failed("no response (timeout, reset or refused)".into())
-        } else {
-            let headers = self.get_http_call_response_headers();
-            let status = headers
-                .iter()
-                .find(|(k, _)| k == ":status")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            CalloutResult::Response {
-                status,
-                headers,
-                body: self
-                    .get_http_call_response_body(0, body_size)
-                    .unwrap_or_default(),
-            }
-        };
+        let result = host::call_result(self, num_headers, body_size);
         let _ = self.feed(id, result);
     }
 }

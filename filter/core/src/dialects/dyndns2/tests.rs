@@ -534,3 +534,57 @@ fn a_cached_verification_does_not_let_another_password_in() {
         .unwrap();
     assert_eq!(body(&r), "badauth\n");
 }
+
+#[test]
+fn a_client_hammering_bad_passwords_gets_abuse_even_with_the_right_one() {
+    let mut d = Driver::demo();
+    for _ in 0..d.cfg.rate_limits.bad_per_client.limit {
+        let r = d
+            .send(get("/nic/update?hostname=home.dyn.example.test").basic("demo", "guess"))
+            .unwrap();
+        assert_eq!(body(&r), "badauth\n");
+    }
+    let r = d
+        .send(update("hostname=home.dyn.example.test&myip=192.0.2.1"))
+        .unwrap();
+    assert_eq!((r.status, body(&r)), (200, "abuse\n"));
+    assert!(d.calls.is_empty());
+    let r = d
+        .send(get("/domains/update?hostname=home.dyn.example.test").basic("demo", "demo-password"))
+        .unwrap();
+    assert_eq!((r.status, body(&r)), (429, "abuse\n"));
+    d.advance_ms(d.cfg.rate_limits.bad_per_client.window_s * 1000);
+    let r = d
+        .send(update("hostname=home.dyn.example.test&myip=192.0.2.1"))
+        .unwrap();
+    assert_eq!(body(&r), "good 192.0.2.1\n", "the window passed");
+}
+
+#[test]
+fn a_host_updated_too_often_gets_abuse_on_its_line() {
+    let mut d = Driver::demo();
+    d.cfg.rate_limits.good_per_host.limit = 2;
+    for _ in 0..2 {
+        let r = d
+            .send(update("hostname=home.dyn.example.test&myip=192.0.2.1"))
+            .unwrap();
+        assert!(r.body_text().starts_with("good") || r.body_text().starts_with("nochg"));
+    }
+    let r = d
+        .send(update("hostname=home.dyn.example.test&myip=192.0.2.1"))
+        .unwrap();
+    assert_eq!(body(&r), "abuse\n");
+}
+
+#[test]
+fn rate_limits_can_be_switched_off() {
+    let mut d = Driver::demo();
+    d.cfg.rate_limits.enabled = false;
+    for _ in 0..(d.cfg.rate_limits.bad_per_client.limit + 3) {
+        d.send(get("/nic/update?hostname=home.dyn.example.test").basic("demo", "guess"));
+    }
+    let r = d
+        .send(update("hostname=home.dyn.example.test&myip=192.0.2.1"))
+        .unwrap();
+    assert_eq!(body(&r), "good 192.0.2.1\n");
+}
