@@ -344,62 +344,61 @@ pub struct KeySpec<'a> {
 /// Builds the key from either `key_name` + `algorithm` + `secret`, or `key_file` (whose key
 /// named `key_name` is used, or its only key).
 pub fn key_from_spec(spec: &KeySpec) -> Result<TsigKey, KeyError> {
-    let (name, algorithm, secret) = match spec.key_file {
-        Some(text) => {
-            if spec.algorithm.is_some() || spec.secret.is_some() {
-                return Err(KeyError::KeyFile(
-                    "give either key_file or algorithm + secret, not both".into(),
-                ));
-            }
-            let keys = parse_key_file(text).map_err(KeyError::KeyFile)?;
-            let entry = match spec.key_name {
-                Some(want) => keys
-                    .into_iter()
-                    .find(|k| {
-                        k.name
-                            .trim_end_matches('.')
-                            .eq_ignore_ascii_case(want.trim_end_matches('.'))
-                    })
-                    .ok_or_else(|| KeyError::Name(format!("no key \"{want}\" in key_file")))?,
-                None => {
-                    let n = keys.len();
-                    let mut keys = keys.into_iter();
-                    match (keys.next(), n) {
-                        (Some(k), 1) => k,
-                        _ => {
-                            return Err(KeyError::KeyFile(format!(
-                                "holds {n} keys: say which one with key_name"
-                            )))
-                        }
-                    }
-                }
-            };
-            let alg = TsigAlg::parse(&entry.algorithm).ok_or_else(|| {
-                KeyError::KeyFile(format!(
-                    "key \"{}\": algorithm must be hmac-sha256 or hmac-sha512",
-                    entry.name
-                ))
-            })?;
-            let key = TsigKey::new(&entry.name, alg, &entry.secret).map_err(|e| match e {
-                KeyError::Secret(m) => {
-                    KeyError::KeyFile(format!("key \"{}\": secret {m}", entry.name))
-                }
-                KeyError::Name(m) => KeyError::KeyFile(format!("key name {m}")),
-                other => other,
-            })?;
-            return Ok(key);
+    if let Some(text) = spec.key_file {
+        if spec.algorithm.is_some() || spec.secret.is_some() {
+            return Err(KeyError::KeyFile(
+                "give either key_file or algorithm + secret, not both".into(),
+            ));
         }
-        None => (spec.key_name, spec.algorithm, spec.secret),
-    };
-    let name = name.ok_or(KeyError::Name("is required (or give key_file)".into()))?;
-    let algorithm = algorithm.ok_or(KeyError::Algorithm(
+        return key_from_file(text, spec.key_name);
+    }
+    let name = spec
+        .key_name
+        .ok_or(KeyError::Name("is required (or give key_file)".into()))?;
+    let algorithm = spec.algorithm.ok_or(KeyError::Algorithm(
         "is required: hmac-sha256 or hmac-sha512".into(),
     ))?;
     let alg = TsigAlg::parse(algorithm).ok_or(KeyError::Algorithm(
         "must be hmac-sha256 or hmac-sha512".into(),
     ))?;
-    let secret = secret.ok_or(KeyError::Secret("is required (or give key_file)".into()))?;
+    let secret = spec
+        .secret
+        .ok_or(KeyError::Secret("is required (or give key_file)".into()))?;
     TsigKey::new(name, alg, secret)
+}
+
+/// The key named `key_name` in a BIND key file, or its only key. Every error is about the
+/// file (except a missing `key_name`), and none quotes the secret.
+fn key_from_file(text: &str, key_name: Option<&str>) -> Result<TsigKey, KeyError> {
+    let mut keys = parse_key_file(text).map_err(KeyError::KeyFile)?;
+    let same = |a: &str, b: &str| {
+        a.trim_end_matches('.')
+            .eq_ignore_ascii_case(b.trim_end_matches('.'))
+    };
+    let entry = match key_name {
+        Some(want) => {
+            let i = keys
+                .iter()
+                .position(|k| same(&k.name, want))
+                .ok_or_else(|| KeyError::Name(format!("no key \"{want}\" in key_file")))?;
+            keys.swap_remove(i)
+        }
+        None if keys.len() == 1 => keys.swap_remove(0),
+        None => {
+            return Err(KeyError::KeyFile(format!(
+                "holds {} keys: say which one with key_name",
+                keys.len()
+            )))
+        }
+    };
+    let in_file = |m: String| KeyError::KeyFile(format!("key \"{}\": {m}", entry.name));
+    let alg = TsigAlg::parse(&entry.algorithm)
+        .ok_or_else(|| in_file("algorithm must be hmac-sha256 or hmac-sha512".into()))?;
+    TsigKey::new(&entry.name, alg, &entry.secret).map_err(|e| match e {
+        KeyError::Secret(m) => in_file(format!("secret {m}")),
+        KeyError::Name(m) => in_file(format!("name {m}")),
+        other => other,
+    })
 }
 
 // ---------------------------------------------------------------- messages
