@@ -12,8 +12,10 @@
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::dns_servers::{self as dns, dig, nsupdate, Bind, Dnsdist, Envoy, Knot, Pdns};
+use support::http1::Conn;
 
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 const HOME: &str = "home.dyn.example.test";
@@ -155,5 +157,52 @@ fn a_relay_that_goes_down_turns_updates_into_dnserr() {
     assert_eq!(
         nic_update(&envoy, &format!("hostname={HOME}&myip=192.0.2.61")),
         (200, "dnserr".into())
+    );
+}
+
+#[test]
+fn dyndns2_update_latency_through_envoy_the_filter_and_bind_is_printed() {
+    let bind = Bind::start();
+    let mut plugin: serde_json::Value = serde_json::from_str(&plugin(
+        "bind_doh",
+        bind.doh_port,
+        dns::KEY_NAME,
+        dns::KEY_SECRET,
+    ))
+    .unwrap();
+    plugin["rate_limits"] = serde_json::json!({"enabled": false}); // a benchmark, not abuse
+    let plugin = plugin.to_string();
+    let envoy = Envoy::with_filter(&plugin, bind.doh_port, bind.doh_port);
+    let mut conn = Conn::open(envoy.port);
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("user-agent", "dynedge-bench/1.0"),
+    ];
+    let n: usize = std::env::var("RFC2136_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut times: Vec<Duration> = Vec::with_capacity(n);
+    for i in 0..n {
+        // A new address every time: each request is one signed UPDATE (the read is cached).
+        let ip = format!("198.51.100.{}", i % 250 + 1);
+        let t0 = Instant::now();
+        let (status, body) = conn.get(&format!("/nic/update?hostname={HOME}&myip={ip}"), &headers);
+        times.push(t0.elapsed());
+        assert_eq!(
+            (status, body.trim_end()),
+            (200, format!("good {ip}").as_str()),
+            "request {i}"
+        );
+    }
+    let last = format!("198.51.100.{}", (n - 1) % 250 + 1);
+    assert_eq!(dig(bind.dns_port, HOME, "A"), [last]);
+    times.sort();
+    let ms = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    let total: f64 = times.iter().map(Duration::as_secs_f64).sum();
+    println!(
+        "DynDNS2 good through Envoy + filter -> BIND DoH (one signed UPDATE each): n={n} p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms rate={:.0}/s",
+        ms(0.5), ms(0.9), ms(0.99), ms(1.0), n as f64 / total
     );
 }

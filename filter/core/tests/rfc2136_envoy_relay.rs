@@ -8,74 +8,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use dynedge_core::backends::{BackendEnv, RrSet, RrType};
 use dynedge_core::config::Backend;
 use dynedge_core::names::Fqdn;
-use dynedge_core::{Callout, CalloutResult, Config};
+use dynedge_core::{CalloutResult, Config};
 use support::dns_servers::{self as dns, dig, Bind, Dnsdist, Envoy, Knot};
-
-/// One HTTP/1.1 keep-alive connection (what the proxy does for the filter, minus h2).
-struct Conn(TcpStream);
-
-impl Conn {
-    fn open(port: u16) -> Conn {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Conn(s)
-    }
-
-    fn send(&mut self, c: &Callout, path: &str) -> CalloutResult {
-        let mut head = format!("{} {path} HTTP/1.1\r\nhost: {}\r\n", c.method, c.authority);
-        for (k, v) in &c.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!("content-length: {}\r\n\r\n", c.body.len()));
-        self.0.write_all(head.as_bytes()).unwrap();
-        self.0.write_all(&c.body).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = self.0.read(&mut chunk).unwrap();
-            assert!(n > 0, "Envoy closed the connection");
-            buf.extend_from_slice(&chunk[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(len) = resp.parse(&buf).unwrap() {
-                let status = resp.code.unwrap();
-                let hs: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let clen: usize = hs
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                while buf.len() < len + clen {
-                    let n = self.0.read(&mut chunk).unwrap();
-                    assert!(n > 0, "Envoy closed the connection mid-body");
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                return CalloutResult::Response {
-                    status,
-                    headers: hs,
-                    body: buf[len..len + clen].to_vec(),
-                };
-            }
-        }
-    }
-}
+use support::http1::Conn;
 
 fn backend() -> Backend {
     let mut v: serde_json::Value =

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod dns_servers;
+pub mod http1;
