@@ -4,7 +4,10 @@
 //!
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
-//! processes (`openssl`, `sqlite3`, `curl`, `dig`).
+//! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
+//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
+
+pub mod rfc2136;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -480,6 +483,9 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// More clusters, YAML indented for `static_resources.clusters:` (e.g.
+    /// [`rfc2136::bind_doh_cluster`]); empty for none.
+    pub extra_clusters: String,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -516,6 +522,7 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
         ("PDNS_API_ADDRESS", "127.0.0.1".to_string()),
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
+        ("EXTRA_CLUSTERS", cfg.extra_clusters.trim_end().to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -638,6 +645,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            extra_clusters: String::new(),
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

@@ -3,13 +3,17 @@
 //! `cargo xtask up --backend rfc2136` (demo values below) and by the core's RFC 2136 tests
 //! (`filter/core/tests/support/dns_servers.rs`, random ports in 21000–21999). Plain `std`. The
 //! `prepare_*` functions write a server's files into an empty directory and return the command
-//! that runs it in the foreground; the caller owns the child (and stops it by its pid).
+//! that runs it in the foreground; [`Bind`], [`Knot`], [`Dnsdist`] and [`PowerDnsUpdate`] run it
+//! as a [`Daemon`] (stopped by its pid on drop) and wait until it answers.
 //! research/doh.md has the why of every line.
 
 use std::fs;
 use std::io;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+
+use crate::{dig, fresh_dir, wait_until, Daemon, Result};
 
 /// The zone every example serves.
 pub const ZONE: &str = "dyn.example.test";
@@ -27,8 +31,10 @@ pub const DEMO_DOH_PORT: u16 = 18053;
 /// The Envoy cluster name the example configuration calls.
 pub const DEMO_CLUSTER: &str = "bind_doh";
 
-/// The Envoy cluster definitions (`envoy/rfc2136-clusters.yaml.tmpl`).
-pub const CLUSTERS_TEMPLATE: &str = include_str!("../rfc2136-clusters.yaml.tmpl");
+/// The Envoy cluster for BIND's DoH (`envoy/rfc2136-bind-cluster.yaml.tmpl`).
+pub const BIND_CLUSTER_TEMPLATE: &str = include_str!("../rfc2136-bind-cluster.yaml.tmpl");
+/// The Envoy cluster for dnsdist's DoH (`envoy/rfc2136-dnsdist-cluster.yaml.tmpl`).
+pub const DNSDIST_CLUSTER_TEMPLATE: &str = include_str!("../rfc2136-dnsdist-cluster.yaml.tmpl");
 
 /// A TSIG key as the servers' configuration files spell it.
 #[derive(Debug, Clone, Copy)]
@@ -136,13 +142,23 @@ addDOHLocal("127.0.0.1:{doh_port}", nil, nil, {{ "/dns-query" }}, {{ idleTimeout
     )
 }
 
-/// The Envoy clusters `bind_doh` and `dnsdist_doh` (indented for `static_resources.clusters:`).
-pub fn clusters_yaml(bind_doh_port: u16, dnsdist_doh_port: u16) -> String {
-    CLUSTERS_TEMPLATE
+/// The `bind_doh` cluster to 127.0.0.1:`port` (indented for `static_resources.clusters:`).
+pub fn bind_doh_cluster(port: u16) -> String {
+    BIND_CLUSTER_TEMPLATE
         .replace("{{DOH_ADDRESS}}", "127.0.0.1")
-        .replace("{{DOH_PORT}}", &bind_doh_port.to_string())
+        .replace("{{DOH_PORT}}", &port.to_string())
+}
+
+/// The `dnsdist_doh` cluster to 127.0.0.1:`port`.
+pub fn dnsdist_doh_cluster(port: u16) -> String {
+    DNSDIST_CLUSTER_TEMPLATE
         .replace("{{DNSDIST_ADDRESS}}", "127.0.0.1")
-        .replace("{{DNSDIST_PORT}}", &dnsdist_doh_port.to_string())
+        .replace("{{DNSDIST_PORT}}", &port.to_string())
+}
+
+/// Both clusters.
+pub fn clusters_yaml(bind_doh_port: u16, dnsdist_doh_port: u16) -> String {
+    bind_doh_cluster(bind_doh_port) + &dnsdist_doh_cluster(dnsdist_doh_port)
 }
 
 /// Writes named.conf and the zone into `dir`, checks them with `named-checkconf`, and returns
@@ -255,4 +271,93 @@ pub fn prepare_pdns(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> io::Resu
     let mut cmd = Command::new("pdns_server");
     cmd.arg(format!("--config-dir={}", dir.display()));
     Ok(cmd)
+}
+
+// ---------------------------------------------------------------------------------- daemons
+
+fn io_err(what: &str) -> impl Fn(io::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn wait_dns(daemon: &mut Daemon, port: u16) -> Result<()> {
+    wait_until(daemon, "answer the zone's SOA", || {
+        dig(port, ZONE, "SOA").is_ok_and(|l| !l.is_empty())
+    })
+}
+
+fn wait_tcp(daemon: &mut Daemon, port: u16) -> Result<()> {
+    wait_until(daemon, "accept connections", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+}
+
+/// BIND serving [`ZONE`]: plain DNS on `dns_port`, DoH (h2c) on `doh_port`.
+pub struct Bind {
+    pub daemon: Daemon,
+    pub dns_port: u16,
+    pub doh_port: u16,
+}
+
+impl Bind {
+    pub fn start(dir: &Path, dns_port: u16, doh_port: u16, keys: &[TsigKeyText]) -> Result<Bind> {
+        fresh_dir(dir)?;
+        let cmd = prepare_bind(dir, dns_port, doh_port, keys).map_err(io_err("BIND"))?;
+        let mut daemon = Daemon::spawn("BIND", cmd, &dir.join("named.log"))?;
+        wait_dns(&mut daemon, dns_port)?;
+        wait_tcp(&mut daemon, doh_port)?;
+        Ok(Bind {
+            daemon,
+            dns_port,
+            doh_port,
+        })
+    }
+}
+
+/// Knot serving [`ZONE`] on plain DNS.
+pub struct Knot {
+    pub daemon: Daemon,
+    pub dns_port: u16,
+}
+
+impl Knot {
+    pub fn start(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> Result<Knot> {
+        fresh_dir(dir)?;
+        let cmd = prepare_knot(dir, dns_port, keys).map_err(io_err("Knot"))?;
+        let mut daemon = Daemon::spawn("Knot", cmd, &dir.join("knotd.log"))?;
+        wait_dns(&mut daemon, dns_port)?;
+        Ok(Knot { daemon, dns_port })
+    }
+}
+
+/// PowerDNS Authoritative serving [`ZONE`] with RFC 2136 enabled (`dnsupdate=yes`).
+pub struct PowerDnsUpdate {
+    pub daemon: Daemon,
+    pub dns_port: u16,
+}
+
+impl PowerDnsUpdate {
+    pub fn start(dir: &Path, dns_port: u16, keys: &[TsigKeyText]) -> Result<PowerDnsUpdate> {
+        fresh_dir(dir)?;
+        let cmd = prepare_pdns(dir, dns_port, keys).map_err(io_err("PowerDNS"))?;
+        let mut daemon = Daemon::spawn("PowerDNS", cmd, &dir.join("pdns.log"))?;
+        wait_dns(&mut daemon, dns_port)?;
+        Ok(PowerDnsUpdate { daemon, dns_port })
+    }
+}
+
+/// dnsdist relaying DoH on `doh_port` to the server on `server_port`.
+pub struct Dnsdist {
+    pub daemon: Daemon,
+    pub doh_port: u16,
+}
+
+impl Dnsdist {
+    pub fn start(dir: &Path, doh_port: u16, dns_port: u16, server_port: u16) -> Result<Dnsdist> {
+        fresh_dir(dir)?;
+        let cmd =
+            prepare_dnsdist(dir, doh_port, dns_port, server_port).map_err(io_err("dnsdist"))?;
+        let mut daemon = Daemon::spawn("dnsdist", cmd, &dir.join("dnsdist.log"))?;
+        wait_tcp(&mut daemon, doh_port)?;
+        Ok(Dnsdist { daemon, doh_port })
+    }
 }

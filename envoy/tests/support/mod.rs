@@ -107,6 +107,7 @@ impl Stack {
             plugin_config: plugin_config(api_port),
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            extra_clusters: String::new(),
         };
         let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
         Stack { dir, envoy, pdns }

@@ -14,7 +14,7 @@ use dynedge_core::backends::{BackendEnv, RrSet, RrType};
 use dynedge_core::config::Backend;
 use dynedge_core::names::Fqdn;
 use dynedge_core::{CalloutResult, Config};
-use support::dns_servers::{self as dns, dig, Bind, Dnsdist, Envoy, Knot};
+use support::dns_servers::{self as dns, dig, start_bind, start_dnsdist, start_knot, Envoy};
 use support::http1::Conn;
 
 fn backend() -> Backend {
@@ -87,9 +87,9 @@ fn report(label: &str, t: &[Duration]) {
 
 #[test]
 fn envoy_carries_signed_updates_to_bind_and_to_knot_and_every_answer_verifies() {
-    let bind = Bind::start();
-    let knot = Knot::start();
-    let relay = Dnsdist::start(knot.dns_port);
+    let bind = start_bind();
+    let knot = start_knot();
+    let relay = start_dnsdist(knot.dns_port);
     let envoy = Envoy::start(bind.doh_port, relay.doh_port);
     let mut conn = Conn::open(envoy.port);
 
@@ -140,7 +140,7 @@ fn envoy_carries_signed_updates_to_bind_and_to_knot_and_every_answer_verifies() 
 
 #[test]
 fn envoy_answers_503_for_a_relay_that_is_down_and_the_core_calls_it_an_error() {
-    let bind = Bind::start();
+    let bind = start_bind();
     let envoy = Envoy::start(bind.doh_port, dns::free_port());
     let mut conn = Conn::open(envoy.port);
     let b = backend();

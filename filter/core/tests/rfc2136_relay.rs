@@ -18,7 +18,9 @@ use std::process::Command;
 use dynedge_core::backends::{BackendEnv, RrSet, RrType};
 use dynedge_core::names::Fqdn;
 use dynedge_core::{Callout, CalloutResult, Config, Env, Exchange, MemoryKv, Request, Step};
-use support::dns_servers::{self as dns, dig, nsupdate, Bind, Dnsdist, Knot, Pdns};
+use support::dns_servers::{
+    self as dns, dig, nsupdate, start_bind, start_dnsdist, start_knot, start_pdns,
+};
 
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 
@@ -362,7 +364,7 @@ fn every_case(t: &Target) {
 
 #[test]
 fn bind_through_its_own_doh_listener_passes_every_case() {
-    let bind = Bind::start();
+    let bind = start_bind();
     every_case(&Target {
         doh_port: bind.doh_port,
         dns_port: bind.dns_port,
@@ -372,8 +374,8 @@ fn bind_through_its_own_doh_listener_passes_every_case() {
 
 #[test]
 fn knot_through_dnsdist_passes_every_case() {
-    let knot = Knot::start();
-    let relay = Dnsdist::start(knot.dns_port);
+    let knot = start_knot();
+    let relay = start_dnsdist(knot.dns_port);
     every_case(&Target {
         doh_port: relay.doh_port,
         dns_port: knot.dns_port,
@@ -383,8 +385,8 @@ fn knot_through_dnsdist_passes_every_case() {
 
 #[test]
 fn powerdns_through_dnsdist_passes_every_case() {
-    let pdns = Pdns::start();
-    let relay = Dnsdist::start(pdns.dns_port);
+    let pdns = start_pdns();
+    let relay = start_dnsdist(pdns.dns_port);
     every_case(&Target {
         doh_port: relay.doh_port,
         dns_port: pdns.dns_port,
@@ -395,8 +397,8 @@ fn powerdns_through_dnsdist_passes_every_case() {
 #[test]
 fn bind_through_dnsdist_verifies_answers_signed_with_the_relays_id() {
     // dnsdist rewrites the DNS id towards the server; the answer's TSIG carries that id.
-    let bind = Bind::start();
-    let relay = Dnsdist::start(bind.dns_port);
+    let bind = start_bind();
+    let relay = start_dnsdist(bind.dns_port);
     let t = Target {
         doh_port: relay.doh_port,
         dns_port: bind.dns_port,
