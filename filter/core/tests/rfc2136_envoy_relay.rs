@@ -142,7 +142,6 @@ fn envoy_carries_signed_updates_to_bind_and_to_knot_and_every_answer_verifies() 
 fn envoy_answers_503_for_a_relay_that_is_down_and_the_core_calls_it_an_error() {
     let bind = start_bind();
     let envoy = Envoy::start(bind.doh_port, dns::free_port());
-    let mut conn = Conn::open(envoy.port);
     let b = backend();
     let zone = Fqdn::parse(dns::ZONE).unwrap();
     let set = RrSet {
@@ -162,7 +161,8 @@ fn envoy_answers_503_for_a_relay_that_is_down_and_the_core_calls_it_an_error() {
                 },
             )
             .unwrap();
-        let result = conn.send(&c, path);
+        // A new connection each: Envoy may close one after a 503 ("connection: close").
+        let result = Conn::open(envoy.port).send(&c, path);
         let CalloutResult::Response { status, .. } = &result else {
             panic!("{result:?}")
         };
