@@ -379,7 +379,10 @@ fn the_bootstrap_without_extra_clusters_still_starts_and_with_them_has_the_relay
     let demo = fs::read_to_string(workspace_root().join("examples/dynedge.json")).unwrap();
     let e = envoy(&dir.join("plain"), demo, String::new());
     let yaml = fs::read_to_string(&e.bootstrap).unwrap();
-    let code: String = yaml.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    let code: String = yaml
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
     assert!(!code.contains("bind_doh") && !code.contains("{{"), "{yaml}");
     drop(e);
     let e = envoy(

@@ -262,12 +262,52 @@ fn txt_add_then_delete(t: &Target) {
         backend.parse_read(&name, RrType::Txt, &perform(&read, t.doh_port)),
         Ok(vec![token])
     );
+    // Two challenges at once (a wildcard and its base name), one of them past 255 bytes.
+    let long = "x".repeat(300);
+    let (c, check) = backend
+        .write(&zone, &[set(vec!["second".into(), long.clone()])], env)
+        .unwrap();
+    assert_eq!(
+        backend.check_write(&check, &perform(&c, t.doh_port)),
+        Ok(())
+    );
+    let read = backend.read(&zone, &name, RrType::Txt);
+    let mut values = backend
+        .parse_read(&name, RrType::Txt, &perform(&read, t.doh_port))
+        .unwrap();
+    values.sort();
+    assert_eq!(values, vec!["second".to_string(), long]);
+    assert_eq!(dig(t.dns_port, name.as_str(), "TXT").len(), 2);
     let (c, check) = backend.write(&zone, &[set(vec![])], env).unwrap();
     assert_eq!(
         backend.check_write(&check, &perform(&c, t.doh_port)),
         Ok(())
     );
     assert!(dig(t.dns_port, name.as_str(), "TXT").is_empty());
+}
+
+fn hmac_sha512_keys_work_too(t: &Target) {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../examples/dynedge-rfc2136.json")).unwrap();
+    let b = &mut v["backends"]["bind"];
+    b["cluster"] = "relay".into();
+    b["key_name"] = dns::KEY512_NAME.into();
+    b["algorithm"] = "hmac-sha512".into();
+    b["secret"] = dns::KEY512_SECRET.into();
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let r = nic_update(
+        &cfg,
+        t.doh_port,
+        &format!("hostname={HOME}&myip=192.0.2.51"),
+        0,
+    );
+    assert_eq!(
+        (r.reply.as_str(), r.updates),
+        ("good 192.0.2.51", 1),
+        "{:?}",
+        r.log
+    );
+    assert_a(t, &["192.0.2.51"]);
 }
 
 fn wrong_secret_and_unknown_key_are_dnserr(t: &Target) {
@@ -355,6 +395,7 @@ fn every_case(t: &Target) {
     a_record_is_set_then_nochg_without_an_update(t);
     aaaa_and_dual_stack(t);
     txt_add_then_delete(t);
+    hmac_sha512_keys_work_too(t);
     wrong_secret_and_unknown_key_are_dnserr(t);
     clock_skew_is_dnserr(t);
     a_cname_at_the_name_is_left_untouched(t);
