@@ -702,6 +702,16 @@ impl Envoy {
     /// certificate, the plugin JSON, the `pdns_api` cluster (one call at a time, as the
     /// bootstrap's circuit breaker), the access log; no upstream (other paths get a 404).
     pub fn start_pingora(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_pingora_with_clusters(dir, cfg, &[])
+    }
+
+    /// [`Envoy::start_pingora`] with more `--cluster NAME=HOST:PORT[,h2c]` mappings (what
+    /// extra Envoy clusters are to the filter), e.g. `bind_doh=127.0.0.1:18053,h2c`.
+    pub fn start_pingora_with_clusters(
+        dir: &Path,
+        cfg: &EnvoyConfig,
+        clusters: &[String],
+    ) -> Result<Envoy> {
         fresh_dir(dir)?;
         let binary = pingora_binary()?;
         let plugin = dir.join("dynedge.json");
@@ -722,9 +732,12 @@ impl Envoy {
                 &format!("pdns_api=127.0.0.1:{},max_requests=1", cfg.pdns_api_port),
             ])
             .arg("--access-log")
-            .arg(&cfg.access_log)
-            // One worker thread, as Envoy runs here with `--concurrency 1`.
-            .args(["--threads", "1", "--grace-period", "1"]);
+            .arg(&cfg.access_log);
+        for c in clusters {
+            cmd.args(["--cluster", c]);
+        }
+        // One worker thread, as Envoy runs here with `--concurrency 1`.
+        cmd.args(["--threads", "1", "--grace-period", "1"]);
         let mut daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
         let ca = cfg.certificate.cert.clone();

@@ -33,6 +33,8 @@ pub struct Cluster {
     /// `max_requests=N`: calls beyond N wait (within their timeout) for a free slot, like
     /// Envoy's circuit-breaker queue. PowerDNS on sqlite3 needs 1 ("database is locked").
     pub max_requests: Option<usize>,
+    /// `h2c`: HTTP/2 without TLS, prior knowledge (BIND's DoH listener speaks only HTTP/2).
+    pub h2c: bool,
     slots: Option<Arc<Semaphore>>,
 }
 
@@ -41,6 +43,7 @@ impl Cluster {
         Cluster {
             addr,
             max_requests,
+            h2c: false,
             slots: max_requests.map(|n| Arc::new(Semaphore::new(n))),
         }
     }
@@ -48,7 +51,7 @@ impl Cluster {
 
 impl PartialEq for Cluster {
     fn eq(&self, other: &Cluster) -> bool {
-        self.addr == other.addr && self.max_requests == other.max_requests
+        self.addr == other.addr && self.max_requests == other.max_requests && self.h2c == other.h2c
     }
 }
 
@@ -86,7 +89,7 @@ impl Clusters {
         self.0.get(name)
     }
 
-    /// Parses one `name=host:port[,max_requests=N]` mapping. The host is resolved now
+    /// Parses one `name=host:port[,max_requests=N][,h2c]` mapping. The host is resolved now
     /// (Pingora's `HttpPeer` would otherwise resolve it on every call, blocking a worker).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
@@ -99,7 +102,12 @@ impl Clusters {
         let addr =
             resolve(parts.next().unwrap_or("")).map_err(|e| format!("cluster '{name}': {e}"))?;
         let mut max_requests = None;
+        let mut h2c = false;
         for opt in parts {
+            if opt == "h2c" {
+                h2c = true;
+                continue;
+            }
             match opt.split_once('=') {
                 Some(("max_requests", n)) => {
                     let n: usize = n
@@ -112,7 +120,9 @@ impl Clusters {
                 _ => return Err(format!("cluster '{name}': unknown option '{opt}'")),
             }
         }
-        self.insert(name, Cluster::new(addr, max_requests));
+        let mut cluster = Cluster::new(addr, max_requests);
+        cluster.h2c = h2c;
+        self.insert(name, cluster);
         Ok(())
     }
 
@@ -163,7 +173,7 @@ pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) ->
             ),
             None => None,
         };
-        exchange(connector, cluster.addr, c, timeout).await
+        exchange(connector, cluster, c, timeout).await
     };
     match pingora::prelude::timeout(timeout, call).await {
         Ok(Ok(result)) => result,
@@ -177,11 +187,14 @@ pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) ->
 
 async fn exchange(
     connector: &Connector,
-    addr: SocketAddr,
+    cluster: &Cluster,
     c: &Callout,
     timeout: Duration,
 ) -> pingora::Result<CalloutResult> {
-    let mut peer = HttpPeer::new(addr, false, String::new());
+    let mut peer = HttpPeer::new(cluster.addr, false, String::new());
+    if cluster.h2c {
+        peer.options.set_http_version(2, 2);
+    }
     peer.options.connection_timeout = Some(timeout);
     peer.options.read_timeout = Some(timeout);
     peer.options.write_timeout = Some(timeout);
@@ -247,6 +260,9 @@ mod tests {
         c.add_spec("pdns_api=127.0.0.1:18081").unwrap();
         c.add_spec("v6=[::1]:53").unwrap();
         c.add_spec("one=127.0.0.1:8081,max_requests=1").unwrap();
+        c.add_spec("doh=127.0.0.1:8053,h2c").unwrap();
+        assert!(c.get("doh").unwrap().h2c);
+        assert!(!c.get("one").unwrap().h2c);
         let addr = |n: &str| c.get(n).map(|c| c.addr);
         assert_eq!(addr("pdns_api"), Some("127.0.0.1:18081".parse().unwrap()));
         assert_eq!(addr("v6"), Some("[::1]:53".parse().unwrap()));

@@ -438,12 +438,6 @@ fn up(args: &[String]) -> Result<()> {
     };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
     let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
-    if proxy == Proxy::Pingora && backend != "powerdns" {
-        return Err(format!(
-            "--proxy pingora --backend {backend}: the Pingora gateway reaches backends over \
-             HTTP/1.1 only, and BIND's DoH wants h2c; use --backend powerdns"
-        ));
-    }
     deps(false)?;
     let no_build = args.iter().any(|a| a == "--no-build");
     let wasm = match (proxy, no_build) {
@@ -514,7 +508,17 @@ fn up(args: &[String]) -> Result<()> {
     };
     let mut envoy = match proxy {
         Proxy::Envoy => Envoy::start_with_clusters(&envoy_dir, &cfg, &extra_clusters)?,
-        Proxy::Pingora => Envoy::start_pingora(&envoy_dir, &cfg)?,
+        Proxy::Pingora => {
+            let clusters = match dns {
+                DemoDns::PowerDns(_) => vec![],
+                DemoDns::Bind(_) => vec![format!(
+                    "{}=127.0.0.1:{},h2c",
+                    rfc2136::DEMO_CLUSTER,
+                    ports.doh
+                )],
+            };
+            Envoy::start_pingora_with_clusters(&envoy_dir, &cfg, &clusters)?
+        }
     };
 
     if let Some(pid) = envoy.daemon().pid() {

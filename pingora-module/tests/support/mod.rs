@@ -269,6 +269,17 @@ pub fn demo_config() -> String {
 
 impl Gateway {
     pub fn start(dir: &Path, config_json: &str, pdns_api_port: u16, upstream: u16) -> Gateway {
+        let cluster = format!("pdns_api=127.0.0.1:{pdns_api_port},max_requests=1");
+        Gateway::start_with_cluster(dir, config_json, &cluster, upstream)
+    }
+
+    /// With one `--cluster` mapping of the caller's choice.
+    pub fn start_with_cluster(
+        dir: &Path,
+        config_json: &str,
+        cluster: &str,
+        upstream: u16,
+    ) -> Gateway {
         let config = dir.join("dynedge.json");
         std::fs::write(&config, config_json).unwrap();
         let (tls_port, plain_port, stats_port) = (free_port(), free_port(), free_port());
@@ -283,10 +294,7 @@ impl Gateway {
                 .arg("--key")
                 .arg(dir.join("server.key"))
                 .args(["--listen", &format!("127.0.0.1:{plain_port}")])
-                .args([
-                    "--cluster",
-                    &format!("pdns_api=127.0.0.1:{pdns_api_port},max_requests=1"),
-                ])
+                .args(["--cluster", cluster])
                 .args(["--stats", &format!("127.0.0.1:{stats_port}")])
                 .arg("--access-log")
                 .arg(dir.join("access.log"))
