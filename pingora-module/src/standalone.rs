@@ -28,7 +28,7 @@ use crate::proxy::{AccessLog, DynedgeProxy, StatsEndpoint};
 
 pub const USAGE: &str = "\
 usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--listen ADDR]...
-                       [--cluster NAME=HOST:PORT[,max_requests=N]]... [--upstream HOST:PORT]
+                       [--cluster NAME=HOST:PORT[,max_requests=N][,h2c]]... [--upstream HOST:PORT]
                        [--access-log FILE] [--stats ADDR] [--threads N] [--grace-period S]
 
   --config FILE            the plugin's JSON configuration (same file as for Envoy); re-read on SIGHUP
@@ -37,6 +37,7 @@ usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--lis
   --listen ADDR            plain HTTP listener (tests, or behind a TLS-terminating balancer); repeatable
   --cluster NAME=HOST:PORT address of a cluster named by a backend's \"cluster\"; repeatable.
                            ,max_requests=N: at most N calls in flight (1 for PowerDNS on sqlite3)
+                           ,h2c: HTTP/2 without TLS (BIND's DoH listener for the rfc2136 backend)
   --upstream HOST:PORT     where every non-dynedge request is proxied (without it: 404)
   --access-log FILE        one line per request, path without its query (no secrets)
   --stats ADDR             plain HTTP listener for GET /stats (counters); keep it on loopback
