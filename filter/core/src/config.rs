@@ -68,6 +68,12 @@ struct RawConfig {
     record_cache_ttl_s: u64,
     #[serde(default)]
     dyndns2: RawDyndns2,
+    #[serde(default)]
+    apertodns: crate::dialects::apertodns::RawAperto,
+    #[serde(default)]
+    endpoints: Vec<crate::dialects::custom::RawEndpoint>,
+    #[serde(default)]
+    webhooks: Option<crate::webhooks::RawWebhooks>,
 }
 
 fn default_auth_cache_ttl() -> u64 {
@@ -243,6 +249,11 @@ pub struct Config {
     pub dyndns2: Dyndns2Settings,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
+    pub apertodns: crate::dialects::apertodns::ApertoSettings,
+    /// Operator-defined update endpoints (ddns-service style), first match wins.
+    pub endpoints: Vec<crate::dialects::custom::Endpoint>,
+    /// Webhook delivery; `None` = off.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 impl Config {
@@ -480,6 +491,12 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
+    let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
+    let webhooks = raw
+        .webhooks
+        .map(crate::webhooks::WebhookSettings::compile)
+        .transpose()?;
     Ok(Config {
         zones,
         backends,
@@ -493,6 +510,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             max_hosts,
         },
         host_owner,
+        apertodns,
+        endpoints,
+        webhooks,
     })
 }
 

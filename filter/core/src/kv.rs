@@ -44,6 +44,32 @@ pub mod keys {
     pub fn record(name: &str, rtype: &str) -> String {
         format!("dynedge:rr:{name}:{rtype}")
     }
+
+    /// When a host was created and last changed: JSON `hoststate::HostMeta`.
+    pub fn host_meta(name: &str) -> String {
+        format!("dynedge:host:{name}")
+    }
+
+    /// A token created at runtime (`/api/tokens`), by the hex SHA-256 of the token: JSON
+    /// `tokens::StoredToken`. The token itself is never stored.
+    pub fn api_token(sha256_hex: &str) -> String {
+        format!("dynedge:token:{sha256_hex}")
+    }
+
+    /// A user's runtime tokens, for listing and revoking by id: JSON `[{"id", "sha256"}]`.
+    pub fn user_tokens(user: &str) -> String {
+        format!("dynedge:tokens:{user}")
+    }
+
+    /// A user's webhook subscriptions: JSON `[webhooks::Subscription]`.
+    pub fn webhooks(user: &str) -> String {
+        format!("dynedge:webhooks:{user}")
+    }
+
+    /// A fixed-window request counter: value = count as decimal text.
+    pub fn rate(bucket: &str, subject: &str, window_start_s: u64) -> String {
+        format!("dynedge:rl:{bucket}:{subject}:{window_start_s}")
+    }
 }
 
 /// An in-process KV: the Pingora module's store and the core's test store.

@@ -10,10 +10,17 @@ pub mod backends;
 pub mod config;
 pub mod dialects;
 pub mod exchange;
+pub mod hoststate;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
+#[cfg(test)]
+pub mod testing;
+pub mod time;
+pub mod tokens;
+pub mod webhooks;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};
@@ -21,3 +28,4 @@ pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;
+pub use webhooks::Notify;

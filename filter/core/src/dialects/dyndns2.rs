@@ -48,12 +48,12 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
     let auth = auth::authenticate(cfg, &presented, env.kv, env.now_s());
     let identity = match auth.result {
         Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Ok(_) | Err(AuthError::Bad) => return early(Code::Badauth),
         Err(AuthError::Missing) => {
             let reply = code_reply(Code::Badauth, StatusMode::CertaDns, json)
                 .with_header("www-authenticate", "Basic realm=\"dynedge\"");
             return Start::Reply(Outcome::reply(reply));
         }
+        Ok(_) | Err(_) => return early(Code::Badauth),
     };
 
     let raw_hosts = match params.one("hostname") {
@@ -118,6 +118,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             backend,
             ttl: zone.ttl,
             want,
+            edits: vec![],
         }));
     }
     let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
