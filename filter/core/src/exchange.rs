@@ -65,8 +65,10 @@ pub struct Outcome {
     /// Counter names to increment by one.
     pub counters: Vec<String>,
     /// Fire-and-forget calls (webhooks): dispatch after sending the reply, never wait for them;
-    /// retry per [`Notify::retry_after_ms`]. See `docs/dialects.md` "Webhooks".
+    /// retry per [`Notify::next`]. See `docs/dialects.md` "Webhooks".
     pub notify: Vec<Notify>,
+    /// Rate-limit counters to increment atomically (see `limits::merge_count`).
+    pub counts: Vec<crate::limits::KvCount>,
 }
 
 impl Outcome {
@@ -370,6 +372,9 @@ pub struct Job {
     pub hosts: Vec<HostJob>,
     pub render: Renderer,
     pub writes: Vec<KvWrite>,
+    pub counts: Vec<crate::limits::KvCount>,
+    /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
+    pub track_seen: bool,
     record_cache_ttl_ms: u64,
     webhooks: Option<webhooks::WebhookSettings>,
     started_ms: u64,
@@ -403,6 +408,8 @@ impl Job {
             hosts,
             render,
             writes,
+            counts: vec![],
+            track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
             webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
@@ -420,7 +427,7 @@ impl Job {
     }
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
-    fn advance(&mut self, env: &Env) -> Step {
+    pub(crate) fn advance(&mut self, env: &Env) -> Step {
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
@@ -499,7 +506,7 @@ impl Job {
         }
     }
 
-    fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+    pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
         let Some(p) = self.pending.remove(&id) else {
             return Step::Wait;
         };
@@ -601,6 +608,12 @@ impl Job {
                 .to_string(),
             );
             counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
+                self.writes.push(KvWrite::put(
+                    keys::seen(t.name.as_str()),
+                    env.now_s().to_string().into_bytes(),
+                ));
+            }
             let outcome = HostOutcome {
                 host: h.label.clone(),
                 code,
@@ -624,6 +637,7 @@ impl Job {
             log,
             counters,
             notify,
+            counts: std::mem::take(&mut self.counts),
         }
     }
 }

@@ -10,13 +10,14 @@ pub mod backends;
 pub mod config;
 pub mod dialects;
 pub mod exchange;
+pub mod expiry;
 pub mod hoststate;
 pub mod kv;
 pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 pub mod tokens;

@@ -1,56 +1,53 @@
-//! Test support: a native driver that runs [`Exchange`] against [`MemoryKv`] and a scripted
-//! PowerDNS **fake** (`FakePdns`). The fake answers the core's callouts like the PowerDNS HTTP API
-//! (GET zone with `rrset_name`/`rrset_type`, PATCH with REPLACE/DELETE rrsets) from an in-memory
-//! record table; it stands in where a unit test cannot start the real server. The real server is
-//! exercised by the end-to-end suites.
+//! A native driver for the exchange, for tests in every crate (feature `testing`).
+//!
+//! `FakePowerDns` is a **fake** of the PowerDNS API (named so on purpose): it keeps RRsets in
+//! memory and answers the GET/PATCH calls the PowerDNS backend makes. Real PowerDNS is used by
+//! the end-to-end suites; this one makes core tests fast and lets them inject faults.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::backends::{Callout, CalloutResult};
-use crate::config::Config;
 use crate::exchange::{Env, Exchange, Outcome, Step};
 use crate::kv::MemoryKv;
+use crate::reply::Reply;
 use crate::request::Request;
+use crate::webhooks::Notify;
+use crate::Config;
 
+/// The demo token of `examples/dynedge.json` (user `demo`, every scope).
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 
-/// What the fake does with the next callouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the fake backend behaves for the next calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     None,
-    /// Every call fails at the transport level (timeout/reset).
+    /// No response at all (Envoy: timeout, reset or refused).
     Unreachable,
-    /// Every PATCH gets a 422.
-    RejectWrites,
+    /// Every call answers with this status and body.
+    Status(u16, &'static str),
+    /// Reads succeed, writes fail with 500.
+    WritesFail,
 }
 
-#[derive(Debug)]
-pub struct FakePdns {
-    /// (name without dot, type) → contents in PowerDNS presentation form.
-    pub records: BTreeMap<(String, String), Vec<String>>,
+pub struct FakePowerDns {
+    /// (name with trailing dot, type) → contents in PowerDNS presentation form.
+    pub rrsets: BTreeMap<(String, String), Vec<String>>,
     pub fault: Fault,
-    pub reads: usize,
-    pub writes: usize,
-    pub bodies: Vec<Value>,
 }
 
-impl Default for FakePdns {
+impl Default for FakePowerDns {
     fn default() -> Self {
-        FakePdns {
-            records: BTreeMap::new(),
+        FakePowerDns {
+            rrsets: BTreeMap::new(),
             fault: Fault::None,
-            reads: 0,
-            writes: 0,
-            bodies: vec![],
         }
     }
 }
 
-impl FakePdns {
+impl FakePowerDns {
+    /// Seeds an RRset (`name` without the trailing dot; TXT values unquoted).
     pub fn set(&mut self, name: &str, rtype: &str, values: &[&str]) {
         let v = values
             .iter()
@@ -62,123 +59,106 @@ impl FakePdns {
                 }
             })
             .collect();
-        self.records.insert((name.into(), rtype.into()), v);
+        self.rrsets
+            .insert((format!("{name}."), rtype.to_string()), v);
     }
 
-    /// Values as the DNS would serve them (TXT unquoted).
+    /// The values as DNS serves them (TXT unquoted).
     pub fn get(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.records
-            .get(&(name.to_string(), rtype.to_string()))
-            .map(|v| v.iter().map(|s| s.trim_matches('"').to_string()).collect())
+        self.records(name, rtype)
+            .into_iter()
+            .map(|v| v.trim_matches('"').to_string())
+            .collect()
+    }
+
+    pub fn records(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.rrsets
+            .get(&(format!("{name}."), rtype.to_string()))
+            .cloned()
             .unwrap_or_default()
     }
 
-    pub fn calls(&self) -> usize {
-        self.reads + self.writes
-    }
-
     pub fn answer(&mut self, c: &Callout) -> CalloutResult {
-        if self.fault == Fault::Unreachable {
-            return CalloutResult::Failed("fake: connection reset".into());
-        }
-        let ok_key = c
-            .headers
-            .iter()
-            .any(|(k, v)| k == "x-api-key" && v == "dynedge-demo-pdns-key");
-        if !ok_key {
-            return resp(401, b"Unauthorized".to_vec());
+        let respond = |status: u16, body: Vec<u8>| CalloutResult::Response {
+            status,
+            headers: vec![],
+            body,
+        };
+        match &self.fault {
+            Fault::Unreachable => return CalloutResult::Failed("fake: unreachable".into()),
+            Fault::Status(s, b) => return respond(*s, b.as_bytes().to_vec()),
+            Fault::WritesFail if c.method == "PATCH" => return respond(500, b"fake".to_vec()),
+            _ => {}
         }
         match c.method {
             "GET" => {
-                self.reads += 1;
-                let q = c.path.split_once('?').map_or("", |(_, q)| q);
-                let mut name = String::new();
-                let mut rtype = String::new();
-                for kv in q.split('&') {
-                    match kv.split_once('=') {
-                        Some(("rrset_name", v)) => name = v.trim_end_matches('.').to_string(),
-                        Some(("rrset_type", v)) => rtype = v.to_string(),
-                        _ => {}
-                    }
-                }
-                let recs: Vec<Value> = self
-                    .records
-                    .get(&(name.clone(), rtype.clone()))
-                    .map(|v| {
-                        v.iter()
-                            .map(|c| json!({"content": c, "disabled": false}))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let rrsets = if recs.is_empty() {
-                    json!([])
-                } else {
-                    json!([{"name": format!("{name}."), "type": rtype, "ttl": 60, "records": recs}])
-                };
-                resp(
-                    200,
-                    json!({"name": "zone.", "rrsets": rrsets})
+                let query = c.path.split_once('?').map_or("", |(_, q)| q);
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                        .unwrap_or("")
                         .to_string()
-                        .into_bytes(),
-                )
+                };
+                let (name, rtype) = (param("rrset_name"), param("rrset_type"));
+                let rrsets: Vec<Value> = self
+                    .rrsets
+                    .iter()
+                    .filter(|((n, t), _)| *n == name && *t == rtype)
+                    .map(|((n, t), v)| {
+                        let recs: Vec<Value> = v
+                            .iter()
+                            .map(|c| json!({"content": c, "disabled": false}))
+                            .collect();
+                        json!({"name": n, "type": t, "ttl": 60, "records": recs})
+                    })
+                    .collect();
+                respond(200, json!({"rrsets": rrsets}).to_string().into_bytes())
             }
             "PATCH" => {
-                self.writes += 1;
-                if self.fault == Fault::RejectWrites {
-                    return resp(422, br#"{"error": "fake: rejected"}"#.to_vec());
-                }
-                let Ok(body) = serde_json::from_slice::<Value>(&c.body) else {
-                    return resp(400, b"bad json".to_vec());
+                let Ok(doc) = serde_json::from_slice::<Value>(&c.body) else {
+                    return respond(400, b"Bad Request".to_vec());
                 };
-                self.bodies.push(body.clone());
-                for s in body["rrsets"].as_array().cloned().unwrap_or_default() {
-                    let name = s["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .trim_end_matches('.')
-                        .to_string();
-                    let rtype = s["type"].as_str().unwrap_or("").to_string();
-                    match s["changetype"].as_str() {
-                        Some("DELETE") => {
-                            self.records.remove(&(name, rtype));
-                        }
-                        Some("REPLACE") => {
-                            let v = s["records"]
-                                .as_array()
-                                .cloned()
-                                .unwrap_or_default()
-                                .iter()
-                                .map(|r| r["content"].as_str().unwrap_or("").to_string())
-                                .collect();
-                            self.records.insert((name, rtype), v);
-                        }
-                        _ => return resp(422, b"bad changetype".to_vec()),
+                for set in doc["rrsets"].as_array().cloned().unwrap_or_default() {
+                    let key = (
+                        set["name"].as_str().unwrap_or("").to_string(),
+                        set["type"].as_str().unwrap_or("").to_string(),
+                    );
+                    let values: Vec<String> = set["records"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(|x| x["content"].as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if set["changetype"] == "DELETE" || values.is_empty() {
+                        self.rrsets.remove(&key);
+                    } else {
+                        self.rrsets.insert(key, values);
                     }
                 }
-                resp(204, vec![])
+                respond(204, vec![])
             }
-            _ => resp(405, vec![]),
+            _ => respond(405, vec![]),
         }
     }
 }
 
-fn resp(status: u16, body: Vec<u8>) -> CalloutResult {
-    CalloutResult::Response {
-        status,
-        headers: vec![],
-        body,
-    }
-}
-
-/// Runs requests through the core like an adapter would, answering callouts with the fake.
+/// Runs exchanges to completion against the fake backend, with a KV and a clock it controls.
 pub struct Driver {
     pub cfg: Config,
     pub kv: MemoryKv,
-    pub pdns: FakePdns,
     pub now_ms: u64,
+    pub pdns: FakePowerDns,
+    /// Every callout made, in order.
+    pub calls: Vec<Callout>,
+    /// Every audit line logged.
+    pub log: Vec<String>,
+    /// Every fire-and-forget call (webhook) the core asked for.
+    pub notified: Vec<Notify>,
+    /// `Env::random` of the next exchange (advanced per request).
     pub random: u64,
-    /// Every fire-and-forget call the core asked for.
-    pub notified: Vec<crate::webhooks::Notify>,
 }
 
 impl Driver {
@@ -186,70 +166,111 @@ impl Driver {
         Driver {
             cfg,
             kv: MemoryKv::default(),
-            pdns: FakePdns::default(),
-            now_ms: 1_735_732_800_000,
-            random: 7,
+            now_ms: 1_700_000_000_000,
+            pdns: FakePowerDns::default(),
+            calls: vec![],
+            log: vec![],
             notified: vec![],
+            random: 7,
         }
     }
 
+    /// The demo configuration (`examples/dynedge.json`).
     pub fn demo() -> Driver {
-        Driver::new(crate::config::tests::demo())
+        match Config::from_json(include_bytes!("../../../examples/dynedge.json")) {
+            Ok(cfg) => Driver::new(cfg),
+            Err(e) => unreachable!("demo configuration must compile: {e}"),
+        }
     }
 
-    pub fn send(&mut self, req: Request) -> Outcome {
+    /// Sends one request (body included) and returns the reply; `None` means `Step::Pass`.
+    pub fn send(&mut self, req: Request) -> Option<Reply> {
+        self.run(req).reply
+    }
+
+    /// Backend writes (PATCH calls) made so far.
+    pub fn writes(&self) -> usize {
+        self.calls.iter().filter(|c| c.method == "PATCH").count()
+    }
+
+    /// Sends one request and returns the whole outcome (reply, writes, notifications).
+    pub fn run(&mut self, req: Request) -> Outcome {
         self.random = self
             .random
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1);
-        let body = std::mem::take(&mut { req.body.clone() });
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let random = self.random;
+        let body = req.body.clone();
         let has_body = !body.is_empty();
-        let mut req = req;
-        req.body = vec![];
-        let env = Env {
-            now_ms: self.now_ms,
-            random: self.random,
-            kv: &self.kv,
-        };
-        let (mut ex, mut step) = Exchange::start(&self.cfg, req, !has_body, &env);
-        loop {
+        let (mut ex, mut step) = {
             let env = Env {
                 now_ms: self.now_ms,
-                random: self.random,
+                random,
                 kv: &self.kv,
             };
-            step = match step {
-                Step::Pass => panic!("request was not routed to dynedge"),
-                Step::NeedBody { .. } => ex.on_body(&self.cfg, body.clone(), &env),
+            Exchange::start(&self.cfg, req, !has_body, &env)
+        };
+        let mut queue = Vec::new();
+        loop {
+            match step {
+                Step::Pass => return Outcome::default(),
+                Step::NeedBody { .. } => {
+                    let env = Env {
+                        now_ms: self.now_ms,
+                        random,
+                        kv: &self.kv,
+                    };
+                    step = ex.on_body(&self.cfg, body.clone(), &env);
+                }
                 Step::Call(calls) => {
-                    let mut last = Step::Wait;
                     for (id, c) in calls {
                         let r = self.pdns.answer(&c);
-                        last = ex.on_callout(id, r, &env);
+                        self.calls.push(c);
+                        queue.push((id, r));
                     }
-                    last
+                    step = Step::Wait;
                 }
-                Step::Wait => panic!("exchange waits with nothing outstanding"),
+                Step::Wait => {
+                    let Some((id, r)) = queue.pop() else {
+                        unreachable!("exchange waits with no call outstanding");
+                    };
+                    let env = Env {
+                        now_ms: self.now_ms,
+                        random,
+                        kv: &self.kv,
+                    };
+                    step = ex.on_callout(id, r, &env);
+                }
                 Step::Done(o) => {
                     self.kv.apply(&o.writes);
+                    for c in &o.counts {
+                        self.kv.count(c, self.now_ms / 1000);
+                    }
+                    self.log.extend(o.log.iter().cloned());
                     self.notified.extend(o.notify.iter().cloned());
                     return o;
                 }
-            };
+            }
         }
+    }
+
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
     }
 }
 
+/// A request as a router sends it: GET, a user agent, a peer address.
 pub fn get(path: &str) -> Request {
     Request {
         method: "GET".into(),
         path: path.into(),
-        headers: vec![("user-agent".into(), "test/1.0".into())],
+        headers: vec![("user-agent".into(), "dynedge-test/1".into())],
         body: vec![],
-        peer: Some("192.0.2.55".parse().unwrap()),
+        peer: "192.0.2.200".parse().ok(),
     }
 }
 
+/// A request with a method and a (JSON) body.
 pub fn request(method: &str, path: &str, body: &str) -> Request {
     let mut r = get(path);
     r.method = method.into();
@@ -262,26 +283,28 @@ pub fn request(method: &str, path: &str, body: &str) -> Request {
 }
 
 pub trait RequestExt {
-    fn header(self, k: &str, v: &str) -> Request;
-    fn bearer(self, token: &str) -> Request;
+    fn header(self, name: &str, value: &str) -> Request;
     fn basic(self, user: &str, password: &str) -> Request;
+    fn bearer(self, token: &str) -> Request;
+    /// From this peer address.
     fn from(self, peer: &str) -> Request;
 }
 
 impl RequestExt for Request {
-    fn header(mut self, k: &str, v: &str) -> Request {
-        self.headers.push((k.into(), v.into()));
+    fn header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.into(), value.into()));
         self
+    }
+    fn basic(self, user: &str, password: &str) -> Request {
+        use base64::Engine;
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", &format!("Basic {v}"))
     }
     fn bearer(self, token: &str) -> Request {
         self.header("authorization", &format!("Bearer {token}"))
     }
-    fn basic(self, user: &str, password: &str) -> Request {
-        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        self.header("authorization", &format!("Basic {b}"))
-    }
     fn from(mut self, peer: &str) -> Request {
-        self.peer = Some(peer.parse::<IpAddr>().unwrap());
+        self.peer = peer.parse().ok();
         self
     }
 }
@@ -297,8 +320,9 @@ pub fn body(o: &Outcome) -> String {
         .unwrap_or_default()
 }
 
+/// The reply body as JSON (`Value::Null` if it is not JSON, so a test fails on its fields).
 pub fn json_body(o: &Outcome) -> Value {
-    serde_json::from_str(&body(o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", body(o)))
+    serde_json::from_str(&body(o)).unwrap_or(Value::Null)
 }
 
 pub fn header<'a>(o: &'a Outcome, name: &str) -> Option<&'a str> {

@@ -227,10 +227,11 @@ pub fn done(reply: Reply) -> Start {
     Start::Reply(Outcome::reply(reply))
 }
 
-pub fn done_with(reply: Reply, writes: Vec<KvWrite>) -> Start {
+pub fn done_with(reply: Reply, writes: Vec<KvWrite>, counts: Vec<limits::KvCount>) -> Start {
     Start::Reply(Outcome {
         reply: Some(reply),
         writes,
+        counts,
         ..Outcome::default()
     })
 }
@@ -326,18 +327,20 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
     let (bucket, limit) = ep.limit(&req.method);
     let mut writes = Vec::new();
+    let mut counts = Vec::new();
 
     if matches!(ep, Endpoint::Info | Endpoint::Health) {
         if cfg.apertodns.rate_limits {
             let who = req
                 .client_ip(&cfg.trusted_proxies)
                 .map_or_else(|| "unknown".into(), |ip| ip.to_string());
-            let state = limits::hit(env.kv, bucket, &who, limit, env.now_s());
-            writes.extend(state.writes.clone());
+            let state =
+                limits::window_state(env.kv, limits::window_key(bucket, &who), limit, env.now_s());
+            counts.extend(state.counts.clone());
             let exceeded = state.exceeded;
             ctx.rate = Some(state);
             if exceeded {
-                return done_with(rate_limited(&ctx), writes);
+                return done_with(rate_limited(&ctx), writes, counts);
             }
         }
         let reply = if ep == Endpoint::Info {
@@ -347,27 +350,46 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             writes.extend(w);
             reply
         };
-        return done_with(reply, writes);
+        return done_with(reply, writes, counts);
     }
 
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let rl = &cfg.rate_limits;
+    if limits::refuse_client(rl, env.kv, client, None, env.now_s()) {
+        return done(rate_limited(&ctx));
+    }
     let identity = match authenticate(cfg, req, env) {
         Ok((id, w)) => {
             writes.extend(w);
             id
         }
-        Err(reply) => return done(reply(&ctx)),
+        Err(reply) => {
+            let presented =
+                req.header("authorization").is_some() || req.header("x-api-key").is_some();
+            let bad = if presented {
+                limits::count_bad(rl, client, None)
+            } else {
+                vec![]
+            };
+            return done_with(reply(&ctx), vec![], bad);
+        }
     };
     if cfg.apertodns.rate_limits {
         let subject = identity
             .token_id
             .clone()
             .unwrap_or_else(|| format!("user:{}", identity.user));
-        let state = limits::hit(env.kv, bucket, &subject, limit, env.now_s());
-        writes.extend(state.writes.clone());
+        let state = limits::window_state(
+            env.kv,
+            limits::window_key(bucket, &subject),
+            limit,
+            env.now_s(),
+        );
+        counts.extend(state.counts.clone());
         let exceeded = state.exceeded;
         ctx.rate = Some(state);
         if exceeded {
-            return done_with(rate_limited(&ctx), writes);
+            return done_with(rate_limited(&ctx), writes, counts);
         }
     }
 
@@ -383,9 +405,25 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     match started {
         Ok(mut job) => {
             job.writes.extend(writes);
+            job.counts.extend(counts);
+            if matches!(ep, Endpoint::Update | Endpoint::BulkUpdate | Endpoint::Txt) {
+                let names: Vec<String> = job
+                    .hosts
+                    .iter()
+                    .filter_map(|h| h.target.as_ref().map(|t| t.name.to_string()))
+                    .collect();
+                job.counts.extend(limits::count_good(
+                    rl,
+                    client,
+                    names.iter().map(String::as_str),
+                ));
+            } else {
+                // Reads are no sign of life for expiry.
+                job.track_seen = false;
+            }
             Start::Job(job)
         }
-        Err(reply) => done_with(reply, writes),
+        Err(reply) => done_with(reply, writes, counts),
     }
 }
 

@@ -9,6 +9,13 @@ use crate::testing::{
 };
 use crate::tokens::StoredToken;
 
+/// The demo driver at 2025-01-01T12:00:00Z.
+fn demo() -> Driver {
+    let mut d = Driver::demo();
+    d.now_ms = 1_735_732_800_000;
+    d
+}
+
 const HOME: &str = "home.dyn.example.test";
 const P: &str = "/.well-known/apertodns/v1/";
 
@@ -37,8 +44,8 @@ fn runtime_token(d: &Driver, token: &str, scopes: &[&str], revoked: bool, expire
 
 #[test]
 fn info_is_public_wrapped_and_advertises_what_is_implemented() {
-    let mut d = Driver::demo();
-    let o = d.send(get(&format!("{P}info")));
+    let mut d = demo();
+    let o = d.run(get(&format!("{P}info")));
     assert_eq!(status(&o), 200);
     let v = json_body(&o);
     assert_eq!(v["success"], true);
@@ -78,12 +85,12 @@ fn info_is_public_wrapped_and_advertises_what_is_implemented() {
     assert_eq!(data["server_time"], "2025-01-01T12:00:00.000Z");
     assert_eq!(data["rate_limits"]["update"]["requests"], 60);
     assert_eq!(header(&o, "content-type"), Some("application/json"));
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
 fn every_reply_carries_layer_0_headers_request_id_and_rate_limit_headers() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     for req in [
         get(&format!("{P}info")),
         get(&format!("{P}health")),
@@ -91,7 +98,7 @@ fn every_reply_carries_layer_0_headers_request_id_and_rate_limit_headers() {
         get(&format!("{P}domains")),
         request("POST", &format!("{P}update"), "{").bearer(TOKEN),
     ] {
-        let o = d.send(req.header("x-request-id", "550e8400-e29b-41d4-a716-446655440000"));
+        let o = d.run(req.header("x-request-id", "550e8400-e29b-41d4-a716-446655440000"));
         for (k, v) in crate::reply::SECURITY_HEADERS {
             assert_eq!(header(&o, k), Some(*v), "{k} on {}", body(&o));
         }
@@ -103,26 +110,26 @@ fn every_reply_carries_layer_0_headers_request_id_and_rate_limit_headers() {
         let v = json_body(&o);
         assert!(v["success"].is_boolean());
     }
-    let o = d.send(get(&format!("{P}domains")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}domains")).bearer(TOKEN));
     assert_eq!(header(&o, "x-ratelimit-limit"), Some("60"));
     assert_eq!(
         header(&o, "x-ratelimit-remaining"),
         Some("59"),
         "first counted call (the unauthenticated one is not)"
     );
-    let o = d.send(get(&format!("{P}domains")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}domains")).bearer(TOKEN));
     assert_eq!(header(&o, "x-ratelimit-remaining"), Some("58"));
     assert!(header(&o, "x-ratelimit-reset").is_some());
 }
 
 #[test]
 fn health_reports_healthy_with_uptime_in_seconds() {
-    let mut d = Driver::demo();
-    let first = json_body(&d.send(get(&format!("{P}health"))));
+    let mut d = demo();
+    let first = json_body(&d.run(get(&format!("{P}health"))));
     assert_eq!(first["data"]["status"], "healthy");
     assert_eq!(first["data"]["uptime"], 0);
     d.now_ms += 90_000;
-    let later = json_body(&d.send(get(&format!("{P}health"))));
+    let later = json_body(&d.run(get(&format!("{P}health"))));
     assert_eq!(later["data"]["uptime"], 90);
     assert_eq!(later["data"]["timestamp"], "2025-01-01T12:01:30.000Z");
 }
@@ -163,7 +170,7 @@ fn credentials_are_checked_before_anything_and_each_failure_has_its_code() {
         ),
     ];
     for (headers, want_status, want_code) in cases {
-        let mut d = Driver::demo();
+        let mut d = demo();
         runtime_token(
             &d,
             "dynedge_live_revokedrevokedrevokedrevoked12",
@@ -182,7 +189,7 @@ fn credentials_are_checked_before_anything_and_each_failure_has_its_code() {
         for (k, v) in *headers {
             req = req.header(k, v);
         }
-        let o = d.send(req);
+        let o = d.run(req);
         assert_eq!(status(&o), *want_status, "{headers:?}");
         let v = json_body(&o);
         assert_eq!(v["success"], false);
@@ -191,14 +198,14 @@ fn credentials_are_checked_before_anything_and_each_failure_has_its_code() {
             !body.contains(TOKEN) && !v.to_string().contains("nope"),
             "no token echoed"
         );
-        assert_eq!(d.pdns.calls(), 0, "rejected: no backend call ({headers:?})");
+        assert_eq!(d.calls.len(), 0, "rejected: no backend call ({headers:?})");
     }
 }
 
 #[test]
 fn api_key_header_works_like_bearer() {
-    let mut d = Driver::demo();
-    let o = d.send(
+    let mut d = demo();
+    let o = d.run(
         request(
             "POST",
             &format!("{P}update"),
@@ -211,10 +218,10 @@ fn api_key_header_works_like_bearer() {
 
 #[test]
 fn update_sets_the_address_reports_previous_and_a_repeat_is_unchanged_without_a_write() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
     d.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": "Home.Dyn.Example.Test", "ipv4": "192.0.2.7"}),
     ));
@@ -235,9 +242,9 @@ fn update_sets_the_address_reports_previous_and_a_repeat_is_unchanged_without_a_
         vec!["2001:db8::1"],
         "absent ipv6 = untouched"
     );
-    let writes = d.pdns.writes;
+    let writes = d.writes();
     d.now_ms += 5_000;
-    let again = json_body(&d.send(post(
+    let again = json_body(&d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.7"}),
     )));
@@ -248,7 +255,7 @@ fn update_sets_the_address_reports_previous_and_a_repeat_is_unchanged_without_a_
         "time of the last real change"
     );
     assert!(again["data"].get("propagation_estimate_seconds").is_none());
-    assert_eq!(d.pdns.writes, writes, "no write for an unchanged address");
+    assert_eq!(d.writes(), writes, "no write for an unchanged address");
 }
 
 #[test]
@@ -361,8 +368,8 @@ fn rejected_updates_name_the_problem_and_never_reach_the_backend() {
         ),
     ];
     for (b, want_status, want_code) in cases {
-        let mut d = Driver::demo();
-        let o = d.send(request("POST", &format!("{P}update"), b).bearer(TOKEN));
+        let mut d = demo();
+        let o = d.run(request("POST", &format!("{P}update"), b).bearer(TOKEN));
         assert_eq!(status(&o), *want_status, "{b}: {}", body(&o));
         let v = json_body(&o);
         assert_eq!(v["success"], false, "{b}");
@@ -377,50 +384,50 @@ fn rejected_updates_name_the_problem_and_never_reach_the_backend() {
                 "{b}"
             );
         }
-        assert_eq!(d.pdns.calls(), 0, "rejected: no backend call ({b})");
+        assert_eq!(d.calls.len(), 0, "rejected: no backend call ({b})");
     }
 }
 
 #[test]
 fn ipv4_auto_over_ipv6_fails_and_ipv6_auto_over_ipv4_is_ignored_next_to_ipv4() {
-    let mut d = Driver::demo();
-    let o = d.send(post("update", json!({"hostname": HOME, "ipv4": "auto"})).from("2001:db8::5"));
+    let mut d = demo();
+    let o = d.run(post("update", json!({"hostname": HOME, "ipv4": "auto"})).from("2001:db8::5"));
     assert_eq!(status(&o), 400);
     assert_eq!(json_body(&o)["error"]["code"], "ipv4_auto_failed");
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "auto", "ipv6": "auto"}),
     ));
     assert_eq!(status(&o), 200, "{}", body(&o));
     assert_eq!(
         json_body(&o)["data"]["ipv4"],
-        "192.0.2.55",
+        "192.0.2.200",
         "the peer address"
     );
-    assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.55"]);
+    assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.200"]);
     assert!(d.pdns.get(HOME, "AAAA").is_empty());
 
-    let o = d.send(post("update", json!({"hostname": HOME, "ipv6": "auto"})).from("2001:db8::5"));
+    let o = d.run(post("update", json!({"hostname": HOME, "ipv6": "auto"})).from("2001:db8::5"));
     assert_eq!(json_body(&o)["data"]["ipv6"], "2001:db8::5");
 }
 
 #[test]
 fn auto_detected_addresses_must_be_public_too() {
-    let mut d = Driver::demo();
-    let o = d.send(post("update", json!({"hostname": HOME, "ipv4": "auto"})).from("10.1.2.3"));
+    let mut d = demo();
+    let o = d.run(post("update", json!({"hostname": HOME, "ipv4": "auto"})).from("10.1.2.3"));
     assert_eq!(status(&o), 400);
     assert_eq!(json_body(&o)["error"]["code"], "invalid_ip");
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
 fn null_deletes_one_family_and_deleting_a_missing_record_is_record_not_found() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
     d.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
-    let o = d.send(post("update", json!({"hostname": HOME, "ipv6": null})));
+    let o = d.run(post("update", json!({"hostname": HOME, "ipv6": null})));
     assert_eq!(status(&o), 200, "{}", body(&o));
     let v = json_body(&o);
     assert_eq!(v["data"]["ipv6"], Value::Null);
@@ -430,31 +437,31 @@ fn null_deletes_one_family_and_deleting_a_missing_record_is_record_not_found() {
     assert!(d.pdns.get(HOME, "AAAA").is_empty());
     assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.1"]);
 
-    let writes = d.pdns.writes;
-    let o = d.send(post("update", json!({"hostname": HOME, "ipv6": null})));
+    let writes = d.writes();
+    let o = d.run(post("update", json!({"hostname": HOME, "ipv6": null})));
     assert_eq!(status(&o), 404);
     assert_eq!(json_body(&o)["error"]["code"], "record_not_found");
-    assert_eq!(d.pdns.writes, writes, "nothing written");
+    assert_eq!(d.writes(), writes, "nothing written");
 }
 
 #[test]
 fn ttl_only_request_changes_no_address() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
-    let o = d.send(post("update", json!({"hostname": HOME, "ttl": 600})));
+    let o = d.run(post("update", json!({"hostname": HOME, "ttl": 600})));
     assert_eq!(status(&o), 200);
     let v = json_body(&o);
     assert_eq!(v["data"]["changed"], false);
     assert_eq!(v["data"]["ttl"], 600);
-    assert_eq!(d.pdns.writes, 0);
+    assert_eq!(d.writes(), 0);
 }
 
 #[test]
 fn backend_failure_is_dns_error_never_success() {
-    for fault in [Fault::Unreachable, Fault::RejectWrites] {
-        let mut d = Driver::demo();
-        d.pdns.fault = fault;
-        let o = d.send(post(
+    for fault in [Fault::Unreachable, Fault::WritesFail] {
+        let mut d = demo();
+        d.pdns.fault = fault.clone();
+        let o = d.run(post(
             "update",
             json!({"hostname": HOME, "ipv4": "192.0.2.7"}),
         ));
@@ -497,7 +504,7 @@ fn a_token_without_the_scope_is_forbidden_before_any_call() {
         ("GET", "domains", Value::Null),
     ];
     for (method, ep, b) in cases {
-        let mut d = Driver::demo();
+        let mut d = demo();
         let tok = "dynedge_live_scopelessscopelessscopeless12";
         // Holds a scope, just never the one asked for.
         let other = if *ep == "update" || *ep == "bulk-update" {
@@ -511,16 +518,16 @@ fn a_token_without_the_scope_is_forbidden_before_any_call() {
         } else {
             b.to_string()
         };
-        let o = d.send(request(method, &format!("{P}{ep}"), &b).bearer(tok));
+        let o = d.run(request(method, &format!("{P}{ep}"), &b).bearer(tok));
         assert_eq!(status(&o), 403, "{method} {ep}: {}", body(&o));
         assert_eq!(json_body(&o)["error"]["code"], "forbidden");
-        assert_eq!(d.pdns.calls(), 0);
+        assert_eq!(d.calls.len(), 0);
     }
 }
 
 #[test]
 fn a_token_restricted_to_other_hosts_gets_hostname_forbidden() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     let tok = "dynedge_live_restrictedrestrictedrestrict";
     let t = StoredToken {
         id: "tok_r".into(),
@@ -537,7 +544,7 @@ fn a_token_restricted_to_other_hosts_gets_hostname_forbidden() {
         keys::api_token(&crate::auth::token_hash(tok)),
         serde_json::to_vec(&t).unwrap(),
     )]);
-    let o = d.send(
+    let o = d.run(
         request(
             "POST",
             &format!("{P}update"),
@@ -547,43 +554,43 @@ fn a_token_restricted_to_other_hosts_gets_hostname_forbidden() {
     );
     assert_eq!(status(&o), 403);
     assert_eq!(json_body(&o)["error"]["code"], "hostname_forbidden");
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
 fn wrong_method_is_405_with_allow_and_unknown_path_is_404() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     for (method, ep, allow) in [
         ("GET", "update", "POST"),
         ("PUT", "txt", "POST, DELETE"),
         ("POST", "info", "GET"),
         ("DELETE", "domains", "GET"),
     ] {
-        let o = d.send(request(method, &format!("{P}{ep}"), "").bearer(TOKEN));
+        let o = d.run(request(method, &format!("{P}{ep}"), "").bearer(TOKEN));
         assert_eq!(status(&o), 405, "{method} {ep}");
         assert_eq!(json_body(&o)["error"]["code"], "method_not_allowed");
         assert_eq!(header(&o, "allow"), Some(allow));
     }
     for ep in ["", "updates", "status/", "tokens", "webhooks"] {
-        let o = d.send(get(&format!("{P}{ep}")).bearer(TOKEN));
+        let o = d.run(get(&format!("{P}{ep}")).bearer(TOKEN));
         assert_eq!(status(&o), 404, "{ep}");
         let v = json_body(&o);
         assert_eq!(v["error"]["code"], "not_found");
         assert_eq!(v["error"]["message"], "Endpoint not found");
     }
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
 fn rate_limit_answers_429_with_retry_after_and_makes_no_call() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     let now_s = d.now_ms / 1000;
     let window = now_s - now_s % 60;
     d.kv.apply(&[KvWrite::put(
-        keys::rate("update", "demo-all", window),
-        b"60".to_vec(),
+        crate::limits::window_key("update", "demo-all"),
+        format!("{window}|60").into_bytes(),
     )]);
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.7"}),
     ));
@@ -597,17 +604,17 @@ fn rate_limit_answers_429_with_retry_after_and_makes_no_call() {
     );
     assert_eq!(header(&o, "retry-after"), Some("60"));
     assert_eq!(header(&o, "x-ratelimit-remaining"), Some("0"));
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
 fn client_set_txt_and_delete_txt_through_update_accumulate_at_the_acme_name() {
     // ApertoDNSClient.setTxt(hostname, "_acme-challenge", value) and deleteTxt (digest §6.8).
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
     let acme = "_acme-challenge.home.dyn.example.test";
     for value in ["apex-token", "wildcard-token"] {
-        let o = d.send(post(
+        let o = d.run(post(
             "update",
             json!({"hostname": HOME, "txt": {"name": "_acme-challenge", "value": value, "action": "set"}}),
         ));
@@ -622,13 +629,13 @@ fn client_set_txt_and_delete_txt_through_update_accumulate_at_the_acme_name() {
         vec!["apex-token", "wildcard-token"]
     );
     assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.1"]);
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "txt": {"name": "_acme-challenge", "value": "apex-token", "action": "delete"}}),
     ));
     assert_eq!(status(&o), 200);
     assert_eq!(d.pdns.get(acme, "TXT"), vec!["wildcard-token"]);
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "txt": {"name": "_acme-challenge", "action": "delete"}}),
     ));
@@ -638,8 +645,8 @@ fn client_set_txt_and_delete_txt_through_update_accumulate_at_the_acme_name() {
 
 #[test]
 fn bulk_update_reports_each_item_and_answers_207_on_partial_success() {
-    let mut d = Driver::demo();
-    let o = d.send(post(
+    let mut d = demo();
+    let o = d.run(post(
         "bulk-update",
         json!({
             "updates": [
@@ -661,28 +668,28 @@ fn bulk_update_reports_each_item_and_answers_207_on_partial_success() {
     let r = &v["data"]["results"];
     assert_eq!(
         r[0],
-        json!({"hostname": HOME, "success": true, "changed": true, "ipv4": "192.0.2.55"})
+        json!({"hostname": HOME, "success": true, "changed": true, "ipv4": "192.0.2.200"})
     );
     assert_eq!(r[1]["success"], false);
     assert_eq!(r[1]["error"]["code"], "hostname_not_owned");
     assert_eq!(r[1]["error"]["message"], "User does not own this hostname");
     assert_eq!(r[2]["error"]["code"], "invalid_hostname");
     assert_eq!(r[3]["ipv6"], "2001:db8::7");
-    assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.55"]);
+    assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.200"]);
 }
 
 #[test]
 fn bulk_update_all_ok_is_200_all_failed_is_400_and_over_100_is_refused_before_any_work() {
-    let mut d = Driver::demo();
-    let o = d.send(post(
+    let mut d = demo();
+    let o = d.run(post(
         "bulk-update",
         json!({"updates": [{"hostname": HOME, "ipv4": "192.0.2.8"}]}),
     ));
     assert_eq!(status(&o), 200);
     assert_eq!(json_body(&o)["data"]["summary"]["failed"], 0);
 
-    let calls = d.pdns.calls();
-    let o = d.send(post(
+    let calls = d.calls.len();
+    let o = d.run(post(
         "bulk-update",
         json!({"updates": [{"hostname": "neighbour.dyn.example.test", "ipv4": "192.0.2.8"}]}),
     ));
@@ -694,12 +701,12 @@ fn bulk_update_all_ok_is_200_all_failed_is_400_and_over_100_is_refused_before_an
         v["data"]["summary"],
         json!({"total": 1, "successful": 0, "failed": 1})
     );
-    assert_eq!(d.pdns.calls(), calls);
+    assert_eq!(d.calls.len(), calls);
 
     let many: Vec<Value> = (0..101)
         .map(|_| json!({"hostname": HOME, "ipv4": "192.0.2.8"}))
         .collect();
-    let o = d.send(post("bulk-update", json!({"updates": many})));
+    let o = d.run(post("bulk-update", json!({"updates": many})));
     assert_eq!(status(&o), 400);
     assert_eq!(json_body(&o)["error"]["code"], "bulk_limit_exceeded");
     for b in [
@@ -707,18 +714,18 @@ fn bulk_update_all_ok_is_200_all_failed_is_400_and_over_100_is_refused_before_an
         json!({"updates": "x"}),
         json!({"updates": [], "defaults": 3}),
     ] {
-        let o = d.send(post("bulk-update", b.clone()));
+        let o = d.run(post("bulk-update", b.clone()));
         assert_eq!(status(&o), 400, "{b}");
         assert_eq!(json_body(&o)["error"]["code"], "validation_error", "{b}");
     }
-    assert_eq!(d.pdns.calls(), calls, "refused bulk requests make no call");
+    assert_eq!(d.calls.len(), calls, "refused bulk requests make no call");
 }
 
 #[test]
 fn bulk_defaults_fill_missing_fields_but_an_explicit_null_wins() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
-    let o = d.send(post(
+    let o = d.run(post(
         "bulk-update",
         json!({"updates": [{"hostname": HOME, "ipv6": null}], "defaults": {"ipv4": "192.0.2.44", "ipv6": "2001:db8::9"}}),
     ));
@@ -729,24 +736,24 @@ fn bulk_defaults_fill_missing_fields_but_an_explicit_null_wins() {
 
 #[test]
 fn status_reports_nine_fields_and_hides_foreign_hosts() {
-    let mut d = Driver::demo();
-    let o = d.send(get(&format!("{P}status/{HOME}")).bearer(TOKEN));
+    let mut d = demo();
+    let o = d.run(get(&format!("{P}status/{HOME}")).bearer(TOKEN));
     assert_eq!(status(&o), 200, "{}", body(&o));
     assert_eq!(
         json_body(&o)["data"],
         json!({"hostname": HOME, "ipv4": null, "ipv6": null, "ttl": 60, "is_active": true,
                "updated_at": null, "update_count_24h": 0, "update_count_total": 0, "created_at": null})
     );
-    d.send(post(
+    d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.7", "ttl": 120}),
     ));
     d.now_ms += 60_000;
-    d.send(post(
+    d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.8", "ttl": 120}),
     ));
-    let v = json_body(&d.send(get(&format!("{P}status/home.dyn.example.test")).bearer(TOKEN)));
+    let v = json_body(&d.run(get(&format!("{P}status/home.dyn.example.test")).bearer(TOKEN)));
     assert_eq!(v["data"]["ipv4"], "192.0.2.8");
     assert_eq!(v["data"]["ttl"], 120);
     assert_eq!(v["data"]["update_count_total"], 2);
@@ -754,26 +761,26 @@ fn status_reports_nine_fields_and_hides_foreign_hosts() {
     assert_eq!(v["data"]["created_at"], "2025-01-01T12:00:00.000Z");
     assert_eq!(v["data"]["updated_at"], "2025-01-01T12:01:00.000Z");
 
-    let calls = d.pdns.calls();
+    let calls = d.calls.len();
     for h in [
         "neighbour.dyn.example.test",
         "nobody.dyn.example.test",
         "x.elsewhere.test",
     ] {
-        let o = d.send(get(&format!("{P}status/{h}")).bearer(TOKEN));
+        let o = d.run(get(&format!("{P}status/{h}")).bearer(TOKEN));
         assert_eq!(status(&o), 404, "{h}");
         assert_eq!(json_body(&o)["error"]["code"], "not_found");
     }
-    let o = d.send(get(&format!("{P}status/bad..name")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}status/bad..name")).bearer(TOKEN));
     assert_eq!(json_body(&o)["error"]["code"], "invalid_hostname");
-    assert_eq!(d.pdns.calls(), calls);
+    assert_eq!(d.calls.len(), calls);
 }
 
 #[test]
 fn domains_is_a_flat_array_of_the_callers_hosts() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
-    let o = d.send(get(&format!("{P}domains")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}domains")).bearer(TOKEN));
     assert_eq!(status(&o), 200);
     let v = json_body(&o);
     assert_eq!(
@@ -785,22 +792,22 @@ fn domains_is_a_flat_array_of_the_callers_hosts() {
 
 #[test]
 fn txt_post_accumulates_values_for_wildcard_and_apex_up_to_the_limit() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     let acme = "_acme-challenge.home.dyn.example.test";
-    let o = d.send(post("txt", json!({"hostname": acme, "value": "apex"})));
+    let o = d.run(post("txt", json!({"hostname": acme, "value": "apex"})));
     assert_eq!(status(&o), 200, "{}", body(&o));
     assert_eq!(
         json_body(&o)["data"],
         json!({"hostname": acme, "value": "apex", "ttl": 60, "record_count": 1,
                "timestamp": "2025-01-01T12:00:00.000Z"})
     );
-    let o = d.send(post(
+    let o = d.run(post(
         "txt",
         json!({"hostname": "_ACME-Challenge.Home.dyn.example.test", "value": "wild", "ttl": 120}),
     ));
     assert_eq!(json_body(&o)["data"]["record_count"], 2);
     assert_eq!(d.pdns.get(acme, "TXT"), vec!["apex", "wild"]);
-    let o = d.send(post("txt", json!({"hostname": acme, "value": "wild"})));
+    let o = d.run(post("txt", json!({"hostname": acme, "value": "wild"})));
     assert_eq!(
         json_body(&o)["data"]["record_count"],
         2,
@@ -808,20 +815,17 @@ fn txt_post_accumulates_values_for_wildcard_and_apex_up_to_the_limit() {
     );
     for v in ["c", "d", "e"] {
         assert_eq!(
-            status(&d.send(post("txt", json!({"hostname": acme, "value": v})))),
+            status(&d.run(post("txt", json!({"hostname": acme, "value": v})))),
             200
         );
     }
-    let writes = d.pdns.writes;
-    let o = d.send(post("txt", json!({"hostname": acme, "value": "sixth"})));
+    let writes = d.writes();
+    let o = d.run(post("txt", json!({"hostname": acme, "value": "sixth"})));
     assert_eq!(status(&o), 400);
     assert_eq!(json_body(&o)["error"]["code"], "txt_limit_exceeded");
-    assert_eq!(
-        d.pdns.writes, writes,
-        "refused after reading, before writing"
-    );
+    assert_eq!(d.writes(), writes, "refused after reading, before writing");
 
-    let o = d.send(get(&format!("{P}txt/{acme}")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}txt/{acme}")).bearer(TOKEN));
     assert_eq!(
         json_body(&o)["data"],
         json!({"hostname": acme, "values": ["apex", "wild", "c", "d", "e"], "ttl": 60, "record_count": 5})
@@ -830,25 +834,25 @@ fn txt_post_accumulates_values_for_wildcard_and_apex_up_to_the_limit() {
 
 #[test]
 fn txt_delete_removes_one_value_or_all_and_is_idempotent() {
-    let mut d = Driver::demo();
+    let mut d = demo();
     let acme = "_acme-challenge.home.dyn.example.test";
     d.pdns.set(acme, "TXT", &["a", "b"]);
     let del = |v: Value| request("DELETE", &format!("{P}txt"), &v.to_string()).bearer(TOKEN);
-    let o = d.send(del(json!({"hostname": acme, "value": "a"})));
+    let o = d.run(del(json!({"hostname": acme, "value": "a"})));
     assert_eq!(status(&o), 200, "{}", body(&o));
     assert_eq!(
         json_body(&o)["data"],
         json!({"hostname": acme, "deleted": true, "values_removed": 1, "remaining_count": 1,
                "timestamp": "2025-01-01T12:00:00.000Z"})
     );
-    let o = d.send(del(json!({"hostname": acme, "value": "a"})));
+    let o = d.run(del(json!({"hostname": acme, "value": "a"})));
     assert_eq!(status(&o), 200);
     assert_eq!(json_body(&o)["data"]["deleted"], false);
     assert_eq!(json_body(&o)["data"]["values_removed"], 0);
-    let o = d.send(del(json!({"hostname": acme})));
+    let o = d.run(del(json!({"hostname": acme})));
     assert_eq!(json_body(&o)["data"]["values_removed"], 1);
     assert!(d.pdns.get(acme, "TXT").is_empty());
-    let o = d.send(get(&format!("{P}txt/{acme}")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}txt/{acme}")).bearer(TOKEN));
     assert_eq!(json_body(&o)["data"]["values"], json!([]));
     assert_eq!(json_body(&o)["data"]["record_count"], 0);
 }
@@ -915,23 +919,23 @@ fn txt_requests_are_validated_before_any_call() {
         ),
     ];
     for (method, b, want_status, want_code) in cases {
-        let mut d = Driver::demo();
-        let o = d.send(request(method, &format!("{P}txt"), &b.to_string()).bearer(TOKEN));
+        let mut d = demo();
+        let o = d.run(request(method, &format!("{P}txt"), &b.to_string()).bearer(TOKEN));
         assert_eq!(status(&o), want_status, "{method} {b}: {}", body(&o));
         assert_eq!(json_body(&o)["error"]["code"], want_code, "{method} {b}");
-        assert_eq!(d.pdns.calls(), 0, "{method} {b}");
+        assert_eq!(d.calls.len(), 0, "{method} {b}");
     }
-    let mut d = Driver::demo();
-    let o = d.send(
+    let mut d = demo();
+    let o = d.run(
         get(&format!(
             "{P}txt/_acme-challenge.neighbour.dyn.example.test"
         ))
         .bearer(TOKEN),
     );
     assert_eq!(status(&o), 403);
-    let o = d.send(get(&format!("{P}txt/home.dyn.example.test")).bearer(TOKEN));
+    let o = d.run(get(&format!("{P}txt/home.dyn.example.test")).bearer(TOKEN));
     assert_eq!(json_body(&o)["error"]["code"], "txt_invalid_name");
-    assert_eq!(d.pdns.calls(), 0);
+    assert_eq!(d.calls.len(), 0);
 }
 
 #[test]
@@ -940,6 +944,7 @@ fn an_ip_change_emits_a_signed_webhook_and_no_change_emits_none() {
         serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
     cfg["webhooks"] = json!({"cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"]});
     let mut d = Driver::new(crate::config::Config::from_json(cfg.to_string().as_bytes()).unwrap());
+    d.now_ms = 1_735_732_800_000;
     let secret = "0123456789abcdef0123456789abcdef-secret";
     let sub = crate::webhooks::Subscription {
         id: "wh_1".into(),
@@ -956,7 +961,7 @@ fn an_ip_change_emits_a_signed_webhook_and_no_change_emits_none() {
         serde_json::to_vec(&vec![sub]).unwrap(),
     )]);
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.7"}),
     ));
@@ -991,14 +996,13 @@ fn an_ip_change_emits_a_signed_webhook_and_no_change_emits_none() {
                "previous_ipv6": null, "ipv6": null, "ttl": 300})
     );
     assert_eq!((n.attempt, n.max_retries), (0, 3));
-    let o = d.send(post(
+    let o = d.run(post(
         "update",
         json!({"hostname": HOME, "ipv4": "192.0.2.7"}),
     ));
     assert!(o.notify.is_empty(), "nochg: no webhook");
     // Any dialect's IP change notifies: DynDNS2 here.
-    let o =
-        d.send(get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.9")).basic("demo", TOKEN));
+    let o = d.run(get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.9")).basic("demo", TOKEN));
     assert_eq!(body(&o), "good 192.0.2.9\n");
     assert_eq!(o.notify.len(), 1);
 }
