@@ -360,3 +360,233 @@ fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool)
     }
     Reply::text(200, format!("{text}\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{body, get, json_body, status, Driver, Fault, RequestExt, TOKEN};
+
+    const HOME: &str = "home.dyn.example.test";
+
+    /// The demo, with a device below the dynv6 zone `home.dyn.example.test`.
+    fn demo_with_devices() -> Driver {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        v["users"][0]["hosts"] = serde_json::json!([
+            HOME,
+            "nas.home.dyn.example.test",
+            "tv.home.dyn.example.test"
+        ]);
+        Driver::new(crate::config::Config::from_json(v.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn update_with_token_and_zone_sets_addresses_in_dynv6_words() {
+        let mut d = Driver::demo();
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7&ipv6=2001:db8::7"
+        )));
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.7"]);
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8::7"]);
+        let writes = d.writes();
+        for zone_param in ["zone", "hostname", "Hostname", "domain"] {
+            let o = d.run(get(&format!(
+                "/api/update?{zone_param}={HOME}&token={TOKEN}&ipv4=192.0.2.7"
+            )));
+            assert_eq!(body(&o), "addresses unchanged\n", "{zone_param}");
+        }
+        assert_eq!(d.writes(), writes);
+    }
+
+    #[test]
+    fn auto_uses_the_client_address_and_dash_removes() {
+        let mut d = Driver::demo();
+        d.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
+        let o = d.run(
+            get(&format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=auto")).from("192.0.2.33"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.33"]);
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv4=-&ipv6=auto"
+            ))
+            .from("2001:db8::44"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert!(d.pdns.get(HOME, "A").is_empty());
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8::44"]);
+    }
+
+    #[test]
+    fn ipv6prefix_rewrites_the_network_of_records_below_the_zone_and_keeps_interface_ids() {
+        let mut d = demo_with_devices();
+        d.pdns.set(HOME, "AAAA", &["2001:db8:1:1::1"]);
+        d.pdns.set(
+            "nas.home.dyn.example.test",
+            "AAAA",
+            &["2001:db8:1:1:aaaa:bbbb:cccc:dddd"],
+        );
+        d.pdns.set(
+            "tv.home.dyn.example.test",
+            "AAAA",
+            &["2001:db8:1:1::10", "2001:db8:1:1::11"],
+        );
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8:2:2::/64"
+            ))
+            .header("accept", "application/json"),
+        );
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        let v = json_body(&o);
+        assert_eq!(v["status"], "updated");
+        assert_eq!(v["ipv6prefix"], "2001:db8:2:2::/64");
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:2:2:aaaa:bbbb:cccc:dddd"]
+        );
+        assert_eq!(
+            d.pdns.get("tv.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:2:2::10", "2001:db8:2:2::11"]
+        );
+        assert_eq!(
+            d.pdns.get(HOME, "AAAA"),
+            vec!["2001:db8:1:1::1"],
+            "the zone's own AAAA is not the prefix's"
+        );
+        // An address with a prefix length moves the prefix too.
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv6=2001:db8:3:3::1/48"
+        )));
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8:3:3::1"]);
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:3:2:aaaa:bbbb:cccc:dddd"]
+        );
+        // auto: the client's /64.
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=auto"
+            ))
+            .from("2001:db8:9:9::5"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(
+            d.pdns.get("tv.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:9:9::10", "2001:db8:9:9::11"]
+        );
+    }
+
+    #[test]
+    fn errors_are_short_dynv6_sentences_and_call_nothing() {
+        let cases: Vec<(String, u16, &str)> = vec![
+            (
+                format!("/api/update?zone={HOME}"),
+                401,
+                "missing authentication token",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token=nope"),
+                401,
+                "invalid authentication token",
+            ),
+            (
+                format!("/api/update?token={TOKEN}&ipv4=192.0.2.1"),
+                400,
+                "zone not specified",
+            ),
+            (
+                format!("/api/update?zone=bad..zone&token={TOKEN}"),
+                400,
+                "invalid zone",
+            ),
+            (
+                format!("/api/update?zone=neighbour.dyn.example.test&token={TOKEN}&ipv4=192.0.2.1"),
+                404,
+                "zone not found",
+            ),
+            (
+                format!("/api/update?zone=x.elsewhere.test&token={TOKEN}&ipv4=192.0.2.1"),
+                404,
+                "zone not found",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=1.2.3"),
+                400,
+                "invalid IPv4 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=2001:db8::1"),
+                400,
+                "invalid IPv4 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=10.0.0.1"),
+                400,
+                "special range",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=192.0.2.1"),
+                400,
+                "invalid IPv6 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=auto"),
+                400,
+                "cannot detect an IPv6 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8::/129"),
+                400,
+                "invalid IPv6 prefix",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fe80::/64"),
+                400,
+                "special range",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&zone={HOME}"),
+                400,
+                "more than once",
+            ),
+        ];
+        for (path, want_status, want_text) in cases {
+            let mut d = Driver::demo();
+            let o = d.run(get(&path));
+            assert_eq!(status(&o), want_status, "{path}: {}", body(&o));
+            assert!(body(&o).contains(want_text), "{path}: {}", body(&o));
+            assert!(d.calls.is_empty(), "rejected: no backend call ({path})");
+        }
+    }
+
+    #[test]
+    fn backend_failure_is_never_reported_as_updated() {
+        let mut d = Driver::demo();
+        d.pdns.fault = Fault::WritesFail;
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7"
+        )));
+        assert_eq!(status(&o), 502);
+        assert_eq!(body(&o), "dnserr: DNS update failed\n");
+    }
+
+    #[test]
+    fn six_to_four_derives_the_prefix_from_the_ipv4_address() {
+        let mut d = demo_with_devices();
+        d.pdns
+            .set("nas.home.dyn.example.test", "AAAA", &["2001:db8:1:1::5"]);
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7&ipv6prefix=6to4"
+        )));
+        // 2002::/16 is public: 192.0.2.7 → 2002:c000:207::/48.
+        assert_eq!(body(&o), "addresses updated\n", "{}", body(&o));
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2002:c000:207:1::5"]
+        );
+    }
+}
