@@ -106,6 +106,14 @@ impl MemoryKv {
         map.insert(c.key.clone(), next);
     }
 
+    /// Every key and value (tests check that no secret is stored in clear).
+    pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        self.map
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }

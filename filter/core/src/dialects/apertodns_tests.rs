@@ -137,7 +137,8 @@ fn health_reports_healthy_with_uptime_in_seconds() {
 #[test]
 fn credentials_are_checked_before_anything_and_each_failure_has_its_code() {
     let body = json!({"hostname": HOME, "ipv4": "192.0.2.7"}).to_string();
-    let cases: &[(&[(&str, &str)], u16, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case] = &[
         (&[], 401, "unauthorized"),
         (
             &[("authorization", "Basic ZGVtbzpkZW1vLXBhc3N3b3Jk")],

@@ -9,6 +9,7 @@
 //!   (remove the AAAA records below the zone). It rewrites the network part of the AAAA
 //!   records of the user's hosts *below* the zone and keeps their interface identifiers; the
 //!   zone's own AAAA is not touched by it.
+//!
 //! Empty or absent = unchanged. Replies are dynv6's short plain text (`addresses updated`,
 //! `addresses unchanged`, `invalid authentication token`, `zone not found`, ...), JSON with
 //! `Accept: application/json`.
