@@ -88,7 +88,7 @@ pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
         Route::Dyndns2(mode) => dyndns2::handle(cfg, req, mode, env),
         Route::CheckIp => Start::Reply(helpers::checkip(cfg, req)),
         Route::MyIp => Start::Reply(helpers::my_ip(cfg, req)),
-        Route::Health => Start::Reply(helpers::health()),
+        Route::Health => Start::Reply(helpers::health(req)),
         Route::Aperto => apertodns::handle(cfg, req, env),
         Route::ManagementApi => api::handle(cfg, req, env),
         Route::Dynv6 => dynv6::handle(cfg, req, env),
