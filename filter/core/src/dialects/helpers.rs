@@ -55,7 +55,11 @@ mod tests {
                 "<html><head><title>Current IP Check</title></head><body>Current IP Address: 198.51.100.7</body></html>\n"
             );
         }
-        let o = d.run(get("/nic/checkip").from("2001:db8::7").header("accept", "application/json"));
+        let o = d.run(
+            get("/nic/checkip")
+                .from("2001:db8::7")
+                .header("accept", "application/json"),
+        );
         assert_eq!(json_body(&o), serde_json::json!({"ip": "2001:db8::7"}));
         assert!(d.calls.is_empty());
     }
@@ -66,10 +70,22 @@ mod tests {
             serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
         v["trusted_proxies"] = serde_json::json!(["127.0.0.1"]);
         let mut d = Driver::new(crate::Config::from_json(v.to_string().as_bytes()).unwrap());
-        let o = d.run(get("/domains/my-ip").from("127.0.0.1").header("x-forwarded-for", "203.0.113.9"));
+        let o = d.run(
+            get("/domains/my-ip")
+                .from("127.0.0.1")
+                .header("x-forwarded-for", "203.0.113.9"),
+        );
         assert_eq!(json_body(&o), serde_json::json!({"ip": "203.0.113.9"}));
-        let o = d.run(get("/domains/my-ip").from("198.51.100.1").header("x-forwarded-for", "203.0.113.9"));
-        assert_eq!(json_body(&o), serde_json::json!({"ip": "198.51.100.1"}), "untrusted peer: header ignored");
+        let o = d.run(
+            get("/domains/my-ip")
+                .from("198.51.100.1")
+                .header("x-forwarded-for", "203.0.113.9"),
+        );
+        assert_eq!(
+            json_body(&o),
+            serde_json::json!({"ip": "198.51.100.1"}),
+            "untrusted peer: header ignored"
+        );
     }
 
     #[test]
