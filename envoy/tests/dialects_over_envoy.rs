@@ -17,6 +17,7 @@ fn stack(name: &str) -> Stack {
     Stack::start(name)
 }
 
+#[allow(clippy::panic)] // test support: fail loudly
 fn json(reply: &Reply) -> serde_json::Value {
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:#?}"))
 }
