@@ -370,6 +370,7 @@ fn up(args: &[String]) -> Result<()> {
             plugin_config,
             pdns_api_port: DEMO_API_PORT,
             access_log: run_dir.join("access.log"),
+            webhook_port: None,
         },
     )?;
 

@@ -106,6 +106,15 @@ impl Stack {
 
     /// As [`Stack::start`], with the plugin configuration edited first.
     pub fn start_with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
+        Stack::start_full(name, edit, None)
+    }
+
+    /// As [`Stack::start_with`], with an HTTPS webhook receiver on `webhook_port`.
+    pub fn start_full(
+        name: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        webhook_port: Option<u16>,
+    ) -> Stack {
         let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
         let dir = test_dir(name);
         let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
@@ -128,6 +137,7 @@ impl Stack {
             },
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            webhook_port,
         };
         let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
         Stack { dir, envoy, pdns }
