@@ -108,9 +108,10 @@ impl RootContext for DynedgeRoot {
             return;
         };
         let env = self.env();
-        if !cfg.zones.iter().any(|z| z.expiry_ttl_s > 0)
-            || env.now_ms.saturating_sub(self.last_sweep_ms) < self.sweep_every_ms
-        {
+        // With webhooks the tick is fast: the sweep keeps its own interval.
+        let too_soon = cfg.webhooks.is_some()
+            && env.now_ms.saturating_sub(self.last_sweep_ms) < self.sweep_every_ms;
+        if !cfg.zones.iter().any(|z| z.expiry_ttl_s > 0) || too_soon {
             return;
         }
         self.last_sweep_ms = env.now_ms;
