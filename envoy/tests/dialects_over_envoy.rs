@@ -506,3 +506,54 @@ fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
     );
     assert_eq!(data["previous_ipv4"], serde_json::Value::Null);
 }
+
+#[test]
+fn dynv6_ipv6prefix_rewrites_the_devices_below_the_zone_through_envoy() {
+    use_ports(22000, 23000);
+    let nas = format!("nas.{HOME}");
+    let stack = Stack::start_with("dynv6_prefix", |cfg| {
+        let users = cfg["users"].as_array_mut().unwrap();
+        let demo = users.iter_mut().find(|u| u["name"] == DEMO_USER).unwrap();
+        demo["hosts"]
+            .as_array_mut()
+            .unwrap()
+            .push(format!("nas.{HOME}").into());
+    });
+    // The device's address, set through the path dialect.
+    let r = stack.get(
+        &format!("/update-by-path/{TOKEN}/{nas}/2001:db8:1:1:aaaa:bbbb:cccc:dddd"),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{r:#?}");
+    let r = stack.get(&format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=2001:db8:1:1::1&ipv6prefix=2001:db8:2:2::/64"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "addresses updated\n"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        stack.records(&nas, "AAAA"),
+        ["2001:db8:2:2:aaaa:bbbb:cccc:dddd"]
+    );
+    assert_eq!(
+        stack.records(HOME, "AAAA"),
+        ["2001:db8:1:1::1"],
+        "the zone's own AAAA is ipv6's"
+    );
+}
+
+#[test]
+fn checkip_through_the_gateway_tells_ddclient_its_address() {
+    let stack = stack("checkip");
+    let r = stack.get("/nic/checkip", &[]);
+    assert_eq!(r.status, 200, "{r:#?}");
+    r.assert_layer0_once();
+    assert_eq!(
+        r.body,
+        "<html><head><title>Current IP Check</title></head><body>Current IP Address: 127.0.0.1</body></html>\n"
+    );
+    let r = stack.get("/domains/my-ip", &[]);
+    assert_eq!(json(&r), serde_json::json!({"ip": "127.0.0.1"}));
+    let r = stack.get("/health", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+}
