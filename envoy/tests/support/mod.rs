@@ -134,8 +134,7 @@ impl Stack {
             certificate,
             wasm,
             plugin_config: {
-                let mut v: serde_json::Value =
-                    serde_json::from_str(&plugin_config(api_port)).unwrap();
+                let mut v = plugin_config_value(api_port);
                 edit(&mut v);
                 serde_json::to_string_pretty(&v).unwrap()
             },
