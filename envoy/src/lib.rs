@@ -483,6 +483,8 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
+    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -526,6 +528,7 @@ pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
         ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
+        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -657,6 +660,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

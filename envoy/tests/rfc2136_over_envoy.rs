@@ -88,6 +88,7 @@ fn envoy(dir: &Path, plugin: String, extra_clusters: String) -> Envoy {
         plugin_config: plugin,
         pdns_api_port: free_port(), // the bootstrap's PowerDNS cluster, unused here
         access_log: dir.join("access.log"),
+        webhook_port: None,
     };
     ok(Envoy::start_with_clusters(
         &dir.join("envoy"),

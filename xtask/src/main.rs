@@ -44,6 +44,7 @@ const APT_UP: &[&str] = &[
 ];
 /// What the end-to-end tests need on top: the real DDNS clients.
 const APT_TESTS: &[&str] = &[
+    "nodejs",
     "ddclient",
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
@@ -211,6 +212,26 @@ fn deps(for_tests: bool) -> Result<()> {
         ));
     }
     println!("    {}", envoy.display());
+
+    if for_tests {
+        // The dialects suite drives the official ApertoDNS client (not on the npm registry):
+        // built from its unchanged source by examples/apertodns-client/setup.sh.
+        step("the official ApertoDNS client (.run/apertodns-client)");
+        let built = workspace_root().join(".run/apertodns-client/dist/index.js");
+        if !built.is_file() && output_of(Command::new("npm").arg("--version")).is_none() {
+            // Debian packages npm apart from nodejs (NodeSource's nodejs carries its own).
+            let _ = apt_install(&["npm"]);
+        }
+        if built.is_file() {
+            println!("    {}", built.display());
+        } else if let Err(e) = run_visible(
+            "examples/apertodns-client/setup.sh",
+            &mut Command::new(workspace_root().join("examples/apertodns-client/setup.sh")),
+        ) {
+            // Not fatal here: the one test that needs it fails and says how to build it.
+            println!("    not built ({e})");
+        }
+    }
     Ok(())
 }
 
@@ -469,6 +490,7 @@ fn up(args: &[String]) -> Result<()> {
             plugin_config,
             pdns_api_port: ports.api,
             access_log: run_dir.join("access.log"),
+            webhook_port: None,
         },
         &extra_clusters,
     )?;
