@@ -72,6 +72,9 @@ struct RawConfig {
     rate_limits: crate::limits::RateLimits,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
+    /// Where credentials and host state live (`crate::store`); absent = this configuration.
+    #[serde(default)]
+    store: Option<serde_json::Value>,
 }
 
 fn default_sweep() -> u64 {
@@ -258,6 +261,7 @@ pub struct Config {
     pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Config {
@@ -502,6 +506,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    let store = crate::store::StoreConfig::from_value(raw.store.as_ref())
+        .map_err(|(path, message)| err(path, message))?;
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
@@ -520,6 +526,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limits: raw.rate_limits,
         expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
+        store,
     })
 }
 
