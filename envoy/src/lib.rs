@@ -224,7 +224,7 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
     }
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
@@ -236,7 +236,11 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
-fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(
+    daemon: &mut Daemon,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         daemon.check_alive()?;
@@ -467,6 +471,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod etcd;
+
 // ----------------------------------------------------------------------------------- Envoy
 
 /// What the bootstrap template needs.
@@ -553,10 +559,15 @@ impl Envoy {
     /// Validates the rendered bootstrap (`--mode validate`), starts Envoy and waits until the
     /// HTTPS listener answers.
     pub fn start(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_with_clusters(dir, cfg, "")
+    }
+
+    /// [`Envoy::start`] with more clusters (YAML list items) after the template's own.
+    pub fn start_with_clusters(dir: &Path, cfg: &EnvoyConfig, clusters: &str) -> Result<Envoy> {
         fresh_dir(dir)?;
         let envoy = envoy_binary()?;
         let bootstrap = dir.join("envoy.yaml");
-        write(&bootstrap, &render_bootstrap(cfg)?)?;
+        write(&bootstrap, &(render_bootstrap(cfg)? + clusters))?;
         run(
             "envoy --mode validate",
             Command::new(&envoy)
@@ -606,6 +617,10 @@ impl Envoy {
 
     pub fn daemon(&mut self) -> &mut Daemon {
         &mut self.daemon
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
     }
 
     /// Envoy's own log (stderr) so far.
