@@ -229,6 +229,86 @@ pub fn etcd_plugin_config(pdns_api_port: u16, ttl_s: u64) -> Result<String> {
     serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())
 }
 
+// ------------------------------------------------------------------------------ pdns front
+
+/// A plain Envoy in front of the PowerDNS API that lets one call through at a time, for all
+/// gateways together. PowerDNS's sqlite3 backend answers concurrent writers with HTTP 500
+/// "database is locked" (one gateway serialises its own calls; several gateways cannot). A
+/// deployment with a client/server database behind PowerDNS does not need it.
+pub struct PdnsFront {
+    daemon: Daemon,
+    pub port: u16,
+}
+
+impl PdnsFront {
+    pub fn start(dir: &Path, port: u16, api_port: u16) -> Result<PdnsFront> {
+        fresh_dir(dir)?;
+        let yaml = format!(
+            r#"static_resources:
+  listeners:
+  - name: pdns_front
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: pdns_front
+          route_config:
+            virtual_hosts:
+            - name: pdns
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: pdns, timeout: 10s}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: pdns
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers:
+      thresholds:
+      - {{max_connections: 1, max_requests: 1, max_pending_requests: 4096}}
+    load_assignment:
+      cluster_name: pdns
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {api_port}}}}}}}
+"#
+        );
+        let bootstrap = dir.join("pdns-front.yaml");
+        fs::write(&bootstrap, yaml).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(crate::envoy_binary()?);
+        cmd.arg("-c")
+            .arg(&bootstrap)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+            ])
+            .args(["--base-id", &port.to_string()]);
+        let mut daemon = Daemon::spawn("PowerDNS front (Envoy)", cmd, &dir.join("envoy.log"))?;
+        let url = format!("http://127.0.0.1:{port}/");
+        wait_until(&mut daemon, "answer HTTP", || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-m", "2", &url])
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+        Ok(PdnsFront { daemon, port })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+}
+
 // ------------------------------------------------------------------------------- gateways
 
 /// Ports of a multi-gateway stack.
@@ -238,6 +318,8 @@ pub struct GatewayPorts {
     pub etcd: Vec<(u16, u16)>,
     pub dns: u16,
     pub pdns_api: u16,
+    /// The [`PdnsFront`] every gateway calls instead of the API itself.
+    pub pdns_front: u16,
     /// One HTTPS port per gateway.
     pub https: Vec<u16>,
 }
@@ -247,6 +329,7 @@ pub struct GatewayPorts {
 pub struct Gateways {
     // Envoys first: dropped (stopped) before the stores.
     pub envoys: Vec<Option<Envoy>>,
+    pub pdns_front: PdnsFront,
     pub pdns: PowerDns,
     pub etcd: EtcdCluster,
     pub certificate: Certificate,
@@ -256,10 +339,12 @@ pub struct Gateways {
 }
 
 impl Gateways {
+    /// `rate_limits: false` turns the per-gateway limits off (load tests come from one address).
     pub fn start(
         dir: &Path,
         ports: &GatewayPorts,
         ttl_s: u64,
+        rate_limits: bool,
         certificate: Option<Certificate>,
         wasm: &Path,
     ) -> Result<Gateways> {
@@ -267,7 +352,15 @@ impl Gateways {
         let etcd = EtcdCluster::start(&dir.join("etcd"), &ports.etcd)?;
         let mut pdns = PowerDns::start(&dir.join("pdns"), ports.dns, ports.pdns_api, PDNS_KEY)?;
         pdns.create_zone(DEMO_ZONE)?;
-        let plugin_config = etcd_plugin_config(ports.pdns_api, ttl_s)?;
+        let pdns_front =
+            PdnsFront::start(&dir.join("pdns-front"), ports.pdns_front, ports.pdns_api)?;
+        let mut plugin_config = etcd_plugin_config(ports.pdns_front, ttl_s)?;
+        if !rate_limits {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&plugin_config).map_err(|e| e.to_string())?;
+            v["rate_limits"] = serde_json::json!({"enabled": false});
+            plugin_config = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+        }
         let config_path = dir.join("dynedge-etcd.json");
         fs::write(&config_path, &plugin_config).map_err(|e| e.to_string())?;
         admin(
@@ -294,7 +387,7 @@ impl Gateways {
                 certificate: certificate.clone(),
                 wasm: wasm.to_path_buf(),
                 plugin_config: plugin_config.clone(),
-                pdns_api_port: ports.pdns_api,
+                pdns_api_port: ports.pdns_front,
                 access_log: dir.join(format!("access-{}.log", i + 1)),
             };
             envoys.push(Some(Envoy::start_with_clusters(
@@ -305,6 +398,7 @@ impl Gateways {
         }
         let g = Gateways {
             envoys,
+            pdns_front,
             pdns,
             etcd,
             certificate,

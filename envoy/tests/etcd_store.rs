@@ -40,10 +40,12 @@ fn stack(name: &str) -> (MutexGuard<'static, ()>, Gateways) {
         etcd: (0..3).map(|_| (free_port(), free_port())).collect(),
         dns: free_port(),
         pdns_api: free_port(),
+        pdns_front: free_port(),
         https: (0..3).map(|_| free_port()).collect(),
     };
     let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
-    let g = Gateways::start(&dir, &ports, TTL_S, None, &wasm).unwrap_or_else(|e| panic!("{e}"));
+    let g =
+        Gateways::start(&dir, &ports, TTL_S, false, None, &wasm).unwrap_or_else(|e| panic!("{e}"));
     (guard, g)
 }
 

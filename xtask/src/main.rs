@@ -15,6 +15,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod up_etcd;
+
 use dynedge_envoy::{
     port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
 };
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--cert FILE --key FILE] [--store etcd [--gateways N]] | test | wasm | deps [--for-tests]>"
             );
             return ExitCode::from(2);
         }
@@ -295,6 +297,23 @@ fn up(args: &[String]) -> Result<()> {
     let run_dir = root.join(".run");
     deps(false)?;
     let wasm = wasm()?;
+    if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if store != "etcd" {
+            return Err(format!("--store {store}: config or etcd"));
+        }
+        let gateways = match flag_value(args, "--gateways")? {
+            Some(n) => n.parse().map_err(|_| format!("--gateways {n}: a number"))?,
+            None => 3,
+        };
+        let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+            (Some(cert), Some(key)) => Some(Certificate {
+                cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+                key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+            }),
+            _ => None,
+        };
+        return up_etcd::up(gateways, certificate, &wasm);
+    }
 
     for (port, what) in [
         (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),

@@ -26,8 +26,21 @@ pub const SYNCED_KEY: &str = "dynedge:store:etcd:synced_ms";
 
 /// How often a host's update may lose a race before answering `911`.
 const MAX_ATTEMPTS: u32 = 24;
-/// How often a connection-level failure of one etcd call is retried (another member).
+/// How often an etcd call without an answer (or a 502/503/504 from the proxy) is retried; the
+/// proxy sends the retry to another member.
 const MAX_RETRIES: u32 = 2;
+/// How often a failed DNS write is retried while our claim holds (e.g. PowerDNS with sqlite3
+/// answers 500 "database is locked" to concurrent writers). Writes are idempotent, and a retry
+/// that lands late is repaired like any late write.
+const MAX_DNS_RETRIES: u32 = 4;
+
+/// No answer, or the proxy's own "upstream unavailable" answer: worth another member.
+fn etcd_retryable(result: &CalloutResult) -> bool {
+    match result {
+        CalloutResult::Failed(_) => true,
+        CalloutResult::Response { status, .. } => matches!(status, 502..=504),
+    }
+}
 
 pub fn user_key(s: &EtcdStore, name: &str) -> String {
     format!("{}users/{name}", s.prefix)
@@ -435,12 +448,22 @@ impl HostFlow {
         let Some(h) = hosts.get_mut(i) else {
             return out;
         };
-        if f.op != Op::DnsWrite && matches!(result, CalloutResult::Failed(_)) {
-            // No answer at all: try again (Envoy picks the next member). Safe for every call:
-            // reads are reads, and a CAS that did apply is recognised by its claim id.
-            if f.retries < MAX_RETRIES {
+        let (retry, limit) = match (&f.op, &h.target, &f.check) {
+            (Op::DnsWrite, Some(t), Some(check)) => (
+                t.backend.check_write(check, &result).is_err(),
+                MAX_DNS_RETRIES,
+            ),
+            (Op::DnsWrite, _, _) => (false, 0),
+            _ => (etcd_retryable(&result), MAX_RETRIES),
+        };
+        if retry {
+            // Safe for every call: reads are reads, a CAS that did apply is recognised by its
+            // claim id, and a DNS write is idempotent while our claim holds.
+            if f.retries < limit {
                 f.retries += 1;
-                self.etcd_calls += 1;
+                if f.op != Op::DnsWrite {
+                    self.etcd_calls += 1;
+                }
                 let nid = self.next_id;
                 self.next_id += 1;
                 out.push((nid, f.callout.clone()));
