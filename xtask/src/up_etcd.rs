@@ -5,26 +5,39 @@ use std::thread;
 use std::time::Duration;
 
 use dynedge_envoy::etcd::{GatewayPorts, Gateways};
-use dynedge_envoy::{port_is_free, workspace_root, Certificate};
+use dynedge_envoy::{port_is_free, Certificate};
 
-use crate::{signals, step, Result, DEMO_API_PORT, DEMO_DNS_PORT, DEMO_HTTPS_PORT};
+use crate::{signals, step, Result};
 
-/// etcd's demo ports: peers 18391–18393, clients 18381–18383.
-const ETCD_PEER: u16 = 18391;
-const ETCD_CLIENT: u16 = 18381;
+/// etcd's demo client ports 18381–18383 (`DYNEDGE_ETCD_PORT` moves them); peers at +10.
+pub const ETCD_CLIENT: u16 = 18381;
+
+/// Base ports: gateways at `https`, `https+1`, ...; the PowerDNS front at `api+1`.
+pub struct UpPorts {
+    pub https: u16,
+    pub dns: u16,
+    pub api: u16,
+    pub etcd: u16,
+}
 /// How often the gateways re-read credentials in the demo (the revocation bound).
 const DEMO_TTL_S: u64 = 2;
 
-pub fn up(gateways: usize, certificate: Option<Certificate>, wasm: &std::path::Path) -> Result<()> {
+pub fn up(
+    p: UpPorts,
+    gateways: usize,
+    certificate: Option<Certificate>,
+    wasm: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> Result<()> {
     if !(1..=9).contains(&gateways) {
         return Err("--gateways must be 1..=9".into());
     }
     let ports = GatewayPorts {
-        etcd: (0..3).map(|i| (ETCD_PEER + i, ETCD_CLIENT + i)).collect(),
-        dns: DEMO_DNS_PORT,
-        pdns_api: DEMO_API_PORT,
-        pdns_front: DEMO_API_PORT + 1,
-        https: (0..gateways as u16).map(|i| DEMO_HTTPS_PORT + i).collect(),
+        etcd: (0..3).map(|i| (p.etcd + 10 + i, p.etcd + i)).collect(),
+        dns: p.dns,
+        pdns_api: p.api,
+        pdns_front: p.api + 1,
+        https: (0..gateways as u16).map(|i| p.https + i).collect(),
     };
     let all = ports
         .etcd
@@ -40,20 +53,22 @@ pub fn up(gateways: usize, certificate: Option<Certificate>, wasm: &std::path::P
         }
     }
     step(&format!(
-        "starting etcd (3 members, clients 127.0.0.1:{ETCD_CLIENT}-{}), PowerDNS, {gateways} Envoy(s) (https 127.0.0.1:{DEMO_HTTPS_PORT}-{}), importing the demo users with `dynedge admin`",
-        ETCD_CLIENT + 2,
-        DEMO_HTTPS_PORT + gateways as u16 - 1
+        "starting etcd (3 members, clients 127.0.0.1:{}-{}), PowerDNS, {gateways} Envoy(s) (https 127.0.0.1:{}-{}), importing the demo users with `dynedge admin`",
+        p.etcd,
+        p.etcd + 2,
+        p.https,
+        p.https + gateways as u16 - 1
     ));
-    let run_dir = workspace_root().join(".run/etcd");
-    let mut g = Gateways::start(&run_dir, &ports, DEMO_TTL_S, true, certificate, wasm)?;
+    let mut g = Gateways::start(run_dir, &ports, DEMO_TTL_S, true, certificate, wasm)?;
     let ca = g.certificate.cert.display().to_string();
     println!(
         "\nready: {gateways} gateway(s) share etcd (credentials re-read every {DEMO_TTL_S} s)\n\
-         try:\n  curl --cacert {ca} -u demo:demo-password 'https://127.0.0.1:{DEMO_HTTPS_PORT}/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1'\n  \
+         try:\n  curl --cacert {ca} -u demo:demo-password 'https://127.0.0.1:{}/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1'\n  \
          curl --cacert {ca} -u demo:demo-password 'https://127.0.0.1:{}/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1'   # nochg\n\
          admin:\n  cargo run -q -p dynedge-admin -- admin --etcd {} --config {} token list\n\
          Ctrl-C stops everything.",
-        DEMO_HTTPS_PORT + gateways as u16 - 1,
+        p.https,
+        p.https + gateways as u16 - 1,
         g.etcd.client_urls(),
         g.config_path.display()
     );

@@ -72,7 +72,12 @@ impl DynedgeHttp {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
                 self.body_limit = Some(limit);
-                Action::Pause
+                // Not Pause: the host turns a paused request-headers callback into
+                // StopAllIterationAndWatermark, and then the body never reaches this filter.
+                // The headers go on to the next filter, which must hold the request until the
+                // body is complete (envoy/bootstrap.yaml.tmpl puts envoy.filters.http.buffer
+                // there); this filter pauses the body until its end and answers locally.
+                Action::Continue
             }
             Step::Wait => Action::Pause,
             Step::Call(calls) => {
