@@ -29,6 +29,17 @@ pub fn up(
     wasm: &std::path::Path,
     run_dir: &std::path::Path,
 ) -> Result<()> {
+    if std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err(
+            "etcd is not installed: apt-get install etcd-server etcd-client (with a \
+                    policy-rc.d that exits 101, or the package starts a system etcd on 2379)"
+                .into(),
+        );
+    }
     if !(1..=9).contains(&gateways) {
         return Err("--gateways must be 1..=9".into());
     }
