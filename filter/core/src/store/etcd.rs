@@ -25,7 +25,7 @@ use crate::reply::Code;
 pub const SYNCED_KEY: &str = "dynedge:store:etcd:synced_ms";
 
 /// How often a host's update may lose a race before answering `911`.
-const MAX_ATTEMPTS: u32 = 24;
+const MAX_ATTEMPTS: u32 = 64;
 /// How often an etcd call without an answer (or a 502/503/504 from the proxy) is retried; the
 /// proxy sends the retry to another member.
 const MAX_RETRIES: u32 = 2;

@@ -142,4 +142,19 @@ mod config_tests {
         let v = json!({"type": "etcd", "endpoint": "x"});
         assert!(StoreConfig::from_value(Some(&v)).is_err());
     }
+
+    #[test]
+    fn expiry_is_refused_with_the_etcd_store() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        v["store"] = json!({"type": "etcd"});
+        v["zones"][0]["expiry_ttl_s"] = 3600.into();
+        let e = crate::Config::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(
+            e.message.contains("not supported with the etcd store"),
+            "{e}"
+        );
+        v["zones"][0]["expiry_ttl_s"] = 0.into();
+        assert!(crate::Config::from_json(v.to_string().as_bytes()).is_ok());
+    }
 }
