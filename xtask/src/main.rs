@@ -45,6 +45,9 @@ const APT_TESTS: &[&str] = &[
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
     "inadyn",
+    // The etcd store's suites (three members on loopback).
+    "etcd-server",
+    "etcd-client",
 ];
 
 // The demo's fixed ports and names (README.md, examples/).
