@@ -383,3 +383,62 @@ fn sync_replaces_users_and_tokens_and_a_revoked_token_is_gone() {
     assert!(synced.tokens.is_empty(), "no token in etcd, none accepted");
     assert!(synced.users.contains_key("demo"));
 }
+
+#[test]
+fn the_configuration_store_and_the_etcd_store_answer_the_same_sequence_alike() {
+    let steps: &[(&str, &str, &str)] = &[
+        (
+            "demo",
+            "demo-password",
+            "hostname=home.dyn.example.test&myip=192.0.2.10",
+        ),
+        (
+            "demo",
+            "demo-password",
+            "hostname=home.dyn.example.test&myip=192.0.2.10",
+        ),
+        (
+            "demo",
+            "wrong-password",
+            "hostname=home.dyn.example.test&myip=192.0.2.11",
+        ),
+        (
+            "demo",
+            "demo-password",
+            "hostname=neighbour.dyn.example.test&myip=192.0.2.11",
+        ),
+        (
+            "demo",
+            "demo-password",
+            "hostname=home.dyn.example.test&myip=192.0.2.11",
+        ),
+        (
+            "demo",
+            "demo-password",
+            "hostname=home.dyn.example.test,x..y&myip=192.0.2.11",
+        ),
+    ];
+    let mut config = crate::testing::Driver::demo();
+    let mut w = World::new();
+    let kv = gateway();
+    for (user, pw, query) in steps {
+        let req = || get(&format!("/nic/update?{query}")).basic(user, pw);
+        let by_config = String::from_utf8(config.send(req()).unwrap().body).unwrap();
+        let env = Env {
+            now_ms: NOW,
+            random: 3,
+            kv: &kv,
+        };
+        let (ex, step) = Exchange::start(&w.cfg, req(), true, &env);
+        let mut run = Run {
+            ex,
+            queue: vec![],
+            reply: None,
+            random: 3,
+        };
+        run.take(step);
+        let by_etcd = w.finish(&mut run, &kv);
+        assert_eq!(by_config.trim_end(), by_etcd, "{query}");
+    }
+    assert_eq!(config.pdns.records(HOME, "A"), w.pdns.records(HOME, "A"));
+}
