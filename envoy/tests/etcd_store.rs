@@ -175,7 +175,8 @@ fn three_gateways_times_eight_clients_on_one_host_get_only_truthful_replies_and_
 }
 
 #[test]
-fn a_revoked_token_and_a_changed_password_are_refused_by_every_gateway_after_the_ttl() {
+fn a_revoked_token_a_changed_password_and_a_disabled_user_are_refused_by_every_gateway_after_the_ttl(
+) {
     let (_one, g) = stack("revoke");
     let issued = g
         .admin(
@@ -221,6 +222,19 @@ fn a_revoked_token_and_a_changed_password_are_refused_by_every_gateway_after_the
     assert!(g
         .admin(&["user", "passwd", "demo"], "password123\n")
         .is_err());
+    g.admin(&["user", "disable", "demo"], "").unwrap();
+    after_ttl();
+    for gw in 0..3 {
+        assert_eq!(
+            g.curl(
+                gw,
+                &update("192.0.2.52"),
+                &["-u", "demo:a much better passphrase"]
+            ),
+            "badauth",
+            "gateway {gw} still accepts a disabled user"
+        );
+    }
 }
 
 /// Clients updating through every gateway until `stop`; the replies.
