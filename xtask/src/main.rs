@@ -615,8 +615,9 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
     let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
     cmd.current_dir(workspace_root())
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
