@@ -227,7 +227,7 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
     }
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
@@ -239,7 +239,11 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
-fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(
+    daemon: &mut Daemon,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         daemon.check_alive()?;
@@ -470,6 +474,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod etcd;
+
 // ----------------------------------------------------------------------------------- Envoy
 
 /// What the bootstrap template needs.
@@ -483,6 +489,8 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
+    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -526,6 +534,7 @@ pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
         ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
+        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -628,6 +637,10 @@ impl Envoy {
 
     pub fn daemon(&mut self) -> &mut Daemon {
         &mut self.daemon
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
     }
 
     /// Envoy's own log (stderr) so far.
@@ -789,6 +802,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

@@ -21,6 +21,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod up_etcd;
+
 use dynedge_envoy::{
     port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
     Proxy, DEMO_ZONE,
@@ -46,6 +48,7 @@ const APT_UP: &[&str] = &[
 ];
 /// What the end-to-end tests need on top: the real DDNS clients.
 const APT_TESTS: &[&str] = &[
+    "nodejs",
     "ddclient",
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
@@ -54,6 +57,9 @@ const APT_TESTS: &[&str] = &[
     "knot",
     "knot-dnsutils",
     "dnsdist",
+    // The etcd store's suites (three members on loopback).
+    "etcd-server",
+    "etcd-client",
 ];
 
 // The demo's fixed ports and names (README.md, examples/).
@@ -75,7 +81,8 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
-                 [--cert FILE --key FILE] | test | wasm | deps [--for-tests] | bench [--proxy envoy|pingora|both]>"
+                 [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
+                 | bench [--proxy envoy|pingora|both]>"
             );
             return ExitCode::from(2);
         }
@@ -236,6 +243,26 @@ fn deps(for_tests: bool) -> Result<()> {
         ));
     }
     println!("    {}", envoy.display());
+
+    if for_tests {
+        // The dialects suite drives the official ApertoDNS client (not on the npm registry):
+        // built from its unchanged source by examples/apertodns-client/setup.sh.
+        step("the official ApertoDNS client (.run/apertodns-client)");
+        let built = workspace_root().join(".run/apertodns-client/dist/index.js");
+        if !built.is_file() && output_of(Command::new("npm").arg("--version")).is_none() {
+            // Debian packages npm apart from nodejs (NodeSource's nodejs carries its own).
+            let _ = apt_install(&["npm"]);
+        }
+        if built.is_file() {
+            println!("    {}", built.display());
+        } else if let Err(e) = run_visible(
+            "examples/apertodns-client/setup.sh",
+            &mut Command::new(workspace_root().join("examples/apertodns-client/setup.sh")),
+        ) {
+            // Not fatal here: the one test that needs it fails and says how to build it.
+            println!("    not built ({e})");
+        }
+    }
     Ok(())
 }
 
@@ -452,6 +479,41 @@ fn up(args: &[String]) -> Result<()> {
             PathBuf::new()
         }
     };
+    if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if proxy == Proxy::Pingora {
+            return Err(format!(
+                "--store {store} runs Envoy gateways only: the Pingora module does not run the \
+                 etcd store's sync yet"
+            ));
+        }
+        if store != "etcd" {
+            return Err(format!("--store {store}: config or etcd"));
+        }
+        let gateways = match flag_value(args, "--gateways")? {
+            Some(n) => n.parse().map_err(|_| format!("--gateways {n}: a number"))?,
+            None => 3,
+        };
+        let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+            (Some(cert), Some(key)) => Some(Certificate {
+                cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+                key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+            }),
+            _ => None,
+        };
+        let etcd_port = port_from_env("DYNEDGE_ETCD_PORT", up_etcd::ETCD_CLIENT)?;
+        return up_etcd::up(
+            up_etcd::UpPorts {
+                https: ports.https,
+                dns: ports.dns,
+                api: ports.api,
+                etcd: etcd_port,
+            },
+            gateways,
+            certificate,
+            &wasm,
+            &run_dir.join("etcd"),
+        );
+    }
 
     let wanted = match backend {
         "rfc2136" => [
@@ -505,6 +567,7 @@ fn up(args: &[String]) -> Result<()> {
         plugin_config,
         pdns_api_port: ports.api,
         access_log: run_dir.join("access.log"),
+        webhook_port: None,
     };
     let mut envoy = match proxy {
         Proxy::Envoy => Envoy::start_with_clusters(&envoy_dir, &cfg, &extra_clusters)?,
@@ -668,6 +731,7 @@ fn bench(args: &[String]) -> Result<()> {
                 .replacen('{', r#"{ "rate_limits": { "enabled": false },"#, 1),
             pdns_api_port: api_port,
             access_log: PathBuf::from("/dev/null"),
+            webhook_port: None,
         };
         let mut gateway = Envoy::start_proxy(proxy, &dir.join("gateway"), &cfg)?;
         let url = gateway.url(&format!("/nic/update?hostname={DEMO_HOST}&myip=192.0.2.77"));
@@ -755,8 +819,9 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
     let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
     cmd.current_dir(workspace_root())
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());

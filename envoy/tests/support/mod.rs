@@ -45,20 +45,34 @@ pub const LAYER0: &[(&str, &str)] = &[
     ),
 ];
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
+static PORT_END: AtomicU16 = AtomicU16::new(21000);
 
-/// A port of this suite's range that nothing listens on: 20000–20999, or the 1000 ports from
-/// `DYNEDGE_E2E_PORTS` (so that two runs, e.g. one per proxy, do not meet).
+/// Moves this test binary to another port range (each engineer's suite has its own); call it
+/// before starting anything. Idempotent, so every test of a binary may call it.
+pub fn use_ports(start: u16, end: u16) {
+    NEXT_PORT.fetch_max(start, Ordering::SeqCst);
+    PORT_END.store(end, Ordering::SeqCst);
+}
+
+/// A port of this suite's range that nothing listens on.
+///
+/// `DYNEDGE_E2E_PORTS=N` moves it to N..N+1000 (so that two runs, one per proxy, do not meet).
 pub fn free_port() -> u16 {
-    let base: u16 = std::env::var("DYNEDGE_E2E_PORTS")
+    if let Some(base) = std::env::var("DYNEDGE_E2E_PORTS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20000);
+        .and_then(|v| v.parse::<u16>().ok())
+    {
+        use_ports(base, base.saturating_add(1000));
+    }
     loop {
-        let offset = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(offset < 1000, "the e2e port range {base}+1000 is used up");
-        if port_is_free(base + offset) {
-            return base + offset;
+        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            port < PORT_END.load(Ordering::SeqCst),
+            "the e2e port range is used up"
+        );
+        if port_is_free(port) {
+            return port;
         }
     }
 }
@@ -100,9 +114,22 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// PowerDNS with the demo zone, a new certificate, and Envoy with the filter (or
-    /// dynedge-pingora) with the demo config.
+    /// PowerDNS with the demo zone, a new certificate, Envoy with the filter and the demo config.
     pub fn start(name: &str) -> Stack {
+        Stack::start_with(name, |_| {})
+    }
+
+    /// As [`Stack::start`], with the plugin configuration edited first.
+    pub fn start_with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
+        Stack::start_full(name, edit, None)
+    }
+
+    /// As [`Stack::start_with`], with an HTTPS webhook receiver on `webhook_port`.
+    pub fn start_full(
+        name: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        webhook_port: Option<u16>,
+    ) -> Stack {
         let proxy = Proxy::from_env().unwrap_or_else(|e| panic!("{e}"));
         let wasm = match proxy {
             Proxy::Envoy => wasm_file().unwrap_or_else(|e| panic!("{e}")),
@@ -121,9 +148,14 @@ impl Stack {
             listen_port: https_port,
             certificate,
             wasm,
-            plugin_config: plugin_config(api_port),
+            plugin_config: {
+                let mut v = plugin_config_value(api_port);
+                edit(&mut v);
+                serde_json::to_string_pretty(&v).unwrap()
+            },
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            webhook_port,
         };
         let envoy =
             Envoy::start_proxy(proxy, &dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
