@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dynedge_core::expiry;
 use dynedge_core::{
-    CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Outcome, Reply, Request, Step,
+    CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Notify, Outcome, Reply, Request,
+    Step,
 };
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
@@ -182,8 +183,13 @@ impl Gateway {
         }
     }
 
-    /// Applies an outcome: KV writes and rate-limit counts, audit lines, counters.
-    fn record(&self, outcome: Outcome) {
+    /// Applies an outcome: KV writes and rate-limit counts, audit lines, counters; webhook
+    /// deliveries go out in the background (never awaited by the request).
+    fn record(self: &Arc<Self>, outcome: Outcome) {
+        for n in outcome.notify {
+            let gw = self.clone();
+            tokio::spawn(async move { gw.deliver(n).await });
+        }
         self.kv.apply(&outcome.writes);
         for c in &outcome.counts {
             self.kv.count(c, now_ms() / 1000);
@@ -194,6 +200,33 @@ impl Gateway {
         if let Ok(mut counters) = self.counters.lock() {
             for name in outcome.counters {
                 *counters.entry(name).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// One webhook: dispatched, then retried as the core's [`Notify::next`] says.
+    async fn deliver(&self, mut n: Notify) {
+        loop {
+            let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
+            match n.next(&result) {
+                Some((delay_ms, again)) => {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    n = again;
+                }
+                None => {
+                    let ok = matches!(result, CalloutResult::Response { status, .. } if (200..300).contains(&status));
+                    let name = if ok {
+                        "dynedge.webhook.delivered"
+                    } else {
+                        "dynedge.webhook.given_up"
+                    };
+                    if let Ok(mut counters) = self.counters.lock() {
+                        *counters.entry(name.to_string()).or_insert(0) += 1;
+                    }
+                    return;
+                }
             }
         }
     }
