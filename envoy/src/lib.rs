@@ -749,6 +749,15 @@ impl Envoy {
         for c in clusters {
             cmd.args(["--cluster", c]);
         }
+        if let Some(port) = cfg.webhook_port {
+            // The bootstrap's `webhooks` cluster: HTTPS to loopback, trusting the certificate.
+            cmd.args([
+                "--cluster",
+                &format!("webhooks=127.0.0.1:{port},tls=localhost"),
+            ])
+            .arg("--ca")
+            .arg(&cfg.certificate.cert);
+        }
         // One worker thread, as Envoy runs here with `--concurrency 1`.
         cmd.args(["--threads", "1", "--grace-period", "1"]);
         let mut daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;

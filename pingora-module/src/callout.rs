@@ -35,6 +35,8 @@ pub struct Cluster {
     pub max_requests: Option<usize>,
     /// `h2c`: HTTP/2 without TLS, prior knowledge (BIND's DoH listener speaks only HTTP/2).
     pub h2c: bool,
+    /// `tls=SNI`: HTTPS, the certificate checked against `SNI` and the trusted CAs.
+    pub tls_sni: Option<String>,
     slots: Option<Arc<Semaphore>>,
 }
 
@@ -44,6 +46,7 @@ impl Cluster {
             addr,
             max_requests,
             h2c: false,
+            tls_sni: None,
             slots: max_requests.map(|n| Arc::new(Semaphore::new(n))),
         }
     }
@@ -51,7 +54,10 @@ impl Cluster {
 
 impl PartialEq for Cluster {
     fn eq(&self, other: &Cluster) -> bool {
-        self.addr == other.addr && self.max_requests == other.max_requests && self.h2c == other.h2c
+        self.addr == other.addr
+            && self.max_requests == other.max_requests
+            && self.h2c == other.h2c
+            && self.tls_sni == other.tls_sni
     }
 }
 
@@ -66,9 +72,9 @@ impl fmt::Debug for Cluster {
     }
 }
 
-/// Cluster name → backend.
+/// Cluster name → backend, and the CA file that TLS clusters trust (none: the system roots).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Clusters(HashMap<String, Cluster>);
+pub struct Clusters(HashMap<String, Cluster>, Option<String>);
 
 impl fmt::Debug for Clusters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,7 +95,16 @@ impl Clusters {
         self.0.get(name)
     }
 
-    /// Parses one `name=host:port[,max_requests=N][,h2c]` mapping. The host is resolved now
+    /// PEM file of the CAs that `tls=` clusters trust instead of the system's.
+    pub fn set_ca_file(&mut self, path: impl Into<String>) {
+        self.1 = Some(path.into());
+    }
+
+    pub fn ca_file(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
+    /// Parses one `name=host:port[,max_requests=N][,h2c][,tls=SNI]` mapping. The host is resolved now
     /// (Pingora's `HttpPeer` would otherwise resolve it on every call, blocking a worker).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
@@ -103,12 +118,14 @@ impl Clusters {
             resolve(parts.next().unwrap_or("")).map_err(|e| format!("cluster '{name}': {e}"))?;
         let mut max_requests = None;
         let mut h2c = false;
+        let mut tls_sni = None;
         for opt in parts {
             if opt == "h2c" {
                 h2c = true;
                 continue;
             }
             match opt.split_once('=') {
+                Some(("tls", sni)) if !sni.is_empty() => tls_sni = Some(sni.to_string()),
                 Some(("max_requests", n)) => {
                     let n: usize = n
                         .parse()
@@ -122,6 +139,7 @@ impl Clusters {
         }
         let mut cluster = Cluster::new(addr, max_requests);
         cluster.h2c = h2c;
+        cluster.tls_sni = tls_sni;
         self.insert(name, cluster);
         Ok(())
     }
@@ -191,7 +209,10 @@ async fn exchange(
     c: &Callout,
     timeout: Duration,
 ) -> pingora::Result<CalloutResult> {
-    let mut peer = HttpPeer::new(cluster.addr, false, String::new());
+    let mut peer = match &cluster.tls_sni {
+        Some(sni) => HttpPeer::new(cluster.addr, true, sni.clone()),
+        None => HttpPeer::new(cluster.addr, false, String::new()),
+    };
     if cluster.h2c {
         peer.options.set_http_version(2, 2);
     }
@@ -261,6 +282,11 @@ mod tests {
         c.add_spec("v6=[::1]:53").unwrap();
         c.add_spec("one=127.0.0.1:8081,max_requests=1").unwrap();
         c.add_spec("doh=127.0.0.1:8053,h2c").unwrap();
+        c.add_spec("hooks=127.0.0.1:8443,tls=localhost").unwrap();
+        assert_eq!(
+            c.get("hooks").unwrap().tls_sni.as_deref(),
+            Some("localhost")
+        );
         assert!(c.get("doh").unwrap().h2c);
         assert!(!c.get("one").unwrap().h2c);
         let addr = |n: &str| c.get(n).map(|c| c.addr);

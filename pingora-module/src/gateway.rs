@@ -14,6 +14,7 @@ use dynedge_core::{
     Step,
 };
 use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
@@ -47,11 +48,15 @@ impl Gateway {
     pub fn new(config: Config, clusters: Clusters) -> Result<Gateway, String> {
         clusters.check(&config)?;
         pingora::tls::install_default_crypto_provider();
+        let connector = Connector::new(clusters.ca_file().map(|ca| ConnectorOptions {
+            ca_file: Some(ca.to_string()),
+            ..ConnectorOptions::new(128)
+        }));
         Ok(Gateway {
             config: RwLock::new(Arc::new(config)),
             kv: MemoryKv::default(),
             clusters,
-            connector: Connector::new(None),
+            connector,
             counters: Mutex::new(BTreeMap::new()),
             log: stdout_log(),
         })
@@ -220,6 +225,15 @@ impl Gateway {
                     let name = if ok {
                         "dynedge.webhook.delivered"
                     } else {
+                        let why = match &result {
+                            CalloutResult::Response { status, .. } => format!("HTTP {status}"),
+                            CalloutResult::Failed(why) => why.clone(),
+                        };
+                        eprintln!(
+                            "dynedge-pingora: webhook via {} given up after {} attempts: {why}",
+                            n.callout.cluster,
+                            n.attempt + 1
+                        );
                         "dynedge.webhook.given_up"
                     };
                     if let Ok(mut counters) = self.counters.lock() {

@@ -38,6 +38,8 @@ usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--lis
   --cluster NAME=HOST:PORT address of a cluster named by a backend's \"cluster\"; repeatable.
                            ,max_requests=N: at most N calls in flight (1 for PowerDNS on sqlite3)
                            ,h2c: HTTP/2 without TLS (BIND's DoH listener for the rfc2136 backend)
+                           ,tls=SNI: HTTPS to it, certificate checked for SNI (webhook receivers)
+  --ca PEM                 CAs that tls= clusters trust (default: the system's)
   --upstream HOST:PORT     where every non-dynedge request is proxied (without it: 404)
   --access-log FILE        one line per request, path without its query (no secrets)
   --stats ADDR             plain HTTP listener for GET /stats (counters); keep it on loopback
@@ -88,6 +90,7 @@ impl Settings {
                 "--key" => s.key = Some(PathBuf::from(value)),
                 "--listen" => s.listen.push(addr(&value)?),
                 "--cluster" => s.clusters.add_spec(&value)?,
+                "--ca" => s.clusters.set_ca_file(value),
                 "--upstream" => s.upstream = Some(resolve(&value)?),
                 "--access-log" => s.access_log = Some(PathBuf::from(value)),
                 "--stats" => s.stats = Some(addr(&value)?),
