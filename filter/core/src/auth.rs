@@ -43,6 +43,16 @@ impl std::fmt::Debug for Presented {
     }
 }
 
+impl Presented {
+    /// The user name a request claims, if any (for per-user failure counting).
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Presented::Password { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+}
+
 /// Reads credentials from headers, falling back to the given query/form values.
 pub fn presented(
     authorization: Option<&str>,

@@ -68,6 +68,14 @@ struct RawConfig {
     record_cache_ttl_s: u64,
     #[serde(default)]
     dyndns2: RawDyndns2,
+    #[serde(default)]
+    rate_limits: crate::limits::RateLimits,
+    #[serde(default = "default_sweep")]
+    expiry_sweep_interval_s: u64,
+}
+
+fn default_sweep() -> u64 {
+    30
 }
 
 fn default_auth_cache_ttl() -> u64 {
@@ -86,6 +94,9 @@ struct RawZone {
     ttl: u32,
     #[serde(default)]
     allow_ranges: Vec<String>,
+    /// Remove a host's addresses when it has not updated for this long; 0 = never.
+    #[serde(default)]
+    expiry_ttl_s: u64,
 }
 
 fn default_ttl() -> u32 {
@@ -167,6 +178,7 @@ pub struct Zone {
     pub backend: String,
     pub ttl: u32,
     pub policy: AddrPolicy,
+    pub expiry_ttl_s: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +253,9 @@ pub struct Config {
     pub auth_cache_ttl_s: u64,
     pub record_cache_ttl_s: u64,
     pub dyndns2: Dyndns2Settings,
+    pub rate_limits: crate::limits::RateLimits,
+    /// How often the root context looks for expired hosts.
+    pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
 }
@@ -277,6 +292,12 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// A stable identity of a raw configuration, so VMs can tell whether theirs is current.
+pub fn fingerprint(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    crate::auth::hex(&Sha256::digest(raw))
 }
 
 fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -346,6 +367,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             backend: z.backend,
             ttl: z.ttl,
             policy: AddrPolicy::new(allowed),
+            expiry_ttl_s: z.expiry_ttl_s,
         });
     }
     zones.sort_by_key(|z| std::cmp::Reverse(z.name.as_str().len()));
@@ -480,6 +502,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    raw.rate_limits
+        .validate()
+        .map_err(|m| err("rate_limits", m))?;
     Ok(Config {
         zones,
         backends,
@@ -492,6 +517,8 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             require_user_agent: raw.dyndns2.require_user_agent.unwrap_or(true),
             max_hosts,
         },
+        rate_limits: raw.rate_limits,
+        expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
     })
 }

@@ -61,6 +61,8 @@ pub struct Outcome {
     pub log: Vec<String>,
     /// Counter names to increment by one.
     pub counters: Vec<String>,
+    /// Rate-limit counters to increment atomically (see `limits::merge_count`).
+    pub counts: Vec<crate::limits::KvCount>,
 }
 
 impl Outcome {
@@ -238,6 +240,9 @@ pub struct Job {
     pub hosts: Vec<HostJob>,
     pub render: Renderer,
     pub writes: Vec<KvWrite>,
+    pub counts: Vec<crate::limits::KvCount>,
+    /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
+    pub track_seen: bool,
     record_cache_ttl_ms: u64,
     started_ms: u64,
     pending: HashMap<CalloutId, Pending>,
@@ -270,6 +275,8 @@ impl Job {
             hosts,
             render,
             writes,
+            counts: vec![],
+            track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
             started_ms: env.now_ms,
             pending: HashMap::new(),
@@ -286,7 +293,7 @@ impl Job {
     }
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
-    fn advance(&mut self, env: &Env) -> Step {
+    pub(crate) fn advance(&mut self, env: &Env) -> Step {
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
@@ -296,6 +303,9 @@ impl Job {
                 };
                 let mut reads = Vec::new();
                 for (rtype, _) in &t.want {
+                    if h.old.contains_key(rtype) {
+                        continue; // read earlier in this exchange
+                    }
                     match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
                             h.old.insert(*rtype, values);
@@ -351,7 +361,7 @@ impl Job {
         }
     }
 
-    fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+    pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
         let Some(p) = self.pending.remove(&id) else {
             return Step::Wait;
         };
@@ -438,6 +448,12 @@ impl Job {
                 .to_string(),
             );
             counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
+                self.writes.push(KvWrite::put(
+                    keys::seen(t.name.as_str()),
+                    env.now_s().to_string().into_bytes(),
+                ));
+            }
             outcomes.push(HostOutcome {
                 host: h.label.clone(),
                 code,
@@ -449,6 +465,7 @@ impl Job {
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
+            counts: std::mem::take(&mut self.counts),
         }
     }
 }

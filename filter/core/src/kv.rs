@@ -40,6 +40,16 @@ pub mod keys {
         format!("dynedge:authok:{user}:{tag}")
     }
 
+    /// When a host last sent a successful update (unix seconds), for expiry.
+    pub fn seen(name: &str) -> String {
+        format!("dynedge:seen:{name}")
+    }
+
+    /// When the expiry sweep removed a host's records (unix seconds).
+    pub fn expired(name: &str) -> String {
+        format!("dynedge:expired:{name}")
+    }
+
     /// What the backend last held for a name and type: value = `written_at_s|v1,v2`.
     pub fn record(name: &str, rtype: &str) -> String {
         format!("dynedge:rr:{name}:{rtype}")
@@ -65,6 +75,14 @@ impl MemoryKv {
                 }
             }
         }
+    }
+
+    /// Applies a rate-limit increment atomically (the lock plays the part of CAS).
+    pub fn count(&self, c: &crate::limits::KvCount, now_s: u64) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let next =
+            crate::limits::merge_count(map.get(&c.key).map(Vec::as_slice), now_s, c.window_s);
+        map.insert(c.key.clone(), next);
     }
 
     pub fn len(&self) -> usize {

@@ -10,10 +10,14 @@ pub mod backends;
 pub mod config;
 pub mod dialects;
 pub mod exchange;
+pub mod expiry;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};

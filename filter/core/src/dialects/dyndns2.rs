@@ -12,6 +12,7 @@ use crate::auth::{self, AuthError};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::limits;
 use crate::names::Fqdn;
 use crate::reply::{Code, Reply};
 use crate::request::{ParamError, Params, Request};
@@ -45,10 +46,21 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         }
     };
     let presented = auth::presented(req.header("authorization"), qu, qp);
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let claimed = presented.user().filter(|u| cfg.users.contains_key(*u));
+    let rl = &cfg.rate_limits;
+    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
+        return early(Code::Abuse);
+    }
     let auth = auth::authenticate(cfg, &presented, env.kv, env.now_s());
     let identity = match auth.result {
         Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Ok(_) | Err(AuthError::Bad) => return early(Code::Badauth),
+        Ok(_) | Err(AuthError::Bad) => {
+            let mut out = Outcome::reply(code_reply(Code::Badauth, mode, json));
+            out.counts = limits::count_bad(rl, client, claimed);
+            out.counters.push("dynedge.dyndns2.badauth".into());
+            return Start::Reply(out);
+        }
         Err(AuthError::Missing) => {
             let reply = code_reply(Code::Badauth, StatusMode::CertaDns, json)
                 .with_header("www-authenticate", "Basic realm=\"dynedge\"");
@@ -96,6 +108,10 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
                 continue;
             }
         };
+        if limits::refuse_host(rl, env.kv, name.as_str(), env.now_s()) {
+            hosts.push(HostJob::decided(name.to_string(), Code::Abuse));
+            continue;
+        }
         for (param, ip) in &addrs.explicit {
             if let Err(e) = zone.policy.check(*ip) {
                 return Start::Reply(Outcome::reply(invalid_ip(json, param, &ip.to_string(), &e)));
@@ -120,8 +136,15 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             want,
         }));
     }
+    let counts = limits::count_good(
+        rl,
+        client,
+        hosts
+            .iter()
+            .filter_map(|h| h.target.as_ref().map(|t| t.name.as_str())),
+    );
     let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
-    Start::Job(Job::new(
+    let mut job = Job::new(
         cfg,
         "dyndns2",
         identity,
@@ -130,7 +153,9 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         render,
         auth.writes,
         env,
-    ))
+    );
+    job.counts = counts;
+    Start::Job(job)
 }
 
 fn read_params(req: &Request) -> Result<Params, String> {
@@ -320,3 +345,6 @@ pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
     }
     Reply::text(status, body)
 }
+
+#[cfg(test)]
+mod tests;

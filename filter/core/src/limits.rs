@@ -1,0 +1,282 @@
+//! Rate limits (ddns-service style): separate fixed windows for good and bad requests, kept as
+//! counters in the shared KV. A client that keeps failing authentication is refused before any
+//! Argon2 work, and a host or client that updates too often is answered `abuse`.
+//!
+//! The core decides from what it reads; counting is a [`KvCount`] the adapter applies
+//! atomically (compare-and-swap on proxy-wasm shared data, a lock in the Pingora module) using
+//! [`merge_count`], so two workers never lose each other's increments.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::kv::KvView;
+
+/// One fixed window: at most `limit` events per `window_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub limit: u32,
+    pub window_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    pub enabled: bool,
+    /// Failed authentications per client address.
+    pub bad_per_client: Window,
+    /// Failed authentications per user name (slows distributed guessing of one password).
+    pub bad_per_user: Window,
+    /// Authenticated update requests per client address.
+    pub good_per_client: Window,
+    /// Updates per hostname.
+    pub good_per_host: Window,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            enabled: true,
+            bad_per_client: Window {
+                limit: 5,
+                window_s: 60,
+            },
+            bad_per_user: Window {
+                limit: 20,
+                window_s: 300,
+            },
+            good_per_client: Window {
+                limit: 60,
+                window_s: 60,
+            },
+            good_per_host: Window {
+                limit: 30,
+                window_s: 60,
+            },
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, w) in [
+            ("bad_per_client", self.bad_per_client),
+            ("bad_per_user", self.bad_per_user),
+            ("good_per_client", self.good_per_client),
+            ("good_per_host", self.good_per_host),
+        ] {
+            if w.limit == 0 || !(1..=86_400).contains(&w.window_s) {
+                return Err(format!("{name}: limit must be > 0 and window_s 1..=86400"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An increment the adapter must apply atomically with [`merge_count`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvCount {
+    pub key: String,
+    pub window_s: u64,
+}
+
+/// The counter's new value: `window_start_s|count`, restarting when the window has passed.
+pub fn merge_count(old: Option<&[u8]>, now_s: u64, window_s: u64) -> Vec<u8> {
+    let (start, count) = old
+        .and_then(parse)
+        .filter(|(start, _)| now_s < start.saturating_add(window_s))
+        .unwrap_or((now_s, 0));
+    format!("{start}|{}", count.saturating_add(1)).into_bytes()
+}
+
+fn parse(v: &[u8]) -> Option<(u64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (start, count) = s.split_once('|')?;
+    Some((start.parse().ok()?, count.parse().ok()?))
+}
+
+fn count_in_window(kv: &dyn KvView, key: &str, w: Window, now_s: u64) -> u32 {
+    kv.get(key)
+        .and_then(|v| parse(&v))
+        .filter(|(start, _)| now_s < start.saturating_add(w.window_s))
+        .map_or(0, |(_, c)| c)
+}
+
+mod keys {
+    pub fn bad_client(ip: &str) -> String {
+        format!("dynedge:rl:bad:ip:{ip}")
+    }
+    pub fn bad_user(user: &str) -> String {
+        format!("dynedge:rl:bad:user:{user}")
+    }
+    pub fn good_client(ip: &str) -> String {
+        format!("dynedge:rl:good:ip:{ip}")
+    }
+    pub fn good_host(host: &str) -> String {
+        format!("dynedge:rl:good:host:{host}")
+    }
+}
+
+/// Before any credential work: is this client (or the user it claims) over a limit?
+pub fn refuse_client(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    client: Option<IpAddr>,
+    claimed_user: Option<&str>,
+    now_s: u64,
+) -> bool {
+    if !rl.enabled {
+        return false;
+    }
+    let ip = client.map(|c| c.to_string());
+    let over = |key: String, w: Window| count_in_window(kv, &key, w, now_s) >= w.limit;
+    ip.as_deref().is_some_and(|ip| {
+        over(keys::bad_client(ip), rl.bad_per_client)
+            || over(keys::good_client(ip), rl.good_per_client)
+    }) || claimed_user.is_some_and(|u| over(keys::bad_user(u), rl.bad_per_user))
+}
+
+/// Is this host updated too often?
+pub fn refuse_host(rl: &RateLimits, kv: &dyn KvView, host: &str, now_s: u64) -> bool {
+    rl.enabled
+        && count_in_window(kv, &keys::good_host(host), rl.good_per_host, now_s)
+            >= rl.good_per_host.limit
+}
+
+/// What a failed authentication counts against.
+pub fn count_bad(
+    rl: &RateLimits,
+    client: Option<IpAddr>,
+    claimed_user: Option<&str>,
+) -> Vec<KvCount> {
+    if !rl.enabled {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    if let Some(ip) = client {
+        out.push(KvCount {
+            key: keys::bad_client(&ip.to_string()),
+            window_s: rl.bad_per_client.window_s,
+        });
+    }
+    if let Some(u) = claimed_user {
+        out.push(KvCount {
+            key: keys::bad_user(u),
+            window_s: rl.bad_per_user.window_s,
+        });
+    }
+    out
+}
+
+/// What an authenticated update request counts against.
+pub fn count_good<'a>(
+    rl: &RateLimits,
+    client: Option<IpAddr>,
+    hosts: impl Iterator<Item = &'a str>,
+) -> Vec<KvCount> {
+    if !rl.enabled {
+        return vec![];
+    }
+    let mut out: Vec<KvCount> = hosts
+        .map(|h| KvCount {
+            key: keys::good_host(h),
+            window_s: rl.good_per_host.window_s,
+        })
+        .collect();
+    if let Some(ip) = client {
+        out.push(KvCount {
+            key: keys::good_client(&ip.to_string()),
+            window_s: rl.good_per_client.window_s,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+
+    fn bump(kv: &MemoryKv, counts: &[KvCount], now_s: u64) {
+        for c in counts {
+            kv.count(c, now_s);
+        }
+    }
+
+    #[test]
+    fn merge_count_restarts_after_the_window() {
+        let v = merge_count(None, 100, 60);
+        assert_eq!(v, b"100|1");
+        let v = merge_count(Some(&v), 159, 60);
+        assert_eq!(v, b"100|2");
+        assert_eq!(merge_count(Some(&v), 160, 60), b"160|1");
+        assert_eq!(merge_count(Some(b"garbage"), 5, 60), b"5|1");
+    }
+
+    #[test]
+    fn bad_attempts_from_one_client_are_refused_at_the_limit_then_forgiven() {
+        let rl = RateLimits::default();
+        let kv = MemoryKv::default();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..rl.bad_per_client.limit {
+            assert!(!refuse_client(&rl, &kv, Some(ip), None, 1000));
+            bump(&kv, &count_bad(&rl, Some(ip), None), 1000);
+        }
+        assert!(refuse_client(&rl, &kv, Some(ip), None, 1000));
+        let other: IpAddr = "198.51.100.2".parse().unwrap();
+        assert!(!refuse_client(&rl, &kv, Some(other), None, 1000));
+        assert!(!refuse_client(
+            &rl,
+            &kv,
+            Some(ip),
+            None,
+            1000 + rl.bad_per_client.window_s
+        ));
+    }
+
+    #[test]
+    fn guessing_one_users_password_from_many_addresses_is_refused() {
+        let rl = RateLimits::default();
+        let kv = MemoryKv::default();
+        for i in 0..rl.bad_per_user.limit {
+            let ip: IpAddr = format!("198.51.100.{}", i % 250).parse().unwrap();
+            bump(&kv, &count_bad(&rl, Some(ip), Some("demo")), 10);
+        }
+        assert!(refuse_client(
+            &rl,
+            &kv,
+            Some("203.0.113.1".parse().unwrap()),
+            Some("demo"),
+            10
+        ));
+        assert!(!refuse_client(
+            &rl,
+            &kv,
+            Some("203.0.113.1".parse().unwrap()),
+            Some("other"),
+            10
+        ));
+    }
+
+    #[test]
+    fn a_host_updated_too_often_is_refused() {
+        let rl = RateLimits::default();
+        let kv = MemoryKv::default();
+        for _ in 0..rl.good_per_host.limit {
+            assert!(!refuse_host(&rl, &kv, "h.test", 0));
+            bump(&kv, &count_good(&rl, None, ["h.test"].into_iter()), 0);
+        }
+        assert!(refuse_host(&rl, &kv, "h.test", 0));
+    }
+
+    #[test]
+    fn disabled_limits_never_refuse_nor_count() {
+        let rl = RateLimits {
+            enabled: false,
+            ..RateLimits::default()
+        };
+        assert!(count_bad(&rl, "192.0.2.1".parse().ok(), Some("u")).is_empty());
+        assert!(count_good(&rl, None, ["h"].into_iter()).is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! Thin wrappers over proxy-wasm host calls: shared data as the core's KV, metrics, logs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use dynedge_core::kv::keys;
+use dynedge_core::limits::{merge_count, KvCount};
+use std::time::Duration;
+
+use dynedge_core::{Callout, CalloutId, CalloutResult, KvView, KvWrite, Outcome};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::Context;
+use proxy_wasm::types::{LogLevel, MetricType, Status};
+
+pub fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+pub fn shared_get(key: &str) -> Option<Vec<u8>> {
+    match hostcalls::get_shared_data(key) {
+        Ok((Some(v), _)) if !v.is_empty() => Some(v),
+        _ => None,
+    }
+}
+
+/// Proxy-wasm shared data, shared by every worker VM of the Envoy process.
+pub struct SharedData;
+
+impl KvView for SharedData {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        shared_get(key)
+    }
+}
+
+pub fn apply(writes: &[KvWrite]) {
+    for w in writes {
+        // An empty value is how shared data forgets a key (it has no delete).
+        let value = w.value.as_deref().unwrap_or(&[]);
+        if let Err(status) = hostcalls::set_shared_data(&w.key, Some(value), None) {
+            log(
+                LogLevel::Error,
+                &format!("dynedge: shared data write failed: {status:?}"),
+            );
+        }
+    }
+}
+
+/// Rate-limit increments: read, merge, write back with the CAS token; retry on a conflict
+/// with another worker so no increment is lost.
+pub fn count(counts: &[KvCount], now_s: u64) {
+    for c in counts {
+        for _ in 0..16 {
+            let (old, cas) = hostcalls::get_shared_data(&c.key).unwrap_or((None, None));
+            let next = merge_count(old.as_deref(), now_s, c.window_s);
+            match hostcalls::set_shared_data(&c.key, Some(&next), cas) {
+                Err(Status::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Publishes the raw configuration unless the same one is already there.
+pub fn publish_config(raw: &[u8], fingerprint: &str) {
+    if shared_get(keys::CONFIG_GENERATION).as_deref() == Some(fingerprint.as_bytes()) {
+        return;
+    }
+    apply(&[
+        KvWrite::put(keys::CONFIG.to_string(), raw.to_vec()),
+        KvWrite::put(
+            keys::CONFIG_GENERATION.to_string(),
+            fingerprint.as_bytes().to_vec(),
+        ),
+    ]);
+}
+
+/// Tokens of the calls in flight, and the calls that could not be dispatched at all.
+pub type Dispatched = (Vec<(u32, CalloutId)>, Vec<(CalloutId, CalloutResult)>);
+
+/// Dispatches the core's callouts from `ctx` (so the SDK routes each answer back to it).
+/// Returns the tokens of the calls in flight and the calls that could not be dispatched.
+pub fn dispatch<C: Context + ?Sized>(ctx: &C, calls: Vec<(CalloutId, Callout)>) -> Dispatched {
+    let mut in_flight = Vec::new();
+    let mut failed = Vec::new();
+    for (id, c) in calls {
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", c.method),
+            (":path", &c.path),
+            (":authority", &c.authority),
+        ];
+        headers.extend(c.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = (!c.body.is_empty()).then_some(c.body.as_slice());
+        match ctx.dispatch_http_call(
+            &c.cluster,
+            headers,
+            body,
+            vec![],
+            Duration::from_millis(c.timeout_ms),
+        ) {
+            Ok(token) => in_flight.push((token, id)),
+            Err(status) => failed.push((
+                id,
+                CalloutResult::Failed(format!("dispatch to {} failed: {status:?}", c.cluster)),
+            )),
+        }
+    }
+    (in_flight, failed)
+}
+
+/// Reads a call's answer; Envoy reports a timeout, reset or refused connection as a response
+/// without headers.
+pub fn call_result<C: Context + ?Sized>(
+    ctx: &C,
+    num_headers: usize,
+    body_size: usize,
+) -> CalloutResult {
+    if num_headers == 0 {
+        return CalloutResult::Failed("no response (timeout, reset or refused)".into());
+    }
+    let headers = ctx.get_http_call_response_headers();
+    let status = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    CalloutResult::Response {
+        status,
+        headers,
+        body: ctx
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default(),
+    }
+}
+
+/// Everything of a finished exchange except the reply: KV writes, counts, audit log, metrics.
+pub fn record(outcome: &Outcome, metrics: &Metrics, now_s: u64) {
+    apply(&outcome.writes);
+    count(&outcome.counts, now_s);
+    for line in &outcome.log {
+        log(LogLevel::Info, line);
+    }
+    for c in &outcome.counters {
+        metrics.increment(c);
+    }
+}
+
+/// Counters by name, defined on first use (per VM; Envoy aggregates them).
+#[derive(Default)]
+pub struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    pub fn increment(&self, name: &str) {
+        let mut ids = self.ids.borrow_mut();
+        let id = match ids.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    ids.insert(name.to_string(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}

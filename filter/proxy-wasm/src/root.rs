@@ -1,0 +1,157 @@
+//! The root context: compiles the plugin configuration, publishes it in shared data, and hands
+//! each HTTP context the compiled form.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use dynedge_core::expiry::{self, Sweep};
+use dynedge_core::kv::keys;
+use dynedge_core::{CalloutId, CalloutResult, Config, Env, Step};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use crate::host::{self, Metrics, SharedData};
+use crate::http::DynedgeHttp;
+
+#[derive(Default)]
+pub struct DynedgeRoot {
+    config: Option<(Rc<Config>, String)>,
+    metrics: Rc<Metrics>,
+    /// The expiry sweep in progress, and its calls in flight.
+    sweep: Option<Sweep>,
+    in_flight: HashMap<u32, CalloutId>,
+}
+
+impl Context for DynedgeRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        let Some(id) = self.in_flight.remove(&token) else {
+            return;
+        };
+        let result = host::call_result(self, num_headers, body_size);
+        self.feed(id, result);
+    }
+}
+
+impl RootContext for DynedgeRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let cfg = match Config::from_json(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                // Refusing the configuration makes Envoy reject the plugin: fail loudly at start.
+                host::log(LogLevel::Critical, &format!("dynedge: {e}"));
+                return false;
+            }
+        };
+        for w in cfg.warnings() {
+            host::log(LogLevel::Warn, &format!("dynedge: {w}"));
+        }
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        host::publish_config(&raw, &fingerprint);
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "dynedge: configured {} zone(s), {} user(s), {} token(s) [{}]",
+                cfg.zones.len(),
+                cfg.users.len(),
+                cfg.tokens.len(),
+                &fingerprint[..12]
+            ),
+        );
+        if cfg.zones.iter().any(|z| z.expiry_ttl_s > 0) {
+            self.set_tick_period(Duration::from_secs(cfg.expiry_sweep_interval_s));
+        }
+        self.config = Some((Rc::new(cfg), fingerprint));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if self.sweep.is_some() {
+            return; // the previous sweep is still waiting for its calls
+        }
+        let Some((cfg, _)) = self.current_config() else {
+            return;
+        };
+        let env = self.env();
+        if let Some((sweep, step)) = expiry::start(&cfg, &env) {
+            self.sweep = Some(sweep);
+            self.drive(step);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let (cfg, _) = self.current_config()?;
+        Some(Box::new(DynedgeHttp::new(cfg, self.metrics.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl DynedgeRoot {
+    fn env(&self) -> Env<'static> {
+        let now_ms = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Env {
+            now_ms,
+            random: RandomState::new().hash_one(now_ms),
+            kv: &SharedData,
+        }
+    }
+
+    fn feed(&mut self, id: CalloutId, result: CalloutResult) {
+        let env = self.env();
+        let Some(sweep) = self.sweep.as_mut() else {
+            return;
+        };
+        let step = sweep.on_callout(id, result, &env);
+        self.drive(step);
+    }
+
+    fn drive(&mut self, step: Step) {
+        match step {
+            Step::Call(calls) => {
+                let (in_flight, failed) = host::dispatch(self, calls);
+                self.in_flight.extend(in_flight);
+                for (id, result) in failed {
+                    self.feed(id, result);
+                }
+            }
+            Step::Done(outcome) => {
+                self.sweep = None;
+                host::record(&outcome, &self.metrics, self.env().now_s());
+            }
+            Step::Pass | Step::NeedBody { .. } | Step::Wait => {}
+        }
+    }
+
+    /// The configuration in shared data is the source of truth; recompile only when its
+    /// fingerprint differs from the one this VM compiled.
+    fn current_config(&self) -> Option<(Rc<Config>, String)> {
+        let local = self.config.clone()?;
+        let shared =
+            host::shared_get(keys::CONFIG_GENERATION).and_then(|v| String::from_utf8(v).ok());
+        match shared {
+            Some(fp) if fp != local.1 => {
+                let raw = host::shared_get(keys::CONFIG)?;
+                match Config::from_json(&raw) {
+                    Ok(cfg) => Some((Rc::new(cfg), fp)),
+                    Err(_) => Some(local),
+                }
+            }
+            _ => Some(local),
+        }
+    }
+}
