@@ -679,14 +679,15 @@ pub(crate) fn define(linker: &mut Linker<VmState>) -> Result<()> {
                 .shared
                 .get(&key)
                 .map(|e| (e.value.clone(), e.cas));
-            match found {
+            let status = match found {
                 Some((value, cas)) => {
                     hand_over(&mut c, CALL, &value, ret_ptr, ret_len)?;
                     write_u32(&mut c, CALL, ret_cas, cas)?;
-                    Ok(OK)
+                    OK
                 }
-                None => Ok(NOT_FOUND),
-            }
+                None => NOT_FOUND,
+            };
+            Ok(status)
         },
     )?;
     linker.func_wrap(
@@ -698,8 +699,12 @@ pub(crate) fn define(linker: &mut Linker<VmState>) -> Result<()> {
             let value = read(&mut c, CALL, vp, vl)?;
             let mut world = c.data().world();
             let cas = cas as u32;
+            if cas != 0 {
+                world.interfere(&key);
+            }
             if let Some(entry) = world.shared.get(&key) {
                 if cas != 0 && cas != entry.cas {
+                    world.cas_mismatches += 1;
                     return Ok(CAS_MISMATCH);
                 }
             }

@@ -897,6 +897,27 @@ impl Host {
         self.world().shared.remove(key);
     }
 
+    /// Simulates another worker writing a key between the module's read and its CAS write:
+    /// the next `times` CAS writes (cas != 0) to a key starting with `prefix` are preceded by
+    /// a write of `write(key, old_value)` with a new CAS, so they fail with `CasMismatch`.
+    pub fn interfere(
+        &mut self,
+        prefix: &str,
+        times: u32,
+        write: impl FnMut(&str, &[u8]) -> Vec<u8> + Send + 'static,
+    ) {
+        self.world().interference = Some(crate::world::Interference {
+            prefix: prefix.to_owned(),
+            remaining: times,
+            write: Box::new(write),
+        });
+    }
+
+    /// How many `proxy_set_shared_data` calls were refused with `CasMismatch`.
+    pub fn cas_mismatches(&self) -> u32 {
+        self.world().cas_mismatches
+    }
+
     /// Items waiting in a shared queue.
     pub fn queue_items(&self, name: &str) -> Vec<Vec<u8>> {
         self.world()

@@ -66,6 +66,15 @@ pub(crate) enum Event {
     },
 }
 
+/// A write by "another worker" injected just before the module's CAS write to a matching key,
+/// as if it had landed between the module's read and its write (Envoy makes this race hard
+/// to provoke).
+pub(crate) struct Interference {
+    pub prefix: String,
+    pub remaining: u32,
+    pub write: Box<dyn FnMut(&str, &[u8]) -> Vec<u8> + Send>,
+}
+
 pub(crate) struct World {
     pub now_ns: u64,
     pub shared: BTreeMap<String, SharedEntry>,
@@ -86,6 +95,8 @@ pub(crate) struct World {
     pub plugin_properties: BTreeMap<String, Vec<u8>>,
     pub rng: u64,
     pub log_level: LogLevel,
+    pub interference: Option<Interference>,
+    pub cas_mismatches: u32,
 }
 
 /// 2026-01-01T00:00:00Z: the virtual clock's start, so tests see a plausible wall time.
@@ -119,6 +130,8 @@ impl World {
             plugin_properties,
             rng: 0x5eed_0f_d1ed_9e,
             log_level: LogLevel::Trace,
+            interference: None,
+            cas_mismatches: 0,
         }
     }
 
@@ -157,6 +170,26 @@ impl World {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Applies a pending interference to `key` (called before a CAS write).
+    pub fn interfere(&mut self, key: &str) {
+        let Some(i) = self.interference.as_mut() else {
+            return;
+        };
+        if i.remaining == 0 || !key.starts_with(&i.prefix) {
+            return;
+        }
+        i.remaining -= 1;
+        let old = self
+            .shared
+            .get(key)
+            .map(|e| e.value.clone())
+            .unwrap_or_default();
+        let value = (i.write)(key, &old);
+        let cas = self.bump_cas();
+        self.shared
+            .insert(key.to_owned(), SharedEntry { value, cas });
     }
 
     pub fn note(&mut self, message: String) {
