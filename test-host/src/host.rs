@@ -196,8 +196,15 @@ fn compile(path: &Path, fuel: bool) -> Result<Module, Error> {
     let mut config = Config::new();
     config.consume_fuel(fuel);
     let engine = Engine::new(&config).map_err(|e| Error::Load(format!("{e}")))?;
-    let module = Module::new(&engine, &bytes)
-        .map_err(|e| Error::Load(format!("{}: {e:?}", path.display())))?;
+    let module = match load_compiled(&engine, &bytes, fuel) {
+        Some(m) => m,
+        None => {
+            let m = Module::new(&engine, &bytes)
+                .map_err(|e| Error::Load(format!("{}: {e:?}", path.display())))?;
+            store_compiled(&m, &bytes, fuel);
+            m
+        }
+    };
     let exports: BTreeSet<&str> = module.exports().map(|e| e.name()).collect();
     if !exports.contains("proxy_abi_version_0_2_1") {
         let found: Vec<&&str> = exports
@@ -225,6 +232,44 @@ fn compile(path: &Path, fuel: bool) -> Result<Module, Error> {
     }
     cache.insert(key, module.clone());
     Ok(module)
+}
+
+/// Compiled code cached on disk (`$DYNEDGE_TEST_HOST_CACHE`, else the temp dir), keyed by the
+/// module's bytes: cranelift in a debug build takes tens of seconds on a large filter.
+fn cache_file(bytes: &[u8], fuel: bool) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    fuel.hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    let dir = std::env::var_os("DYNEDGE_TEST_HOST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("dynedge-test-host-cache"));
+    dir.join(format!("{:016x}.cwasm", h.finish()))
+}
+
+fn load_compiled(engine: &Engine, bytes: &[u8], fuel: bool) -> Option<Module> {
+    let file = cache_file(bytes, fuel);
+    if !file.is_file() {
+        return None;
+    }
+    // SAFETY: the file was written by `store_compiled` from `Module::serialize` for this exact
+    // module and engine settings (wasmtime re-checks version and settings and errors if they
+    // differ); it is only as trusted as the cache directory.
+    unsafe { Module::deserialize_file(engine, &file) }.ok()
+}
+
+fn store_compiled(module: &Module, bytes: &[u8], fuel: bool) {
+    let file = cache_file(bytes, fuel);
+    let Ok(data) = module.serialize() else { return };
+    if let Some(dir) = file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Write then rename, so a parallel reader never sees half a file.
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, &file);
+    }
 }
 
 /// Every import the host does not provide becomes a function that traps naming the call.
