@@ -32,7 +32,11 @@ fn bench_config() -> String {
 
 fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
     let mut host = Host::builder(wasm).fuel(fuel).build().expect("load");
-    assert!(host.configure(bench_config()).expect("configure"), "{}", host.log_text());
+    assert!(
+        host.configure(bench_config()).expect("configure"),
+        "{}",
+        host.log_text()
+    );
     let pdns = Arc::new(Mutex::new(FakePowerDns::default()));
     let calls = Arc::new(Mutex::new(0u64));
     let counter = calls.clone();
@@ -40,7 +44,11 @@ fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
         *counter.lock().unwrap() += 1;
         let callout = Callout {
             cluster: call.cluster.clone(),
-            method: if call.method() == "GET" { "GET" } else { "PATCH" },
+            method: if call.method() == "GET" {
+                "GET"
+            } else {
+                "PATCH"
+            },
             authority: String::new(),
             path: call.path().to_owned(),
             headers: call.headers.clone(),
@@ -48,7 +56,15 @@ fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
             timeout_ms: u64::from(call.timeout_ms),
         };
         match pdns.lock().unwrap().answer(&callout) {
-            CalloutResult::Response { status, headers, body } => Answer::Respond { status, headers, body },
+            CalloutResult::Response {
+                status,
+                headers,
+                body,
+            } => Answer::Respond {
+                status,
+                headers,
+                body,
+            },
             CalloutResult::Failed(_) => Answer::Fail,
         }
     })
@@ -57,16 +73,25 @@ fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
 }
 
 fn update(ip: &str) -> Request {
-    Request::get(&format!("/nic/update?hostname=home.dyn.example.test&myip={ip}"))
-        .header("user-agent", "dynedge-bench/1")
-        .header("authorization", AUTH)
-        .peer("192.0.2.200:5555")
+    Request::get(&format!(
+        "/nic/update?hostname=home.dyn.example.test&myip={ip}"
+    ))
+    .header("user-agent", "dynedge-bench/1")
+    .header("authorization", AUTH)
+    .peer("192.0.2.200:5555")
 }
 
 fn one(host: &mut Host, ip: &str, want: &str) {
     let ctx = host.request(update(ip)).expect("request");
-    let text = host.local_response(ctx).map(|r| r.text()).unwrap_or_default();
-    assert!(text.starts_with(want), "expected {want}, got {text:?}\n{}", host.log_text());
+    let text = host
+        .local_response(ctx)
+        .map(|r| r.text())
+        .unwrap_or_default();
+    assert!(
+        text.starts_with(want),
+        "expected {want}, got {text:?}\n{}",
+        host.log_text()
+    );
     host.finish(ctx).expect("finish");
 }
 
@@ -121,18 +146,33 @@ fn main() {
         .find_map(|a| a.strip_prefix("--inner=").map(str::to_owned));
     let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let wasm = positional.first().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip1/release/dynedge_filter.wasm")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip1/release/dynedge_filter.wasm")
     });
-    let n: u32 = positional.get(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let n: u32 = positional
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     if !wasm.is_file() {
-        eprintln!("{} is missing: cargo build -p dynedge-filter --target wasm32-wasip1 --release", wasm.display());
+        eprintln!(
+            "{} is missing: cargo build -p dynedge-filter --target wasm32-wasip1 --release",
+            wasm.display()
+        );
         std::process::exit(2);
     }
 
     if let Some(path) = inner {
         // Under callgrind: only `measured_batch` is collected.
         let (mut h, _) = host(&wasm, false);
-        one(&mut h, if path == "good" { "192.0.2.8" } else { "192.0.2.7" }, "good");
+        one(
+            &mut h,
+            if path == "good" {
+                "192.0.2.8"
+            } else {
+                "192.0.2.7"
+            },
+            "good",
+        );
         measured_batch(&mut h, n, path == "good");
         return;
     }
@@ -153,7 +193,10 @@ fn main() {
         h.peak_memory_bytes() as f64 / (1024.0 * 1024.0)
     );
 
-    println!("{:<6} {:>9} {:>14} {:>15} {:>17}", "path", "requests", "wall/request", "fuel/request", "callouts/request");
+    println!(
+        "{:<6} {:>9} {:>14} {:>15} {:>17}",
+        "path", "requests", "wall/request", "fuel/request", "callouts/request"
+    );
     for (name, good) in [("nochg", false), ("good", true)] {
         let f = run_path(&wasm, n, good);
         println!(
@@ -176,13 +219,22 @@ fn main() {
                 .arg("200")
                 .arg(format!("--inner={path}"))
                 .output();
-            let total = status.ok().and_then(|_| std::fs::read_to_string(&out).ok()).and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
-                    .and_then(|v| v.trim().split_whitespace().next()?.parse::<u64>().ok())
-            });
+            let total = status
+                .ok()
+                .and_then(|_| std::fs::read_to_string(&out).ok())
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| {
+                            l.strip_prefix("totals:")
+                                .or_else(|| l.strip_prefix("summary:"))
+                        })
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                });
             match total {
-                Some(ir) => println!("callgrind {path}: {} instructions/request (host + wasm, 200 requests)", ir / 200),
+                Some(ir) => println!(
+                    "callgrind {path}: {} instructions/request (host + wasm, 200 requests)",
+                    ir / 200
+                ),
                 None => println!("callgrind {path}: valgrind not available or no output"),
             }
         }

@@ -69,10 +69,13 @@ pub(crate) enum Event {
 /// A write by "another worker" injected just before the module's CAS write to a matching key,
 /// as if it had landed between the module's read and its write (Envoy makes this race hard
 /// to provoke).
+/// `write(key, old_value) -> new_value`.
+pub(crate) type InterferingWrite = Box<dyn FnMut(&str, &[u8]) -> Vec<u8> + Send>;
+
 pub(crate) struct Interference {
     pub prefix: String,
     pub remaining: u32,
-    pub write: Box<dyn FnMut(&str, &[u8]) -> Vec<u8> + Send>,
+    pub write: InterferingWrite,
 }
 
 pub(crate) struct World {
@@ -128,7 +131,7 @@ impl World {
             vm_config: Vec::new(),
             plugin_config: Vec::new(),
             plugin_properties,
-            rng: 0x5eed_0f_d1ed_9e,
+            rng: 0x5eed_0fd1_ed9e,
             log_level: LogLevel::Trace,
             interference: None,
             cas_mismatches: 0,

@@ -3,6 +3,7 @@
 //! races on shared-data counters, callout timeouts, malformed callout responses, configuration
 //! errors). The PowerDNS answers come from `FakePowerDns` (dynedge-core's fake, named so): the
 //! real PowerDNS runs in the Envoy end-to-end suite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
 
 mod common;
 

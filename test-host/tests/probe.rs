@@ -1,5 +1,6 @@
 //! The host's own tests: the probe filter (`test-host/probe-filter`) exercises each ABI call.
 //! Canned callout answers here are fakes of an upstream, named `fake_*`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
 
 mod common;
 
@@ -583,7 +584,7 @@ fn every_log_level_is_captured() {
 #[test]
 fn panic_is_a_trap_naming_the_callback_and_carrying_the_panic_message() {
     let mut host = host();
-    let err = host.request(probe("panic")).err().expect("trap");
+    let err = host.request(probe("panic")).expect_err("trap");
     let Error::Trap {
         callback, message, ..
     } = &err
@@ -592,14 +593,14 @@ fn panic_is_a_trap_naming_the_callback_and_carrying_the_panic_message() {
     };
     assert_eq!(callback, "proxy_on_request_headers");
     assert!(message.contains("probe panicked on purpose"), "{message}");
-    let again = host.request(probe("config")).err().expect("worker crashed");
+    let again = host.request(probe("config")).expect_err("worker crashed");
     assert!(again.to_string().contains("crashed earlier"), "{again}");
 }
 
 #[test]
 fn unknown_import_is_an_error_naming_the_call() {
     let mut host = host();
-    let err = host.request(probe("unknown-call")).err().expect("trap");
+    let err = host.request(probe("unknown-call")).expect_err("trap");
     assert!(
         err.to_string()
             .contains("env.proxy_probe_made_up_call: unknown host call"),
@@ -610,7 +611,7 @@ fn unknown_import_is_an_error_naming_the_call() {
 #[test]
 fn second_local_response_is_an_error_naming_the_call() {
     let mut host = host();
-    let err = host.request(probe("local-twice")).err().expect("trap");
+    let err = host.request(probe("local-twice")).expect_err("trap");
     assert!(
         err.to_string()
             .contains("proxy_send_local_response: this stream already sent a local response"),

@@ -1,4 +1,5 @@
 //! Where the tests find their .wasm files. A missing file fails the test (it never skips).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
