@@ -12,6 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::host::{self, Metrics, SharedData};
+use crate::root::Outbox;
 
 pub struct DynedgeHttp {
     cfg: Rc<Config>,
@@ -20,10 +21,12 @@ pub struct DynedgeHttp {
     body_limit: Option<usize>,
     in_flight: HashMap<u32, CalloutId>,
     random: RandomState,
+    /// Webhook deliveries go to the root context, which dispatches and retries them.
+    outbox: Outbox,
 }
 
 impl DynedgeHttp {
-    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>) -> Self {
+    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>, outbox: Outbox) -> Self {
         DynedgeHttp {
             cfg,
             metrics,
@@ -31,6 +34,7 @@ impl DynedgeHttp {
             body_limit: None,
             in_flight: HashMap::new(),
             random: RandomState::new(),
+            outbox,
         }
     }
 
@@ -72,7 +76,12 @@ impl DynedgeHttp {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
                 self.body_limit = Some(limit);
-                Action::Pause
+                // Not Pause: the host turns a paused request-headers callback into
+                // StopAllIterationAndWatermark, and then the body never reaches this filter.
+                // The headers go on to the next filter, which must hold the request until the
+                // body is complete (envoy/bootstrap.yaml.tmpl puts envoy.filters.http.buffer
+                // there); this filter pauses the body until its end and answers locally.
+                Action::Continue
             }
             Step::Wait => Action::Pause,
             Step::Call(calls) => {
@@ -95,6 +104,8 @@ impl DynedgeHttp {
                         .collect();
                     self.send_http_response(u32::from(reply.status), headers, Some(&reply.body));
                 }
+                // After the reply: webhooks never delay it.
+                self.outbox.borrow_mut().extend(outcome.notify);
                 Action::Pause
             }
         }

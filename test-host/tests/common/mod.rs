@@ -4,13 +4,20 @@
 
 use std::path::PathBuf;
 
-/// `$env` if set, else `<workspace>/target/wasm32-wasip1/release/<file>`.
+/// `$env` (for the filter also `$DYNEDGE_WASM`) if set, else `<workspace>/target/wasm32-wasip1/release/<file>`.
 fn wasm(env: &str, file: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm32-wasip1/release")
-            .join(file)
-    });
+    // `cargo xtask test` exports DYNEDGE_WASM for dynedge's filter.
+    let alias = (env == "DYNEDGE_FILTER_WASM")
+        .then(|| std::env::var_os("DYNEDGE_WASM"))
+        .flatten();
+    let path = std::env::var_os(env)
+        .or(alias)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm32-wasip1/release")
+                .join(file)
+        });
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build -p {package} --target wasm32-wasip1 --release` \
