@@ -36,7 +36,8 @@ impl Builder {
         self
     }
 
-    /// Count wasmtime fuel (≈ wasm instructions) per callback; see [`Host::fuel_used`].
+    /// Count wasmtime fuel (≈ wasm operators executed); see [`Host::fuel_used`]. On by
+    /// default (one compiled variant for every test); turn it off for wall-time benchmarks.
     pub fn fuel(mut self, on: bool) -> Builder {
         self.fuel = on;
         self
@@ -311,7 +312,7 @@ impl Host {
         Builder {
             path: path.as_ref().to_path_buf(),
             workers: 1,
-            fuel: false,
+            fuel: true,
             vm_config: Vec::new(),
             clusters: None,
             seed: None,

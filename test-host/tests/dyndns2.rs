@@ -53,7 +53,6 @@ impl Rig {
     fn with(workers: usize, config: &str) -> Rig {
         let host = Host::builder(common::filter_wasm())
             .workers(workers)
-            .fuel(true)
             .build()
             .expect("the filter loads");
         let mut rig = Rig {
