@@ -138,6 +138,32 @@ fn body_is_buffered_until_end_of_stream_and_rewritten_upstream() {
 }
 
 #[test]
+fn replacing_the_whole_header_map_reaches_the_upstream_request() {
+    let mut host = host();
+    let ctx = host.request(probe("replace-headers")).unwrap();
+    let up = host.forwarded(ctx).expect("forwarded");
+    assert_eq!(
+        up.headers,
+        vec![
+            (":method".to_owned(), "GET".to_owned()),
+            (":path".to_owned(), "/replaced".to_owned()),
+            ("x-only".to_owned(), "1".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn log_level_is_the_hosts_and_proxy_done_is_accepted() {
+    let mut host = host();
+    assert_eq!(
+        reply_of(&mut host, probe("log-level")).1,
+        "Ok(Trace) Ok(())"
+    );
+    host.set_log_level(LogLevel::Warn);
+    assert_eq!(reply_of(&mut host, probe("log-level")).1, "Ok(Warn) Ok(())");
+}
+
+#[test]
 fn request_body_read_in_the_headers_callback_is_refused_and_noted() {
     let mut host = host();
     let (_, text) = reply_of(&mut host, probe("body-at-headers").body("x"));

@@ -359,9 +359,18 @@ impl HttpContext for Probe {
                 reply(self, 200, "first");
                 reply(self, 200, "second")
             }
-            "continue-twice" => {
-                let first = hostcalls::resume_http_request();
-                reply(self, 200, &format!("{first:?}"))
+            "replace-headers" => {
+                self.set_http_request_headers(vec![
+                    (":method", "GET"),
+                    (":path", "/replaced"),
+                    ("x-only", "1"),
+                ]);
+                Action::Continue
+            }
+            "log-level" => {
+                let level = hostcalls::get_log_level();
+                let done = hostcalls::done();
+                reply(self, 200, &format!("{level:?} {done:?}"))
             }
             _ => Action::Continue,
         }
