@@ -102,7 +102,7 @@ fn request_headers_include_pseudo_headers_in_order() {
     assert_eq!(status, 200);
     assert_eq!(
         text,
-        ":method: GET\n:path: /probe\n:authority: dyn.example.test\n:scheme: http\nx-probe: headers\nx-custom: 1\n"
+        ":method: GET\n:path: /probe\n:authority: localhost\n:scheme: http\nx-probe: headers\nx-custom: 1\n"
     );
 }
 
