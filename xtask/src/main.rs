@@ -127,13 +127,15 @@ fn output_of(cmd: &mut Command) -> Option<String> {
 
 /// `cargo build -p dynedge-filter --target wasm32-wasip1 --release`; the .wasm's path.
 fn wasm() -> Result<PathBuf> {
-    step("building the filter (cargo build -p dynedge-filter --target wasm32-wasip1 --release)");
+    step("building the filter and the test-host probe (cargo build -p dynedge-filter -p dynedge-probe-filter --target wasm32-wasip1 --release)");
     run_visible(
         "cargo build (filter)",
         cargo().current_dir(workspace_root()).args([
             "build",
             "-p",
             "dynedge-filter",
+            "-p",
+            "dynedge-probe-filter",
             "--release",
             "--target",
             WASM_TARGET,
