@@ -4,7 +4,10 @@
 //!
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
-//! processes (`openssl`, `sqlite3`, `curl`, `dig`).
+//! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
+//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
+
+pub mod rfc2136;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -480,8 +483,6 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
-    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
-    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -507,6 +508,41 @@ pub fn yaml_quoted(text: &str) -> String {
 
 /// The bootstrap YAML for `cfg`; an error if a `{{NAME}}` is left over.
 pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
+    render_bootstrap_with(cfg, "")
+}
+
+/// A `webhooks` cluster for [`render_bootstrap_with`]: the filter's webhook deliveries (plugin
+/// config `webhooks.cluster`) to one HTTPS receiver on loopback whose certificate `ca` signs.
+/// In production this would be a dynamic forward proxy cluster, so that the subscriber URL's
+/// host decides where a delivery goes.
+pub fn webhook_cluster(port: u16, ca: &Path) -> String {
+    format!(
+        r#"  - name: webhooks
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: webhooks
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{address: 127.0.0.1, port_value: {port}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: "{}"}}
+"#,
+        ca.display()
+    )
+}
+
+/// [`render_bootstrap`] plus `extra_clusters`: YAML indented for `static_resources.clusters:`
+/// (e.g. [`rfc2136::bind_doh_cluster`]).
+pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<String> {
     let path = |p: &Path| p.display().to_string();
     let vars = [
         ("LISTEN_ADDRESS", cfg.listen_address.clone()),
@@ -518,7 +554,7 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
         ("PDNS_API_ADDRESS", "127.0.0.1".to_string()),
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
-        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
+        ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -557,10 +593,19 @@ impl Envoy {
     /// Validates the rendered bootstrap (`--mode validate`), starts Envoy and waits until the
     /// HTTPS listener answers.
     pub fn start(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_with_clusters(dir, cfg, "")
+    }
+
+    /// [`Envoy::start`] with more clusters in the bootstrap (see [`render_bootstrap_with`]).
+    pub fn start_with_clusters(
+        dir: &Path,
+        cfg: &EnvoyConfig,
+        extra_clusters: &str,
+    ) -> Result<Envoy> {
         fresh_dir(dir)?;
         let envoy = envoy_binary()?;
         let bootstrap = dir.join("envoy.yaml");
-        write(&bootstrap, &render_bootstrap(cfg)?)?;
+        write(&bootstrap, &render_bootstrap_with(cfg, extra_clusters)?)?;
         run(
             "envoy --mode validate",
             Command::new(&envoy)
@@ -641,7 +686,6 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
-            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml
