@@ -227,7 +227,7 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
     }
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
@@ -239,7 +239,11 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
-fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(
+    daemon: &mut Daemon,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         daemon.check_alive()?;
@@ -470,6 +474,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod etcd;
+
 // ----------------------------------------------------------------------------------- Envoy
 
 /// What the bootstrap template needs.
@@ -483,6 +489,8 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
+    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -511,35 +519,6 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
     render_bootstrap_with(cfg, "")
 }
 
-/// A `webhooks` cluster for [`render_bootstrap_with`]: the filter's webhook deliveries (plugin
-/// config `webhooks.cluster`) to one HTTPS receiver on loopback whose certificate `ca` signs.
-/// In production this would be a dynamic forward proxy cluster, so that the subscriber URL's
-/// host decides where a delivery goes.
-pub fn webhook_cluster(port: u16, ca: &Path) -> String {
-    format!(
-        r#"  - name: webhooks
-    type: STATIC
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: webhooks
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{address: 127.0.0.1, port_value: {port}}}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: localhost
-        common_tls_context:
-          validation_context:
-            trusted_ca: {{filename: "{}"}}
-"#,
-        ca.display()
-    )
-}
-
 /// [`render_bootstrap`] plus `extra_clusters`: YAML indented for `static_resources.clusters:`
 /// (e.g. [`rfc2136::bind_doh_cluster`]).
 pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<String> {
@@ -555,6 +534,7 @@ pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
         ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
+        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -658,6 +638,10 @@ impl Envoy {
         &mut self.daemon
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
     /// Envoy's own log (stderr) so far.
     pub fn daemon_log(&self) -> String {
         self.daemon.log_text()
@@ -686,6 +670,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

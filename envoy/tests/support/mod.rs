@@ -127,7 +127,7 @@ impl Stack {
         Stack::start_full(name, edit, None)
     }
 
-    /// As [`Stack::start_with`], plus a `webhooks` cluster to an HTTPS receiver on `webhook_port`.
+    /// As [`Stack::start_with`], with an HTTPS webhook receiver on `webhook_port`.
     pub fn start_full(
         name: &str,
         edit: impl FnOnce(&mut serde_json::Value),
@@ -154,12 +154,9 @@ impl Stack {
             },
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            webhook_port,
         };
-        let extra = webhook_port
-            .map(|port| dynedge_envoy::webhook_cluster(port, &cfg.certificate.cert))
-            .unwrap_or_default();
-        let envoy = Envoy::start_with_clusters(&dir.join("envoy"), &cfg, &extra)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
         Stack { dir, envoy, pdns }
     }
 
