@@ -121,9 +121,17 @@ pub struct AuthOutcome {
 }
 
 pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) -> AuthOutcome {
-    let done = |result| AuthOutcome {
-        result,
-        writes: vec![],
+    let done = |result: Result<Identity, AuthError>| {
+        let writes = match &result {
+            Ok(id) => id
+                .token_id
+                .as_deref()
+                .and_then(|t| touch_token(kv, t, now_s))
+                .into_iter()
+                .collect(),
+            Err(_) => vec![],
+        };
+        AuthOutcome { result, writes }
     };
     match p {
         Presented::None => done(Err(AuthError::Missing)),
@@ -138,6 +146,26 @@ pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) ->
             password_identity(cfg, user, password, kv, now_s)
         }
     }
+}
+
+/// A token's last use (`keys::token_used`), written at most once a minute per token.
+fn touch_token(kv: &dyn KvView, token_id: &str, now_s: u64) -> Option<KvWrite> {
+    let key = keys::token_used(token_id);
+    let last = kv
+        .get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if last.is_some_and(|l| now_s.saturating_sub(l) < 60) {
+        return None;
+    }
+    Some(KvWrite::put(key, now_s.to_string().into_bytes()))
+}
+
+/// When a token was last used (unix seconds), if ever.
+pub fn token_last_used(kv: &dyn KvView, token_id: &str) -> Option<u64> {
+    kv.get(&keys::token_used(token_id))
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
 }
 
 pub fn token_hash(token: &str) -> String {

@@ -66,6 +66,11 @@ pub mod keys {
         format!("dynedge:token:{sha256_hex}")
     }
 
+    /// When a token (static or runtime, by id) was last used: unix seconds as text.
+    pub fn token_used(token_id: &str) -> String {
+        format!("dynedge:token-used:{token_id}")
+    }
+
     /// A user's runtime tokens, for listing and revoking by id: JSON `[{"id", "sha256"}]`.
     pub fn user_tokens(user: &str) -> String {
         format!("dynedge:tokens:{user}")
