@@ -69,6 +69,12 @@ struct RawConfig {
     #[serde(default)]
     dyndns2: RawDyndns2,
     #[serde(default)]
+    apertodns: crate::dialects::apertodns::RawAperto,
+    #[serde(default)]
+    endpoints: Vec<crate::dialects::custom::RawEndpoint>,
+    #[serde(default)]
+    webhooks: Option<crate::webhooks::RawWebhooks>,
+    #[serde(default)]
     rate_limits: crate::limits::RateLimits,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
@@ -258,6 +264,11 @@ pub struct Config {
     pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
+    pub apertodns: crate::dialects::apertodns::ApertoSettings,
+    /// Operator-defined update endpoints (ddns-service style), first match wins.
+    pub endpoints: Vec<crate::dialects::custom::Endpoint>,
+    /// Webhook delivery; `None` = off.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 impl Config {
@@ -505,6 +516,12 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
+    let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
+    let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
+    let webhooks = raw
+        .webhooks
+        .map(crate::webhooks::WebhookSettings::compile)
+        .transpose()?;
     Ok(Config {
         zones,
         backends,
@@ -520,6 +537,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limits: raw.rate_limits,
         expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
+        apertodns,
+        endpoints,
+        webhooks,
     })
 }
 
