@@ -43,7 +43,17 @@ const APT_TESTS: &[&str] = &[
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
     "inadyn",
+    // ACME e2e (envoy/tests/acme_over_envoy.rs): the test CA and two clients; zope.interface
+    // for the certbot acme-dns plugin, which lives in .tools/acme-venv (see ACME_DNS_PLUGIN).
+    "pebble",
+    "lego",
+    "certbot",
+    "python3-zope.interface",
 ];
+
+/// certbot's acme-dns plugin (uses joohoi's pyacmedns client), installed from PyPI into a venv
+/// that sees Debian's certbot: Debian's lego is built without its acme-dns provider.
+const ACME_DNS_PLUGIN: &[&str] = &["certbot-dns-acmedns==0.1.0", "pyacmedns==0.4", "mock"];
 
 // The demo's fixed ports and names (README.md, examples/).
 const DEMO_HTTPS_PORT: u16 = 8443;
@@ -202,7 +212,34 @@ fn deps(for_tests: bool) -> Result<()> {
         ));
     }
     println!("    {}", envoy.display());
+    if for_tests {
+        acme_dns_plugin()?;
+    }
     Ok(())
+}
+
+/// `.tools/acme-venv`: Debian's python3 with its site packages (certbot) plus the acme-dns plugin.
+fn acme_dns_plugin() -> Result<()> {
+    step("certbot acme-dns plugin (.tools/acme-venv)");
+    let venv = workspace_root().join(".tools/acme-venv");
+    let python = venv.join("bin/python");
+    let probe = "import certbot_dns_acmedns, pyacmedns, certbot";
+    if output_of(Command::new(&python).args(["-c", probe])).is_some() {
+        println!("    {}", python.display());
+        return Ok(());
+    }
+    run_visible(
+        "python3 -m venv --system-site-packages",
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--system-site-packages"])
+            .arg(&venv),
+    )?;
+    run_visible(
+        "pip install certbot-dns-acmedns",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(ACME_DNS_PLUGIN),
+    )
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
