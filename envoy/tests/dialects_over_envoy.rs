@@ -402,3 +402,158 @@ fn the_official_apertodns_client_works_unchanged_against_the_gateway() {
         ["\"token-wildcard\""]
     );
 }
+
+#[test]
+fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
+    use_ports(22000, 23000);
+    let port = free_port();
+    let stack = Stack::start_full(
+        "webhooks",
+        |cfg| {
+            cfg["webhooks"] = serde_json::json!({
+                "cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"], "retry_base_ms": 300
+            });
+        },
+        Some(port),
+    );
+    let secret = "a-webhook-secret-of-at-least-32-characters";
+    let log = stack.dir.join("deliveries.jsonl");
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace_root().join("examples/webhook-receiver.py"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--secret",
+            secret,
+            "--fail-first",
+            "1",
+        ])
+        .arg("--cert")
+        .arg(&stack.envoy.certificate.cert)
+        .arg("--key")
+        .arg(&stack.envoy.certificate.key)
+        .arg("--log")
+        .arg(&log);
+    let _receiver =
+        dynedge_envoy::Daemon::spawn("webhook-receiver", cmd, &stack.dir.join("receiver.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dynedge_envoy::port_is_free(port) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    let body = format!(
+        r#"{{"url":"https://127.0.0.1:{port}/hook","events":["ip_changed"],"secret":"{secret}"}}"#
+    );
+    let c = stack.get(
+        "/api/webhooks",
+        &[
+            "-u",
+            &demo,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(c.status, 201, "{c:#?}");
+    assert_eq!(
+        json(&stack.get(&format!("{P}/info"), &[]))["data"]["capabilities"]["webhooks"],
+        true
+    );
+
+    let r = send(
+        &stack,
+        "POST",
+        &format!("{P}/update"),
+        TOKEN,
+        &format!(r#"{{"hostname":"{HOME}","ipv4":"203.0.113.99"}}"#),
+    );
+    assert_eq!(r.status, 200, "{r:#?}");
+    // Delivered after the reply: first answered 500, then retried and accepted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(lines.len(), 2, "{lines:#?}\n{}", stack.envoy.daemon_log());
+    assert_eq!(
+        (lines[0]["status"].as_u64(), lines[1]["status"].as_u64()),
+        (Some(500), Some(200))
+    );
+    assert!(
+        lines.iter().all(|l| l["valid"] == true),
+        "signatures verify: {lines:#?}"
+    );
+    assert_eq!(
+        lines[0]["delivery"], lines[1]["delivery"],
+        "a retry is the same delivery"
+    );
+    assert_eq!(lines[1]["event"], "ip_changed");
+    assert_eq!(lines[1]["path"], "/hook");
+    let data = &lines[1]["body"]["data"];
+    assert_eq!(
+        (data["hostname"].as_str(), data["ipv4"].as_str()),
+        (Some(HOME), Some("203.0.113.99"))
+    );
+    assert_eq!(data["previous_ipv4"], serde_json::Value::Null);
+}
+
+#[test]
+fn dynv6_ipv6prefix_rewrites_the_devices_below_the_zone_through_envoy() {
+    use_ports(22000, 23000);
+    let nas = format!("nas.{HOME}");
+    let stack = Stack::start_with("dynv6_prefix", |cfg| {
+        let users = cfg["users"].as_array_mut().unwrap();
+        let demo = users.iter_mut().find(|u| u["name"] == DEMO_USER).unwrap();
+        demo["hosts"]
+            .as_array_mut()
+            .unwrap()
+            .push(format!("nas.{HOME}").into());
+    });
+    // The device's address, set through the path dialect.
+    let r = stack.get(
+        &format!("/update-by-path/{TOKEN}/{nas}/2001:db8:1:1:aaaa:bbbb:cccc:dddd"),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{r:#?}");
+    let r = stack.get(&format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=2001:db8:1:1::1&ipv6prefix=2001:db8:2:2::/64"), &[]);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "addresses updated\n"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        stack.records(&nas, "AAAA"),
+        ["2001:db8:2:2:aaaa:bbbb:cccc:dddd"]
+    );
+    assert_eq!(
+        stack.records(HOME, "AAAA"),
+        ["2001:db8:1:1::1"],
+        "the zone's own AAAA is ipv6's"
+    );
+}
+
+#[test]
+fn checkip_through_the_gateway_tells_ddclient_its_address() {
+    let stack = stack("checkip");
+    let r = stack.get("/nic/checkip", &[]);
+    assert_eq!(r.status, 200, "{r:#?}");
+    r.assert_layer0_once();
+    assert_eq!(
+        r.body,
+        "<html><head><title>Current IP Check</title></head><body>Current IP Address: 127.0.0.1</body></html>\n"
+    );
+    let r = stack.get("/domains/my-ip", &[]);
+    assert_eq!(json(&r), serde_json::json!({"ip": "127.0.0.1"}));
+    let r = stack.get("/health", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+}

@@ -110,6 +110,15 @@ impl Stack {
 
     /// As [`Stack::start`], with the plugin configuration edited first.
     pub fn start_with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
+        Stack::start_full(name, edit, None)
+    }
+
+    /// As [`Stack::start_with`], with an HTTPS webhook receiver on `webhook_port`.
+    pub fn start_full(
+        name: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        webhook_port: Option<u16>,
+    ) -> Stack {
         let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
         let dir = test_dir(name);
         let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
@@ -125,13 +134,13 @@ impl Stack {
             certificate,
             wasm,
             plugin_config: {
-                let mut v: serde_json::Value =
-                    serde_json::from_str(&plugin_config(api_port)).unwrap();
+                let mut v = plugin_config_value(api_port);
                 edit(&mut v);
                 serde_json::to_string_pretty(&v).unwrap()
             },
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            webhook_port,
         };
         let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
         Stack { dir, envoy, pdns }

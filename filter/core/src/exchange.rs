@@ -492,8 +492,10 @@ impl Job {
                     h.code = Some(Code::Nochg);
                     continue;
                 }
-                let (c, check) = t.backend.write(&t.zone, &sets, benv);
-                self.call(Pending::Write { host: i, check }, c, &mut calls);
+                match t.backend.write(&t.zone, &sets, benv) {
+                    Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
+                    Err(e) => self.hosts[i].fail(e),
+                }
             }
             if !calls.is_empty() {
                 return Step::Call(calls);

@@ -187,7 +187,56 @@ pub struct Notify {
     pub retry_base_ms: u64,
 }
 
+/// The wire form of a [`Notify`], for adapters that hand deliveries between contexts.
+#[derive(Serialize, Deserialize)]
+struct NotifyWire {
+    cluster: String,
+    authority: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    timeout_ms: u64,
+    attempt: u32,
+    max_retries: u32,
+    retry_base_ms: u64,
+}
+
 impl Notify {
+    /// JSON bytes (the body is JSON text already); see [`Notify::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let c = &self.callout;
+        serde_json::to_vec(&NotifyWire {
+            cluster: c.cluster.clone(),
+            authority: c.authority.clone(),
+            path: c.path.clone(),
+            headers: c.headers.clone(),
+            body: String::from_utf8_lossy(&c.body).into_owned(),
+            timeout_ms: c.timeout_ms,
+            attempt: self.attempt,
+            max_retries: self.max_retries,
+            retry_base_ms: self.retry_base_ms,
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Notify> {
+        let w: NotifyWire = serde_json::from_slice(bytes).ok()?;
+        Some(Notify {
+            callout: Callout {
+                cluster: w.cluster,
+                method: "POST",
+                authority: w.authority,
+                path: w.path,
+                headers: w.headers,
+                body: w.body.into_bytes(),
+                timeout_ms: w.timeout_ms,
+            },
+            attempt: w.attempt,
+            max_retries: w.max_retries,
+            retry_base_ms: w.retry_base_ms,
+        })
+    }
+
     /// After a result: `None` when done (2xx) or out of retries; otherwise the delay before
     /// dispatching the returned (same, next-attempt) call again.
     pub fn next(&self, result: &CalloutResult) -> Option<(u64, Notify)> {
@@ -367,5 +416,6 @@ mod tests {
             body: vec![],
         };
         assert!(n.next(&ok).is_none(), "a 2xx ends it");
+        assert_eq!(Notify::from_bytes(&n3.to_bytes()), Some(n3), "round trip");
     }
 }

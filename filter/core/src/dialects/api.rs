@@ -42,7 +42,8 @@ fn scope_of(name: &str) -> Option<Scope> {
         "dns:update" | "update" => Scope::Update,
         "domains:read" | "read" => Scope::Read,
         "txt:read" | "txt:write" | "txt:delete" | "txt" => Scope::Txt,
-        "admin" | "tokens:write" | "webhooks:write" => Scope::Admin,
+        // The official client's v1.0 `permissions` too.
+        "admin" | "tokens" | "webhooks" | "tokens:write" | "webhooks:write" => Scope::Admin,
         _ => return None,
     })
 }
