@@ -158,9 +158,9 @@ fn certbot_args(pebble: &Pebble, dir: &Path) -> Vec<String> {
     .collect()
 }
 
-#[test]
-fn lego_httpreq_gets_a_certificate_for_a_name_and_its_wildcard_and_cleans_up() {
-    let stack = stack("acme_lego_httpreq");
+/// lego with its httpreq provider (`mode` "" or "RAW") against `/httpreq`.
+fn lego_httpreq(name: &str, mode: &str) {
+    let stack = stack(name);
     let pebble = Pebble::start(&stack.dir, stack.pdns.dns_port);
     let dir = stack.dir.join("lego");
     let started = Instant::now();
@@ -179,6 +179,7 @@ fn lego_httpreq_gets_a_certificate_for_a_name_and_its_wildcard_and_cleans_up() {
             .env("LEGO_CA_CERTIFICATES", &pebble.cert)
             .env("SSL_CERT_FILE", bundle(&stack, &pebble))
             .env("HTTPREQ_ENDPOINT", stack.envoy.url("/httpreq"))
+            .env("HTTPREQ_MODE", mode)
             .env("HTTPREQ_USERNAME", DEMO_USER)
             .env("HTTPREQ_PASSWORD", DEMO_PASSWORD)
             .env("HTTPREQ_POLLING_INTERVAL", "1")
@@ -186,7 +187,7 @@ fn lego_httpreq_gets_a_certificate_for_a_name_and_its_wildcard_and_cleans_up() {
     );
     assert!(ok, "lego said:\n{out}");
     println!(
-        "lego httpreq: certificate in {:.1} s",
+        "lego httpreq {mode:?}: certificate in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert_both_names(&dir.join(format!("certificates/{HOME}.crt")));
@@ -196,6 +197,16 @@ fn lego_httpreq_gets_a_certificate_for_a_name_and_its_wildcard_and_cleans_up() {
     );
     let log = stack.access_log("/httpreq/cleanup", 2);
     assert_eq!(log.matches("/httpreq/present").count(), 2, "{log}");
+}
+
+#[test]
+fn lego_httpreq_gets_a_certificate_for_a_name_and_its_wildcard_and_cleans_up() {
+    lego_httpreq("acme_lego_httpreq", "");
+}
+
+#[test]
+fn lego_httpreq_raw_mode_gets_a_certificate_with_the_digest_computed_by_the_gateway() {
+    lego_httpreq("acme_lego_httpreq_raw", "RAW");
 }
 
 #[test]
