@@ -380,7 +380,9 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
             "subdomain": subdomain, "allowfrom": allowfrom,
         }),
     );
-    done(reply, writes, vec![], log)
+    // A registration counts like an update against the client's window, so nobody fills the KV.
+    let counts = limits::count_good(rl, client, std::iter::empty());
+    done(reply, writes, counts, log)
 }
 
 // ------------------------------------------------------------------ /update

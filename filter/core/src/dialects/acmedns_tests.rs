@@ -266,6 +266,20 @@ fn registration_can_be_closed_or_need_a_dynedge_credential() {
 }
 
 #[test]
+fn registrations_count_against_the_client_window_and_stop_at_its_limit() {
+    let mut d = with(|v| {
+        v["rate_limits"] = json!({"good_per_client": {"limit": 2, "window_s": 60}});
+    });
+    register(&mut d, "");
+    register(&mut d, "");
+    let o = d.run(request("POST", "/acme-dns/register", ""));
+    assert_eq!(status(&o), 429, "{}", body(&o));
+    assert_eq!(json_body(&o), json!({"error": "rate_limited"}));
+    let o = d.run(request("POST", "/acme-dns/register", "").from("198.51.100.1"));
+    assert_eq!(status(&o), 201, "another client is not limited");
+}
+
+#[test]
 fn a_configured_user_updates_the_acme_challenge_name_of_an_own_host_directly() {
     let mut d = demo();
     let req = |user: &str, key: &str, sub: &str| {
