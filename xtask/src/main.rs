@@ -19,6 +19,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod up_etcd;
+
 use dynedge_envoy::{
     port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
     DEMO_ZONE,
@@ -53,6 +55,9 @@ const APT_TESTS: &[&str] = &[
     "knot",
     "knot-dnsutils",
     "dnsdist",
+    // The etcd store's suites (three members on loopback).
+    "etcd-server",
+    "etcd-client",
     // ACME e2e (envoy/tests/acme_over_envoy.rs): the test CA and two clients; zope.interface
     // for the certbot acme-dns plugin, which lives in .tools/acme-venv (see ACME_DNS_PLUGIN).
     "pebble",
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
             );
             return ExitCode::from(2);
         }
@@ -477,6 +482,35 @@ fn up(args: &[String]) -> Result<()> {
     } else {
         wasm()?
     };
+    if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if store != "etcd" {
+            return Err(format!("--store {store}: config or etcd"));
+        }
+        let gateways = match flag_value(args, "--gateways")? {
+            Some(n) => n.parse().map_err(|_| format!("--gateways {n}: a number"))?,
+            None => 3,
+        };
+        let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+            (Some(cert), Some(key)) => Some(Certificate {
+                cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+                key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+            }),
+            _ => None,
+        };
+        let etcd_port = port_from_env("DYNEDGE_ETCD_PORT", up_etcd::ETCD_CLIENT)?;
+        return up_etcd::up(
+            up_etcd::UpPorts {
+                https: ports.https,
+                dns: ports.dns,
+                api: ports.api,
+                etcd: etcd_port,
+            },
+            gateways,
+            certificate,
+            &wasm,
+            &run_dir.join("etcd"),
+        );
+    }
 
     let wanted = match backend {
         "rfc2136" => [
@@ -619,8 +653,9 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
     let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
     cmd.current_dir(workspace_root())
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());

@@ -80,6 +80,9 @@ struct RawConfig {
     rate_limits: crate::limits::RateLimits,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
+    /// Where credentials and host state live (`crate::store`); absent = this configuration.
+    #[serde(default)]
+    store: Option<serde_json::Value>,
 }
 
 fn default_sweep() -> u64 {
@@ -300,6 +303,7 @@ pub struct Config {
     pub acme_dns: Option<crate::dialects::acmedns::AcmeDnsSettings>,
     /// Webhook delivery; `None` = off.
     pub webhooks: Option<crate::webhooks::WebhookSettings>,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Config {
@@ -590,6 +594,16 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    let store = crate::store::StoreConfig::from_value(raw.store.as_ref())
+        .map_err(|(path, message)| err(path, message))?;
+    if let (Some(_), Some(i)) = (store.etcd(), zones.iter().position(|z| z.expiry_ttl_s > 0)) {
+        // A host's last update is known per gateway only: one gateway would expire a host
+        // that keeps updating through another.
+        return Err(err(
+            format!("zone {}.expiry_ttl_s", zones[i].name),
+            "expiry is not supported with the etcd store (last-seen times are per gateway)",
+        ));
+    }
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
@@ -622,6 +636,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         endpoints,
         acme_dns,
         webhooks,
+        store,
     })
 }
 
