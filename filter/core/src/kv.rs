@@ -76,6 +76,18 @@ pub mod keys {
         format!("dynedge:tokens:{user}")
     }
 
+    /// An acme-dns account registered at `/register`, by its username: JSON
+    /// `dialects::acmedns::Account` (the password only as an Argon2id PHC string).
+    pub fn acme_dns_account(username: &str) -> String {
+        format!("dynedge:acmedns:{username}")
+    }
+
+    /// The last TXT values written through acme-dns `/update` at a name, oldest first: JSON
+    /// `[String]` (acme-dns keeps two, so a wildcard and its apex validate together).
+    pub fn acme_dns_txt(name: &str) -> String {
+        format!("dynedge:acmedns-txt:{name}")
+    }
+
     /// A user's webhook subscriptions: JSON `[webhooks::Subscription]`.
     pub fn webhooks(user: &str) -> String {
         format!("dynedge:webhooks:{user}")
