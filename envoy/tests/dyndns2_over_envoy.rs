@@ -1,0 +1,236 @@
+//! DynDNS2 through real Envoy + the built filter + real PowerDNS, checked with dig.
+
+mod support;
+
+use support::*;
+
+fn lines(body: &str) -> Vec<&str> {
+    body.lines().collect()
+}
+
+#[test]
+fn a_curl_update_over_https_changes_the_a_record() {
+    let stack = Stack::start("a_record");
+    let reply = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.10"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.10\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.10"]);
+}
+
+#[test]
+fn the_same_address_again_gives_nochg_and_dns_keeps_it() {
+    let stack = Stack::start("nochg");
+    let first = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.11"));
+    assert_eq!(first.body, "good 192.0.2.11\n", "{first:#?}");
+    let again = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.11"));
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, "nochg 192.0.2.11\n"),
+        "{again:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.11"]);
+}
+
+#[test]
+fn myip6_sets_the_aaaa_record() {
+    let stack = Stack::start("aaaa");
+    let reply = stack.update_as_demo(&format!("hostname={HOME}&myip6=2001:db8::10"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 2001:db8::10\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8::10"]);
+    assert!(stack.records(HOME, "A").is_empty());
+}
+
+#[test]
+fn a_dual_stack_update_sets_both_a_and_aaaa() {
+    let stack = Stack::start("dual_stack");
+    let reply = stack.update_as_demo(&format!(
+        "hostname={HOME}&myip=192.0.2.12&myip6=2001:db8::12"
+    ));
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert_eq!(reply.body, "good 192.0.2.12 2001:db8::12\n");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.12"]);
+    assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8::12"]);
+}
+
+#[test]
+fn several_hosts_get_one_reply_line_each_in_request_order() {
+    let stack = Stack::start("multi_host");
+    let reply = stack.update_as_demo(&format!(
+        "hostname={HOME},{NEIGHBOUR},{OFFICE}&myip=192.0.2.13"
+    ));
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert_eq!(
+        lines(&reply.body),
+        ["good 192.0.2.13", "nohost", "good 192.0.2.13"]
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.13"]);
+    assert_eq!(stack.records(OFFICE, "A"), ["192.0.2.13"]);
+    assert!(stack.records(NEIGHBOUR, "A").is_empty());
+}
+
+#[test]
+fn a_wrong_password_gives_badauth_and_changes_nothing() {
+    let stack = Stack::start("badauth");
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}&myip=192.0.2.14"),
+        &["-u", "demo:not-the-password"],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "badauth\n"),
+        "{reply:#?}"
+    );
+    assert!(stack.records(HOME, "A").is_empty());
+}
+
+#[test]
+fn the_neighbours_host_gives_nohost_and_changes_nothing() {
+    let stack = Stack::start("nohost");
+    let reply = stack.update_as_demo(&format!("hostname={NEIGHBOUR}&myip=192.0.2.15"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "nohost\n"),
+        "{reply:#?}"
+    );
+    assert!(stack.records(NEIGHBOUR, "A").is_empty());
+}
+
+#[test]
+fn a_malformed_address_is_a_400_naming_the_parameter() {
+    let stack = Stack::start("bad_ip");
+    for (query, param) in [
+        ("myip=999.1.1.1", "myip"),
+        ("myip=1.2.3", "myip"),
+        ("myip6=192.0.2.1", "myip6"),
+    ] {
+        let reply = stack.update_as_demo(&format!("hostname={HOME}&{query}"));
+        assert_eq!(reply.status, 400, "{query}: {reply:#?}");
+        assert!(reply.body.contains(param), "{query}: {reply:#?}");
+    }
+    assert!(stack.records(HOME, "A").is_empty());
+    assert!(stack.records(HOME, "AAAA").is_empty());
+}
+
+#[test]
+fn a_request_without_credentials_gets_401_with_a_basic_challenge() {
+    let stack = Stack::start("no_credentials");
+    let reply = stack.get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.16"), &[]);
+    assert_eq!(reply.status, 401, "{reply:#?}");
+    assert_eq!(reply.all("www-authenticate"), ["Basic realm=\"dynedge\""]);
+    assert_eq!(reply.body, "badauth\n");
+    assert!(stack.records(HOME, "A").is_empty());
+}
+
+#[test]
+fn the_bearer_token_updates_like_a_password() {
+    let stack = Stack::start("bearer");
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}&myip=192.0.2.17"),
+        &["-H", &format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.17\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.17"]);
+}
+
+#[test]
+fn with_powerdns_stopped_the_reply_is_911_or_dnserr_and_dns_keeps_the_old_address() {
+    let mut stack = Stack::start("pdns_down");
+    let first = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.20"));
+    assert_eq!(first.body, "good 192.0.2.20\n", "{first:#?}");
+
+    stack.pdns.stop();
+    let reply = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.21"));
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert!(
+        reply.body == "911\n" || reply.body == "dnserr\n",
+        "a backend failure must never be good: {reply:#?}"
+    );
+
+    stack.pdns.resume().unwrap();
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.20"]);
+}
+
+#[test]
+fn every_response_carries_each_layer0_header_exactly_once() {
+    let stack = Stack::start("layer0");
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    let update = format!("/nic/update?hostname={HOME}&myip=192.0.2.22");
+    let cases: Vec<(&str, Reply)> = vec![
+        ("good", stack.get(&update, &["-u", &demo])),
+        ("nochg", stack.get(&update, &["-u", &demo])),
+        ("badauth", stack.get(&update, &["-u", "demo:wrong"])),
+        ("401", stack.get(&update, &[])),
+        (
+            "400",
+            stack.get(
+                &format!("/nic/update?hostname={HOME}&myip=1.2.3"),
+                &["-u", &demo],
+            ),
+        ),
+        (
+            "json",
+            stack.get(&update, &["-u", &demo, "-H", "Accept: application/json"]),
+        ),
+        ("404 route", stack.get("/not-a-ddns-path", &[])),
+        ("http/1.1", stack.get(&update, &["-u", &demo, "--http1.1"])),
+    ];
+    for (what, reply) in &cases {
+        eprintln!("{what}: {} {:?}", reply.status, reply.body);
+        reply.assert_layer0_once();
+    }
+    assert_eq!(cases[6].1.status, 404);
+}
+
+#[test]
+fn the_access_log_holds_no_password_token_or_query_string() {
+    let stack = Stack::start("access_log");
+    let query_creds = stack.get(
+        &format!("/nic/update?hostname={HOME}&myip=192.0.2.23&username={DEMO_USER}&password={DEMO_PASSWORD}"),
+        &[],
+    );
+    assert_eq!(query_creds.body, "good 192.0.2.23\n", "{query_creds:#?}");
+    let basic = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.24"));
+    assert_eq!(basic.body, "good 192.0.2.24\n", "{basic:#?}");
+    let bearer = stack.get(
+        &format!("/nic/update?hostname={HOME}&myip=192.0.2.25"),
+        &["-H", &format!("Authorization: Bearer {TOKEN}")],
+    );
+    assert_eq!(bearer.body, "good 192.0.2.25\n", "{bearer:#?}");
+
+    let log = stack.access_log("/nic/update", 3);
+    assert_eq!(
+        log.matches("\"GET /nic/update HTTP/2\" 200").count(),
+        3,
+        "{log}"
+    );
+    // base64("demo:demo-password"), as the Basic header carries it
+    let basic_b64 = "ZGVtbzpkZW1vLXBhc3N3b3Jk";
+    for secret in [DEMO_PASSWORD, TOKEN, basic_b64, "?", "password=", "myip="] {
+        assert!(
+            !log.contains(secret),
+            "access log contains {secret:?}:\n{log}"
+        );
+    }
+    let envoy_log = stack.envoy.daemon_log();
+    for secret in [DEMO_PASSWORD, TOKEN, basic_b64] {
+        assert!(
+            !envoy_log.contains(secret),
+            "Envoy's log contains {secret:?}"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The end-to-end fixture: a real PowerDNS and a real Envoy running the built filter, on this
+//! suite's private ports (20000–20999), and curl/dig/openssl to talk to them.
+#![allow(dead_code)]
+// each test binary uses a different part of it
+// Test support: failing loudly is its job (clippy.toml allows these only inside #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dynedge_envoy::{
+    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+};
+
+pub const HOME: &str = "home.dyn.example.test";
+pub const OFFICE: &str = "office.dyn.example.test";
+pub const NEIGHBOUR: &str = "neighbour.dyn.example.test";
+pub const DEMO_USER: &str = "demo";
+pub const DEMO_PASSWORD: &str = "demo-password";
+pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
+pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
+
+/// The Layer 0 headers (ApertoDNS digest §12) every response must carry exactly once.
+pub const LAYER0: &[(&str, &str)] = &[
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains; preload",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    (
+        "cache-control",
+        "no-store, no-cache, must-revalidate, private",
+    ),
+];
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
+
+/// A port of this suite's range that nothing listens on.
+pub fn free_port() -> u16 {
+    loop {
+        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 21000, "the e2e port range 20000–20999 is used up");
+        if port_is_free(port) {
+            return port;
+        }
+    }
+}
+
+/// A fresh directory for one test under cargo's test tmpdir.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// examples/dynedge.json, pointed at this test's PowerDNS, with `office.dyn.example.test`
+/// added to demo's hosts (for the multi-host tests).
+pub fn plugin_config(pdns_api_port: u16) -> String {
+    let path = workspace_root().join("examples/dynedge.json");
+    let text = fs::read_to_string(&path).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    cfg["backends"]["pdns"]["authority"] = format!("127.0.0.1:{pdns_api_port}").into();
+    let users = cfg["users"].as_array_mut().unwrap();
+    let demo = users.iter_mut().find(|u| u["name"] == DEMO_USER).unwrap();
+    demo["hosts"].as_array_mut().unwrap().push(OFFICE.into());
+    serde_json::to_string_pretty(&cfg).unwrap()
+}
+
+pub struct Stack {
+    pub dir: PathBuf,
+    // Envoy first: it is dropped (stopped) before PowerDNS.
+    pub envoy: Envoy,
+    pub pdns: PowerDns,
+}
+
+impl Stack {
+    /// PowerDNS with the demo zone, a new certificate, Envoy with the filter and the demo config.
+    pub fn start(name: &str) -> Stack {
+        let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
+        let dir = test_dir(name);
+        let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
+        let mut pdns = PowerDns::start(&dir.join("pdns"), dns_port, api_port, PDNS_KEY)
+            .unwrap_or_else(|e| panic!("{e}"));
+        pdns.create_zone(DEMO_ZONE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let certificate =
+            Certificate::self_signed(&dir.join("tls")).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = EnvoyConfig {
+            listen_address: "127.0.0.1".into(),
+            listen_port: https_port,
+            certificate,
+            wasm,
+            plugin_config: plugin_config(api_port),
+            pdns_api_port: api_port,
+            access_log: dir.join("access.log"),
+        };
+        let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
+        Stack { dir, envoy, pdns }
+    }
+
+    pub fn cacert(&self) -> &Path {
+        &self.envoy.certificate.cert
+    }
+
+    /// GET `path_and_query` over HTTPS with curl, plus `extra` curl arguments.
+    pub fn get(&self, path_and_query: &str, extra: &[&str]) -> Reply {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "-m", "10", "--cacert"])
+            .arg(self.cacert())
+            .args(extra)
+            .arg(self.envoy.url(path_and_query))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Reply::parse(&out)
+    }
+
+    /// `/nic/update?{query}` with demo's Basic credentials.
+    pub fn update_as_demo(&self, query: &str) -> Reply {
+        self.get(
+            &format!("/nic/update?{query}"),
+            &["-u", &format!("{DEMO_USER}:{DEMO_PASSWORD}")],
+        )
+    }
+
+    pub fn records(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.pdns
+            .lookup(name, rtype)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `examples/{name}` with the demo's port and paths replaced by this stack's, written 0600.
+    pub fn example(&self, name: &str) -> PathBuf {
+        let text = fs::read_to_string(workspace_root().join("examples").join(name)).unwrap();
+        assert!(text.contains("127.0.0.1:8443") && text.contains(".run/tls/cert.pem"));
+        let run = self.dir.join("client");
+        fs::create_dir_all(&run).unwrap();
+        let text = text
+            .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", self.envoy.port))
+            .replace(".run/tls/cert.pem", &self.cacert().display().to_string())
+            .replace(".run/", &format!("{}/", run.display()));
+        let path = run.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// The access log once `count` of its lines contain `needle` (Envoy flushes it about every
+    /// second; the readiness probe's `GET /` is in it too).
+    pub fn access_log(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = fs::read_to_string(&self.envoy.access_log).unwrap_or_default();
+            if text.lines().filter(|l| l.contains(needle)).count() >= count
+                || Instant::now() > deadline
+            {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One HTTP response as curl `-i` printed it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    fn parse(out: &Output) -> Reply {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl failed ({}): {}{}",
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// Every value of header `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.all(name).first().copied()
+    }
+
+    /// Asserts each Layer 0 header appears exactly once with its value.
+    pub fn assert_layer0_once(&self) {
+        for (name, value) in LAYER0 {
+            assert_eq!(self.all(name), vec![*value], "header {name} in {self:#?}");
+        }
+    }
+}
+
+/// Runs a command to completion with no stdin; its combined output.
+pub fn run_quiet(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
