@@ -63,6 +63,8 @@ pub struct Outcome {
     pub counters: Vec<String>,
     /// Rate-limit counters to increment atomically (see `limits::merge_count`).
     pub counts: Vec<crate::limits::KvCount>,
+    /// Histogram samples (metric name, value), e.g. the backend latency in milliseconds.
+    pub samples: Vec<(String, u64)>,
 }
 
 impl Outcome {
@@ -460,12 +462,19 @@ impl Job {
                 addrs,
             });
         }
+        // Only exchanges that called the backend measure its latency.
+        let samples = if self.next_id > 0 {
+            vec![(format!("dynedge.{}.backend_ms", self.dialect), elapsed)]
+        } else {
+            vec![]
+        };
         Outcome {
             reply: Some((self.render)(&outcomes)),
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
             counts: std::mem::take(&mut self.counts),
+            samples,
         }
     }
 }

@@ -41,7 +41,9 @@ impl DynedgeHttp {
     }
 
     fn snapshot(&self) -> Request {
-        let headers = self.get_http_request_headers();
+        // Bytes, not Strings: the SDK's String form panics (trapping the VM for every later
+        // request) on a header value that is not UTF-8 — old routers send Latin-1 user agents.
+        let headers = host::lossy_headers(self.get_http_request_headers_bytes());
         let pseudo = |name: &str| {
             headers
                 .iter()
@@ -72,7 +74,11 @@ impl DynedgeHttp {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
                 self.body_limit = Some(limit);
-                Action::Pause
+                // Not Pause: the host turns a paused header phase into "stop everything" and
+                // would never hand us the body. The headers go on to the next filter (Envoy's
+                // buffer filter holds them back from the router, see bootstrap.yaml.tmpl)
+                // and `on_http_request_body` pauses until the whole body is in.
+                Action::Continue
             }
             Step::Wait => Action::Pause,
             Step::Call(calls) => {
