@@ -255,6 +255,56 @@ fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) 
     }
 }
 
+// ---------------------------------------------------------------------------------- secrets
+
+/// Every secret the demo and the test suites use, and the forms they travel in (Basic's
+/// base64 of `demo:demo-password`). None may ever appear in a log.
+pub const TEST_SECRETS: &[&str] = &[
+    "demo-password",
+    "neighbour-password",
+    "ZGVtbzpkZW1vLXBhc3N3b3Jk",
+    "dynedge_test_demodemodemodemodemodemodemodemo",
+    "dynedge-demo-pdns-key",
+];
+
+/// Every `*.log` file under `dir` (Envoy and PowerDNS logs, access logs).
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(log_files(&p));
+        } else if p.extension().is_some_and(|x| x == "log") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The secrets of [`TEST_SECRETS`] found in `text`.
+pub fn secrets_in(text: &str) -> Vec<&'static str> {
+    TEST_SECRETS
+        .iter()
+        .copied()
+        .filter(|s| text.contains(s))
+        .collect()
+}
+
+/// The secrets found in the log files under `dir`: (file, secret).
+pub fn secrets_in_logs(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut found = Vec::new();
+    for f in log_files(dir) {
+        let bytes = fs::read(&f).unwrap_or_default();
+        for s in secrets_in(&String::from_utf8_lossy(&bytes)) {
+            found.push((f.clone(), s));
+        }
+    }
+    found
+}
+
 // ------------------------------------------------------------------------------ certificate
 
 /// A PEM certificate and its key.

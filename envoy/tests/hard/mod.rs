@@ -28,14 +28,7 @@ pub const NEIGHBOUR: &str = "neighbour.dyn.example.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
-/// Every secret the suites use, and the forms they travel in (Basic's base64).
-pub const SECRETS: &[&str] = &[
-    DEMO_PASSWORD,
-    "neighbour-password",
-    "ZGVtbzpkZW1vLXBhc3N3b3Jk",
-    TOKEN,
-    PDNS_KEY,
-];
+pub use dynedge_envoy::{log_files, secrets_in_logs, TEST_SECRETS as SECRETS};
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(25000);
 
@@ -611,36 +604,4 @@ fn serve_fake(mut s: TcpStream, mode: FakeMode, n: &AtomicU64, halt: &AtomicBool
             Err(_) => {}
         }
     }
-}
-
-/// Every `*.log` file under `dir` (Envoy logs, access logs, PowerDNS logs, test output).
-pub fn log_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(log_files(&p));
-        } else if p.extension().is_some_and(|x| x == "log") {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The secrets found in the log files under `dir`: (file, secret).
-pub fn secrets_in_logs(dir: &Path) -> Vec<(PathBuf, &'static str)> {
-    let mut found = Vec::new();
-    for f in log_files(dir) {
-        let bytes = fs::read(&f).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes);
-        for s in SECRETS {
-            if text.contains(s) {
-                found.push((f.clone(), *s));
-            }
-        }
-    }
-    found
 }
