@@ -591,6 +591,7 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
 }
 
 /// Envoy with the bootstrap of [`render_bootstrap`], one worker, no hot restart, no admin.
+/// Its log level is `warning` unless `DYNEDGE_ENVOY_LOG_LEVEL` says otherwise.
 pub struct Envoy {
     daemon: Daemon,
     pub port: u16,
@@ -621,12 +622,13 @@ impl Envoy {
                 .arg(&bootstrap),
         )?;
         let mut cmd = Command::new(&envoy);
+        let level = std::env::var("DYNEDGE_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warning".into());
         cmd.arg("-c").arg(&bootstrap).args([
             "--disable-hot-restart",
             "--concurrency",
             "1",
             "-l",
-            "warning",
+            &level,
         ]);
         let mut daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);

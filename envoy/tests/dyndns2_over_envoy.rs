@@ -187,6 +187,10 @@ fn every_response_carries_each_layer0_header_exactly_once() {
             stack.get(&update, &["-u", &demo, "-H", "Accept: application/json"]),
         ),
         ("404 route", stack.get("/not-a-ddns-path", &[])),
+        (
+            "404 post",
+            stack.get("/not-a-ddns-path", &["--data", "a=b"]),
+        ),
         ("http/1.1", stack.get(&update, &["-u", &demo, "--http1.1"])),
     ];
     for (what, reply) in &cases {
@@ -194,6 +198,7 @@ fn every_response_carries_each_layer0_header_exactly_once() {
         reply.assert_layer0_once();
     }
     assert_eq!(cases[6].1.status, 404);
+    assert_eq!(cases[7].1.status, 404);
 }
 
 #[test]
@@ -232,5 +237,40 @@ fn the_access_log_holds_no_password_token_or_query_string() {
             !envoy_log.contains(secret),
             "Envoy's log contains {secret:?}"
         );
+    }
+}
+
+#[test]
+fn without_myip_the_client_address_is_used_and_x_forwarded_for_is_ignored() {
+    let stack = Stack::start("client_address");
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}"),
+        &[
+            "-u",
+            &format!("{DEMO_USER}:{DEMO_PASSWORD}"),
+            "-H",
+            "X-Forwarded-For: 192.0.2.99",
+            "-H",
+            "X-Real-IP: 192.0.2.98",
+        ],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 127.0.0.1\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["127.0.0.1"]);
+}
+
+#[test]
+fn a_post_form_update_works_like_a_get_over_http2_and_http1() {
+    let stack = Stack::start("post_form");
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    for (ip, version) in [("192.0.2.30", "--http2"), ("192.0.2.31", "--http1.1")] {
+        let form = format!("hostname={HOME}&myip={ip}");
+        let reply = stack.get("/nic/update", &["-u", &demo, "--data", &form, version]);
+        assert_eq!(reply.status, 200, "{version}: {reply:#?}");
+        assert_eq!(reply.body, format!("good {ip}\n"), "{version}");
+        assert_eq!(stack.records(HOME, "A"), [ip]);
     }
 }

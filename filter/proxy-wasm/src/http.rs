@@ -74,10 +74,11 @@ impl DynedgeHttp {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
                 self.body_limit = Some(limit);
-                // Not Pause: the host turns a paused header phase into "stop everything" and
-                // would never hand us the body. The headers go on to the next filter (Envoy's
-                // buffer filter holds them back from the router, see bootstrap.yaml.tmpl)
-                // and `on_http_request_body` pauses until the whole body is in.
+                // Not Pause: the host turns a paused request-headers callback into
+                // StopAllIterationAndWatermark, and then the body never reaches this filter.
+                // The headers go on to the next filter, which must hold the request until the
+                // body is complete (envoy/bootstrap.yaml.tmpl puts envoy.filters.http.buffer
+                // there); this filter pauses the body until its end and answers locally.
                 Action::Continue
             }
             Step::Wait => Action::Pause,
