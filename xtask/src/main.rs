@@ -542,9 +542,8 @@ fn cargo_fuzz() -> Command {
 }
 
 fn fuzz_targets() -> Result<Vec<String>> {
-    let list = output_of(cargo_fuzz().arg("list")).ok_or(
-        "cargo-fuzz is not installed: cargo install cargo-fuzz (then cargo xtask fuzz)",
-    )?;
+    let list = output_of(cargo_fuzz().arg("list"))
+        .ok_or("cargo-fuzz is not installed: cargo install cargo-fuzz (then cargo xtask fuzz)")?;
     Ok(list
         .lines()
         .map(str::trim)
@@ -590,7 +589,10 @@ fn fuzz_run(seconds: u64, only: Option<&str>) -> Result<Suite> {
     let mut targets = fuzz_targets()?;
     if let Some(t) = only {
         if !targets.iter().any(|x| x == t) {
-            return Err(format!("no fuzz target {t}; there are: {}", targets.join(", ")));
+            return Err(format!(
+                "no fuzz target {t}; there are: {}",
+                targets.join(", ")
+            ));
         }
         targets = vec![t.to_string()];
     }

@@ -21,8 +21,11 @@ use crate::request::{Params, Request, MAX_PARAM_LEN};
 use crate::testing::Driver;
 use crate::Config;
 
+/// A property check: panics when the property breaks.
+pub type Check = fn(&[u8]);
+
 /// Every target by name, as `cargo xtask fuzz` and the regression tests know them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("params", params),
     ("fqdn", fqdn),
     ("addr", addr),
@@ -105,18 +108,20 @@ pub fn addr(data: &[u8]) {
         }
     }
     if let Ok(c) = text.parse::<Cidr>() {
-        let again: Cidr = c
-            .to_string()
-            .parse()
-            .unwrap_or_else(|e| panic!("{c} does not parse back: {e}"));
-        assert_eq!(again, c);
-        let net: IpAddr = c
+        assert_eq!(
+            c.to_string().parse::<Cidr>(),
+            Ok(c),
+            "{c} does not parse back"
+        );
+        let net = c
             .to_string()
             .split('/')
             .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{c} has no address part"));
-        assert!(c.contains(net), "{c} does not contain its own address");
+            .and_then(|n| n.parse::<IpAddr>().ok());
+        assert!(
+            net.is_some_and(|n| c.contains(n)),
+            "{c} does not contain its own address"
+        );
     }
 }
 

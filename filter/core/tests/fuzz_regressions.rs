@@ -16,10 +16,12 @@ fn replay(dir: &str) -> usize {
         let Ok(entries) = fs::read_dir(root.join(name)) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let bytes = fs::read(entry.path()).unwrap();
-            eprintln!("{name}: {}", entry.path().display());
-            check(&bytes);
+        for path in entries.flatten().map(|e| e.path()) {
+            eprintln!("{name}: {}", path.display());
+            match fs::read(&path) {
+                Ok(bytes) => check(&bytes),
+                Err(e) => unreachable!("{} cannot be read: {e}", path.display()),
+            }
             n += 1;
         }
     }

@@ -30,7 +30,7 @@ fn run(req: dynedge_core::Request, ms_per_call: u64) -> (Outcome, usize) {
                 }
                 last
             }
-            other => panic!("unexpected {other:?}"),
+            other => unreachable!("the exchange asked for {other:?}"),
         };
     }
 }
