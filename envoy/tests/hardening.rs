@@ -93,14 +93,16 @@ fn every_malformed_request_gets_a_clear_error_through_envoy_and_none_reaches_pow
         }
     }
     let elapsed = started.elapsed();
-    println!(
+    figure(&format!(
         "bad-input corpus through Envoy: {} cases in {elapsed:.1?}",
         cases.len()
-    );
+    ));
     for (cat, (n, ok)) in &per {
-        println!("  {cat:18} {ok:3}/{n:3} clear errors");
+        figure(&format!("  {cat:18} {ok:3}/{n:3} clear errors"));
     }
-    println!("  refused by Envoy's own codec before the filter: {by_envoy}");
+    figure(&format!(
+        "  refused by Envoy's own codec before the filter: {by_envoy}"
+    ));
     assert!(
         failures.is_empty(),
         "{} case(s) failed:\n{}",
@@ -153,7 +155,10 @@ fn a_broken_backend_never_yields_a_false_good_and_dns_stays_unchanged() {
         backend.pdns.stop();
         let started = Instant::now();
         assert_no_false_good(&gw, "PowerDNS down");
-        println!("fault 'PowerDNS down': dnserr in {:.1?}", started.elapsed());
+        figure(&format!(
+            "fault 'PowerDNS down': 2 updates → dnserr in {:.1?}",
+            started.elapsed()
+        ));
         backend.pdns.resume().unwrap();
         assert!(backend.records(HOME, "A").is_empty());
         let ok = gw.update(&format!("hostname={HOME}&myip=192.0.2.57"));
@@ -180,11 +185,11 @@ fn a_broken_backend_never_yields_a_false_good_and_dns_stays_unchanged() {
         let gw = Gateway::start(&dir.join(format!("{mode:?}")), &backend, opts);
         let started = Instant::now();
         assert_no_false_good(&gw, &format!("{mode:?}"));
-        println!(
+        figure(&format!(
             "fault '{mode:?}' (fake backend): 2 updates → dnserr in {:.1?}, {} call(s) reached the fake",
             started.elapsed(),
             fake.requests()
-        );
+        ));
         assert!(fake.requests() > 0, "{mode:?}: the fake was never called");
         gw.assert_no_panic();
     }
@@ -280,11 +285,11 @@ fn an_envoy_restart_in_the_middle_of_a_load_loses_no_update() {
             ));
         }
     }
-    println!(
+    figure(&format!(
         "restart under load: {N} updates from 3 clients in {elapsed:.1?}; Envoy stopped after \
          {restart_at:.1?}, serving again {restarted_in:.1?} later; {retried} request(s) retried; \
          answers {answered:?}"
-    );
+    ));
     assert!(lost.is_empty(), "lost updates:\n{}", lost.join("\n"));
     gw.lock().unwrap().assert_no_panic();
 }
@@ -332,7 +337,9 @@ fn two_gateways_updating_one_host_alternately_never_answer_falsely_with_record_c
         assert_eq!(backend.records(HOME, "A"), [addr], "step {i}");
         *seen.entry(want).or_insert(0) += 1;
     }
-    println!("two gateways, record cache off: 24 alternating updates, answers {seen:?}");
+    figure(&format!(
+        "two gateways, record cache off: 24 alternating updates, answers {seen:?}"
+    ));
     a.assert_no_panic();
     b.assert_no_panic();
 }
@@ -379,10 +386,10 @@ fn an_expired_host_disappears_from_dns_and_a_later_update_restores_it() {
         );
         thread::sleep(Duration::from_millis(200));
     }
-    println!(
+    figure(&format!(
         "expiry: expiry_ttl_s 3, sweep every 1 s: records gone {:.1?} after the update",
         started.elapsed()
-    );
+    ));
     assert!(
         gw.log().contains("\"dialect\":\"expiry\""),
         "no expiry audit line"
@@ -490,14 +497,14 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
         .lines()
         .find(|l| l.contains("dynedge.dyndns2.backend_ms:") && l.contains("P50("))
         .unwrap_or_else(|| panic!("no backend_ms histogram values in:\n{stats}"));
-    println!(
+    figure(&format!(
         "metrics: {}",
         stats
             .lines()
             .filter(|l| l.contains("dyndns2"))
             .collect::<Vec<_>>()
             .join("\n  ")
-    );
+    ));
     assert!(hist.contains("P99("), "{hist}");
 }
 
@@ -567,10 +574,10 @@ fn the_plugin_configuration_reloads_through_lds_while_a_load_runs_without_a_fail
     }
     stop.store(true, Ordering::SeqCst);
     let (n, failed) = load.join().unwrap();
-    println!(
+    figure(&format!(
         "configuration reload (file-based LDS): 3 reloads (applied after {reloads:?}) during {n} updates, {} failed",
         failed.len()
-    );
+    ));
     assert!(failed.is_empty(), "failed requests:\n{}", failed.join("\n"));
     // the last configuration is the one in force: its zone TTL is what PowerDNS got
     let r = gw.update(&format!("hostname={HOME}&myip=192.0.2.99"));
@@ -640,10 +647,10 @@ fn no_secret_appears_in_any_log_of_a_run_that_uses_every_credential_form() {
     assert!(log.contains("\"user\":\"demo\""));
     let found = secrets_in_logs(&hard::suite_dir());
     let files = log_files(&hard::suite_dir()).len();
-    println!(
+    figure(&format!(
         "secrets: {} secret forms searched in {files} log files",
         SECRETS.len()
-    );
+    ));
     assert!(found.is_empty(), "secrets in logs: {found:?}");
 }
 

@@ -662,8 +662,14 @@ fn fuzz_run(seconds: u64, only: Option<&str>) -> Result<Suite> {
     })
 }
 
+/// Where the hardening suite leaves the figures it measured (its output is captured).
+fn figures_file() -> PathBuf {
+    dynedge_envoy::target_dir().join("tmp/hardening/figures.txt")
+}
+
 fn test() -> Result<()> {
     let started = Instant::now();
+    let _ = fs::remove_file(figures_file());
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
     let mut suites = vec![
@@ -693,6 +699,9 @@ fn test() -> Result<()> {
             s.seconds,
             s.name
         );
+    }
+    if let Ok(figures) = fs::read_to_string(figures_file()) {
+        println!("\n==> figures measured by the hardening suite\n{figures}");
     }
     let failed = suites.iter().filter(|s| !s.ok).count();
     println!(

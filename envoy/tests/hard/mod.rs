@@ -51,6 +51,20 @@ pub fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("hardening")
 }
 
+/// Prints a measured figure and appends it to `target/tmp/hardening/figures.txt`, which
+/// `cargo xtask test` prints after its summary (test output is captured).
+pub fn figure(text: &str) {
+    println!("{text}");
+    let _ = fs::create_dir_all(suite_dir());
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(suite_dir().join("figures.txt"))
+    {
+        let _ = f.write_all(format!("{text}\n").as_bytes());
+    }
+}
+
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = suite_dir().join(name);
     let _ = fs::remove_dir_all(&dir);
