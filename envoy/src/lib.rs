@@ -671,6 +671,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_secret_search_finds_each_secret_and_only_secrets() {
+        for secret in TEST_SECRETS {
+            assert_eq!(secrets_in(&format!("GET /x?password={secret} 200")), [*secret]);
+        }
+        assert!(secrets_in("\"user\":\"demo\",\"result\":\"good\"").is_empty());
+        let dir = std::env::temp_dir().join(format!("dynedge-secrets-{}", std::process::id()));
+        fs::create_dir_all(dir.join("envoy")).unwrap();
+        fs::write(dir.join("envoy/envoy.log"), "x-api-key: dynedge-demo-pdns-key").unwrap();
+        fs::write(dir.join("envoy.yaml"), "api_key: dynedge-demo-pdns-key").unwrap();
+        let found = secrets_in_logs(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(found.len(), 1, "only *.log files count: {found:?}");
+        assert_eq!(found[0].1, "dynedge-demo-pdns-key");
+    }
+
+    #[test]
     fn yaml_quoting_escapes_quotes_backslashes_and_newlines() {
         assert_eq!(yaml_quoted("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
     }

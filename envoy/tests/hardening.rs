@@ -165,6 +165,45 @@ fn a_broken_backend_never_yields_a_false_good_and_dns_stays_unchanged() {
         assert_eq!(ok.body, "good 192.0.2.57\n", "recovers: {ok:#?}");
         gw.assert_no_panic();
     }
+    // PowerDNS paused (SIGSTOP): slower than the 500 ms callout timeout.
+    {
+        let cfg = plugin_config(backend.api_port(), 0, |c| {
+            no_rate_limits(c);
+            c["backends"]["pdns"]["timeout_ms"] = 500.into();
+            c["record_cache_ttl_s"] = 0.into();
+        });
+        let gw = Gateway::start(
+            &dir.join("paused"),
+            &backend,
+            Gateway::options(&backend, cfg),
+        );
+        let before = backend.zone();
+        let pid = backend.pdns.daemon().and_then(|d| d.pid()).unwrap();
+        let signal = |sig: &str| {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_no_false_good(&gw, "PowerDNS paused")
+        }));
+        let took = started.elapsed();
+        signal("-CONT");
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+        figure(&format!(
+            "fault 'PowerDNS paused (SIGSTOP)': 2 updates → dnserr in {took:.1?}"
+        ));
+        assert_eq!(backend.zone(), before, "DNS changed while paused");
+        let ok = gw.update(&format!("hostname={HOME}&myip=192.0.2.58"));
+        assert_eq!(ok.body, "good 192.0.2.58\n", "recovers: {ok:#?}");
+        gw.assert_no_panic();
+    }
     let zone_before = backend.zone();
     // Fakes in place of PowerDNS's API; the callout timeout is 500 ms.
     for mode in [
