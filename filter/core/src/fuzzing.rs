@@ -32,6 +32,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("authorization", authorization),
     ("config", config),
     ("powerdns_read", powerdns_read),
+    ("rfc2136_answer", rfc2136_answer),
     ("exchange", exchange),
 ];
 
@@ -186,6 +187,62 @@ pub fn powerdns_read(data: &[u8]) {
     }
     if powerdns::check_write(&result).is_ok() {
         assert_eq!(status, 204, "a write accepted HTTP {status}");
+    }
+}
+
+/// The RFC 2136 (DoH) answer parsers: the bytes are a DNS message from the relay. A read
+/// yields only addresses of the asked type; no forged bytes ever pass as a signed, successful
+/// UPDATE answer (that would be a false `good`).
+pub fn rfc2136_answer(data: &[u8]) {
+    use crate::backends::rfc2136::{self, Pending, Rfc2136Backend, TsigAlg, TsigKey, DNS_MESSAGE};
+    let Ok(name) = Fqdn::parse("home.dyn.example.test") else {
+        unreachable!("a valid name")
+    };
+    let result = CalloutResult::Response {
+        status: 200,
+        headers: vec![("content-type".into(), DNS_MESSAGE.into())],
+        body: data.to_vec(),
+    };
+    for rtype in [RrType::A, RrType::Aaaa, RrType::Txt] {
+        if let Ok(values) = rfc2136::parse_read(&name, rtype, &result) {
+            for v in &values {
+                match rtype {
+                    RrType::A => assert!(v.parse::<std::net::Ipv4Addr>().is_ok(), "{v}"),
+                    RrType::Aaaa => assert!(v.parse::<std::net::Ipv6Addr>().is_ok(), "{v}"),
+                    RrType::Txt => {}
+                }
+            }
+        }
+    }
+    let key = match TsigKey::new(
+        "dynedge-fuzz.",
+        TsigAlg::HmacSha256,
+        "ZHluZWRnZS1mdXp6LXRzaWctc2VjcmV0LTMyYnl0ZXM=",
+    ) {
+        Ok(k) => k,
+        Err(e) => unreachable!("a valid key: {e:?}"),
+    };
+    let backend = Rfc2136Backend {
+        cluster: "relay".into(),
+        authority: "relay".into(),
+        path: "/dns-query".into(),
+        key,
+        timeout_ms: 1000,
+    };
+    let pending = Pending {
+        request_mac: vec![0x5a; 32],
+        id: 0,
+        signed_at: 1_700_000_000,
+    };
+    assert!(
+        rfc2136::check_write(&backend, &pending, &result).is_err(),
+        "unsigned or forged bytes accepted as a successful UPDATE"
+    );
+    if let Ok(answer) = rfc2136::read_answer(data, &pending.request_mac, &backend.key) {
+        assert!(
+            answer.tsig.is_none_or(|t| !t.verified),
+            "a forged TSIG verified"
+        );
     }
 }
 

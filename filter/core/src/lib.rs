@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+pub mod hoststate;
 pub mod kv;
 pub mod limits;
 pub mod names;
@@ -20,6 +21,9 @@ pub mod reply;
 pub mod request;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time;
+pub mod tokens;
+pub mod webhooks;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};
@@ -27,3 +31,4 @@ pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;
+pub use webhooks::Notify;
