@@ -195,6 +195,7 @@ impl Gateway {
             plugin_config: opts.plugin_config.clone(),
             pdns_api_port: opts.cluster_port,
             access_log: access_log.clone(),
+            webhook_port: None,
         };
         let admin_port = free_port();
         let mut yaml = format!(
@@ -276,6 +277,7 @@ impl Gateway {
             plugin_config: self.opts.plugin_config.clone(),
             pdns_api_port: self.opts.cluster_port,
             access_log: self.access_log.clone(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let (_, listeners) = split_listeners(&yaml);
