@@ -323,15 +323,34 @@ pub fn reply_codes(reply: &Reply) -> Vec<String> {
 /// Codes that say the backend was (or may have been) asked: anything else is a rejection.
 pub const ATTEMPT_CODES: &[&str] = &["good", "nochg", "dnserr", "911"];
 
-/// A whole request through `Exchange` against the fake PowerDNS: no panic, and a request that
-/// is rejected (no host reached `good`/`nochg`/`dnserr`/`911`) made no backend call at all.
+/// Statuses that refuse a request outright in every dialect: no backend call may precede them.
+pub const REFUSAL_STATUSES: &[u16] = &[401, 403, 405, 413, 429];
+
+/// A whole request through `Exchange` against the fake PowerDNS: no panic; a refusal (401,
+/// 403, 405, 413, 429) made no backend call, in any dialect; and on the DynDNS2 endpoints a
+/// request that is rejected (no host reached `good`/`nochg`/`dnserr`/`911`) made no backend
+/// call at all. (Other dialects may legitimately read before a 404, so only refusals count.)
 pub fn exchange(data: &[u8]) {
     let mut d = Driver::new(cheap_demo().clone());
     let req = request_from_bytes(data);
+    let dyndns2 = matches!(
+        crate::dialects::route(req.path_only()),
+        Some(crate::dialects::Route::Dyndns2(_))
+    );
     let Some(reply) = d.send(req) else {
         assert!(d.calls.is_empty(), "a passed-through request made calls");
         return;
     };
+    let refused = REFUSAL_STATUSES.contains(&reply.status);
+    assert!(
+        !refused || d.calls.is_empty(),
+        "a {} refusal made {} backend call(s)",
+        reply.status,
+        d.calls.len()
+    );
+    if !dyndns2 {
+        return;
+    }
     let codes = reply_codes(&reply);
     let attempted = codes.iter().any(|c| ATTEMPT_CODES.contains(&c.as_str()));
     assert!(
