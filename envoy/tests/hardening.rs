@@ -668,6 +668,19 @@ fn no_secret_appears_in_any_log_of_a_run_that_uses_every_credential_form() {
             format!("/nic/update?{q}"),
             vec!["-u", "neighbour:neighbour-password"],
         ),
+        (
+            format!("/update-by-path/{TOKEN}/{HOME}/192.0.2.113"),
+            vec![],
+        ),
+        (
+            format!("/update-by-query?secret={TOKEN}&fqdn={HOME}&ip_1=192.0.2.114"),
+            vec![],
+        ),
+        (
+            format!("/api/update?hostname={HOME}&token={TOKEN}&ipv4=192.0.2.115"),
+            vec![],
+        ),
+        (format!("/delete-by-path/{TOKEN}/{HOME}"), vec![]),
     ];
     for (path, extra) in &runs {
         let r = gw.get(path, extra);

@@ -597,6 +597,8 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     let mut cmd = cargo();
     cmd.current_dir(workspace_root())
         .arg("test")
+        // every test binary runs even after one fails, so the summary counts them all
+        .arg("--no-fail-fast")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());

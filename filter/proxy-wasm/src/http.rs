@@ -161,7 +161,14 @@ impl HttpContext for DynedgeHttp {
             random: self.random.hash_one(now_ms),
             kv: &SharedData,
         };
+        let logged = dynedge_core::dialects::loggable_path(&req.path);
+        let raw = req.path.clone();
         let (ex, step) = Exchange::start(&self.cfg, req, end_of_stream, &env);
+        if !matches!(step, Step::Pass) && logged != raw {
+            // dynedge answers this request itself: what Envoy logs as its path must not carry
+            // the query's passwords or a path token (access logs, tap, tracing).
+            self.set_http_request_header(":path", Some(&logged));
+        }
         self.exchange = Some(ex);
         self.drive(step)
     }
