@@ -227,7 +227,7 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
     }
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
@@ -239,7 +239,11 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
-fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(
+    daemon: &mut Daemon,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         daemon.check_alive()?;
@@ -526,6 +530,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod etcd;
+
 // ----------------------------------------------------------------------------------- Envoy
 
 /// What the bootstrap template needs.
@@ -686,6 +692,10 @@ impl Envoy {
 
     pub fn daemon(&mut self) -> &mut Daemon {
         &mut self.daemon
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
     }
 
     /// Envoy's own log (stderr) so far.

@@ -4,9 +4,8 @@
 //! PowerDNS 4.7 behind dnsdist 1.7. Records are checked with dig. Ports: the rfc2136 range
 //! 21000–21999.
 //!
-//! Clock skew (BADTIME) and TXT are covered at the core level
-//! (`filter/core/tests/rfc2136_relay.rs`): Envoy's clock cannot be moved, and there is no TXT
-//! dialect yet.
+//! TXT for ACME goes through the ApertoDNS `/txt` endpoint. Clock skew (BADTIME) is covered at
+//! the core level (`filter/core/tests/rfc2136_relay.rs`): Envoy's clock cannot be moved.
 
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -131,6 +130,44 @@ fn update(envoy: &Envoy, query: &str) -> (u16, String) {
     (status.parse().unwrap(), body.trim_end().to_string())
 }
 
+/// `METHOD /.well-known/apertodns/v1/txt` with a JSON body and the demo token: (status, body).
+fn txt(envoy: &Envoy, method: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-m",
+            "15",
+            "-X",
+            method,
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(&envoy.certificate.cert)
+        .args(["-H", &format!("authorization: Bearer {TOKEN}")])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(envoy.url("/.well-known/apertodns/v1/txt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    let json = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (status.parse().unwrap(), json)
+}
+
 fn records(port: u16, name: &str, rtype: &str) -> Vec<String> {
     let mut r = ok(dig(port, name, rtype));
     r.sort();
@@ -190,6 +227,36 @@ fn every_case(dir: &Path, cluster: String, dns_port: u16) {
     assert_eq!(update(&e, &q), (200, "good 192.0.2.20 2001:db8::20".into()));
     assert_eq!(records(dns_port, HOME, "A"), ["192.0.2.20"]);
     assert_eq!(records(dns_port, HOME, "AAAA"), ["2001:db8::20"]);
+
+    // ACME DNS-01: two challenge values at one name (wildcard + apex), then removed.
+    let acme = format!("_acme-challenge.{HOME}");
+    for value in ["challenge-one", "challenge-two"] {
+        let (status, body) = txt(
+            &e,
+            "POST",
+            &serde_json::json!({"hostname": acme, "value": value}),
+        );
+        assert_eq!(
+            (status, &body["success"]),
+            (200, &serde_json::json!(true)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        records(dns_port, &acme, "TXT"),
+        ["\"challenge-one\"", "\"challenge-two\""]
+    );
+    let one = serde_json::json!({"hostname": acme, "value": "challenge-one"});
+    let (status, body) = txt(&e, "DELETE", &one);
+    assert_eq!(
+        (status, &body["data"]["values_removed"]),
+        (200, &serde_json::json!(1)),
+        "{body}"
+    );
+    assert_eq!(records(dns_port, &acme, "TXT"), ["\"challenge-two\""]);
+    let (status, body) = txt(&e, "DELETE", &serde_json::json!({"hostname": acme}));
+    assert_eq!(status, 200, "{body}");
+    assert!(records(dns_port, &acme, "TXT").is_empty());
 
     // A CNAME at the name: the UPDATE's prerequisite fails (YXRRSET); the CNAME stays.
     nsupdate_cname(dns_port);

@@ -21,6 +21,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod up_etcd;
+
 use dynedge_envoy::{
     port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
     DEMO_ZONE,
@@ -55,7 +57,20 @@ const APT_TESTS: &[&str] = &[
     "knot",
     "knot-dnsutils",
     "dnsdist",
+    // The etcd store's suites (three members on loopback).
+    "etcd-server",
+    "etcd-client",
+    // ACME e2e (envoy/tests/acme_over_envoy.rs): the test CA and two clients; zope.interface
+    // for the certbot acme-dns plugin, which lives in .tools/acme-venv (see ACME_DNS_PLUGIN).
+    "pebble",
+    "lego",
+    "certbot",
+    "python3-zope.interface",
 ];
+
+/// certbot's acme-dns plugin (uses joohoi's pyacmedns client), installed from PyPI into a venv
+/// that sees Debian's certbot: Debian's lego is built without its acme-dns provider.
+const ACME_DNS_PLUGIN: &[&str] = &["certbot-dns-acmedns==0.1.0", "pyacmedns==0.4", "mock"];
 
 // The demo's fixed ports and names (README.md, examples/).
 const DEMO_HTTPS_PORT: u16 = 8443;
@@ -75,7 +90,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz_command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] | fuzz [--seconds N] [--target NAME]>"
+                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] | fuzz [--seconds N] [--target NAME]>"
             );
             return ExitCode::from(2);
         }
@@ -125,13 +140,15 @@ fn output_of(cmd: &mut Command) -> Option<String> {
 
 /// `cargo build -p dynedge-filter --target wasm32-wasip1 --release`; the .wasm's path.
 fn wasm() -> Result<PathBuf> {
-    step("building the filter (cargo build -p dynedge-filter --target wasm32-wasip1 --release)");
+    step("building the filter and the test-host probe (cargo build -p dynedge-filter -p dynedge-probe-filter --target wasm32-wasip1 --release)");
     run_visible(
         "cargo build (filter)",
         cargo().current_dir(workspace_root()).args([
             "build",
             "-p",
             "dynedge-filter",
+            "-p",
+            "dynedge-probe-filter",
             "--release",
             "--target",
             WASM_TARGET,
@@ -217,22 +234,9 @@ fn deps(for_tests: bool) -> Result<()> {
     println!("    {}", envoy.display());
 
     if for_tests {
-        // The dialects suite drives the official ApertoDNS client (not on the npm registry):
-        // built from its unchanged source by examples/apertodns-client/setup.sh.
-        step("the official ApertoDNS client (.run/apertodns-client)");
-        let built = workspace_root().join(".run/apertodns-client/dist/index.js");
-        if !built.is_file() && output_of(Command::new("npm").arg("--version")).is_none() {
-            // Debian packages npm apart from nodejs (NodeSource's nodejs carries its own).
-            let _ = apt_install(&["npm"]);
-        }
-        if built.is_file() {
-            println!("    {}", built.display());
-        } else if let Err(e) = run_visible(
-            "examples/apertodns-client/setup.sh",
-            &mut Command::new(workspace_root().join("examples/apertodns-client/setup.sh")),
-        ) {
-            // Not fatal here: the one test that needs it fails and says how to build it.
-            println!("    not built ({e})");
+        if let Err(e) = acme_dns_plugin() {
+            // Not fatal here: the acme-dns certbot test fails and says how to install it.
+            println!("    not installed ({e})");
         }
         step("cargo-fuzz (the fuzz step of `cargo xtask test`)");
         if output_of(cargo().args(["fuzz", "--version"])).is_some() {
@@ -245,6 +249,30 @@ fn deps(for_tests: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `.tools/acme-venv`: Debian's python3 with its site packages (certbot) plus the acme-dns plugin.
+fn acme_dns_plugin() -> Result<()> {
+    step("certbot acme-dns plugin (.tools/acme-venv)");
+    let venv = workspace_root().join(".tools/acme-venv");
+    let python = venv.join("bin/python");
+    let probe = "import certbot_dns_acmedns, pyacmedns, certbot";
+    if output_of(Command::new(&python).args(["-c", probe])).is_some() {
+        println!("    {}", python.display());
+        return Ok(());
+    }
+    run_visible(
+        "python3 -m venv --system-site-packages",
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--system-site-packages"])
+            .arg(&venv),
+    )?;
+    run_visible(
+        "pip install certbot-dns-acmedns",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(ACME_DNS_PLUGIN),
+    )
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
@@ -451,6 +479,35 @@ fn up(args: &[String]) -> Result<()> {
     } else {
         wasm()?
     };
+    if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if store != "etcd" {
+            return Err(format!("--store {store}: config or etcd"));
+        }
+        let gateways = match flag_value(args, "--gateways")? {
+            Some(n) => n.parse().map_err(|_| format!("--gateways {n}: a number"))?,
+            None => 3,
+        };
+        let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+            (Some(cert), Some(key)) => Some(Certificate {
+                cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+                key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+            }),
+            _ => None,
+        };
+        let etcd_port = port_from_env("DYNEDGE_ETCD_PORT", up_etcd::ETCD_CLIENT)?;
+        return up_etcd::up(
+            up_etcd::UpPorts {
+                https: ports.https,
+                dns: ports.dns,
+                api: ports.api,
+                etcd: etcd_port,
+            },
+            gateways,
+            certificate,
+            &wasm,
+            &run_dir.join("etcd"),
+        );
+    }
 
     let wanted = match backend {
         "rfc2136" => [
@@ -595,10 +652,9 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
     let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
     cmd.current_dir(workspace_root())
-        .arg("test")
-        // every test binary runs even after one fails, so the summary counts them all
-        .arg("--no-fail-fast")
+        .args(["test", "--no-fail-fast"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());

@@ -73,11 +73,16 @@ struct RawConfig {
     #[serde(default)]
     endpoints: Vec<crate::dialects::custom::RawEndpoint>,
     #[serde(default)]
+    acme_dns: Option<crate::dialects::acmedns::RawAcmeDns>,
+    #[serde(default)]
     webhooks: Option<crate::webhooks::RawWebhooks>,
     #[serde(default)]
     rate_limits: crate::limits::RateLimits,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
+    /// Where credentials and host state live (`crate::store`); absent = this configuration.
+    #[serde(default)]
+    store: Option<serde_json::Value>,
 }
 
 fn default_sweep() -> u64 {
@@ -297,8 +302,11 @@ pub struct Config {
     pub apertodns: crate::dialects::apertodns::ApertoSettings,
     /// Operator-defined update endpoints (ddns-service style), first match wins.
     pub endpoints: Vec<crate::dialects::custom::Endpoint>,
+    /// The acme-dns API (`acme_dns` in the configuration); off when absent.
+    pub acme_dns: Option<crate::dialects::acmedns::AcmeDnsSettings>,
     /// Webhook delivery; `None` = off.
     pub webhooks: Option<crate::webhooks::WebhookSettings>,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Config {
@@ -589,11 +597,25 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    let store = crate::store::StoreConfig::from_value(raw.store.as_ref())
+        .map_err(|(path, message)| err(path, message))?;
+    if let (Some(_), Some(i)) = (store.etcd(), zones.iter().position(|z| z.expiry_ttl_s > 0)) {
+        // A host's last update is known per gateway only: one gateway would expire a host
+        // that keeps updating through another.
+        return Err(err(
+            format!("zone {}.expiry_ttl_s", zones[i].name),
+            "expiry is not supported with the etcd store (last-seen times are per gateway)",
+        ));
+    }
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
     let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
     let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
+    let acme_dns = raw
+        .acme_dns
+        .map(|a| crate::dialects::acmedns::AcmeDnsSettings::compile(a, &zones, &apertodns))
+        .transpose()?;
     let webhooks = raw
         .webhooks
         .map(crate::webhooks::WebhookSettings::compile)
@@ -615,7 +637,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         host_owner,
         apertodns,
         endpoints,
+        acme_dns,
         webhooks,
+        store,
     })
 }
 

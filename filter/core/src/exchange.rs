@@ -98,7 +98,7 @@ enum State {
 impl Exchange {
     /// Starts on the request headers. `end_of_stream` says whether a body follows.
     pub fn start(cfg: &Config, req: Request, end_of_stream: bool, env: &Env) -> (Exchange, Step) {
-        let Some(route) = dialects::route_in(cfg, req.path_only()) else {
+        let Some(route) = dialects::route_request(cfg, &req) else {
             return (
                 Exchange {
                     state: State::Finished,
@@ -349,6 +349,11 @@ impl HostJob {
         }
     }
 
+    /// The host's records before this update (for the audit log); set by a store.
+    pub(crate) fn set_old(&mut self, rtype: RrType, values: Vec<String>) {
+        self.old.insert(rtype, values);
+    }
+
     fn fail(&mut self, e: BackendError) {
         self.code = Some(Code::Dnserr);
         self.error = Some(e.0);
@@ -383,6 +388,8 @@ pub struct Job {
     pending: HashMap<CalloutId, Pending>,
     next_id: CalloutId,
     phase: Phase,
+    /// The etcd store's protocol, which replaces the read/write phases (`store::etcd`).
+    etcd: Option<crate::store::etcd::HostFlow>,
 }
 
 impl Job {
@@ -397,7 +404,12 @@ impl Job {
         writes: Vec<KvWrite>,
         env: &Env,
     ) -> Box<Job> {
+        let etcd = cfg
+            .store
+            .etcd()
+            .map(|s| crate::store::etcd::HostFlow::new(s.clone(), hosts.len(), env.random));
         Box::new(Job {
+            etcd,
             dialect,
             identity,
             client: req.client_ip(&cfg.trusted_proxies),
@@ -430,6 +442,21 @@ impl Job {
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
     pub(crate) fn advance(&mut self, env: &Env) -> Step {
+        if let Some(flow) = self.etcd.as_mut() {
+            if matches!(self.phase, Phase::Reading) {
+                self.phase = Phase::Writing;
+                let calls = flow.start(&mut self.hosts, env);
+                if !calls.is_empty() {
+                    return Step::Call(calls);
+                }
+            }
+            let done = flow.is_done();
+            return if done {
+                Step::Done(self.finish(env))
+            } else {
+                Step::Wait
+            };
+        }
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
@@ -511,6 +538,18 @@ impl Job {
     }
 
     pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+        if let Some(flow) = self.etcd.as_mut() {
+            let calls = flow.on_callout(id, result, &mut self.hosts, env);
+            if !calls.is_empty() {
+                return Step::Call(calls);
+            }
+            let done = flow.is_done();
+            return if done {
+                Step::Done(self.finish(env))
+            } else {
+                Step::Wait
+            };
+        }
         let Some(p) = self.pending.remove(&id) else {
             return Step::Wait;
         };
@@ -567,11 +606,14 @@ impl Job {
             let code = h.code.unwrap_or(Code::Emergency);
             let (new, addrs, previous, current) = match &h.target {
                 Some(t) => {
-                    let shown = if code.is_success() {
-                        &h.desired
-                    } else {
+                    // A flow that replaces whole RRsets (the etcd store) plans no `desired`:
+                    // what it wrote is what it wanted.
+                    let planned = if h.desired.is_empty() {
                         &t.want
+                    } else {
+                        &h.desired
                     };
+                    let shown = if code.is_success() { planned } else { &t.want };
                     let new: Vec<&String> = shown.iter().flat_map(|(_, v)| v).collect();
                     let addrs = shown
                         .iter()
@@ -584,7 +626,7 @@ impl Job {
                         .filter_map(|r| h.old.get(&r).map(|v| (r, v.clone())))
                         .collect();
                     let current = if code.is_success() {
-                        h.desired.clone()
+                        planned.clone()
                     } else {
                         vec![]
                     };
@@ -676,7 +718,7 @@ fn cached(env: &Env, name: &Fqdn, rtype: RrType, ttl_ms: u64) -> Option<Vec<Stri
 }
 
 /// Equal as sets; addresses compare as addresses (`2001:DB8::1` = `2001:db8::1`).
-fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
+pub(crate) fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
     let norm = |v: &[String]| {
         let mut out: Vec<String> = v
             .iter()

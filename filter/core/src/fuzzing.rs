@@ -334,7 +334,7 @@ pub fn exchange(data: &[u8]) {
     let mut d = Driver::new(cheap_demo().clone());
     let req = request_from_bytes(data);
     let dyndns2 = matches!(
-        crate::dialects::route(req.path_only()),
+        crate::dialects::route_request(&d.cfg, &req),
         Some(crate::dialects::Route::Dyndns2(_))
     );
     let Some(reply) = d.send(req) else {

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;

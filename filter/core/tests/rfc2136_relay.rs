@@ -228,7 +228,8 @@ fn aaaa_and_dual_stack(t: &Target) {
     assert!(line.split_whitespace().nth(1) == Some("60"), "{line}");
 }
 
-/// TXT for ACME through `Backend::write`/`check_write` (no TXT dialect on main yet).
+/// TXT for ACME through `Backend::write`/`check_write` and reads (the dialect path through
+/// Envoy is in `envoy/tests/rfc2136_over_envoy.rs`).
 fn txt_add_then_delete(t: &Target) {
     let cfg = good_key();
     let backend = &cfg.backends["bind"];
@@ -508,5 +509,21 @@ fn the_demo_stack_of_xtask_up_matches_the_example_configuration() {
     assert_eq!(
         format!("{:?}", a.backends["bind"]),
         format!("{:?}", b.backends["bind"])
+    );
+}
+
+#[test]
+fn the_rfc2136_example_is_the_demo_configuration_with_another_backend() {
+    let mut demo: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../examples/dynedge.json")).unwrap();
+    let mut rfc: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../examples/dynedge-rfc2136.json")).unwrap();
+    for v in [&mut demo, &mut rfc] {
+        v.as_object_mut().unwrap().remove("backends");
+        v["zones"][0]["backend"] = "x".into();
+    }
+    assert_eq!(
+        demo, rfc,
+        "keep examples/dynedge-rfc2136.json in step with dynedge.json"
     );
 }

@@ -32,6 +32,11 @@ pub struct DynedgeRoot {
     /// When the expiry sweep last ran, and how often it runs (the tick may be faster).
     last_sweep_ms: u64,
     sweep_every_ms: u64,
+    /// The plugin configuration as given (the etcd store merges its credentials into it).
+    base_raw: Vec<u8>,
+    /// The etcd credential sync in flight, and when the next one is due.
+    sync_token: Option<u32>,
+    next_sync_ms: u64,
 }
 
 /// Shared between the root context and the HTTP contexts of one VM (one thread).
@@ -51,6 +56,12 @@ impl Context for DynedgeRoot {
         if let Some(n) = self.notify_in_flight.remove(&token) {
             let result = host::call_result(self, num_headers, body_size);
             self.notified(n, &result);
+            return;
+        }
+        if self.sync_token == Some(token) {
+            self.sync_token = None;
+            let result = host::call_result(self, num_headers, body_size);
+            self.synced(&result);
             return;
         }
         let Some(id) = self.in_flight.remove(&token) else {
@@ -92,15 +103,20 @@ impl RootContext for DynedgeRoot {
         if cfg.webhooks.is_some() {
             // Webhooks are dispatched from the tick; the sweep keeps its own interval.
             self.set_tick_period(NOTIFY_TICK);
+        } else if cfg.store.etcd().is_some() {
+            // Credential sync every ttl_s (checked each second).
+            self.set_tick_period(Duration::from_secs(1));
         } else if expiry {
             self.set_tick_period(Duration::from_secs(cfg.expiry_sweep_interval_s));
         }
+        self.base_raw = raw;
         self.config = Some((Rc::new(cfg), fingerprint));
         true
     }
 
     fn on_tick(&mut self) {
         self.dispatch_notifications();
+        self.maybe_sync();
         if self.sweep.is_some() {
             return; // the previous sweep is still waiting for its calls
         }
@@ -108,8 +124,8 @@ impl RootContext for DynedgeRoot {
             return;
         };
         let env = self.env();
-        // With webhooks the tick is fast: the sweep keeps its own interval.
-        let too_soon = cfg.webhooks.is_some()
+        // With webhooks or the etcd sync the tick is fast: the sweep keeps its own interval.
+        let too_soon = (cfg.webhooks.is_some() || cfg.store.etcd().is_some())
             && env.now_ms.saturating_sub(self.last_sweep_ms) < self.sweep_every_ms;
         if !cfg.zones.iter().any(|z| z.expiry_ttl_s > 0) || too_soon {
             return;
@@ -136,6 +152,68 @@ impl RootContext for DynedgeRoot {
 }
 
 impl DynedgeRoot {
+    /// etcd store: read every user and token once per `ttl_s` (`store::etcd::sync_call`).
+    fn maybe_sync(&mut self) {
+        let Some(store) = self
+            .config
+            .as_ref()
+            .and_then(|(c, _)| c.store.etcd().cloned())
+        else {
+            return;
+        };
+        let now_ms = self.env().now_ms;
+        if self.sync_token.is_some() || now_ms < self.next_sync_ms {
+            return;
+        }
+        self.next_sync_ms = now_ms + store.ttl_s * 1000;
+        let (in_flight, failed) = host::dispatch(
+            self,
+            vec![(0, dynedge_core::store::etcd::sync_call(&store))],
+        );
+        self.sync_token = in_flight.first().map(|(token, _)| *token);
+        for (_, result) in failed {
+            self.synced(&result);
+        }
+    }
+
+    /// A sync's answer: publish the merged configuration, and the time of this snapshot.
+    fn synced(&mut self, result: &CalloutResult) {
+        use dynedge_core::store::etcd;
+        let merged = etcd::sync_apply(&self.base_raw, result).and_then(|raw| {
+            Config::from_json(&raw)
+                .map(|c| (raw, c))
+                .map_err(|e| e.to_string())
+        });
+        let (raw, cfg) = match merged {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Keep the previous snapshot; without a good sync for max_stale_s, updates
+                // answer 911 (fail closed).
+                host::log(LogLevel::Error, &format!("dynedge: etcd sync: {e}"));
+                return;
+            }
+        };
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        host::publish_config(&raw, &fingerprint);
+        let now_ms = self.env().now_ms;
+        host::apply(&[dynedge_core::KvWrite::put(
+            etcd::SYNCED_KEY.into(),
+            now_ms.to_string().into_bytes(),
+        )]);
+        if self.config.as_ref().map(|(_, fp)| fp) != Some(&fingerprint) {
+            host::log(
+                LogLevel::Info,
+                &format!(
+                    "dynedge: etcd sync: {} user(s), {} token(s) [{}]",
+                    cfg.users.len(),
+                    cfg.tokens.len(),
+                    &fingerprint[..12]
+                ),
+            );
+            self.config = Some((Rc::new(cfg), fingerprint));
+        }
+    }
+
     fn env(&self) -> Env<'static> {
         let now_ms = self
             .get_current_time()
