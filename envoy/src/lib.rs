@@ -262,6 +262,62 @@ pub(crate) fn wait_until(
     }
 }
 
+// ---------------------------------------------------------------------------------- secrets
+
+/// Every secret the demo and the test suites use, and the forms they travel in (Basic's
+/// base64 of `demo:demo-password`). None may ever appear in a log.
+pub const TEST_SECRETS: &[&str] = &[
+    "demo-password",
+    "neighbour-password",
+    "ZGVtbzpkZW1vLXBhc3N3b3Jk",
+    "dynedge_test_demodemodemodemodemodemodemodemo",
+    "dynedge-demo-pdns-key",
+    // TSIG secrets: examples/dynedge-rfc2136.json and the RFC 2136 suites' two keys
+    "2EoBmZZI44ewlDWj5Ww1QaL0vITf+st46BOVgDLKlEY=",
+    "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=",
+    "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==",
+    // the webhook signing secret of the dialects suite
+    "a-webhook-secret-of-at-least-32-characters",
+];
+
+/// Every `*.log` file under `dir` (Envoy and PowerDNS logs, access logs).
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(log_files(&p));
+        } else if p.extension().is_some_and(|x| x == "log") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The secrets of [`TEST_SECRETS`] found in `text`.
+pub fn secrets_in(text: &str) -> Vec<&'static str> {
+    TEST_SECRETS
+        .iter()
+        .copied()
+        .filter(|s| text.contains(s))
+        .collect()
+}
+
+/// The secrets found in the log files under `dir`: (file, secret).
+pub fn secrets_in_logs(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut found = Vec::new();
+    for f in log_files(dir) {
+        let bytes = fs::read(&f).unwrap_or_default();
+        for s in secrets_in(&String::from_utf8_lossy(&bytes)) {
+            found.push((f.clone(), s));
+        }
+    }
+    found
+}
+
 // ------------------------------------------------------------------------------ certificate
 
 /// A PEM certificate and its key.
@@ -791,6 +847,29 @@ mod tests {
         assert_eq!(Proxy::parse("envoy"), Ok(Proxy::Envoy));
         assert_eq!(Proxy::parse("pingora"), Ok(Proxy::Pingora));
         assert!(Proxy::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn the_secret_search_finds_each_secret_and_only_secrets() {
+        for secret in TEST_SECRETS {
+            assert_eq!(
+                secrets_in(&format!("GET /x?password={secret} 200")),
+                [*secret]
+            );
+        }
+        assert!(secrets_in("\"user\":\"demo\",\"result\":\"good\"").is_empty());
+        let dir = std::env::temp_dir().join(format!("dynedge-secrets-{}", std::process::id()));
+        fs::create_dir_all(dir.join("envoy")).unwrap();
+        fs::write(
+            dir.join("envoy/envoy.log"),
+            "x-api-key: dynedge-demo-pdns-key",
+        )
+        .unwrap();
+        fs::write(dir.join("envoy.yaml"), "api_key: dynedge-demo-pdns-key").unwrap();
+        let found = secrets_in_logs(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(found.len(), 1, "only *.log files count: {found:?}");
+        assert_eq!(found[0].1, "dynedge-demo-pdns-key");
     }
 
     #[test]

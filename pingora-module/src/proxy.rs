@@ -119,7 +119,8 @@ impl AccessLog {
             "[{}] \"{} {} {protocol}\" {status} {flags} {} {}ms {peer} \"{agent}\"\n",
             rfc3339_utc(SystemTime::now()),
             req.method,
-            req.uri.path(),
+            // The same redaction as the filter: no query, path secrets as `***`.
+            dynedge_core::dialects::loggable_path(req.uri.path()),
             session.body_bytes_sent(),
             started.elapsed().as_millis(),
         );

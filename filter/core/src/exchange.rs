@@ -69,6 +69,8 @@ pub struct Outcome {
     pub notify: Vec<Notify>,
     /// Rate-limit counters to increment atomically (see `limits::merge_count`).
     pub counts: Vec<crate::limits::KvCount>,
+    /// Histogram samples (metric name, value), e.g. the backend latency in milliseconds.
+    pub samples: Vec<(String, u64)>,
 }
 
 impl Outcome {
@@ -674,6 +676,12 @@ impl Job {
             }
             outcomes.push(outcome);
         }
+        // Only exchanges that called the backend measure its latency.
+        let samples = if self.next_id > 0 {
+            vec![(format!("dynedge.{}.backend_ms", self.dialect), elapsed)]
+        } else {
+            vec![]
+        };
         let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
         Outcome {
             reply: Some((self.render)(&outcomes)),
@@ -682,6 +690,7 @@ impl Job {
             counters,
             notify,
             counts: std::mem::take(&mut self.counts),
+            samples,
         }
     }
 }

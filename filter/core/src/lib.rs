@@ -11,6 +11,8 @@ pub mod config;
 pub mod dialects;
 pub mod exchange;
 pub mod expiry;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzzing;
 pub mod hoststate;
 pub mod kv;
 pub mod limits;

@@ -117,7 +117,9 @@ pub fn call_result<C: Context + ?Sized>(
     if num_headers == 0 {
         return CalloutResult::Failed("no response (timeout, reset or refused)".into());
     }
-    let headers = ctx.get_http_call_response_headers();
+    // Bytes, not Strings: the SDK's String form panics (and traps the VM) on a header value
+    // that is not UTF-8, which a broken backend can send.
+    let headers = lossy_headers(ctx.get_http_call_response_headers_bytes());
     let status = headers
         .iter()
         .find(|(k, _)| k == ":status")
@@ -142,27 +144,46 @@ pub fn record(outcome: &Outcome, metrics: &Metrics, now_s: u64) {
     for c in &outcome.counters {
         metrics.increment(c);
     }
+    for (name, value) in &outcome.samples {
+        metrics.record(name, *value);
+    }
 }
 
-/// Counters by name, defined on first use (per VM; Envoy aggregates them).
+/// Counters and histograms by name, defined on first use (per VM; Envoy aggregates them).
 #[derive(Default)]
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
 }
 
 impl Metrics {
-    pub fn increment(&self, name: &str) {
+    fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
         let mut ids = self.ids.borrow_mut();
-        let id = match ids.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    ids.insert(name.to_string(), id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        ids.insert(name.to_string(), id);
+        Some(id)
     }
+
+    pub fn increment(&self, name: &str) {
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// One histogram sample (Envoy: `record_metric` on a `Histogram`).
+    pub fn record(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// Header values as the core sees them: bytes that are not UTF-8 become U+FFFD.
+pub fn lossy_headers(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
 }

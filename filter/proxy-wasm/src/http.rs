@@ -45,7 +45,9 @@ impl DynedgeHttp {
     }
 
     fn snapshot(&self) -> Request {
-        let headers = self.get_http_request_headers();
+        // Bytes, not Strings: the SDK's String form panics (trapping the VM for every later
+        // request) on a header value that is not UTF-8 — old routers send Latin-1 user agents.
+        let headers = host::lossy_headers(self.get_http_request_headers_bytes());
         let pseudo = |name: &str| {
             headers
                 .iter()
@@ -159,7 +161,14 @@ impl HttpContext for DynedgeHttp {
             random: self.random.hash_one(now_ms),
             kv: &SharedData,
         };
+        let logged = dynedge_core::dialects::loggable_path(&req.path);
+        let raw = req.path.clone();
         let (ex, step) = Exchange::start(&self.cfg, req, end_of_stream, &env);
+        if !matches!(step, Step::Pass) && logged != raw {
+            // dynedge answers this request itself: what Envoy logs as its path must not carry
+            // the query's passwords or a path token (access logs, tap, tracing).
+            self.set_http_request_header(":path", Some(&logged));
+        }
         self.exchange = Some(ex);
         self.drive(step)
     }

@@ -95,6 +95,26 @@ pub fn route_in(cfg: &Config, path: &str) -> Option<Route> {
         .or_else(|| route(path))
 }
 
+/// Paths whose second segment is a secret (an API token), for [`loggable_path`].
+const SECRET_IN_PATH: &[&str] = &["/update-by-path/", "/delete-by-path/"];
+
+/// The request path as logs may show it: no query string (passwords and tokens travel there)
+/// and the secret segment of the path dialects masked (`/update-by-path/***/host/ip`). The
+/// adapters put it in place of `:path` for every request dynedge answers, so no access-log
+/// format can show a credential.
+pub fn loggable_path(path: &str) -> String {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    for prefix in SECRET_IN_PATH {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            return match rest.split_once('/') {
+                Some((_, tail)) => format!("{prefix}***/{tail}"),
+                None => format!("{prefix}***"),
+            };
+        }
+    }
+    path.to_string()
+}
+
 /// The route for a request: acme-dns first (its root `/update` is told from DynDNS2's by
 /// method and header, so it needs the request), then [`route_in`].
 pub fn route_request(cfg: &Config, req: &Request) -> Option<Route> {
@@ -148,5 +168,31 @@ pub fn error_reply(json: bool, status: u16, code: &str, message: &str) -> Reply 
         json_error(status, code, message)
     } else {
         Reply::text(status, format!("{code}: {message}\n"))
+    }
+}
+
+#[cfg(test)]
+mod loggable_path_tests {
+    use super::loggable_path;
+
+    #[test]
+    fn loggable_paths_hide_query_strings_and_path_secrets() {
+        assert_eq!(
+            loggable_path("/nic/update?hostname=h&password=p"),
+            "/nic/update"
+        );
+        assert_eq!(
+            loggable_path("/update-by-path/tok3n/home.test/192.0.2.1"),
+            "/update-by-path/***/home.test/192.0.2.1"
+        );
+        assert_eq!(
+            loggable_path("/delete-by-path/tok3n"),
+            "/delete-by-path/***"
+        );
+        assert_eq!(
+            loggable_path("/update-by-query?secret=tok3n"),
+            "/update-by-query"
+        );
+        assert_eq!(loggable_path("/health"), "/health");
     }
 }

@@ -1,0 +1,58 @@
+//! The backend latency the core measures reaches the adapter as a histogram sample.
+
+use dynedge_core::fuzzing::cheap_demo;
+use dynedge_core::testing::{get, FakePowerDns, RequestExt};
+use dynedge_core::{Env, Exchange, MemoryKv, Outcome, Step};
+
+/// Runs one request, answering every callout `ms_per_call` later than the previous input.
+fn run(req: dynedge_core::Request, ms_per_call: u64) -> (Outcome, usize) {
+    let cfg = cheap_demo();
+    let kv = MemoryKv::default();
+    let mut pdns = FakePowerDns::default();
+    let mut now = 1_700_000_000_000;
+    let env = |now| Env {
+        now_ms: now,
+        random: 1,
+        kv: &kv,
+    };
+    let (mut ex, mut step) = Exchange::start(cfg, req, true, &env(now));
+    let mut calls = 0;
+    loop {
+        step = match step {
+            Step::Done(out) => return (out, calls),
+            Step::Call(cs) => {
+                let mut last = Step::Wait;
+                for (id, c) in cs {
+                    calls += 1;
+                    now += ms_per_call;
+                    let r = pdns.answer(&c);
+                    last = ex.on_callout(id, r, &env(now));
+                }
+                last
+            }
+            other => unreachable!("the exchange asked for {other:?}"),
+        };
+    }
+}
+
+#[test]
+fn an_update_that_called_the_backend_reports_its_latency_sample() {
+    let req = get("/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1")
+        .basic("demo", "demo-password");
+    let (out, calls) = run(req, 37);
+    assert_eq!(calls, 2, "a read and a write");
+    assert_eq!(
+        out.samples,
+        vec![("dynedge.dyndns2.backend_ms".to_string(), 74)]
+    );
+    assert!(out.counters.contains(&"dynedge.dyndns2.good".to_string()));
+}
+
+#[test]
+fn a_rejected_request_reports_no_latency_sample() {
+    let req =
+        get("/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1").basic("demo", "wrong");
+    let (out, calls) = run(req, 37);
+    assert_eq!(calls, 0);
+    assert!(out.samples.is_empty(), "{:?}", out.samples);
+}
