@@ -45,6 +45,8 @@ pub struct Opts {
     pub connections: u32,
     pub scale: Vec<usize>,
     pub peers: bool,
+    /// `--only a,b`: just these sections (ceiling, nochg, good, cold, flood, scale, peers).
+    pub only: Vec<String>,
 }
 
 impl Opts {
@@ -62,13 +64,23 @@ impl Opts {
         Ok(Opts {
             duration_s: value("--duration")?.unwrap_or(if quick { 3 } else { 10 }),
             connections: value("--connections")?.map_or(16, |c| c as u32),
-            scale: if quick {
-                vec![10, 1_000]
-            } else {
-                vec![10, 1_000, 100_000]
+            scale: match crate::flag_value(args, "--scale")? {
+                Some(list) => list
+                    .split(',')
+                    .map(|n| n.parse().map_err(|_| format!("--scale: not a number: {n}")))
+                    .collect::<Result<Vec<usize>>>()?,
+                None if quick => vec![10, 1_000],
+                None => vec![10, 1_000, 100_000],
             },
             peers: !args.iter().any(|a| a == "--no-peers"),
+            only: crate::flag_value(args, "--only")?
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
         })
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 }
 
@@ -770,101 +782,130 @@ pub fn bench(args: &[String]) -> Result<()> {
     let mut ceiling: Vec<(bool, Figures)> = Vec::new();
     let mut ceiling_rss = 0u64;
     let base_config = plugin_config(0, 300, None)?;
-    for tls in [true, false] {
-        let t = if tls { "TLS" } else { "plain HTTP" };
-        crate::step(&format!("Envoy direct_response ceiling ({t})"));
-        let gw = Gateway::start(
-            &dir.join("envoy-ceiling"),
-            &envoy_cfg(base_config.clone()),
-            Variant::Ceiling,
-            tls,
-            &nochg_path,
-        )?;
-        let f = wrk(
-            &dir,
-            &format!("ceiling-{}", if tls { "tls" } else { "plain" }),
-            &gw.url("/"),
-            &nochg_lua(DEMO_BASIC),
-            c,
-            d,
-        );
-        if !tls {
-            ceiling_rss = gw.memory().0;
-        }
-        if let Ok(f) = &f {
-            ceiling.push((tls, f.clone()));
-        }
-        push(
-            &mut rows,
-            "Envoy ceiling: direct_response 200",
-            &format!("Envoy ({t})"),
-            f,
-            String::new(),
-        );
-        gw.stop();
-
-        crate::step(&format!("dynedge nochg ({t})"));
-        let gw = Gateway::start(
-            &dir.join("envoy-dynedge"),
-            &envoy_cfg(base_config.clone()),
-            Variant::Dynedge,
-            tls,
-            &nochg_path,
-        )?;
-        let (code, body) = gw.get(&nochg_path, DEMO_BASIC, None)?;
-        if !body.starts_with("nochg") {
-            return Err(format!("warming the nochg path gave {code} {body}"));
-        }
-        let f = wrk(
-            &dir,
-            &format!("nochg-{}", if tls { "tls" } else { "plain" }),
-            &gw.url("/"),
-            &nochg_lua(DEMO_BASIC),
-            c,
-            d,
-        );
-        let note = match (&f, ceiling.iter().find(|(x, _)| *x == tls)) {
-            (Ok(f), Some((_, base))) => format!(
-                "{:.0}% of the ceiling; p99 +{} ms",
-                100.0 * f.rps / base.rps,
-                fmt_ms(f.p99_ms - base.p99_ms)
-            ),
-            _ => String::new(),
-        };
-        push(
-            &mut rows,
-            "dynedge nochg (auth cache warm)",
-            &format!("dynedge in Envoy ({t})"),
-            f,
-            note,
-        );
-
-        if !tls {
-            crate::step("dynedge good path against PowerDNS (plain HTTP)");
-            let lua = varying_update_lua(
-                &format!("/nic/update?hostname={HOST}&myip="),
-                &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
-                true,
+    if opts.wants("nochg") || opts.wants("good") {
+        for tls in [true, false] {
+            let t = if tls { "TLS" } else { "plain HTTP" };
+            crate::step(&format!("Envoy direct_response ceiling ({t})"));
+            let gw = Gateway::start(
+                &dir.join("envoy-ceiling"),
+                &envoy_cfg(base_config.clone()),
+                Variant::Ceiling,
+                tls,
+                &nochg_path,
+            )?;
+            let f = wrk(
+                &dir,
+                &format!("ceiling-{}", if tls { "tls" } else { "plain" }),
+                &gw.url("/"),
+                &nochg_lua(DEMO_BASIC),
+                c,
+                d,
             );
-            let f = wrk(&dir, "good-pdns", &gw.url("/"), &lua, c, d);
-            let note = f.as_ref().map(replies_note).unwrap_or_default();
+            if !tls {
+                ceiling_rss = gw.memory().0;
+            }
+            if let Ok(f) = &f {
+                ceiling.push((tls, f.clone()));
+            }
             push(
                 &mut rows,
-                "dynedge good (new address every request)",
-                "dynedge in Envoy → PowerDNS",
+                "Envoy ceiling: direct_response 200",
+                &format!("Envoy ({t})"),
+                f,
+                String::new(),
+            );
+            gw.stop();
+
+            crate::step(&format!("dynedge nochg ({t})"));
+            let gw = Gateway::start(
+                &dir.join("envoy-dynedge"),
+                &envoy_cfg(base_config.clone()),
+                Variant::Dynedge,
+                tls,
+                &nochg_path,
+            )?;
+            let (code, body) = gw.get(&nochg_path, DEMO_BASIC, None)?;
+            if !body.starts_with("nochg") {
+                return Err(format!("warming the nochg path gave {code} {body}"));
+            }
+            let f = wrk(
+                &dir,
+                &format!("nochg-{}", if tls { "tls" } else { "plain" }),
+                &gw.url("/"),
+                &nochg_lua(DEMO_BASIC),
+                c,
+                d,
+            );
+            let note = match (&f, ceiling.iter().find(|(x, _)| *x == tls)) {
+                (Ok(f), Some((_, base))) => format!(
+                    "{:.0}% of the ceiling; p99 +{} ms",
+                    100.0 * f.rps / base.rps,
+                    fmt_ms(f.p99_ms - base.p99_ms)
+                ),
+                _ => String::new(),
+            };
+            push(
+                &mut rows,
+                "dynedge nochg (auth cache warm)",
+                &format!("dynedge in Envoy ({t})"),
                 f,
                 note,
             );
+
+            if !tls {
+                // The same VM and route table with nothing for the core to do: `/` is not a DDNS
+                // path, so the filter passes it on and the 404 direct_response route answers.
+                crate::step("dynedge pass-through (plain HTTP): the wasm filter's own floor");
+                let lua = fixed_lua(
+                    "GET",
+                    "/",
+                    &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
+                    None,
+                );
+                let f = wrk(&dir, "pass-plain", &gw.url("/"), &lua, c, d);
+                let note = match (&f, ceiling.iter().find(|(x, _)| !*x)) {
+                    (Ok(f), Some((_, base))) => format!(
+                        "{:.0}% of the ceiling; every reply the route's 404",
+                        100.0 * f.rps / base.rps
+                    ),
+                    _ => String::new(),
+                };
+                push(
+                    &mut rows,
+                    "dynedge pass-through (not a DDNS path)",
+                    "dynedge in Envoy (plain HTTP)",
+                    f,
+                    note,
+                );
+            }
+            if !tls && opts.wants("good") {
+                crate::step("dynedge good path against PowerDNS (plain HTTP)");
+                let lua = varying_update_lua(
+                    &format!("/nic/update?hostname={HOST}&myip="),
+                    &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
+                    true,
+                );
+                let f = wrk(&dir, "good-pdns", &gw.url("/"), &lua, c, d);
+                let note = f.as_ref().map(replies_note).unwrap_or_default();
+                push(
+                    &mut rows,
+                    "dynedge good (new address every request)",
+                    "dynedge in Envoy → PowerDNS",
+                    f,
+                    note,
+                );
+            }
+            gw.stop();
         }
-        gw.stop();
     }
     loads.push(("after ceiling/nochg/good".into(), loadavg()));
 
     // The backend's own ceiling: PATCH straight at the PowerDNS API, one connection (the
     // gateway's pdns_api cluster also holds one: sqlite3 allows one writer).
-    crate::step("PowerDNS API PATCH directly (one connection)");
-    let patch_lua = format!(
-        r#"local n = 0
+    if opts.wants("good") {
+        crate::step("PowerDNS API PATCH directly (one connection)");
+        let patch_lua = format!(
+            r#"local n = 0
 function request()
   n = n + 1
   local net = (n % 2 == 0) and "198.51.100." or "203.0.113."
@@ -873,188 +914,195 @@ function request()
   return wrk.format("PATCH", "/api/v1/servers/localhost/zones/{DEMO_ZONE}.", {{["X-API-Key"] = "{PDNS_KEY}", ["Content-Type"] = "application/json"}}, body)
 end
 "#
-    );
-    let f = wrk(
-        &dir,
-        "pdns-direct",
-        &format!("http://127.0.0.1:{PDNS_API_PORT}/"),
-        &patch_lua,
-        1,
-        d,
-    );
-    push(
-        &mut rows,
-        "backend ceiling: PowerDNS API PATCH",
-        "PowerDNS 4 (sqlite3), wrk -c1",
-        f,
-        String::new(),
-    );
-    push(
-        &mut rows,
-        "dynedge good against RFC 2136/BIND",
-        "–",
-        Err("backends/rfc2136.rs is not on main".into()),
-        String::new(),
-    );
-
+        );
+        let f = wrk(
+            &dir,
+            "pdns-direct",
+            &format!("http://127.0.0.1:{PDNS_API_PORT}/"),
+            &patch_lua,
+            1,
+            d,
+        );
+        push(
+            &mut rows,
+            "backend ceiling: PowerDNS API PATCH",
+            "PowerDNS 4 (sqlite3), wrk -c1",
+            f,
+            String::new(),
+        );
+        push(
+            &mut rows,
+            "dynedge good against RFC 2136/BIND",
+            "–",
+            Err("backends/rfc2136.rs is not on main".into()),
+            String::new(),
+        );
+    }
     // 2. Cold auth: Argon2 on every request.
-    crate::step("cold auth: auth_cache_ttl_s 0 (Argon2id m=19456 t=2 p=1 per request, plain HTTP)");
-    let gw = Gateway::start(
-        &dir.join("envoy-cold"),
-        &envoy_cfg(plugin_config(0, 0, None)?),
-        Variant::Dynedge,
-        false,
-        &nochg_path,
-    )?;
-    let cold = wrk(
-        &dir,
-        "cold-auth",
-        &gw.url("/"),
-        &nochg_lua(DEMO_BASIC),
-        c.min(4),
-        d,
-    );
-    let note = cold
-        .as_ref()
-        .map(|f| {
-            format!(
-                "≈ {:.1} ms of Argon2 per request (1 worker)",
-                1000.0 / f.rps
-            )
-        })
-        .unwrap_or_default();
-    push(
-        &mut rows,
-        "cold auth (auth_cache_ttl_s 0)",
-        "dynedge in Envoy (plain HTTP)",
-        cold,
-        note,
-    );
-    gw.stop();
-
-    // 3. Bad-auth flood from 127.0.0.1 while a good client on 127.0.0.2 updates.
-    for limited in [true, false] {
-        let limits = limited.then(|| {
-            json!({"enabled": true,
-                   "good_per_client": {"limit": 1_000_000_000u32, "window_s": 60},
-                   "good_per_host": {"limit": 1_000_000_000u32, "window_s": 60}})
-        });
-        let what = if limited {
-            "rate limits on (defaults for bad auth)"
-        } else {
-            "rate limits off"
-        };
-        crate::step(&format!("bad-auth flood, {what}"));
+    if opts.wants("cold") {
+        crate::step(
+            "cold auth: auth_cache_ttl_s 0 (Argon2id m=19456 t=2 p=1 per request, plain HTTP)",
+        );
         let gw = Gateway::start(
-            &dir.join("envoy-flood"),
-            &envoy_cfg(plugin_config(0, 300, limits)?),
+            &dir.join("envoy-cold"),
+            &envoy_cfg(plugin_config(0, 0, None)?),
             Variant::Dynedge,
             false,
             &nochg_path,
         )?;
-        let lua = fixed_lua(
-            "GET",
-            &nochg_path,
-            &[("Authorization", &format!("Basic {BAD_BASIC}")), ua],
-            None,
-        ) + COUNT_REPLIES_LUA;
-        let url = gw.url("/");
-        let flood_dir = dir.clone();
-        let name = format!("flood-{}", if limited { "limited" } else { "unlimited" });
-        let flood = thread::spawn(move || wrk(&flood_dir, &name, &url, &lua, c, d));
-        thread::sleep(Duration::from_millis(500));
-        let good = good_client(&gw.url(&nochg_path), &gw.ca, &dir, 100);
-        let f = flood
-            .join()
-            .map_err(|_| "flood thread panicked".to_string())?;
-        let note = f.as_ref().map(replies_note).unwrap_or_default();
+        let cold = wrk(
+            &dir,
+            "cold-auth",
+            &gw.url("/"),
+            &nochg_lua(DEMO_BASIC),
+            c.min(4),
+            d,
+        );
+        let note = cold
+            .as_ref()
+            .map(|f| {
+                format!(
+                    "≈ {:.1} ms of Argon2 per request (1 worker)",
+                    1000.0 / f.rps
+                )
+            })
+            .unwrap_or_default();
         push(
             &mut rows,
-            &format!("bad-auth flood, {what}"),
+            "cold auth (auth_cache_ttl_s 0)",
             "dynedge in Envoy (plain HTTP)",
-            f,
+            cold,
             note,
         );
-        match good {
-            Ok((ok, bad, p50, p99, secs)) => {
-                let fig = Figures {
-                    rps: (ok + bad) as f64 / secs,
-                    p50_ms: p50,
-                    p99_ms: p99,
-                    requests: (ok + bad) as u64,
-                    ..Figures::default()
-                };
-                push(
-                    &mut rows,
-                    "  … meanwhile a good client (curl, 127.0.0.2)",
-                    "sequential, keep-alive",
-                    Ok(fig),
-                    format!("{ok} nochg 200, {bad} other"),
-                );
-            }
-            Err(e) => push(
-                &mut rows,
-                "  … meanwhile a good client",
-                "",
-                Err(e),
-                String::new(),
-            ),
-        }
         gw.stop();
+    }
+    // 3. Bad-auth flood from 127.0.0.1 while a good client on 127.0.0.2 updates.
+    if opts.wants("flood") {
+        for limited in [true, false] {
+            let limits = limited.then(|| {
+                json!({"enabled": true,
+                   "good_per_client": {"limit": 1_000_000_000u32, "window_s": 60},
+                   "good_per_host": {"limit": 1_000_000_000u32, "window_s": 60}})
+            });
+            let what = if limited {
+                "rate limits on (defaults for bad auth)"
+            } else {
+                "rate limits off"
+            };
+            crate::step(&format!("bad-auth flood, {what}"));
+            let gw = Gateway::start(
+                &dir.join("envoy-flood"),
+                &envoy_cfg(plugin_config(0, 300, limits)?),
+                Variant::Dynedge,
+                false,
+                &nochg_path,
+            )?;
+            let lua = fixed_lua(
+                "GET",
+                &nochg_path,
+                &[("Authorization", &format!("Basic {BAD_BASIC}")), ua],
+                None,
+            ) + COUNT_REPLIES_LUA;
+            let url = gw.url("/");
+            let flood_dir = dir.clone();
+            let name = format!("flood-{}", if limited { "limited" } else { "unlimited" });
+            let flood = thread::spawn(move || wrk(&flood_dir, &name, &url, &lua, c, d));
+            thread::sleep(Duration::from_millis(500));
+            let good = good_client(&gw.url(&nochg_path), &gw.ca, &dir, 100);
+            let f = flood
+                .join()
+                .map_err(|_| "flood thread panicked".to_string())?;
+            let note = f.as_ref().map(replies_note).unwrap_or_default();
+            push(
+                &mut rows,
+                &format!("bad-auth flood, {what}"),
+                "dynedge in Envoy (plain HTTP)",
+                f,
+                note,
+            );
+            match good {
+                Ok((ok, bad, p50, p99, secs)) => {
+                    let fig = Figures {
+                        rps: (ok + bad) as f64 / secs,
+                        p50_ms: p50,
+                        p99_ms: p99,
+                        requests: (ok + bad) as u64,
+                        ..Figures::default()
+                    };
+                    push(
+                        &mut rows,
+                        "  … meanwhile a good client (curl, 127.0.0.2)",
+                        "sequential, keep-alive",
+                        Ok(fig),
+                        format!("{ok} nochg 200, {bad} other"),
+                    );
+                }
+                Err(e) => push(
+                    &mut rows,
+                    "  … meanwhile a good client",
+                    "",
+                    Err(e),
+                    String::new(),
+                ),
+            }
+            gw.stop();
+        }
     }
     loads.push(("after cold auth/flood".into(), loadavg()));
 
     // 4. Scale.
     let mut scale_rows: Vec<String> = Vec::new();
-    for &n in &opts.scale {
-        crate::step(&format!("scale: {n} hosts"));
-        let user = format!("u{}", n / 2);
-        let path = format!("/nic/update?hostname=h{}.{DEMO_ZONE}&myip=192.0.2.1", n / 2);
-        let config = plugin_config(n, 300, None)?;
-        let bytes = config.len();
-        let basic = basic_of(&user);
-        let cfg = envoy_cfg(config);
-        let dir_n = dir.join("envoy-scale");
-        // Probe with the scale user: first reply good (creates the record), then nochg.
-        let gw = Gateway::start_as(&dir_n, &cfg, &path, &basic);
-        let gw = match gw {
-            Ok(g) => g,
-            Err(e) => {
-                push(
-                    &mut rows,
-                    &format!("scale: {n} hosts, nochg"),
-                    "dynedge in Envoy (plain HTTP)",
-                    Err(e),
-                    String::new(),
-                );
-                continue;
-            }
-        };
-        let _ = gw.get(&path, &basic, None);
-        let (rss, allocated) = gw.memory();
-        let vms = gw.wasm_vms().max(1);
-        let lua = fixed_lua(
-            "GET",
-            &path,
-            &[("Authorization", &format!("Basic {basic}")), ua],
-            None,
-        );
-        let f = wrk(&dir, &format!("scale-{n}"), &gw.url("/"), &lua, c, d);
-        let per_vm = rss.saturating_sub(ceiling_rss) / vms;
-        push(
+    if opts.wants("scale") {
+        for &n in &opts.scale {
+            crate::step(&format!("scale: {n} hosts"));
+            let user = format!("u{}", n / 2);
+            let path = format!("/nic/update?hostname=h{}.{DEMO_ZONE}&myip=192.0.2.1", n / 2);
+            let config = plugin_config(n, 300, None)?;
+            let bytes = config.len();
+            let basic = basic_of(&user);
+            let cfg = envoy_cfg(config);
+            let dir_n = dir.join("envoy-scale");
+            // Probe with the scale user: first reply good (creates the record), then nochg.
+            let gw = Gateway::start_as(&dir_n, &cfg, &path, &basic);
+            let gw = match gw {
+                Ok(g) => g,
+                Err(e) => {
+                    push(
+                        &mut rows,
+                        &format!("scale: {n} hosts, nochg"),
+                        "dynedge in Envoy (plain HTTP)",
+                        Err(e),
+                        String::new(),
+                    );
+                    continue;
+                }
+            };
+            let _ = gw.get(&path, &basic, None);
+            let (rss, allocated) = gw.memory();
+            let vms = gw.wasm_vms().max(1);
+            let lua = fixed_lua(
+                "GET",
+                &path,
+                &[("Authorization", &format!("Basic {basic}")), ua],
+                None,
+            );
+            let f = wrk(&dir, &format!("scale-{n}"), &gw.url("/"), &lua, c, d);
+            let per_vm = rss.saturating_sub(ceiling_rss) / vms;
+            push(
             &mut rows,
             &format!("scale: {n} hosts, nochg"),
             "dynedge in Envoy (plain HTTP)",
             f,
             format!("config {} KiB; first reply after {:.2} s; RSS {} MiB (+{} MiB per VM over the ceiling Envoy, {vms} VMs); tcmalloc {} MiB", bytes / 1024, gw.ready_s, rss / 1024, per_vm / 1024, allocated >> 20),
         );
-        scale_rows.push(format!("{n}"));
-        gw.stop();
+            scale_rows.push(format!("{n}"));
+            gw.stop();
+        }
     }
     loads.push(("after scale".into(), loadavg()));
 
     // 5. Peers.
-    if opts.peers {
+    if opts.peers && opts.wants("peers") {
         crate::step("peer: PyPI dyndns 2.0.0 (Flask, gunicorn -w 2) on BIND 9, plain HTTP");
         match start_bind(&dir.join("bind"))
             .and_then(|(bind, key)| Ok((bind, start_python_peer(&dir.join("dyndns"), &key)?)))
@@ -1120,6 +1168,9 @@ fn replies_note(f: &Figures) -> String {
     let mut s = parts.join(", ");
     if f.non2xx > 0 {
         let _ = write!(s, "; {} non-2xx", f.non2xx);
+    }
+    if f.socket_errors > 0 {
+        let _ = write!(s, "; {} socket errors/timeouts", f.socket_errors);
     }
     s
 }

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--cert FILE --key FILE] | test | wasm \
-                 | deps [--for-tests] | bench [--duration S] [--connections N] [--quick] [--no-peers]>"
+                 | deps [--for-tests] | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M]>"
             );
             return ExitCode::from(2);
         }
