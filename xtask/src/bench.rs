@@ -30,6 +30,7 @@ const PDNS_DNS_PORT: u16 = 27053;
 const PDNS_API_PORT: u16 = 27081;
 const BIND_PORT: u16 = 27054;
 const PEER_PORT: u16 = 27080;
+const SFTDYN_PORT: u16 = 27082;
 const PDNS_KEY: &str = "dynedge-bench-pdns-key";
 /// `demo:demo-password` (examples/dynedge.json), Base64 for the Basic header.
 const DEMO_BASIC: &str = "ZGVtbzpkZW1vLXBhc3N3b3Jk";
@@ -585,6 +586,67 @@ fn start_python_peer(dir: &Path, tsig_secret: &str) -> Result<Daemon> {
     Ok(daemon)
 }
 
+/// PyPI `sftdyn` 0.10 (aiohttp, one process), plain HTTP on 127.0.0.1:[`SFTDYN_PORT`]: the
+/// path is the client's key, the address its `X-Bench-IP` header (its `get_ip` hook), and an
+/// update runs `nsupdate` against the BIND of [`start_bind`]. sftdyn runs `nsupdate -l`
+/// (local session key, port 53); a wrapper first in its PATH drops `-l` so the commands' own
+/// `server`/`key` lines reach BIND on [`BIND_PORT`].
+fn start_sftdyn(dir: &Path, tsig_secret: &str) -> Result<Daemon> {
+    let python = dynedge_envoy::workspace_root().join(".tools/sftdyn/bin/python");
+    if !python.is_file() {
+        return Err(format!(
+            "{} missing: python3 -m venv .tools/sftdyn && .tools/sftdyn/bin/pip install aiohttp setuptools && .tools/sftdyn/bin/pip install --no-build-isolation sftdyn",
+            python.display()
+        ));
+    }
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let wrapper = bin.join("nsupdate");
+    fs::write(&wrapper, "#!/bin/sh\nexec /usr/bin/nsupdate\n").map_err(|e| e.to_string())?;
+    run("chmod", Command::new("chmod").arg("755").arg(&wrapper))?;
+    let conf = dir.join("sftdyn.conf");
+    fs::write(
+        &conf,
+        format!(
+            "def get_host(key, ip):\n    return {{'{PEER_SECRET}': '{HOST}'}}.get(key)\n\n\
+             def get_ip(ip, headers, key):\n    return headers.get('X-Bench-IP', ip)\n\n\
+             def nsupdatecommands(host, ip, headers):\n    return ['server 127.0.0.1 {BIND_PORT}', \
+             'key hmac-sha512:{DEMO_ZONE}. {tsig_secret}', 'zone {DEMO_ZONE}', \
+             'update delete ' + host + ' A', 'update add ' + host + ' 60 A ' + ip, 'send']\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(&python);
+    cmd.env("PATH", path)
+        .args(["-m", "sftdyn", "-q", "-l"])
+        .arg(format!("127.0.0.1:{SFTDYN_PORT}"))
+        .arg(&conf);
+    let mut daemon = Daemon::spawn("sftdyn (PyPI)", cmd, &dir.join("sftdyn.log"))?;
+    let started = Instant::now();
+    loop {
+        daemon.check_alive()?;
+        let body = Command::new("curl")
+            .args(["-s", "-m", "5", "-H", "X-Bench-IP: 192.0.2.1"])
+            .arg(format!("http://127.0.0.1:{SFTDYN_PORT}/{PEER_SECRET}"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if body == "OK" || body == "UPTODATE" {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("sftdyn gave no OK (last: {body})"));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok(daemon)
+}
+
 // -------------------------------------------------------------------------------- the run
 
 /// One line of the results table.
@@ -705,6 +767,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         PDNS_API_PORT,
         BIND_PORT,
         PEER_PORT,
+        SFTDYN_PORT,
     ] {
         if !dynedge_envoy::port_is_free(port) {
             return Err(format!(
@@ -1104,10 +1167,11 @@ end
     // 5. Peers.
     if opts.peers && opts.wants("peers") {
         crate::step("peer: PyPI dyndns 2.0.0 (Flask, gunicorn -w 2) on BIND 9, plain HTTP");
-        match start_bind(&dir.join("bind"))
-            .and_then(|(bind, key)| Ok((bind, start_python_peer(&dir.join("dyndns"), &key)?)))
-        {
-            Ok((mut bind, mut peer)) => {
+        match start_bind(&dir.join("bind")).and_then(|(bind, key)| {
+            let peer = start_python_peer(&dir.join("dyndns"), &key)?;
+            Ok((bind, key, peer))
+        }) {
+            Ok((mut bind, key, mut peer)) => {
                 let url = format!("http://127.0.0.1:{PEER_PORT}/");
                 let same = fixed_lua(
                     "GET",
@@ -1138,6 +1202,47 @@ end
                     String::new(),
                 );
                 peer.stop();
+                crate::step("peer: PyPI sftdyn 0.10 (aiohttp) → nsupdate → BIND 9, plain HTTP");
+                match start_sftdyn(&dir.join("sftdyn"), &key) {
+                    Ok(mut sft) => {
+                        let url = format!("http://127.0.0.1:{SFTDYN_PORT}/");
+                        let same = fixed_lua(
+                            "GET",
+                            &format!("/{PEER_SECRET}"),
+                            &[("X-Bench-IP", "192.0.2.1"), ua],
+                            None,
+                        );
+                        let f = wrk(&dir, "peer-sftdyn-same", &url, &same, c, d);
+                        let note = nochg_ratio_note(&rows, &f);
+                        push(
+                            &mut rows,
+                            "peer, same address (UPTODATE)",
+                            "sftdyn (PyPI)",
+                            f,
+                            note,
+                        );
+                        let lua = format!(
+                            r#"local n = 0
+function request()
+  n = n + 1
+  local net = (n % 2 == 0) and "198.51.100." or "203.0.113."
+  local ip = net .. tostring(math.floor(n / 2) % 250 + 1)
+  return wrk.format("GET", "/{PEER_SECRET}", {{["X-Bench-IP"] = ip}})
+end
+"#
+                        );
+                        let f = wrk(&dir, "peer-sftdyn-good", &url, &lua, c, d);
+                        push(
+                            &mut rows,
+                            "peer, new address every request",
+                            "sftdyn (PyPI) → nsupdate → BIND",
+                            f,
+                            String::new(),
+                        );
+                        sft.stop();
+                    }
+                    Err(e) => push(&mut rows, "peer: PyPI sftdyn", "", Err(e), String::new()),
+                }
                 bind.stop();
             }
             Err(e) => push(&mut rows, "peer: PyPI dyndns", "", Err(e), String::new()),
