@@ -98,6 +98,8 @@ pub struct Figures {
     pub socket_errors: u64,
     /// Reply words counted by the Lua `response` hook (`good`, `nochg`, ...), when asked for.
     pub replies: Vec<(String, u64)>,
+    /// CPU time of the server process (and its children) per request, when known.
+    pub cpu_us_per_req: Option<f64>,
 }
 
 /// A latency as wrk prints it (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
@@ -175,6 +177,7 @@ end
 
 /// Runs wrk (one thread, `conns` connections, `duration_s`, `--latency`) with `lua`.
 fn wrk(
+    server: Option<u32>,
     dir: &Path,
     name: &str,
     url: &str,
@@ -184,6 +187,7 @@ fn wrk(
 ) -> Result<Figures> {
     let script = dir.join(format!("{name}.lua"));
     fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
+    let cpu_before = server.map(cpu_ticks);
     let out = Command::new("wrk")
         .args(["-t1", "-c", &conns.to_string(), "-d"])
         .arg(format!("{duration_s}s"))
@@ -203,7 +207,46 @@ fn wrk(
     if text.contains(".lua:") || text.to_lowercase().contains("script error") {
         return Err(format!("wrk {name}: Lua error:\n{text}"));
     }
-    parse_wrk(&text)
+    let mut f = parse_wrk(&text)?;
+    if let (Some(pid), Some(before)) = (server, cpu_before) {
+        let ticks = cpu_ticks(pid).saturating_sub(before);
+        if f.requests > 0 {
+            f.cpu_us_per_req = Some(ticks as f64 * 1e6 / CLOCK_TICKS_PER_S / f.requests as f64);
+        }
+    }
+    Ok(f)
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// CPU time (user + system, clock ticks) of process `root` and its children, reaped or not
+/// (gunicorn's workers, sftdyn's nsupdate runs): robust to the load of other processes.
+fn cpu_ticks(root: u32) -> u64 {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the `(comm)`: state ppid ... utime(11) stime(12) cutime(13) cstime(14).
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = f.get(1).and_then(|v| v.parse::<u32>().ok());
+        if pid == root || ppid == Some(root) {
+            total += (11..=14)
+                .filter_map(|i| f.get(i)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
 }
 
 /// A fixed request: `path` with `headers`.
@@ -817,10 +860,11 @@ pub fn bench(args: &[String]) -> Result<()> {
         match f {
             Ok(f) => {
                 println!(
-                    "    {workload:<44} {server:<34} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  {note}",
+                    "    {workload:<44} {server:<34} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  cpu {:>6} µs/req  {note}",
                     f.rps,
                     fmt_ms(f.p50_ms),
-                    fmt_ms(f.p99_ms)
+                    fmt_ms(f.p99_ms),
+                    f.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}"))
                 );
                 rows.push(Row {
                     workload: workload.into(),
@@ -857,6 +901,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                 &nochg_path,
             )?;
             let f = wrk(
+                gw.daemon.pid(),
                 &dir,
                 &format!("ceiling-{}", if tls { "tls" } else { "plain" }),
                 &gw.url("/"),
@@ -892,6 +937,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                 return Err(format!("warming the nochg path gave {code} {body}"));
             }
             let f = wrk(
+                gw.daemon.pid(),
                 &dir,
                 &format!("nochg-{}", if tls { "tls" } else { "plain" }),
                 &gw.url("/"),
@@ -901,9 +947,10 @@ pub fn bench(args: &[String]) -> Result<()> {
             );
             let note = match (&f, ceiling.iter().find(|(x, _)| *x == tls)) {
                 (Ok(f), Some((_, base))) => format!(
-                    "{:.0}% of the ceiling; p99 +{} ms",
+                    "{:.0}% of the ceiling's req/s{}; p99 {:+.2} ms over it",
                     100.0 * f.rps / base.rps,
-                    fmt_ms(f.p99_ms - base.p99_ms)
+                    cpu_ratio(f, base),
+                    f.p99_ms - base.p99_ms
                 ),
                 _ => String::new(),
             };
@@ -925,11 +972,20 @@ pub fn bench(args: &[String]) -> Result<()> {
                     &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
                     None,
                 );
-                let f = wrk(&dir, "pass-plain", &gw.url("/"), &lua, c, d);
+                let f = wrk(
+                    gw.daemon.pid(),
+                    &dir,
+                    "pass-plain",
+                    &gw.url("/"),
+                    &lua,
+                    c,
+                    d,
+                );
                 let note = match (&f, ceiling.iter().find(|(x, _)| !*x)) {
                     (Ok(f), Some((_, base))) => format!(
-                        "{:.0}% of the ceiling; every reply the route's 404",
-                        100.0 * f.rps / base.rps
+                        "{:.0}% of the ceiling's req/s{}; every reply the route's 404",
+                        100.0 * f.rps / base.rps,
+                        cpu_ratio(f, base)
                     ),
                     _ => String::new(),
                 };
@@ -948,7 +1004,7 @@ pub fn bench(args: &[String]) -> Result<()> {
                     &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
                     true,
                 );
-                let f = wrk(&dir, "good-pdns", &gw.url("/"), &lua, c, d);
+                let f = wrk(gw.daemon.pid(), &dir, "good-pdns", &gw.url("/"), &lua, c, d);
                 let note = f.as_ref().map(replies_note).unwrap_or_default();
                 push(
                     &mut rows,
@@ -966,6 +1022,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     // The backend's own ceiling: PATCH straight at the PowerDNS API, one connection (the
     // gateway's pdns_api cluster also holds one: sqlite3 allows one writer).
     if opts.wants("good") {
+        let pdns_pid = pdns.daemon().and_then(|d| d.pid());
         crate::step("PowerDNS API PATCH directly (one connection)");
         let patch_lua = format!(
             r#"local n = 0
@@ -979,6 +1036,7 @@ end
 "#
         );
         let f = wrk(
+            pdns_pid,
             &dir,
             "pdns-direct",
             &format!("http://127.0.0.1:{PDNS_API_PORT}/"),
@@ -1014,6 +1072,7 @@ end
             &nochg_path,
         )?;
         let cold = wrk(
+            gw.daemon.pid(),
             &dir,
             "cold-auth",
             &gw.url("/"),
@@ -1069,7 +1128,8 @@ end
             let url = gw.url("/");
             let flood_dir = dir.clone();
             let name = format!("flood-{}", if limited { "limited" } else { "unlimited" });
-            let flood = thread::spawn(move || wrk(&flood_dir, &name, &url, &lua, c, d));
+            let pid = gw.daemon.pid();
+            let flood = thread::spawn(move || wrk(pid, &flood_dir, &name, &url, &lua, c, d));
             thread::sleep(Duration::from_millis(500));
             let good = good_client(&gw.url(&nochg_path), &gw.ca, &dir, 100);
             let f = flood
@@ -1149,7 +1209,15 @@ end
                 &[("Authorization", &format!("Basic {basic}")), ua],
                 None,
             );
-            let f = wrk(&dir, &format!("scale-{n}"), &gw.url("/"), &lua, c, d);
+            let f = wrk(
+                gw.daemon.pid(),
+                &dir,
+                &format!("scale-{n}"),
+                &gw.url("/"),
+                &lua,
+                c,
+                d,
+            );
             let per_vm = rss.saturating_sub(ceiling_rss) / vms;
             push(
             &mut rows,
@@ -1179,7 +1247,7 @@ end
                     &[ua],
                     None,
                 );
-                let f = wrk(&dir, "peer-dyndns-same", &url, &same, c, d);
+                let f = wrk(peer.pid(), &dir, "peer-dyndns-same", &url, &same, c, d);
                 let note = nochg_ratio_note(&rows, &f);
                 push(
                     &mut rows,
@@ -1193,7 +1261,7 @@ end
                     &[ua],
                     false,
                 );
-                let f = wrk(&dir, "peer-dyndns-good", &url, &lua, c, d);
+                let f = wrk(peer.pid(), &dir, "peer-dyndns-good", &url, &lua, c, d);
                 push(
                     &mut rows,
                     "peer, new address every request",
@@ -1212,7 +1280,7 @@ end
                             &[("X-Bench-IP", "192.0.2.1"), ua],
                             None,
                         );
-                        let f = wrk(&dir, "peer-sftdyn-same", &url, &same, c, d);
+                        let f = wrk(sft.pid(), &dir, "peer-sftdyn-same", &url, &same, c, d);
                         let note = nochg_ratio_note(&rows, &f);
                         push(
                             &mut rows,
@@ -1231,7 +1299,7 @@ function request()
 end
 "#
                         );
-                        let f = wrk(&dir, "peer-sftdyn-good", &url, &lua, c, d);
+                        let f = wrk(sft.pid(), &dir, "peer-sftdyn-good", &url, &lua, c, d);
                         push(
                             &mut rows,
                             "peer, new address every request",
@@ -1264,6 +1332,14 @@ end
     println!("\n{md}");
     crate::step(&format!("written to {}", out.display()));
     Ok(())
+}
+
+/// `, N% by CPU per request`: the ceiling's server CPU per request over ours.
+fn cpu_ratio(ours: &Figures, ceiling: &Figures) -> String {
+    match (ours.cpu_us_per_req, ceiling.cpu_us_per_req) {
+        (Some(a), Some(b)) if a > 0.0 => format!(", {:.0}% by CPU per request", 100.0 * b / a),
+        _ => String::new(),
+    }
 }
 
 fn replies_note(f: &Figures) -> String {
@@ -1318,19 +1394,20 @@ fn markdown(rows: &[Row], machine: &str, loads: &[(String, String)], opts: &Opts
             Some(f) => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {:.0} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {} | {} | {} | {} |",
                     r.workload,
                     r.server,
                     f.rps,
                     fmt_ms(f.p50_ms),
                     fmt_ms(f.p99_ms),
+                    f.cpu_us_per_req.map_or("–".into(), |c| format!("{c:.0}")),
                     r.note
                 );
             }
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | – | – | – | {} |",
+                    "| {} | {} | – | – | – | – | {} |",
                     r.workload, r.server, r.note
                 );
             }
