@@ -4,7 +4,10 @@
 //!
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
-//! processes (`openssl`, `sqlite3`, `curl`, `dig`).
+//! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
+//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
+
+pub mod rfc2136;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -224,7 +227,7 @@ pub fn run(what: &str, cmd: &mut Command) -> Result<String> {
     }
 }
 
-fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
     }
@@ -236,7 +239,11 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Polls `probe` every 50 ms until it is true, the daemon dies, or [`READY_WITHIN`] passes.
-fn wait_until(daemon: &mut Daemon, what: &str, mut probe: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(
+    daemon: &mut Daemon,
+    what: &str,
+    mut probe: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         daemon.check_alive()?;
@@ -467,6 +474,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod etcd;
+
 // ----------------------------------------------------------------------------------- Envoy
 
 /// What the bootstrap template needs.
@@ -480,6 +489,8 @@ pub struct EnvoyConfig {
     pub plugin_config: String,
     pub pdns_api_port: u16,
     pub access_log: PathBuf,
+    /// The HTTPS webhook receiver behind the `webhooks` cluster (none: a port nobody serves).
+    pub webhook_port: Option<u16>,
 }
 
 /// `text` as a YAML double-quoted scalar (JSON string escaping is valid YAML).
@@ -505,6 +516,12 @@ pub fn yaml_quoted(text: &str) -> String {
 
 /// The bootstrap YAML for `cfg`; an error if a `{{NAME}}` is left over.
 pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
+    render_bootstrap_with(cfg, "")
+}
+
+/// [`render_bootstrap`] plus `extra_clusters`: YAML indented for `static_resources.clusters:`
+/// (e.g. [`rfc2136::bind_doh_cluster`]).
+pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<String> {
     let path = |p: &Path| p.display().to_string();
     let vars = [
         ("LISTEN_ADDRESS", cfg.listen_address.clone()),
@@ -516,6 +533,8 @@ pub fn render_bootstrap(cfg: &EnvoyConfig) -> Result<String> {
         ("PDNS_API_ADDRESS", "127.0.0.1".to_string()),
         ("PDNS_API_PORT", cfg.pdns_api_port.to_string()),
         ("ACCESS_LOG", path(&cfg.access_log)),
+        ("EXTRA_CLUSTERS", extra_clusters.trim_end().to_string()),
+        ("WEBHOOK_PORT", cfg.webhook_port.unwrap_or(9).to_string()),
     ];
     // Comment lines may mention the placeholders; only substitute outside comments.
     let mut out = String::with_capacity(BOOTSTRAP_TEMPLATE.len() + cfg.plugin_config.len());
@@ -554,10 +573,19 @@ impl Envoy {
     /// Validates the rendered bootstrap (`--mode validate`), starts Envoy and waits until the
     /// HTTPS listener answers.
     pub fn start(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_with_clusters(dir, cfg, "")
+    }
+
+    /// [`Envoy::start`] with more clusters in the bootstrap (see [`render_bootstrap_with`]).
+    pub fn start_with_clusters(
+        dir: &Path,
+        cfg: &EnvoyConfig,
+        extra_clusters: &str,
+    ) -> Result<Envoy> {
         fresh_dir(dir)?;
         let envoy = envoy_binary()?;
         let bootstrap = dir.join("envoy.yaml");
-        write(&bootstrap, &render_bootstrap(cfg)?)?;
+        write(&bootstrap, &render_bootstrap_with(cfg, extra_clusters)?)?;
         run(
             "envoy --mode validate",
             Command::new(&envoy)
@@ -610,6 +638,10 @@ impl Envoy {
         &mut self.daemon
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
     /// Envoy's own log (stderr) so far.
     pub fn daemon_log(&self) -> String {
         self.daemon.log_text()
@@ -638,6 +670,7 @@ mod tests {
             plugin_config: "{\"zones\": []}".into(),
             pdns_api_port: 18081,
             access_log: "/dev/stdout".into(),
+            webhook_port: None,
         };
         let yaml = render_bootstrap(&cfg).unwrap();
         let code: Vec<&str> = yaml

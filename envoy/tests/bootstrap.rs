@@ -22,6 +22,7 @@ fn a_plugin_configuration_the_filter_rejects_keeps_envoy_from_starting() {
             plugin_config: cfg.to_string(),
             pdns_api_port: free_port(),
             access_log: dir.join("access.log"),
+            webhook_port: None,
         },
     );
     let Err(why) = started else {

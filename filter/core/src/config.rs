@@ -69,9 +69,18 @@ struct RawConfig {
     #[serde(default)]
     dyndns2: RawDyndns2,
     #[serde(default)]
+    apertodns: crate::dialects::apertodns::RawAperto,
+    #[serde(default)]
+    endpoints: Vec<crate::dialects::custom::RawEndpoint>,
+    #[serde(default)]
+    webhooks: Option<crate::webhooks::RawWebhooks>,
+    #[serde(default)]
     rate_limits: crate::limits::RateLimits,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
+    /// Where credentials and host state live (`crate::store`); absent = this configuration.
+    #[serde(default)]
+    store: Option<serde_json::Value>,
 }
 
 fn default_sweep() -> u64 {
@@ -115,6 +124,32 @@ enum RawBackend {
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
     },
+    /// RFC 2136 UPDATE + TSIG over a DoH relay (backends/rfc2136.rs).
+    Rfc2136 {
+        cluster: String,
+        authority: String,
+        #[serde(default = "default_doh_path")]
+        path: String,
+        #[serde(default)]
+        key_name: Option<String>,
+        #[serde(default)]
+        algorithm: Option<String>,
+        #[serde(default)]
+        secret: Option<Secret>,
+        /// The text of a BIND key file.
+        #[serde(default)]
+        key_file: Option<Secret>,
+        #[serde(default = "default_doh_timeout")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".into()
+}
+/// Above dnsdist's 3.7 s "no downstream" answer and Knot's rare 1 s UPDATE (research/doh.md).
+fn default_doh_timeout() -> u64 {
+    5000
 }
 
 fn default_server_id() -> String {
@@ -184,6 +219,7 @@ pub struct Zone {
 #[derive(Debug, Clone)]
 pub enum Backend {
     PowerDns(PowerDnsBackend),
+    Rfc2136(crate::backends::rfc2136::Rfc2136Backend),
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +294,12 @@ pub struct Config {
     pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
+    pub apertodns: crate::dialects::apertodns::ApertoSettings,
+    /// Operator-defined update endpoints (ddns-service style), first match wins.
+    pub endpoints: Vec<crate::dialects::custom::Endpoint>,
+    /// Webhook delivery; `None` = off.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Config {
@@ -294,6 +336,25 @@ impl Config {
     }
 }
 
+/// Where a backend's callouts go: a proxy cluster, an authority, a timeout.
+fn check_http_target(
+    path: &str,
+    cluster: &str,
+    authority: &str,
+    timeout_ms: u64,
+) -> Result<(), ConfigError> {
+    if cluster.is_empty() {
+        return Err(err(format!("{path}.cluster"), "must not be empty"));
+    }
+    if authority.is_empty() {
+        return Err(err(format!("{path}.authority"), "must not be empty"));
+    }
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(err(format!("{path}.timeout_ms"), "must be 1..=60000"));
+    }
+    Ok(())
+}
+
 /// A stable identity of a raw configuration, so VMs can tell whether theirs is current.
 pub fn fingerprint(raw: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -312,23 +373,50 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                 api_key,
                 timeout_ms,
             } => {
-                if cluster.is_empty() {
-                    return Err(err(format!("{path}.cluster"), "must not be empty"));
-                }
-                if authority.is_empty() {
-                    return Err(err(format!("{path}.authority"), "must not be empty"));
-                }
+                check_http_target(&path, &cluster, &authority, timeout_ms)?;
                 if api_key.0.is_empty() {
                     return Err(err(format!("{path}.api_key"), "must not be empty"));
-                }
-                if !(1..=60_000).contains(&timeout_ms) {
-                    return Err(err(format!("{path}.timeout_ms"), "must be 1..=60000"));
                 }
                 Backend::PowerDns(PowerDnsBackend {
                     cluster,
                     authority,
                     server_id,
                     api_key,
+                    timeout_ms,
+                })
+            }
+            RawBackend::Rfc2136 {
+                cluster,
+                authority,
+                path: doh_path,
+                key_name,
+                algorithm,
+                secret,
+                key_file,
+                timeout_ms,
+            } => {
+                use crate::backends::rfc2136::{key_from_spec, KeyError, KeySpec, Rfc2136Backend};
+                check_http_target(&path, &cluster, &authority, timeout_ms)?;
+                if !doh_path.starts_with('/') {
+                    return Err(err(format!("{path}.path"), "must start with '/'"));
+                }
+                let key = key_from_spec(&KeySpec {
+                    key_name: key_name.as_deref(),
+                    algorithm: algorithm.as_deref(),
+                    secret: secret.as_ref().map(|s| s.0.as_str()),
+                    key_file: key_file.as_ref().map(|s| s.0.as_str()),
+                })
+                .map_err(|e| match e {
+                    KeyError::Name(m) => err(format!("{path}.key_name"), m),
+                    KeyError::Algorithm(m) => err(format!("{path}.algorithm"), m),
+                    KeyError::Secret(m) => err(format!("{path}.secret"), m),
+                    KeyError::KeyFile(m) => err(format!("{path}.key_file"), m),
+                })?;
+                Backend::Rfc2136(Rfc2136Backend {
+                    cluster,
+                    authority,
+                    path: doh_path,
+                    key,
                     timeout_ms,
                 })
             }
@@ -502,9 +590,25 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=100).contains(&max_hosts) {
         return Err(err("dyndns2.max_hosts", "must be 1..=100"));
     }
+    let store = crate::store::StoreConfig::from_value(raw.store.as_ref())
+        .map_err(|(path, message)| err(path, message))?;
+    if let (Some(_), Some(i)) = (store.etcd(), zones.iter().position(|z| z.expiry_ttl_s > 0)) {
+        // A host's last update is known per gateway only: one gateway would expire a host
+        // that keeps updating through another.
+        return Err(err(
+            format!("zone {}.expiry_ttl_s", zones[i].name),
+            "expiry is not supported with the etcd store (last-seen times are per gateway)",
+        ));
+    }
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
+    let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
+    let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
+    let webhooks = raw
+        .webhooks
+        .map(crate::webhooks::WebhookSettings::compile)
+        .transpose()?;
     Ok(Config {
         zones,
         backends,
@@ -520,6 +624,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limits: raw.rate_limits,
         expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
+        apertodns,
+        endpoints,
+        webhooks,
+        store,
     })
 }
 

@@ -17,6 +17,9 @@ use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::{Code, Reply};
 use crate::request::Request;
+use crate::{hoststate, webhooks};
+
+pub use crate::webhooks::Notify;
 
 /// Inputs from the host that the core must not invent.
 pub struct Env<'a> {
@@ -59,6 +62,9 @@ pub struct Outcome {
     pub log: Vec<String>,
     /// Counter names to increment by one.
     pub counters: Vec<String>,
+    /// Fire-and-forget calls (webhooks): dispatch after sending the reply, never wait for them;
+    /// retry per [`Notify::next`]. See `docs/dialects.md` "Webhooks".
+    pub notify: Vec<Notify>,
     /// Rate-limit counters to increment atomically (see `limits::merge_count`).
     pub counts: Vec<crate::limits::KvCount>,
 }
@@ -88,7 +94,7 @@ enum State {
 impl Exchange {
     /// Starts on the request headers. `end_of_stream` says whether a body follows.
     pub fn start(cfg: &Config, req: Request, end_of_stream: bool, env: &Env) -> (Exchange, Step) {
-        let Some(route) = dialects::route(req.path_only()) else {
+        let Some(route) = dialects::route_in(cfg, req.path_only()) else {
             return (
                 Exchange {
                     state: State::Finished,
@@ -169,6 +175,83 @@ pub struct HostOutcome {
     pub code: Code,
     /// The addresses the host now has (for `good`/`nochg`).
     pub addrs: Vec<IpAddr>,
+    /// What the backend held before, per type read (empty RRsets included).
+    pub previous: Vec<(RrType, Vec<String>)>,
+    /// What it holds now, per type (after a failure: unknown, so empty).
+    pub current: Vec<(RrType, Vec<String>)>,
+    /// Why an edit was refused after reading (the host's `code` is then `numhost`/`nohost`).
+    pub refusal: Option<Refusal>,
+}
+
+/// An edit the current records make impossible; decided after reading, before any write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`Edit::Add`] would leave more than `max` values at the name.
+    TooManyValues { rtype: RrType, max: usize },
+    /// [`Edit::Remove`] with `must_exist` found nothing to remove.
+    NothingToDelete { rtype: RrType },
+}
+
+/// A change to one RRset that depends on what is there (`Target::want` replaces outright).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Add values to those present (ACME TXT: wildcard + apex at one name). Values already
+    /// present are not duplicated; more than `max` in total is refused.
+    Add { values: Vec<String>, max: usize },
+    /// Remove these values (`None`: all). `must_exist` refuses when nothing is there.
+    Remove {
+        values: Option<Vec<String>>,
+        must_exist: bool,
+    },
+    /// Report what is there and change nothing.
+    Keep,
+    /// Replace the first `len` bits of every address with `net`'s, keeping interface
+    /// identifiers (dynv6 `ipv6prefix`).
+    Prefix { net: std::net::Ipv6Addr, len: u8 },
+}
+
+impl Edit {
+    /// The values wanted, given what is there; `Err` when the edit must be refused.
+    pub fn apply(&self, rtype: RrType, old: &[String]) -> Result<Vec<String>, Refusal> {
+        match self {
+            Edit::Add { values, max } => {
+                let mut out = old.to_vec();
+                for v in values {
+                    if !out.contains(v) {
+                        out.push(v.clone());
+                    }
+                }
+                if out.len() > *max {
+                    return Err(Refusal::TooManyValues { rtype, max: *max });
+                }
+                Ok(out)
+            }
+            Edit::Remove { values, must_exist } => {
+                let out: Vec<String> = match values {
+                    None => vec![],
+                    Some(vs) => old.iter().filter(|o| !vs.contains(o)).cloned().collect(),
+                };
+                if *must_exist && out.len() == old.len() {
+                    return Err(Refusal::NothingToDelete { rtype });
+                }
+                Ok(out)
+            }
+            Edit::Keep => Ok(old.to_vec()),
+            Edit::Prefix { net, len } => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+                Ok(old
+                    .iter()
+                    .map(|v| match v.parse::<std::net::Ipv6Addr>() {
+                        Ok(a) => std::net::Ipv6Addr::from(
+                            (u128::from(*net) & mask) | (u128::from(a) & !mask),
+                        )
+                        .to_string(),
+                        Err(_) => v.clone(),
+                    })
+                    .collect())
+            }
+        }
+    }
 }
 
 /// One host of an update job.
@@ -180,6 +263,9 @@ pub struct HostJob {
     pub code: Option<Code>,
     pub error: Option<String>,
     old: HashMap<RrType, Vec<String>>,
+    refusal: Option<Refusal>,
+    /// The content decided before writing (from `want` and `edits`).
+    desired: Vec<(RrType, Vec<String>)>,
 }
 
 /// Where and what to write for a host.
@@ -190,6 +276,48 @@ pub struct Target {
     pub ttl: u32,
     /// The desired RRsets, by type.
     pub want: Vec<(RrType, Vec<String>)>,
+    /// Changes that depend on the current values (applied after `want`'s types).
+    pub edits: Vec<(RrType, Edit)>,
+}
+
+impl Target {
+    /// Every type this target reads, in order, without repeats.
+    fn types(&self) -> Vec<RrType> {
+        let mut out: Vec<RrType> = Vec::new();
+        for t in self
+            .want
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(self.edits.iter().map(|(t, _)| *t))
+        {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// The full desired content per type, given what was read.
+    fn desired(
+        &self,
+        old: &HashMap<RrType, Vec<String>>,
+    ) -> Result<Vec<(RrType, Vec<String>)>, Refusal> {
+        let mut out = self.want.clone();
+        for (rtype, edit) in &self.edits {
+            let base = out
+                .iter()
+                .find(|(t, _)| t == rtype)
+                .map(|(_, v)| v.clone())
+                .or_else(|| old.get(rtype).cloned())
+                .unwrap_or_default();
+            let new = edit.apply(*rtype, &base)?;
+            match out.iter_mut().find(|(t, _)| t == rtype) {
+                Some(slot) => slot.1 = new,
+                None => out.push((*rtype, new)),
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl HostJob {
@@ -200,6 +328,8 @@ impl HostJob {
             code: Some(code),
             error: None,
             old: HashMap::new(),
+            refusal: None,
+            desired: Vec::new(),
         }
     }
 
@@ -210,7 +340,14 @@ impl HostJob {
             code: None,
             error: None,
             old: HashMap::new(),
+            refusal: None,
+            desired: Vec::new(),
         }
+    }
+
+    /// The host's records before this update (for the audit log); set by a store.
+    pub(crate) fn set_old(&mut self, rtype: RrType, values: Vec<String>) {
+        self.old.insert(rtype, values);
     }
 
     fn fail(&mut self, e: BackendError) {
@@ -261,10 +398,13 @@ pub struct Job {
     /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
     pub track_seen: bool,
     record_cache_ttl_ms: u64,
+    webhooks: Option<webhooks::WebhookSettings>,
     started_ms: u64,
     pending: HashMap<CalloutId, Pending>,
     next_id: CalloutId,
     phase: Phase,
+    /// The etcd store's protocol, which replaces the read/write phases (`store::etcd`).
+    etcd: Option<crate::store::etcd::HostFlow>,
 }
 
 impl Job {
@@ -279,7 +419,12 @@ impl Job {
         writes: Vec<KvWrite>,
         env: &Env,
     ) -> Box<Job> {
+        let etcd = cfg
+            .store
+            .etcd()
+            .map(|s| crate::store::etcd::HostFlow::new(s.clone(), hosts.len(), env.random));
         Box::new(Job {
+            etcd,
             dialect,
             identity,
             client: req.client_ip(&cfg.trusted_proxies),
@@ -295,6 +440,7 @@ impl Job {
             counts: vec![],
             track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
+            webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
             pending: HashMap::new(),
             next_id: 0,
@@ -311,6 +457,21 @@ impl Job {
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
     pub(crate) fn advance(&mut self, env: &Env) -> Step {
+        if let Some(flow) = self.etcd.as_mut() {
+            if matches!(self.phase, Phase::Reading) {
+                self.phase = Phase::Writing;
+                let calls = flow.start(&mut self.hosts, env);
+                if !calls.is_empty() {
+                    return Step::Call(calls);
+                }
+            }
+            let done = flow.is_done();
+            return if done {
+                Step::Done(self.finish(env))
+            } else {
+                Step::Wait
+            };
+        }
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
@@ -319,15 +480,15 @@ impl Job {
                     continue;
                 };
                 let mut reads = Vec::new();
-                for (rtype, _) in &t.want {
-                    if h.old.contains_key(rtype) {
-                        continue; // read earlier in this exchange
+                for rtype in t.types() {
+                    if h.old.contains_key(&rtype) {
+                        continue; // read already (the first pass); don't read again
                     }
-                    match cached(env, &t.name, *rtype, self.record_cache_ttl_ms) {
+                    match cached(env, &t.name, rtype, self.record_cache_ttl_ms) {
                         Some(values) => {
-                            h.old.insert(*rtype, values);
+                            h.old.insert(rtype, values);
                         }
-                        None => reads.push((*rtype, t.backend.read(&t.zone, &t.name, *rtype))),
+                        None => reads.push((rtype, t.backend.read(&t.zone, &t.name, rtype))),
                     }
                 }
                 for (rtype, c) in reads {
@@ -347,8 +508,18 @@ impl Job {
                 let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                     continue;
                 };
-                let sets: Vec<RrSet> = t
-                    .want
+                let desired = match t.desired(&h.old) {
+                    Ok(d) => d,
+                    Err(r) => {
+                        h.code = Some(match r {
+                            Refusal::TooManyValues { .. } => Code::Numhost,
+                            Refusal::NothingToDelete { .. } => Code::Nohost,
+                        });
+                        h.refusal = Some(r);
+                        continue;
+                    }
+                };
+                let sets: Vec<RrSet> = desired
                     .iter()
                     .filter(|(rtype, values)| {
                         !same_values(*rtype, h.old.get(rtype).map_or(&[][..], |v| v), values)
@@ -360,12 +531,15 @@ impl Job {
                         values: values.clone(),
                     })
                     .collect();
+                h.desired = desired;
                 if sets.is_empty() {
                     h.code = Some(Code::Nochg);
                     continue;
                 }
-                let (c, check) = t.backend.write(&t.zone, &sets, benv);
-                self.call(Pending::Write { host: i, check }, c, &mut calls);
+                match t.backend.write(&t.zone, &sets, benv) {
+                    Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
+                    Err(e) => self.hosts[i].fail(e),
+                }
             }
             if !calls.is_empty() {
                 return Step::Call(calls);
@@ -379,6 +553,18 @@ impl Job {
     }
 
     pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+        if let Some(flow) = self.etcd.as_mut() {
+            let calls = flow.on_callout(id, result, &mut self.hosts, env);
+            if !calls.is_empty() {
+                return Step::Call(calls);
+            }
+            let done = flow.is_done();
+            return if done {
+                Step::Done(self.finish(env))
+            } else {
+                Step::Wait
+            };
+        }
         let Some(p) = self.pending.remove(&id) else {
             return Step::Wait;
         };
@@ -400,14 +586,14 @@ impl Job {
                 if let Some(t) = &h.target {
                     match t.backend.check_write(&check, &result) {
                         Ok(()) => {
-                            for (rtype, values) in &t.want {
+                            for (rtype, values) in &h.desired {
                                 self.writes.push(cache_put(&t.name, *rtype, values, env));
                             }
                             h.code = Some(Code::Good);
                         }
                         Err(e) => {
                             // The backend may or may not have applied it: forget what we knew.
-                            for (rtype, _) in &t.want {
+                            for (rtype, _) in &h.desired {
                                 self.writes.push(KvWrite::remove(keys::record(
                                     t.name.as_str(),
                                     rtype.as_str(),
@@ -430,20 +616,38 @@ impl Job {
         let mut log = Vec::new();
         let mut counters = Vec::new();
         let mut outcomes = Vec::new();
+        let mut changes = Vec::new();
         for h in &self.hosts {
             let code = h.code.unwrap_or(Code::Emergency);
-            let (new, addrs) = match &h.target {
+            let (new, addrs, previous, current) = match &h.target {
                 Some(t) => {
-                    let new: Vec<&String> = t.want.iter().flat_map(|(_, v)| v).collect();
-                    let addrs = t
-                        .want
+                    // A flow that replaces whole RRsets (the etcd store) plans no `desired`:
+                    // what it wrote is what it wanted.
+                    let planned = if h.desired.is_empty() {
+                        &t.want
+                    } else {
+                        &h.desired
+                    };
+                    let shown = if code.is_success() { planned } else { &t.want };
+                    let new: Vec<&String> = shown.iter().flat_map(|(_, v)| v).collect();
+                    let addrs = shown
                         .iter()
                         .filter(|(r, _)| *r != RrType::Txt)
                         .flat_map(|(_, v)| v.iter().filter_map(|s| s.parse().ok()))
                         .collect();
-                    (Some(new), addrs)
+                    let previous: Vec<(RrType, Vec<String>)> = t
+                        .types()
+                        .into_iter()
+                        .filter_map(|r| h.old.get(&r).map(|v| (r, v.clone())))
+                        .collect();
+                    let current = if code.is_success() {
+                        planned.clone()
+                    } else {
+                        vec![]
+                    };
+                    (Some(new), addrs, previous, current)
                 }
-                None => (None, vec![]),
+                None => (None, vec![], vec![], vec![]),
             };
             let line = AuditLine {
                 backend_ms: elapsed,
@@ -468,17 +672,29 @@ impl Job {
                     env.now_s().to_string().into_bytes(),
                 ));
             }
-            outcomes.push(HostOutcome {
+            let outcome = HostOutcome {
                 host: h.label.clone(),
                 code,
                 addrs,
-            });
+                previous,
+                current,
+                refusal: h.refusal.clone(),
+            };
+            if let (Code::Good, Some(t)) = (code, &h.target) {
+                if let Some(change) = hoststate::AddrChange::of(&outcome, t.ttl) {
+                    self.writes.push(hoststate::touch(env, &t.name, t.ttl));
+                    changes.push(change);
+                }
+            }
+            outcomes.push(outcome);
         }
+        let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
         Outcome {
             reply: Some((self.render)(&outcomes)),
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
+            notify,
             counts: std::mem::take(&mut self.counts),
         }
     }
@@ -507,7 +723,7 @@ fn cached(env: &Env, name: &Fqdn, rtype: RrType, ttl_ms: u64) -> Option<Vec<Stri
 }
 
 /// Equal as sets; addresses compare as addresses (`2001:DB8::1` = `2001:db8::1`).
-fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
+pub(crate) fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
     let norm = |v: &[String]| {
         let mut out: Vec<String> = v
             .iter()

@@ -48,6 +48,7 @@ pub fn start(cfg: &Config, env: &Env) -> Option<(Sweep, Step)> {
             backend,
             ttl: zone.ttl,
             want: vec![(RrType::A, vec![]), (RrType::Aaaa, vec![])],
+            edits: vec![],
         }));
     }
     if hosts.is_empty() {

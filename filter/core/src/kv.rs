@@ -54,6 +54,27 @@ pub mod keys {
     pub fn record(name: &str, rtype: &str) -> String {
         format!("dynedge:rr:{name}:{rtype}")
     }
+
+    /// When a host was created and last changed: JSON `hoststate::HostMeta`.
+    pub fn host_meta(name: &str) -> String {
+        format!("dynedge:host:{name}")
+    }
+
+    /// A token created at runtime (`/api/tokens`), by the hex SHA-256 of the token: JSON
+    /// `tokens::StoredToken`. The token itself is never stored.
+    pub fn api_token(sha256_hex: &str) -> String {
+        format!("dynedge:token:{sha256_hex}")
+    }
+
+    /// A user's runtime tokens, for listing and revoking by id: JSON `[{"id", "sha256"}]`.
+    pub fn user_tokens(user: &str) -> String {
+        format!("dynedge:tokens:{user}")
+    }
+
+    /// A user's webhook subscriptions: JSON `[webhooks::Subscription]`.
+    pub fn webhooks(user: &str) -> String {
+        format!("dynedge:webhooks:{user}")
+    }
 }
 
 /// An in-process KV: the Pingora module's store and the core's test store.
@@ -83,6 +104,14 @@ impl MemoryKv {
         let next =
             crate::limits::merge_count(map.get(&c.key).map(Vec::as_slice), now_s, c.window_s);
         map.insert(c.key.clone(), next);
+    }
+
+    /// Every key and value (tests check that no secret is stored in clear).
+    pub fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        self.map
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {

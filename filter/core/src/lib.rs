@@ -11,13 +11,18 @@ pub mod config;
 pub mod dialects;
 pub mod exchange;
 pub mod expiry;
+pub mod hoststate;
 pub mod kv;
 pub mod limits;
 pub mod names;
 pub mod reply;
 pub mod request;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time;
+pub mod tokens;
+pub mod webhooks;
 
 pub use backends::{Callout, CalloutResult};
 pub use config::{Config, ConfigError};
@@ -25,3 +30,4 @@ pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;
+pub use webhooks::Notify;

@@ -193,6 +193,79 @@ pub fn count_good<'a>(
     out
 }
 
+/// A per-endpoint request window (ApertoDNS digest §13: 60/min per token for `/update`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests: u32,
+    pub window_s: u64,
+}
+
+/// One window after this request, for the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateState {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Unix seconds when the window ends.
+    pub reset_s: u64,
+    /// This request is over the limit (and is not counted).
+    pub exceeded: bool,
+    pub retry_after_s: u64,
+    /// The increment to apply atomically (empty when exceeded).
+    pub counts: Vec<KvCount>,
+}
+
+/// Key of an API window: `bucket` (an endpoint) and `subject` (a token id or client address).
+pub fn window_key(bucket: &str, subject: &str) -> String {
+    format!("dynedge:rl:api:{bucket}:{subject}")
+}
+
+/// Counts this request in a fixed window stored as [`merge_count`] values and says where the
+/// window stands, so the reply can carry `X-RateLimit-Limit/-Remaining/-Reset`.
+pub fn window_state(kv: &dyn KvView, key: String, limit: Limit, now_s: u64) -> RateState {
+    let window = limit.window_s.max(1);
+    let (start, seen) = kv
+        .get(&key)
+        .and_then(|v| parse(&v))
+        .filter(|(start, _)| now_s < start.saturating_add(window))
+        .unwrap_or((now_s, 0));
+    let exceeded = seen >= limit.requests;
+    let used = if exceeded { seen } else { seen + 1 };
+    let reset_s = start + window;
+    RateState {
+        limit: limit.requests,
+        remaining: limit.requests.saturating_sub(used),
+        reset_s,
+        exceeded,
+        retry_after_s: reset_s.saturating_sub(now_s).max(1),
+        counts: if exceeded {
+            vec![]
+        } else {
+            vec![KvCount {
+                key,
+                window_s: window,
+            }]
+        },
+    }
+}
+
+impl RateState {
+    /// `X-RateLimit-Limit/-Remaining/-Reset`, plus `Retry-After` when exceeded.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("x-ratelimit-limit".to_string(), self.limit.to_string()),
+            (
+                "x-ratelimit-remaining".to_string(),
+                self.remaining.to_string(),
+            ),
+            ("x-ratelimit-reset".to_string(), self.reset_s.to_string()),
+        ];
+        if self.exceeded {
+            h.push(("retry-after".to_string(), self.retry_after_s.to_string()));
+        }
+        h
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +351,30 @@ mod tests {
         };
         assert!(count_bad(&rl, "192.0.2.1".parse().ok(), Some("u")).is_empty());
         assert!(count_good(&rl, None, ["h"].into_iter()).is_empty());
+    }
+
+    #[test]
+    fn the_third_request_of_a_two_per_minute_window_is_refused_until_the_window_ends() {
+        let kv = MemoryKv::default();
+        let l = Limit {
+            requests: 2,
+            window_s: 60,
+        };
+        let key = || window_key("update", "tok");
+        let a = window_state(&kv, key(), l, 120);
+        bump(&kv, &a.counts, 120);
+        let b = window_state(&kv, key(), l, 130);
+        bump(&kv, &b.counts, 130);
+        let c = window_state(&kv, key(), l, 150);
+        assert_eq!((a.remaining, b.remaining, c.remaining), (1, 0, 0));
+        assert!(!a.exceeded && !b.exceeded && c.exceeded);
+        assert!(c.counts.is_empty(), "a refused request is not counted");
+        assert_eq!((c.reset_s, c.retry_after_s), (180, 30));
+        assert!(c
+            .headers()
+            .iter()
+            .any(|(k, v)| k == "retry-after" && v == "30"));
+        assert!(!window_state(&kv, key(), l, 180).exceeded, "a new window");
+        assert!(!window_state(&kv, window_key("update", "other"), l, 150).exceeded);
     }
 }

@@ -13,7 +13,11 @@ use crate::exchange::{Env, Exchange, Outcome, Step};
 use crate::kv::MemoryKv;
 use crate::reply::Reply;
 use crate::request::Request;
+use crate::webhooks::Notify;
 use crate::Config;
+
+/// The demo token of `examples/dynedge.json` (user `demo`, every scope).
+pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 
 /// How the fake backend behaves for the next calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,30 @@ impl Default for FakePowerDns {
 }
 
 impl FakePowerDns {
+    /// Seeds an RRset (`name` without the trailing dot; TXT values unquoted).
+    pub fn set(&mut self, name: &str, rtype: &str, values: &[&str]) {
+        let v = values
+            .iter()
+            .map(|s| {
+                if rtype == "TXT" {
+                    format!("\"{s}\"")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        self.rrsets
+            .insert((format!("{name}."), rtype.to_string()), v);
+    }
+
+    /// The values as DNS serves them (TXT unquoted).
+    pub fn get(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.records(name, rtype)
+            .into_iter()
+            .map(|v| v.trim_matches('"').to_string())
+            .collect()
+    }
+
     pub fn records(&self, name: &str, rtype: &str) -> Vec<String> {
         self.rrsets
             .get(&(format!("{name}."), rtype.to_string()))
@@ -127,6 +155,10 @@ pub struct Driver {
     pub calls: Vec<Callout>,
     /// Every audit line logged.
     pub log: Vec<String>,
+    /// Every fire-and-forget call (webhook) the core asked for.
+    pub notified: Vec<Notify>,
+    /// `Env::random` of the next exchange (advanced per request).
+    pub random: u64,
 }
 
 impl Driver {
@@ -138,6 +170,8 @@ impl Driver {
             pdns: FakePowerDns::default(),
             calls: vec![],
             log: vec![],
+            notified: vec![],
+            random: 7,
         }
     }
 
@@ -151,12 +185,27 @@ impl Driver {
 
     /// Sends one request (body included) and returns the reply; `None` means `Step::Pass`.
     pub fn send(&mut self, req: Request) -> Option<Reply> {
+        self.run(req).reply
+    }
+
+    /// Backend writes (PATCH calls) made so far.
+    pub fn writes(&self) -> usize {
+        self.calls.iter().filter(|c| c.method == "PATCH").count()
+    }
+
+    /// Sends one request and returns the whole outcome (reply, writes, notifications).
+    pub fn run(&mut self, req: Request) -> Outcome {
+        self.random = self
+            .random
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let random = self.random;
         let body = req.body.clone();
         let has_body = !body.is_empty();
         let (mut ex, mut step) = {
             let env = Env {
                 now_ms: self.now_ms,
-                random: 7,
+                random,
                 kv: &self.kv,
             };
             Exchange::start(&self.cfg, req, !has_body, &env)
@@ -164,11 +213,11 @@ impl Driver {
         let mut queue = Vec::new();
         loop {
             match step {
-                Step::Pass => return None,
+                Step::Pass => return Outcome::default(),
                 Step::NeedBody { .. } => {
                     let env = Env {
                         now_ms: self.now_ms,
-                        random: 7,
+                        random,
                         kv: &self.kv,
                     };
                     step = ex.on_body(&self.cfg, body.clone(), &env);
@@ -187,24 +236,19 @@ impl Driver {
                     };
                     let env = Env {
                         now_ms: self.now_ms,
-                        random: 7,
+                        random,
                         kv: &self.kv,
                     };
                     step = ex.on_callout(id, r, &env);
                 }
-                Step::Done(Outcome {
-                    reply,
-                    writes,
-                    log,
-                    counts,
-                    ..
-                }) => {
-                    self.kv.apply(&writes);
-                    for c in &counts {
+                Step::Done(o) => {
+                    self.kv.apply(&o.writes);
+                    for c in &o.counts {
                         self.kv.count(c, self.now_ms / 1000);
                     }
-                    self.log.extend(log);
-                    return reply;
+                    self.log.extend(o.log.iter().cloned());
+                    self.notified.extend(o.notify.iter().cloned());
+                    return o;
                 }
             }
         }
@@ -226,9 +270,24 @@ pub fn get(path: &str) -> Request {
     }
 }
 
+/// A request with a method and a (JSON) body.
+pub fn request(method: &str, path: &str, body: &str) -> Request {
+    let mut r = get(path);
+    r.method = method.into();
+    r.body = body.as_bytes().to_vec();
+    if !body.is_empty() {
+        r.headers
+            .push(("content-type".into(), "application/json".into()));
+    }
+    r
+}
+
 pub trait RequestExt {
     fn header(self, name: &str, value: &str) -> Request;
     fn basic(self, user: &str, password: &str) -> Request;
+    fn bearer(self, token: &str) -> Request;
+    /// From this peer address.
+    fn from(self, peer: &str) -> Request;
 }
 
 impl RequestExt for Request {
@@ -241,4 +300,31 @@ impl RequestExt for Request {
         let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.header("authorization", &format!("Basic {v}"))
     }
+    fn bearer(self, token: &str) -> Request {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+    fn from(mut self, peer: &str) -> Request {
+        self.peer = peer.parse().ok();
+        self
+    }
+}
+
+pub fn status(o: &Outcome) -> u16 {
+    o.reply.as_ref().map_or(0, |r| r.status)
+}
+
+pub fn body(o: &Outcome) -> String {
+    o.reply
+        .as_ref()
+        .map(|r| r.body_text().to_string())
+        .unwrap_or_default()
+}
+
+/// The reply body as JSON (`Value::Null` if it is not JSON, so a test fails on its fields).
+pub fn json_body(o: &Outcome) -> Value {
+    serde_json::from_str(&body(o)).unwrap_or(Value::Null)
+}
+
+pub fn header<'a>(o: &'a Outcome, name: &str) -> Option<&'a str> {
+    o.reply.as_ref().and_then(|r| r.header(name))
 }

@@ -12,6 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::host::{self, Metrics, SharedData};
+use crate::root::Outbox;
 
 pub struct DynedgeHttp {
     cfg: Rc<Config>,
@@ -20,10 +21,12 @@ pub struct DynedgeHttp {
     body_limit: Option<usize>,
     in_flight: HashMap<u32, CalloutId>,
     random: RandomState,
+    /// Webhook deliveries go to the root context, which dispatches and retries them.
+    outbox: Outbox,
 }
 
 impl DynedgeHttp {
-    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>) -> Self {
+    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>, outbox: Outbox) -> Self {
         DynedgeHttp {
             cfg,
             metrics,
@@ -31,6 +34,7 @@ impl DynedgeHttp {
             body_limit: None,
             in_flight: HashMap::new(),
             random: RandomState::new(),
+            outbox,
         }
     }
 
@@ -100,6 +104,8 @@ impl DynedgeHttp {
                         .collect();
                     self.send_http_response(u32::from(reply.status), headers, Some(&reply.body));
                 }
+                // After the reply: webhooks never delay it.
+                self.outbox.borrow_mut().extend(outcome.notify);
                 Action::Pause
             }
         }

@@ -2,6 +2,7 @@
 //! answer; none performs I/O. A failure is always an error here, never a success.
 
 pub mod powerdns;
+pub mod rfc2136;
 
 use std::fmt;
 
@@ -87,6 +88,8 @@ impl fmt::Display for BackendError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCheck {
     PowerDns,
+    /// The request MAC and id of a TSIG-signed UPDATE, to verify the signed answer.
+    Rfc2136(rfc2136::Pending),
 }
 
 /// Inputs a backend may need that the core does not invent itself.
@@ -101,6 +104,7 @@ impl Backend {
     pub fn read(&self, zone: &Fqdn, name: &Fqdn, rtype: RrType) -> Callout {
         match self {
             Backend::PowerDns(b) => powerdns::read(b, zone, name, rtype),
+            Backend::Rfc2136(b) => rfc2136::read(b, name, rtype),
         }
     }
 
@@ -112,13 +116,22 @@ impl Backend {
     ) -> Result<Vec<String>, BackendError> {
         match self {
             Backend::PowerDns(_) => powerdns::parse_read(name, rtype, result),
+            Backend::Rfc2136(_) => rfc2136::parse_read(name, rtype, result),
         }
     }
 
-    /// A call that replaces the given RRsets (all in `zone`) in one operation.
-    pub fn write(&self, zone: &Fqdn, sets: &[RrSet], _env: BackendEnv) -> (Callout, WriteCheck) {
+    /// A call that replaces the given RRsets (all in `zone`) in one operation. Fails when the
+    /// change cannot be expressed (e.g. a value that is not an address).
+    pub fn write(
+        &self,
+        zone: &Fqdn,
+        sets: &[RrSet],
+        env: BackendEnv,
+    ) -> Result<(Callout, WriteCheck), BackendError> {
         match self {
-            Backend::PowerDns(b) => (powerdns::write(b, zone, sets), WriteCheck::PowerDns),
+            Backend::PowerDns(b) => Ok((powerdns::write(b, zone, sets), WriteCheck::PowerDns)),
+            Backend::Rfc2136(b) => rfc2136::write(b, zone, sets, env)
+                .map(|(c, pending)| (c, WriteCheck::Rfc2136(pending))),
         }
     }
 
@@ -129,6 +142,10 @@ impl Backend {
     ) -> Result<(), BackendError> {
         match (self, check) {
             (Backend::PowerDns(_), WriteCheck::PowerDns) => powerdns::check_write(result),
+            (Backend::Rfc2136(b), WriteCheck::Rfc2136(p)) => rfc2136::check_write(b, p, result),
+            _ => Err(BackendError(
+                "answer checked against another backend".into(),
+            )),
         }
     }
 }

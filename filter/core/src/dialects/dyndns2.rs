@@ -55,7 +55,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
     let auth = auth::authenticate(cfg, &presented, env.kv, env.now_s());
     let identity = match auth.result {
         Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Ok(_) | Err(AuthError::Bad) => {
+        Ok(_) | Err(AuthError::Bad | AuthError::Revoked | AuthError::Expired) => {
             let mut out = Outcome::reply(code_reply(Code::Badauth, mode, json));
             out.counts = limits::count_bad(rl, client, claimed);
             out.counters.push("dynedge.dyndns2.badauth".into());
@@ -134,6 +134,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             backend,
             ttl: zone.ttl,
             want,
+            edits: vec![],
         }));
     }
     let counts = limits::count_good(

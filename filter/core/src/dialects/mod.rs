@@ -1,8 +1,13 @@
 //! Dialects: each turns its wire format into an update [`Job`] (or an immediate reply) and
 //! renders the job's results. Auth, ownership, planning and backends are shared.
 
+pub mod apertodns;
+pub mod api;
+pub mod custom;
 pub mod dyndns2;
+pub mod dynv6;
 pub mod helpers;
+pub mod path_query;
 
 use crate::config::Config;
 use crate::exchange::{Env, Start};
@@ -24,12 +29,25 @@ pub enum Route {
     CheckIp,
     MyIp,
     Health,
+    /// Everything under `/.well-known/apertodns/v1/`.
+    Aperto,
+    /// Provider management under `/api/tokens` and `/api/webhooks` (ApertoDNS digest §15).
+    ManagementApi,
+    /// dynv6 `/api/update`.
+    Dynv6,
+    /// `/update-by-path/...`, `/update-by-query`, `/delete-by-path/...` (Python dyndns).
+    PathQuery(path_query::Kind),
+    /// An operator-defined endpoint: index into `Config::endpoints`.
+    Custom(usize),
 }
 
 impl Route {
     /// Whether a body may carry parameters (form POSTs).
     pub fn reads_body(self) -> bool {
-        matches!(self, Route::Dyndns2(_))
+        matches!(
+            self,
+            Route::Dyndns2(_) | Route::Aperto | Route::ManagementApi | Route::Custom(_)
+        )
     }
 }
 
@@ -45,8 +63,24 @@ pub fn route(path: &str) -> Option<Route> {
         "/nic/checkip" | "/checkip" => Route::CheckIp,
         "/domains/my-ip" => Route::MyIp,
         "/health" | "/healthz" => Route::Health,
+        "/api/update" => Route::Dynv6,
+        "/update-by-query" => Route::PathQuery(path_query::Kind::UpdateByQuery),
+        p if p.starts_with(apertodns::PREFIX) => Route::Aperto,
+        p if p.starts_with("/update-by-path/") => Route::PathQuery(path_query::Kind::UpdateByPath),
+        p if p.starts_with("/delete-by-path/") => Route::PathQuery(path_query::Kind::DeleteByPath),
+        p if api::serves(p) => Route::ManagementApi,
         _ => return None,
     })
+}
+
+/// The route for a path: operator-defined endpoints first (first match wins), then the
+/// built-in table.
+pub fn route_in(cfg: &Config, path: &str) -> Option<Route> {
+    cfg.endpoints
+        .iter()
+        .position(|e| e.path == path)
+        .map(Route::Custom)
+        .or_else(|| route(path))
 }
 
 pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
@@ -54,12 +88,20 @@ pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
         Route::Dyndns2(mode) => dyndns2::handle(cfg, req, mode, env),
         Route::CheckIp => Start::Reply(helpers::checkip(cfg, req)),
         Route::MyIp => Start::Reply(helpers::my_ip(cfg, req)),
-        Route::Health => Start::Reply(helpers::health()),
+        Route::Health => Start::Reply(helpers::health(req)),
+        Route::Aperto => apertodns::handle(cfg, req, env),
+        Route::ManagementApi => api::handle(cfg, req, env),
+        Route::Dynv6 => dynv6::handle(cfg, req, env),
+        Route::PathQuery(kind) => path_query::handle(cfg, req, kind, env),
+        Route::Custom(i) => custom::handle(cfg, req, i, env),
     }
 }
 
-pub fn payload_too_large(req: &Request, _route: Route) -> Reply {
+pub fn payload_too_large(req: &Request, route: Route) -> Reply {
     let msg = "request body too large";
+    if matches!(route, Route::Aperto | Route::ManagementApi) {
+        return apertodns::error_reply(413, "payload_too_large", msg, None);
+    }
     if req.wants_json() {
         Reply::json(
             413,
@@ -67,5 +109,22 @@ pub fn payload_too_large(req: &Request, _route: Route) -> Reply {
         )
     } else {
         Reply::text(413, format!("payload_too_large: {msg}\n"))
+    }
+}
+
+/// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
+pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &serde_json::json!({"status": "error", "code": code, "message": message}),
+    )
+}
+
+/// An error as plain text (`code: message`) or, with `Accept: application/json`, [`json_error`].
+pub fn error_reply(json: bool, status: u16, code: &str, message: &str) -> Reply {
+    if json {
+        json_error(status, code, message)
+    } else {
+        Reply::text(status, format!("{code}: {message}\n"))
     }
 }

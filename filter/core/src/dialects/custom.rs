@@ -1,0 +1,521 @@
+//! Operator-defined update endpoints (ddns-service style, seed 004).
+//!
+//! ```json
+//! "endpoints": [
+//!   {"path": "/ddns", "params": {"hostname": ["hostname", "host"], "ipv4": ["myip", "ipv4", "ip4"],
+//!                                "ipv6": ["myip6", "ipv6", "ip6"], "username": ["username", "user"],
+//!                                "password": ["password", "pass", "token"]}}
+//! ]
+//! ```
+//! Each value takes the first present of its accepted names (first match wins); an empty list
+//! disables that value; a value left out keeps ddns-service's defaults. Endpoints are matched
+//! before the built-in routes, so an operator may redefine `/update`. Credentials: Bearer, then
+//! Basic, then the username/password parameters. With no address parameter the client address
+//! is used. Replies: `good <ipv4> <ipv6>`, `nochg ...`, `badauth`, `nohost`, `notfqdn`, `dnserr`,
+//! `abuse`; with `Accept: application/json` `{"status": .., "ipv4": .., "ipv6": ..}`.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::dyndns2::status_of;
+use super::StatusMode;
+use crate::addr;
+use crate::auth::{self, AuthError};
+use crate::backends::RrType;
+use crate::config::{Config, ConfigError, Scope};
+use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::limits;
+use crate::names::Fqdn;
+use crate::reply::{Code, Reply};
+use crate::request::{Params, Request};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    path: String,
+    #[serde(default)]
+    params: RawParams,
+    /// `"certadns"` (default: 401 badauth, 404 nohost, ...) or `"always200"`.
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    hostname: Option<Vec<String>>,
+    ipv4: Option<Vec<String>>,
+    ipv6: Option<Vec<String>>,
+    username: Option<Vec<String>>,
+    password: Option<Vec<String>>,
+    /// Accepted for ddns-service configurations; changes are announced by webhooks instead.
+    notify_change: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub path: String,
+    pub hostname: Vec<String>,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    pub username: Vec<String>,
+    pub password: Vec<String>,
+    pub notify_change: Vec<String>,
+    pub mode: StatusMode,
+}
+
+fn names(v: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    v.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+}
+
+pub fn compile(raw: Vec<RawEndpoint>) -> Result<Vec<Endpoint>, ConfigError> {
+    let mut out: Vec<Endpoint> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let e = |field: &str, m: String| ConfigError {
+            path: format!("endpoints[{i}].{field}"),
+            message: m,
+        };
+        if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) || r.path.len() > 256 {
+            return Err(e("path", "must be an absolute path without query".into()));
+        }
+        if out.iter().any(|o| o.path == r.path) {
+            return Err(e("path", format!("{} is listed twice", r.path)));
+        }
+        let mode = match r.status.as_deref() {
+            None | Some("certadns") => StatusMode::CertaDns,
+            Some("always200") => StatusMode::Always200,
+            Some(other) => {
+                return Err(e(
+                    "status",
+                    format!("'{other}' is not certadns or always200"),
+                ))
+            }
+        };
+        let p = r.params;
+        let ep = Endpoint {
+            path: r.path,
+            hostname: names(p.hostname, &["hostname", "host"]),
+            ipv4: names(p.ipv4, &["myip", "ipv4", "ip4"]),
+            ipv6: names(p.ipv6, &["myip6", "ipv6", "ip6"]),
+            username: names(p.username, &["username", "user"]),
+            password: names(p.password, &["password", "pass", "token"]),
+            notify_change: names(p.notify_change, &["notify_change"]),
+            mode,
+        };
+        if ep.hostname.is_empty() {
+            return Err(e(
+                "params.hostname",
+                "cannot be disabled: every update names a host".into(),
+            ));
+        }
+        for (field, list) in [
+            ("hostname", &ep.hostname),
+            ("ipv4", &ep.ipv4),
+            ("ipv6", &ep.ipv6),
+            ("username", &ep.username),
+            ("password", &ep.password),
+        ] {
+            if list.iter().any(|n| n.is_empty()) {
+                return Err(e(
+                    &format!("params.{field}"),
+                    "names must not be empty".into(),
+                ));
+            }
+        }
+        out.push(ep);
+    }
+    Ok(out)
+}
+
+fn reply(code: Code, mode: StatusMode, json: bool, v4: Option<&str>, v6: Option<&str>) -> Reply {
+    let status = status_of(code, mode);
+    if json {
+        return Reply::json(
+            status,
+            &json!({"status": code.as_str(), "ipv4": v4, "ipv6": v6}),
+        );
+    }
+    let mut line = code.as_str().to_string();
+    for ip in [v4, v6].into_iter().flatten() {
+        line.push(' ');
+        line.push_str(ip);
+    }
+    line.push('\n');
+    Reply::text(status, line)
+}
+
+pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
+    let json = req.wants_json();
+    let Some(ep) = cfg.endpoints.get(index) else {
+        return Start::Reply(Outcome::reply(super::error_reply(
+            json,
+            404,
+            "not_found",
+            "no such endpoint",
+        )));
+    };
+    let mode = ep.mode;
+    let early = |code: Code| Start::Reply(Outcome::reply(reply(code, mode, json, None, None)));
+    let bad = |status: u16, code: &str, msg: &str| {
+        Start::Reply(Outcome::reply(super::error_reply(json, status, code, msg)))
+    };
+    if req.method != "GET" && req.method != "POST" {
+        return early(Code::Badagent);
+    }
+    let mut params = match Params::parse(req.query()) {
+        Ok(p) => p,
+        Err(e) => return bad(400, "invalid_request", &e.to_string()),
+    };
+    if req.method == "POST" && !req.body.is_empty() {
+        let form = req.header("content-type").is_some_and(|c| {
+            c.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        let parsed = std::str::from_utf8(&req.body)
+            .ok()
+            .filter(|_| form)
+            .map(Params::parse);
+        match parsed {
+            Some(Ok(p)) => params.extend(p),
+            _ => {
+                return bad(
+                    400,
+                    "invalid_request",
+                    "POST body must be a form (application/x-www-form-urlencoded)",
+                )
+            }
+        }
+    }
+    let pick = |list: &[String]| params.first_of(list).map(|v| v.filter(|s| !s.is_empty()));
+    let (host, v4, v6, user, pass) = match (
+        pick(&ep.hostname),
+        pick(&ep.ipv4),
+        pick(&ep.ipv6),
+        pick(&ep.username),
+        pick(&ep.password),
+    ) {
+        (Ok(h), Ok(a), Ok(b), Ok(u), Ok(p)) => (h, a, b, u, p),
+        _ => {
+            return bad(
+                400,
+                "invalid_request",
+                "a parameter is given more than once",
+            )
+        }
+    };
+    let presented = auth::presented(req.header("authorization"), user, pass);
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let claimed = presented.user().filter(|u| cfg.users.contains_key(*u));
+    let rl = &cfg.rate_limits;
+    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
+        return early(Code::Abuse);
+    }
+    let outcome = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+    let identity = match outcome.result {
+        Ok(id) if id.scopes.contains(&Scope::Update) => id,
+        Err(AuthError::Missing) => {
+            let r = reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
+                .with_header("www-authenticate", "Basic realm=\"dynedge\"");
+            return Start::Reply(Outcome::reply(r));
+        }
+        Ok(_) | Err(AuthError::Bad | AuthError::Revoked | AuthError::Expired) => {
+            let mut out = Outcome::reply(reply(Code::Badauth, mode, json, None, None));
+            out.counts = limits::count_bad(rl, client, claimed);
+            return Start::Reply(out);
+        }
+    };
+    let Some(name) = host.and_then(|h| Fqdn::parse(h).ok()) else {
+        return early(Code::Notfqdn);
+    };
+    let zone = match cfg.zone_of(&name) {
+        Some(z) if auth::may_update(cfg, &identity, &name) => z,
+        _ => return early(Code::Nohost),
+    };
+    if limits::refuse_host(rl, env.kv, name.as_str(), env.now_s()) {
+        return early(Code::Abuse);
+    }
+    let mut a4 = None;
+    let mut a6 = None;
+    if let Some(s) = v4 {
+        match addr::parse_v4(s) {
+            Ok(ip) => a4 = Some(IpAddr::V4(ip)),
+            Err(e) => {
+                return bad(
+                    400,
+                    "invalid_ip",
+                    &format!(
+                        "{}: '{}' {e}",
+                        ep.ipv4.join("/"),
+                        s.chars().take(64).collect::<String>()
+                    ),
+                )
+            }
+        }
+    }
+    if let Some(s) = v6 {
+        match addr::parse_v6(s) {
+            Ok(ip) => a6 = Some(IpAddr::V6(ip)),
+            Err(e) => {
+                return bad(
+                    400,
+                    "invalid_ip",
+                    &format!(
+                        "{}: '{}' {e}",
+                        ep.ipv6.join("/"),
+                        s.chars().take(64).collect::<String>()
+                    ),
+                )
+            }
+        }
+    }
+    if a4.is_none() && a6.is_none() {
+        match client {
+            Some(ip @ IpAddr::V4(_)) => a4 = Some(ip),
+            Some(ip @ IpAddr::V6(_)) => a6 = Some(ip),
+            None => return early(Code::Emergency),
+        }
+    }
+    let mut want = Vec::new();
+    for ip in [a4, a6].into_iter().flatten() {
+        if let Err(e) = zone.policy.check(ip) {
+            return bad(400, "invalid_ip", &format!("'{ip}' {e}"));
+        }
+        let t = if ip.is_ipv4() {
+            RrType::A
+        } else {
+            RrType::Aaaa
+        };
+        want.push((t, vec![ip.to_string()]));
+    }
+    let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
+        return early(Code::Emergency);
+    };
+    let host = HostJob::update(Target {
+        name: name.clone(),
+        zone: zone.name.clone(),
+        backend,
+        ttl: zone.ttl,
+        want,
+        edits: vec![],
+    });
+    let render = Box::new(move |results: &[HostOutcome]| {
+        let Some(o) = results.first() else {
+            return reply(Code::Emergency, mode, json, None, None);
+        };
+        if !o.code.is_success() {
+            return reply(o.code, mode, json, None, None);
+        }
+        let get = |t: RrType| {
+            o.current
+                .iter()
+                .find(|(r, _)| *r == t)
+                .and_then(|(_, v)| v.first().cloned())
+        };
+        reply(
+            o.code,
+            mode,
+            json,
+            get(RrType::A).as_deref(),
+            get(RrType::Aaaa).as_deref(),
+        )
+    });
+    let mut job = Job::new(
+        cfg,
+        "custom",
+        identity,
+        req,
+        vec![host],
+        render,
+        outcome.writes,
+        env,
+    );
+    job.counts = limits::count_good(rl, client, std::iter::once(name.as_str()));
+    Start::Job(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::testing::{
+        body, get, header, json_body, request, status, Driver, RequestExt, TOKEN,
+    };
+
+    const HOME: &str = "home.dyn.example.test";
+
+    fn with_endpoints(endpoints: serde_json::Value) -> Result<Driver, crate::ConfigError> {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        v["endpoints"] = endpoints;
+        crate::Config::from_json(v.to_string().as_bytes()).map(Driver::new)
+    }
+
+    fn router() -> Driver {
+        with_endpoints(json!([
+            {"path": "/ddns"},
+            {"path": "/router", "status": "always200",
+             "params": {"hostname": ["h"], "ipv4": ["a"], "ipv6": [], "username": ["u"], "password": ["p"]}}
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn default_aliases_accept_ddns_service_names_and_reply_good_with_both_addresses() {
+        let mut d = router();
+        let o = d.run(
+            get(&format!("/ddns?host={HOME}&ip4=192.0.2.7&ip6=2001:db8::7"))
+                .basic("demo", "demo-password"),
+        );
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        assert_eq!(body(&o), "good 192.0.2.7 2001:db8::7\n");
+        let o = d.run(
+            get(&format!(
+                "/ddns?hostname={HOME}&myip=192.0.2.7&myip6=2001:db8::7&user=demo&token={TOKEN}"
+            ))
+            .header("accept", "application/json"),
+        );
+        assert_eq!(
+            json_body(&o),
+            json!({"status": "nochg", "ipv4": "192.0.2.7", "ipv6": "2001:db8::7"})
+        );
+    }
+
+    #[test]
+    fn first_listed_alias_wins_and_an_empty_list_disables_a_value() {
+        let mut d = router();
+        // "myip" is listed before "ipv4": it wins.
+        let o = d.run(
+            get(&format!(
+                "/ddns?hostname={HOME}&ipv4=192.0.2.1&myip=192.0.2.2"
+            ))
+            .basic("demo", "demo-password"),
+        );
+        assert_eq!(body(&o), "good 192.0.2.2\n");
+        // /router disables ipv6: the parameter is ignored, the client address is used.
+        let o = d.run(
+            get(&format!(
+                "/router?h={HOME}&ipv6=2001:db8::5&u=demo&p=demo-password"
+            ))
+            .from("192.0.2.99"),
+        );
+        assert_eq!(body(&o), "good 192.0.2.99\n");
+        assert!(d.pdns.get(HOME, "AAAA").is_empty());
+        // /router's names only: `hostname` means nothing there.
+        let calls = d.calls.len();
+        let o = d.run(get(&format!(
+            "/router?hostname={HOME}&u=demo&p=demo-password"
+        )));
+        assert_eq!(body(&o), "notfqdn\n");
+        assert_eq!(status(&o), 200, "always200");
+        assert_eq!(d.calls.len(), calls);
+    }
+
+    #[test]
+    fn errors_use_dyndns_words_and_statuses_and_call_nothing() {
+        let cases: Vec<(crate::request::Request, u16, &str)> = vec![
+            (get(&format!("/ddns?hostname={HOME}")), 401, "badauth\n"),
+            (
+                get(&format!("/ddns?hostname={HOME}")).basic("demo", "wrong"),
+                401,
+                "badauth\n",
+            ),
+            (
+                get("/ddns").basic("demo", "demo-password"),
+                400,
+                "notfqdn\n",
+            ),
+            (
+                get("/ddns?hostname=bad..name").basic("demo", "demo-password"),
+                400,
+                "notfqdn\n",
+            ),
+            (
+                get("/ddns?hostname=neighbour.dyn.example.test").basic("demo", "demo-password"),
+                404,
+                "nohost\n",
+            ),
+            (
+                get(&format!("/ddns?hostname={HOME}&myip=1.2.3")).basic("demo", "demo-password"),
+                400,
+                "invalid_ip: myip/ipv4/ip4: '1.2.3' is not an IP address\n",
+            ),
+            (
+                get(&format!("/ddns?hostname={HOME}&myip=10.0.0.1")).basic("demo", "demo-password"),
+                400,
+                "invalid_ip: '10.0.0.1' is in the special range 10.0.0.0/8\n",
+            ),
+            (
+                get(&format!("/ddns?hostname={HOME}&hostname={HOME}"))
+                    .basic("demo", "demo-password"),
+                400,
+                "invalid_request: a parameter is given more than once\n",
+            ),
+            (
+                request("PUT", &format!("/ddns?hostname={HOME}"), "")
+                    .basic("demo", "demo-password"),
+                400,
+                "badagent\n",
+            ),
+        ];
+        for (req, want_status, want_body) in cases {
+            let mut d = router();
+            let path = req.path.clone();
+            let o = d.run(req);
+            assert_eq!(
+                (status(&o), body(&o).as_str()),
+                (want_status, want_body),
+                "{path}"
+            );
+            assert!(d.calls.is_empty(), "{path}");
+        }
+        let mut d = router();
+        let o = d.run(get(&format!("/ddns?hostname={HOME}")));
+        assert_eq!(
+            header(&o, "www-authenticate"),
+            Some("Basic realm=\"dynedge\"")
+        );
+    }
+
+    #[test]
+    fn configuration_is_validated_with_paths() {
+        for (eps, path) in [
+            (json!([{"path": "ddns"}]), "endpoints[0].path"),
+            (json!([{"path": "/a"}, {"path": "/a"}]), "endpoints[1].path"),
+            (
+                json!([{"path": "/a", "params": {"hostname": []}}]),
+                "endpoints[0].params.hostname",
+            ),
+            (
+                json!([{"path": "/a", "params": {"ipv4": [""]}}]),
+                "endpoints[0].params.ipv4",
+            ),
+            (
+                json!([{"path": "/a", "status": "teapot"}]),
+                "endpoints[0].status",
+            ),
+        ] {
+            let e = with_endpoints(eps.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{eps} accepted"));
+            assert_eq!(e.path, path, "{eps}");
+        }
+        assert!(with_endpoints(json!([{"path": "/a", "params": {"bogus": ["x"]}}])).is_err());
+        assert!(
+            with_endpoints(json!([{"path": "/a", "params": {"ipv6": []}}])).is_ok(),
+            "empty list disables"
+        );
+    }
+
+    #[test]
+    fn an_operator_endpoint_wins_over_a_built_in_route() {
+        let mut d =
+            with_endpoints(json!([{"path": "/update", "params": {"hostname": ["domain"]}}]))
+                .unwrap();
+        let o = d.run(
+            get(&format!("/update?domain={HOME}&myip=192.0.2.3")).basic("demo", "demo-password"),
+        );
+        assert_eq!(body(&o), "good 192.0.2.3\n");
+    }
+}

@@ -1,0 +1,593 @@
+//! dynv6's Update API: `GET /api/update?zone=&token=&ipv4=&ipv6=&ipv6prefix=`.
+//!
+//! `zone` may also be called `hostname`, `Hostname` or `domain`. The token is checked against
+//! the shared credential store (an API token; `Authorization: Bearer` works too). Values:
+//! - `ipv4`: an address, `auto` (the client address) or `-` (remove the A record);
+//! - `ipv6`: an address (with `/len`, the prefix of the other records follows it unless
+//!   `ipv6prefix` is given), `auto`, `6to4`, or `-`;
+//! - `ipv6prefix`: a network in CIDR notation, `auto` (the client's /64), `6to4`, or `-`
+//!   (remove the AAAA records below the zone). It rewrites the network part of the AAAA
+//!   records of the user's hosts *below* the zone and keeps their interface identifiers; the
+//!   zone's own AAAA is not touched by it.
+//!
+//! Empty or absent = unchanged. Replies are dynv6's short plain text (`addresses updated`,
+//! `addresses unchanged`, `invalid authentication token`, `zone not found`, ...), JSON with
+//! `Accept: application/json`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde_json::json;
+
+use super::error_reply;
+use crate::addr;
+use crate::auth::{self, AuthError, Presented};
+use crate::backends::RrType;
+use crate::config::{Config, Scope, Zone};
+use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::names::Fqdn;
+use crate::reply::{Code, Reply};
+use crate::request::{Params, Request};
+
+/// Parameter names for the zone, first present wins.
+pub const ZONE_PARAMS: &[&str] = &["zone", "hostname", "Hostname", "domain"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum V4 {
+    Leave,
+    Remove,
+    Set(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum V6 {
+    Leave,
+    Remove,
+    Set(Ipv6Addr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefix {
+    Leave,
+    Remove,
+    Set(Ipv6Addr, u8),
+}
+
+struct Rejection {
+    status: u16,
+    code: &'static str,
+    text: String,
+}
+
+fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
+    Rejection {
+        status,
+        code,
+        text: text.into(),
+    }
+}
+
+impl Rejection {
+    fn reply(&self, json: bool) -> Reply {
+        if json {
+            super::json_error(self.status, self.code, &self.text)
+        } else {
+            Reply::text(self.status, format!("{}\n", self.text))
+        }
+    }
+}
+
+fn six_to_four(v4: Ipv4Addr) -> Ipv6Addr {
+    let o = v4.octets();
+    Ipv6Addr::new(
+        0x2002,
+        u16::from_be_bytes([o[0], o[1]]),
+        u16::from_be_bytes([o[2], o[3]]),
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+}
+
+fn parse_cidr6(text: &str, param: &str) -> Result<(Ipv6Addr, u8), Rejection> {
+    let bad = || reject(400, "invalid_ip", format!("invalid {param}"));
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().map_err(|_| bad())?),
+        None => (text, 64),
+    };
+    if !(1..=128).contains(&len) {
+        return Err(bad());
+    }
+    let ip = addr::parse_v6(ip).map_err(|_| bad())?;
+    Ok((ip, len))
+}
+
+pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
+    let json = req.wants_json();
+    match plan(cfg, req, env, json) {
+        Ok(job) => Start::Job(job),
+        Err(r) => Start::Reply(Outcome::reply(r.reply(json))),
+    }
+}
+
+fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, Rejection> {
+    if req.method != "GET" && req.method != "POST" {
+        return Err(reject(405, "method_not_allowed", "method not allowed"));
+    }
+    let params =
+        Params::parse(req.query()).map_err(|e| reject(400, "invalid_request", e.to_string()))?;
+    let one = |n: &str| {
+        params
+            .one(n)
+            .map_err(|e| reject(400, "invalid_request", e.to_string()))
+            .map(|v| v.filter(|s| !s.is_empty()))
+    };
+    let token = one("token")?;
+    let presented = match (req.header("authorization"), token) {
+        (_, Some(t)) => Presented::Secret(t.to_string()),
+        (Some(h), None) => auth::presented(Some(h), None, None),
+        (None, None) => Presented::None,
+    };
+    let outcome = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+    let identity = match outcome.result {
+        Ok(id) if id.scopes.contains(&Scope::Update) => id,
+        Err(AuthError::Missing) => {
+            return Err(reject(401, "badauth", "missing authentication token"))
+        }
+        _ => return Err(reject(401, "badauth", "invalid authentication token")),
+    };
+
+    let mut zone_raw = None;
+    for n in ZONE_PARAMS {
+        if let Some(v) = one(n)? {
+            zone_raw = Some(v);
+            break;
+        }
+    }
+    let zone_raw = zone_raw.ok_or_else(|| reject(400, "notfqdn", "zone not specified"))?;
+    let zone_name = Fqdn::parse(zone_raw).map_err(|_| reject(400, "notfqdn", "invalid zone"))?;
+    let not_found = || reject(404, "nohost", "zone not found");
+    let zone: &Zone = match cfg.zone_of(&zone_name) {
+        Some(z) if auth::may_update(cfg, &identity, &zone_name) => z,
+        _ => return Err(not_found()),
+    };
+    let backend = cfg
+        .backends
+        .get(&zone.backend)
+        .cloned()
+        .ok_or_else(not_found)?;
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let check = |ip: IpAddr, param: &str| {
+        zone.policy
+            .check(ip)
+            .map_err(|e| reject(400, "invalid_ip", format!("invalid {param}: {ip} {e}")))
+    };
+
+    let v4 = match one("ipv4")? {
+        None => V4::Leave,
+        Some("-") => V4::Remove,
+        Some(a) if a.eq_ignore_ascii_case("auto") => match client {
+            Some(IpAddr::V4(c)) => V4::Set(c),
+            _ => {
+                return Err(reject(
+                    400,
+                    "invalid_ip",
+                    "cannot detect an IPv4 address from this connection",
+                ))
+            }
+        },
+        Some(a) => V4::Set(
+            addr::parse_v4(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv4 address"))?,
+        ),
+    };
+    if let V4::Set(a) = v4 {
+        check(IpAddr::V4(a), "ipv4")?;
+    }
+    let v4_for_6to4 = || match (v4, client) {
+        (V4::Set(a), _) | (_, Some(IpAddr::V4(a))) => Ok(a),
+        _ => Err(reject(400, "invalid_ip", "6to4 needs an IPv4 address")),
+    };
+    let mut implied_prefix = None;
+    let v6 = match one("ipv6")? {
+        None => V6::Leave,
+        Some("-") => V6::Remove,
+        Some(a) if a.eq_ignore_ascii_case("auto") => match client {
+            Some(IpAddr::V6(c)) => V6::Set(c),
+            _ => {
+                return Err(reject(
+                    400,
+                    "invalid_ip",
+                    "cannot detect an IPv6 address from this connection",
+                ))
+            }
+        },
+        Some(a) if a.eq_ignore_ascii_case("6to4") => {
+            let net = six_to_four(v4_for_6to4()?);
+            V6::Set(Ipv6Addr::from(u128::from(net) | 1))
+        }
+        Some(a) if a.contains('/') => {
+            let (ip, len) = parse_cidr6(a, "IPv6 address")?;
+            implied_prefix = Some(Prefix::Set(ip, len));
+            V6::Set(ip)
+        }
+        Some(a) => V6::Set(
+            addr::parse_v6(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv6 address"))?,
+        ),
+    };
+    if let V6::Set(a) = v6 {
+        check(IpAddr::V6(a), "ipv6")?;
+    }
+    let prefix = match one("ipv6prefix")? {
+        None => implied_prefix.unwrap_or(Prefix::Leave),
+        Some("-") => Prefix::Remove,
+        Some(p) if p.eq_ignore_ascii_case("auto") => match client {
+            Some(IpAddr::V6(c)) => Prefix::Set(c, 64),
+            _ => {
+                return Err(reject(
+                    400,
+                    "invalid_ip",
+                    "cannot detect an IPv6 prefix from this connection",
+                ))
+            }
+        },
+        Some(p) if p.eq_ignore_ascii_case("6to4") => Prefix::Set(six_to_four(v4_for_6to4()?), 48),
+        Some(p) => {
+            let (ip, len) = parse_cidr6(p, "IPv6 prefix")?;
+            Prefix::Set(ip, len)
+        }
+    };
+    if let Prefix::Set(net, _) = prefix {
+        check(IpAddr::V6(net), "ipv6prefix")?;
+    }
+
+    // The zone's own records.
+    let mut want = Vec::new();
+    let mut edits = Vec::new();
+    match v4 {
+        V4::Set(a) => want.push((RrType::A, vec![a.to_string()])),
+        V4::Remove => want.push((RrType::A, vec![])),
+        V4::Leave => {}
+    }
+    match v6 {
+        V6::Set(a) => want.push((RrType::Aaaa, vec![a.to_string()])),
+        V6::Remove => want.push((RrType::Aaaa, vec![])),
+        V6::Leave => {}
+    }
+    if want.is_empty() {
+        edits.push((RrType::A, Edit::Keep));
+    }
+    let mut hosts = vec![HostJob::update(Target {
+        name: zone_name.clone(),
+        zone: zone.name.clone(),
+        backend: backend.clone(),
+        ttl: zone.ttl,
+        want,
+        edits,
+    })];
+    // The prefix: every host of the user strictly below the dynv6 zone.
+    if prefix != Prefix::Leave {
+        let below: Vec<Fqdn> = cfg
+            .users
+            .get(&identity.user)
+            .map(|u| {
+                u.hosts
+                    .iter()
+                    .filter(|h| **h != zone_name && h.is_within(&zone_name))
+                    .filter(|h| auth::may_update(cfg, &identity, h))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in below {
+            let Some(z) = cfg.zone_of(&name) else {
+                continue;
+            };
+            let Some(b) = cfg.backends.get(&z.backend).cloned() else {
+                continue;
+            };
+            let edit = match prefix {
+                Prefix::Set(net, len) => Edit::Prefix { net, len },
+                _ => Edit::Remove {
+                    values: None,
+                    must_exist: false,
+                },
+            };
+            hosts.push(HostJob::update(Target {
+                name,
+                zone: z.name.clone(),
+                backend: b,
+                ttl: z.ttl,
+                want: vec![],
+                edits: vec![(RrType::Aaaa, edit)],
+            }));
+        }
+    }
+    let prefix_text = match prefix {
+        Prefix::Set(net, len) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            Some(format!("{}/{len}", Ipv6Addr::from(u128::from(net) & mask)))
+        }
+        _ => None,
+    };
+    let zone_text = zone_name.to_string();
+    let render = Box::new(move |results: &[HostOutcome]| {
+        render(results, &zone_text, prefix_text.as_deref(), json)
+    });
+    Ok(Job::new(
+        cfg,
+        "dynv6",
+        identity,
+        req,
+        hosts,
+        render,
+        outcome.writes,
+        env,
+    ))
+}
+
+fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool) -> Reply {
+    if let Some(bad) = results.iter().find(|o| !o.code.is_success()) {
+        let (status, code, text) = match bad.code {
+            Code::Dnserr => (502, "dnserr", "DNS update failed"),
+            _ => (500, "911", "internal error"),
+        };
+        return error_reply(json, status, code, text);
+    }
+    let changed = results.iter().any(|o| o.code == Code::Good);
+    let text = if changed {
+        "addresses updated"
+    } else {
+        "addresses unchanged"
+    };
+    if json {
+        let main = results.first();
+        let get = |t: RrType| {
+            main.and_then(|o| o.current.iter().find(|(r, _)| *r == t))
+                .and_then(|(_, v)| v.first().cloned())
+        };
+        let rewritten: Vec<&str> = results
+            .iter()
+            .skip(1)
+            .filter(|o| o.code == Code::Good)
+            .map(|o| o.host.as_str())
+            .collect();
+        return Reply::json(
+            200,
+            &json!({"status": if changed { "updated" } else { "unchanged" }, "message": text,
+                    "zone": zone, "ipv4": get(RrType::A), "ipv6": get(RrType::Aaaa),
+                    "ipv6prefix": prefix, "rewritten": rewritten}),
+        );
+    }
+    Reply::text(200, format!("{text}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{body, get, json_body, status, Driver, Fault, RequestExt, TOKEN};
+
+    const HOME: &str = "home.dyn.example.test";
+
+    /// The demo, with a device below the dynv6 zone `home.dyn.example.test`.
+    fn demo_with_devices() -> Driver {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        v["users"][0]["hosts"] = serde_json::json!([
+            HOME,
+            "nas.home.dyn.example.test",
+            "tv.home.dyn.example.test"
+        ]);
+        Driver::new(crate::config::Config::from_json(v.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn update_with_token_and_zone_sets_addresses_in_dynv6_words() {
+        let mut d = Driver::demo();
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7&ipv6=2001:db8::7"
+        )));
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.7"]);
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8::7"]);
+        let writes = d.writes();
+        for zone_param in ["zone", "hostname", "Hostname", "domain"] {
+            let o = d.run(get(&format!(
+                "/api/update?{zone_param}={HOME}&token={TOKEN}&ipv4=192.0.2.7"
+            )));
+            assert_eq!(body(&o), "addresses unchanged\n", "{zone_param}");
+        }
+        assert_eq!(d.writes(), writes);
+    }
+
+    #[test]
+    fn auto_uses_the_client_address_and_dash_removes() {
+        let mut d = Driver::demo();
+        d.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
+        let o = d.run(
+            get(&format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=auto")).from("192.0.2.33"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "A"), vec!["192.0.2.33"]);
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv4=-&ipv6=auto"
+            ))
+            .from("2001:db8::44"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert!(d.pdns.get(HOME, "A").is_empty());
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8::44"]);
+    }
+
+    #[test]
+    fn ipv6prefix_rewrites_the_network_of_records_below_the_zone_and_keeps_interface_ids() {
+        let mut d = demo_with_devices();
+        d.pdns.set(HOME, "AAAA", &["2001:db8:1:1::1"]);
+        d.pdns.set(
+            "nas.home.dyn.example.test",
+            "AAAA",
+            &["2001:db8:1:1:aaaa:bbbb:cccc:dddd"],
+        );
+        d.pdns.set(
+            "tv.home.dyn.example.test",
+            "AAAA",
+            &["2001:db8:1:1::10", "2001:db8:1:1::11"],
+        );
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8:2:2::/64"
+            ))
+            .header("accept", "application/json"),
+        );
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        let v = json_body(&o);
+        assert_eq!(v["status"], "updated");
+        assert_eq!(v["ipv6prefix"], "2001:db8:2:2::/64");
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:2:2:aaaa:bbbb:cccc:dddd"]
+        );
+        assert_eq!(
+            d.pdns.get("tv.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:2:2::10", "2001:db8:2:2::11"]
+        );
+        assert_eq!(
+            d.pdns.get(HOME, "AAAA"),
+            vec!["2001:db8:1:1::1"],
+            "the zone's own AAAA is not the prefix's"
+        );
+        // An address with a prefix length moves the prefix too.
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv6=2001:db8:3:3::1/48"
+        )));
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(d.pdns.get(HOME, "AAAA"), vec!["2001:db8:3:3::1"]);
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:3:2:aaaa:bbbb:cccc:dddd"]
+        );
+        // auto: the client's /64.
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=auto"
+            ))
+            .from("2001:db8:9:9::5"),
+        );
+        assert_eq!(body(&o), "addresses updated\n");
+        assert_eq!(
+            d.pdns.get("tv.home.dyn.example.test", "AAAA"),
+            vec!["2001:db8:9:9::10", "2001:db8:9:9::11"]
+        );
+    }
+
+    #[test]
+    fn errors_are_short_dynv6_sentences_and_call_nothing() {
+        let cases: Vec<(String, u16, &str)> = vec![
+            (
+                format!("/api/update?zone={HOME}"),
+                401,
+                "missing authentication token",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token=nope"),
+                401,
+                "invalid authentication token",
+            ),
+            (
+                format!("/api/update?token={TOKEN}&ipv4=192.0.2.1"),
+                400,
+                "zone not specified",
+            ),
+            (
+                format!("/api/update?zone=bad..zone&token={TOKEN}"),
+                400,
+                "invalid zone",
+            ),
+            (
+                format!("/api/update?zone=neighbour.dyn.example.test&token={TOKEN}&ipv4=192.0.2.1"),
+                404,
+                "zone not found",
+            ),
+            (
+                format!("/api/update?zone=x.elsewhere.test&token={TOKEN}&ipv4=192.0.2.1"),
+                404,
+                "zone not found",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=1.2.3"),
+                400,
+                "invalid IPv4 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=2001:db8::1"),
+                400,
+                "invalid IPv4 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=10.0.0.1"),
+                400,
+                "special range",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=192.0.2.1"),
+                400,
+                "invalid IPv6 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6=auto"),
+                400,
+                "cannot detect an IPv6 address",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8::/129"),
+                400,
+                "invalid IPv6 prefix",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fe80::/64"),
+                400,
+                "special range",
+            ),
+            (
+                format!("/api/update?zone={HOME}&token={TOKEN}&zone={HOME}"),
+                400,
+                "more than once",
+            ),
+        ];
+        for (path, want_status, want_text) in cases {
+            let mut d = Driver::demo();
+            let o = d.run(get(&path));
+            assert_eq!(status(&o), want_status, "{path}: {}", body(&o));
+            assert!(body(&o).contains(want_text), "{path}: {}", body(&o));
+            assert!(d.calls.is_empty(), "rejected: no backend call ({path})");
+        }
+    }
+
+    #[test]
+    fn backend_failure_is_never_reported_as_updated() {
+        let mut d = Driver::demo();
+        d.pdns.fault = Fault::WritesFail;
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7"
+        )));
+        assert_eq!(status(&o), 502);
+        assert_eq!(body(&o), "dnserr: DNS update failed\n");
+    }
+
+    #[test]
+    fn six_to_four_derives_the_prefix_from_the_ipv4_address() {
+        let mut d = demo_with_devices();
+        d.pdns
+            .set("nas.home.dyn.example.test", "AAAA", &["2001:db8:1:1::5"]);
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7&ipv6prefix=6to4"
+        )));
+        // 2002::/16 is public: 192.0.2.7 → 2002:c000:207::/48.
+        assert_eq!(body(&o), "addresses updated\n", "{}", body(&o));
+        assert_eq!(
+            d.pdns.get("nas.home.dyn.example.test", "AAAA"),
+            vec!["2002:c000:207:1::5"]
+        );
+    }
+}

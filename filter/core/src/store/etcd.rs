@@ -1,0 +1,706 @@
+//! The etcd store: the v3 JSON gateway's calls as [`Callout`]s, the credential sync, and the
+//! per-host update protocol ([`HostFlow`]). The protocol is written down in `docs/etcd.md`.
+//!
+//! Keys under the configured prefix `P`:
+//! - `P users/<name>`  → a user exactly as in the JSON configuration (`password_hash` a PHC string)
+//! - `P tokens/<id>`   → a token exactly as in the JSON configuration (`sha256` of the token)
+//! - `P hosts/<fqdn>`  → [`HostRecord`]: the host's current addresses and whether DNS holds them
+//! - `P settings`      → optional JSON object merged over the plugin configuration's top level
+//!   (never `store`)
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::EtcdStore;
+use crate::backends::{BackendEnv, Callout, CalloutResult, RrSet, RrType, WriteCheck};
+use crate::exchange::{CalloutId, Env, HostJob};
+use crate::kv::KvView;
+use crate::reply::Code;
+
+/// Shared-data key: when the credential snapshot was last synced (unix ms).
+pub const SYNCED_KEY: &str = "dynedge:store:etcd:synced_ms";
+
+/// How often a host's update may lose a race before answering `911`.
+const MAX_ATTEMPTS: u32 = 64;
+/// How often an etcd call without an answer (or a 502/503/504 from the proxy) is retried; the
+/// proxy sends the retry to another member.
+const MAX_RETRIES: u32 = 2;
+/// How often a failed DNS write is retried while our claim holds (e.g. PowerDNS with sqlite3
+/// answers 500 "database is locked" to concurrent writers). Writes are idempotent, and a retry
+/// that lands late is repaired like any late write.
+const MAX_DNS_RETRIES: u32 = 4;
+
+/// No answer, or the proxy's own "upstream unavailable" answer: worth another member.
+fn etcd_retryable(result: &CalloutResult) -> bool {
+    match result {
+        CalloutResult::Failed(_) => true,
+        CalloutResult::Response { status, .. } => matches!(status, 502..=504),
+    }
+}
+
+pub fn user_key(s: &EtcdStore, name: &str) -> String {
+    format!("{}users/{name}", s.prefix)
+}
+pub fn token_key(s: &EtcdStore, id: &str) -> String {
+    format!("{}tokens/{id}", s.prefix)
+}
+pub fn host_key(s: &EtcdStore, name: &str) -> String {
+    format!("{}hosts/{name}", s.prefix)
+}
+pub fn settings_key(s: &EtcdStore) -> String {
+    format!("{}settings", s.prefix)
+}
+
+// ------------------------------------------------------------------ the JSON gateway's calls
+
+fn b64(s: &[u8]) -> String {
+    B64.encode(s)
+}
+
+/// The `range_end` that lists every key starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return b64(&end);
+        }
+    }
+    b64(&[0])
+}
+
+fn call(s: &EtcdStore, op: &str, body: Value) -> Callout {
+    Callout {
+        cluster: s.cluster.clone(),
+        method: "POST",
+        authority: s.authority.clone(),
+        path: format!("/v3/{op}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        timeout_ms: s.timeout_ms,
+    }
+}
+
+fn range_op(key: &str) -> Value {
+    json!({"key": b64(key.as_bytes())})
+}
+
+fn prefix_op(prefix: &str) -> Value {
+    json!({"key": b64(prefix.as_bytes()), "range_end": prefix_end(prefix)})
+}
+
+/// A linearizable read of one key.
+pub fn range(s: &EtcdStore, key: &str) -> Callout {
+    call(s, "kv/range", range_op(key))
+}
+
+/// A linearizable read of every key under `prefix`.
+pub fn range_prefix(s: &EtcdStore, prefix: &str) -> Callout {
+    call(s, "kv/range", prefix_op(prefix))
+}
+
+pub fn put(s: &EtcdStore, key: &str, value: &[u8]) -> Callout {
+    call(
+        s,
+        "kv/put",
+        json!({"key": b64(key.as_bytes()), "value": b64(value)}),
+    )
+}
+
+pub fn delete(s: &EtcdStore, key: &str) -> Callout {
+    call(s, "kv/deleterange", range_op(key))
+}
+
+/// Put `value` only if `key`'s mod_revision is still `mod_revision` (0 = the key is absent);
+/// otherwise read the key, in the same round trip.
+pub fn compare_and_put(s: &EtcdStore, key: &str, mod_revision: i64, value: &[u8]) -> Callout {
+    let k = b64(key.as_bytes());
+    call(
+        s,
+        "kv/txn",
+        json!({
+            "compare": [{"key": k, "target": "MOD", "result": "EQUAL",
+                         "mod_revision": mod_revision.to_string()}],
+            "success": [{"request_put": {"key": k, "value": b64(value)}}],
+            "failure": [{"request_range": {"key": k}}],
+        }),
+    )
+}
+
+/// One key-value as the gateway returns it (base64 decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// What a call answered, or why it did not; `retryable` = no HTTP answer at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+fn body_json(result: &CalloutResult) -> Result<Value, EtcdError> {
+    match result {
+        CalloutResult::Failed(why) => Err(EtcdError {
+            message: format!("etcd unreachable: {why}"),
+            retryable: true,
+        }),
+        CalloutResult::Response { status, body, .. } => {
+            if *status != 200 {
+                let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+                return Err(EtcdError {
+                    message: format!("etcd answered {status}: {text}"),
+                    retryable: false,
+                });
+            }
+            serde_json::from_slice(body).map_err(|e| EtcdError {
+                message: format!("etcd answer is not JSON: {e}"),
+                retryable: false,
+            })
+        }
+    }
+}
+
+/// proto3 JSON: 64-bit numbers are strings, defaults are omitted.
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn kvs(v: &Value) -> Vec<Kv> {
+    let decode = |v: &Value| {
+        v.as_str()
+            .and_then(|s| B64.decode(s).ok())
+            .unwrap_or_default()
+    };
+    v.get("kvs")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|kv| Kv {
+                    key: String::from_utf8_lossy(&decode(&kv["key"])).into_owned(),
+                    value: decode(&kv["value"]),
+                    mod_revision: int(&kv["mod_revision"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn parse_range(result: &CalloutResult) -> Result<Vec<Kv>, EtcdError> {
+    Ok(kvs(&body_json(result)?))
+}
+
+/// A transaction's answer: did the compare hold, the revision after it, and its range results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResult {
+    pub succeeded: bool,
+    pub revision: i64,
+    pub ranges: Vec<Vec<Kv>>,
+}
+
+pub fn parse_txn(result: &CalloutResult) -> Result<TxnResult, EtcdError> {
+    let v = body_json(result)?;
+    let ranges = v
+        .get("responses")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r.get("response_range").map(kvs))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TxnResult {
+        succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
+        revision: int(&v["header"]["revision"]),
+        ranges,
+    })
+}
+
+// ------------------------------------------------------------------------ credential sync
+
+/// One round trip that reads every user and token, and the settings.
+pub fn sync_call(s: &EtcdStore) -> Callout {
+    call(
+        s,
+        "kv/txn",
+        json!({"success": [
+            {"request_range": prefix_op(&format!("{}users/", s.prefix))},
+            {"request_range": prefix_op(&format!("{}tokens/", s.prefix))},
+            {"request_range": range_op(&settings_key(s))},
+        ]}),
+    )
+}
+
+/// The plugin configuration with its users and tokens replaced by etcd's (and the settings
+/// merged), ready for [`crate::Config::from_json`]: one validation for both stores.
+pub fn sync_apply(base_raw: &[u8], result: &CalloutResult) -> Result<Vec<u8>, String> {
+    let txn = parse_txn(result).map_err(|e| e.message)?;
+    let [users, tokens, settings] = txn.ranges.as_slice() else {
+        return Err("etcd sync: unexpected answer shape".into());
+    };
+    let mut cfg: Value =
+        serde_json::from_slice(base_raw).map_err(|e| format!("plugin configuration: {e}"))?;
+    let parse_all = |list: &[Kv]| -> Result<Vec<Value>, String> {
+        list.iter()
+            .map(|kv| {
+                serde_json::from_slice(&kv.value).map_err(|e| format!("etcd key {}: {e}", kv.key))
+            })
+            .collect()
+    };
+    if let Some(Value::Object(over)) = settings
+        .first()
+        .map(|kv| serde_json::from_slice::<Value>(&kv.value))
+        .transpose()
+        .map_err(|e| format!("etcd settings: {e}"))?
+    {
+        for (k, v) in over {
+            if k != "store" && k != "users" && k != "tokens" {
+                cfg[k] = v;
+            }
+        }
+    }
+    cfg["users"] = Value::Array(parse_all(users)?);
+    cfg["tokens"] = Value::Array(parse_all(tokens)?);
+    Ok(cfg.to_string().into_bytes())
+}
+
+/// Is the credential snapshot older than the store allows?
+pub fn is_stale(s: &EtcdStore, kv: &dyn KvView, now_ms: u64) -> bool {
+    let synced = kv
+        .get(SYNCED_KEY)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    synced.saturating_add(s.max_stale_ms()) < now_ms
+}
+
+// ------------------------------------------------------------------- host update protocol
+
+/// A host's value in etcd: its addresses by type, and whether DNS is known to hold them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    #[serde(default)]
+    pub rr: BTreeMap<String, Vec<String>>,
+    /// `ok`: DNS holds `rr` (confirmed after a successful write). `pending`: a write of `rr`
+    /// was claimed and its outcome is not confirmed: never a reason for `nochg`.
+    pub state: String,
+    /// The claim that wrote this value (a random id per attempt).
+    #[serde(default)]
+    pub claim: u64,
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+pub const OK: &str = "ok";
+pub const PENDING: &str = "pending";
+
+impl HostRecord {
+    fn values(&self, rtype: RrType) -> &[String] {
+        self.rr.get(rtype.as_str()).map_or(&[][..], |v| v)
+    }
+}
+
+fn decode_record(kvs: &[Kv]) -> (HostRecord, i64) {
+    match kvs.first() {
+        Some(kv) => (
+            serde_json::from_slice(&kv.value).unwrap_or_default(),
+            kv.mod_revision,
+        ),
+        None => (HostRecord::default(), 0),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Read,
+    Claim,
+    DnsWrite,
+    Confirm,
+    /// After a failed repair write: mark the record not-ok so nobody answers `nochg` from it.
+    Taint,
+}
+
+struct HostState {
+    /// Our claim id; the record carries it so an ambiguous retry can recognise its own write.
+    claim: u64,
+    /// The value we claimed/confirm, and the revision it has in etcd.
+    record: HostRecord,
+    revision: i64,
+    attempts: u32,
+    /// A repair (re-writing a newer value after our own write) is under way.
+    repairing: bool,
+    first_read: bool,
+}
+
+struct InFlight {
+    host: usize,
+    op: Op,
+    callout: Callout,
+    retries: u32,
+    check: Option<WriteCheck>,
+}
+
+/// Drives every host of a job through the etcd protocol (`docs/etcd.md`):
+/// read → (`nochg` if confirmed and equal) → claim (CAS to `pending`) → DNS write → confirm
+/// (CAS to `ok`); a lost CAS re-reads in the same round trip and decides again.
+pub struct HostFlow {
+    store: EtcdStore,
+    states: Vec<HostState>,
+    pending: HashMap<CalloutId, InFlight>,
+    next_id: CalloutId,
+    /// etcd calls made, for the audit log and the benchmark.
+    pub etcd_calls: u32,
+}
+
+impl HostFlow {
+    pub fn new(store: EtcdStore, hosts: usize, random: u64) -> HostFlow {
+        HostFlow {
+            store,
+            states: (0..hosts)
+                .map(|i| HostState {
+                    claim: random.rotate_left(i as u32 * 7) ^ (i as u64 + 1),
+                    record: HostRecord::default(),
+                    revision: 0,
+                    attempts: 0,
+                    repairing: false,
+                    first_read: true,
+                })
+                .collect(),
+            pending: HashMap::new(),
+            next_id: 0,
+            etcd_calls: 0,
+        }
+    }
+
+    fn send(
+        &mut self,
+        host: usize,
+        op: Op,
+        callout: Callout,
+        check: Option<WriteCheck>,
+        out: &mut Vec<(CalloutId, Callout)>,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if op != Op::DnsWrite {
+            self.etcd_calls += 1;
+        }
+        out.push((id, callout.clone()));
+        self.pending.insert(
+            id,
+            InFlight {
+                host,
+                op,
+                callout,
+                retries: 0,
+                check,
+            },
+        );
+    }
+
+    /// The first calls; `None` when every host is already decided.
+    pub fn start(&mut self, hosts: &mut [HostJob], env: &Env) -> Vec<(CalloutId, Callout)> {
+        let mut out = Vec::new();
+        let stale = is_stale(&self.store, env.kv, env.now_ms);
+        for (i, h) in hosts.iter_mut().enumerate() {
+            let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
+                continue;
+            };
+            if stale {
+                h.code = Some(Code::Emergency);
+                h.error = Some("etcd store: credential snapshot is stale".into());
+                continue;
+            }
+            let c = range(&self.store, &host_key(&self.store, t.name.as_str()));
+            self.send(i, Op::Read, c, None, &mut out);
+        }
+        out
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// One result; returns the next calls (possibly none: then check [`HostFlow::is_done`]).
+    pub fn on_callout(
+        &mut self,
+        id: CalloutId,
+        result: CalloutResult,
+        hosts: &mut [HostJob],
+        env: &Env,
+    ) -> Vec<(CalloutId, Callout)> {
+        let mut out = Vec::new();
+        let Some(mut f) = self.pending.remove(&id) else {
+            return out;
+        };
+        let i = f.host;
+        let Some(h) = hosts.get_mut(i) else {
+            return out;
+        };
+        let (retry, limit) = match (&f.op, &h.target, &f.check) {
+            (Op::DnsWrite, Some(t), Some(check)) => (
+                t.backend.check_write(check, &result).is_err(),
+                MAX_DNS_RETRIES,
+            ),
+            (Op::DnsWrite, _, _) => (false, 0),
+            _ => (etcd_retryable(&result), MAX_RETRIES),
+        };
+        if retry {
+            // Safe for every call: reads are reads, a CAS that did apply is recognised by its
+            // claim id, and a DNS write is idempotent while our claim holds.
+            if f.retries < limit {
+                f.retries += 1;
+                if f.op != Op::DnsWrite {
+                    self.etcd_calls += 1;
+                }
+                let nid = self.next_id;
+                self.next_id += 1;
+                out.push((nid, f.callout.clone()));
+                self.pending.insert(nid, f);
+                return out;
+            }
+        }
+        match f.op {
+            Op::Read => match parse_range(&result) {
+                Ok(kvs) => {
+                    let (rec, rev) = decode_record(&kvs);
+                    self.decide(i, h, rec, rev, env, &mut out);
+                }
+                Err(e) => fail(h, Code::Dnserr, e.message),
+            },
+            Op::Claim => match parse_txn(&result) {
+                Ok(t) if t.succeeded => {
+                    self.states[i].revision = t.revision;
+                    self.write_dns(i, h, env, &mut out);
+                }
+                Ok(t) => {
+                    let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
+                    if rec.claim == self.states[i].claim {
+                        // Our own claim, applied by an attempt whose answer was lost.
+                        self.states[i].revision = rev;
+                        self.write_dns(i, h, env, &mut out);
+                    } else {
+                        self.decide(i, h, rec, rev, env, &mut out);
+                    }
+                }
+                Err(e) => fail(h, Code::Dnserr, e.message),
+            },
+            Op::DnsWrite => {
+                let checked = match (&h.target, &f.check) {
+                    (Some(t), Some(check)) => t.backend.check_write(check, &result),
+                    _ => Err(crate::backends::BackendError("no write check".into())),
+                };
+                match checked {
+                    Ok(()) => {
+                        let st = &mut self.states[i];
+                        st.record.state = OK.into();
+                        st.record.at_ms = env.now_ms;
+                        let value = serde_json::to_vec(&st.record).unwrap_or_default();
+                        let key = host_key(&self.store, &h.label);
+                        let c = compare_and_put(&self.store, &key, st.revision, &value);
+                        self.send(i, Op::Confirm, c, None, &mut out);
+                    }
+                    Err(e) if self.states[i].repairing => {
+                        // Our earlier write may be the last one DNS saw: the record must not
+                        // stay `ok` for a value DNS may not hold.
+                        h.error = Some(e.0);
+                        self.taint(i, h, &mut out);
+                    }
+                    Err(e) => {
+                        // The record stays `pending`: the next update writes again, never nochg.
+                        fail(h, Code::Dnserr, e.0);
+                    }
+                }
+            }
+            Op::Confirm => match parse_txn(&result) {
+                Ok(t) if t.succeeded => {
+                    h.code = Some(Code::Good);
+                }
+                Ok(t) => {
+                    let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
+                    let st = &mut self.states[i];
+                    if rec.claim == st.claim && rec.state == OK && rec.rr == st.record.rr {
+                        h.code = Some(Code::Good); // our confirm, answered late
+                    } else {
+                        self.repair(i, h, rec, rev, env, &mut out);
+                    }
+                }
+                Err(e) => fail(h, Code::Dnserr, e.message),
+            },
+            Op::Taint => match parse_txn(&result) {
+                Ok(t) if t.succeeded => {
+                    h.code = Some(Code::Dnserr);
+                }
+                Ok(t) => {
+                    let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
+                    if rec.state == OK {
+                        self.states[i].record = rec;
+                        self.states[i].revision = rev;
+                        self.taint(i, h, &mut out);
+                    } else {
+                        h.code = Some(Code::Dnserr);
+                    }
+                }
+                Err(e) => fail(h, Code::Dnserr, e.message),
+            },
+        }
+        out
+    }
+
+    /// Compare the store's current record with what the host wants.
+    fn decide(
+        &mut self,
+        i: usize,
+        h: &mut HostJob,
+        rec: HostRecord,
+        rev: i64,
+        env: &Env,
+        out: &mut Vec<(CalloutId, Callout)>,
+    ) {
+        let st = &mut self.states[i];
+        if st.first_read {
+            st.first_read = false;
+            let types: Vec<RrType> = h
+                .target
+                .as_ref()
+                .map(|t| t.want.iter().map(|(r, _)| *r).collect())
+                .unwrap_or_default();
+            for rtype in types {
+                h.set_old(rtype, rec.values(rtype).to_vec());
+            }
+        }
+        let Some(t) = &h.target else { return };
+        let same = t
+            .want
+            .iter()
+            .all(|(rtype, want)| crate::exchange::same_values(*rtype, rec.values(*rtype), want));
+        if rec.state == OK && same {
+            h.code = Some(Code::Nochg);
+            return;
+        }
+        st.attempts += 1;
+        if st.attempts > MAX_ATTEMPTS {
+            fail(h, Code::Emergency, "etcd store: too much contention".into());
+            return;
+        }
+        let mut next = rec;
+        for (rtype, want) in &t.want {
+            next.rr.insert(rtype.as_str().into(), want.clone());
+        }
+        next.state = PENDING.into();
+        next.claim = st.claim;
+        next.at_ms = env.now_ms;
+        let value = serde_json::to_vec(&next).unwrap_or_default();
+        st.record = next;
+        let c = compare_and_put(
+            &self.store,
+            &host_key(&self.store, t.name.as_str()),
+            rev,
+            &value,
+        );
+        self.send(i, Op::Claim, c, None, out);
+    }
+
+    /// Write the claimed values of our types to DNS.
+    fn write_dns(
+        &mut self,
+        i: usize,
+        h: &mut HostJob,
+        env: &Env,
+        out: &mut Vec<(CalloutId, Callout)>,
+    ) {
+        let Some(t) = &h.target else { return };
+        let rec = &self.states[i].record;
+        let sets: Vec<RrSet> = t
+            .want
+            .iter()
+            .map(|(rtype, _)| RrSet {
+                name: t.name.clone(),
+                rtype: *rtype,
+                ttl: t.ttl,
+                values: rec.values(*rtype).to_vec(),
+            })
+            .collect();
+        let benv = BackendEnv {
+            now_s: env.now_s(),
+            random: env.random,
+        };
+        match t.backend.write(&t.zone, &sets, benv) {
+            Ok((c, check)) => self.send(i, Op::DnsWrite, c, Some(check), out),
+            // Our claim stays pending, so a retry writes again instead of a false nochg.
+            Err(e) => fail(h, Code::Dnserr, e.0),
+        }
+    }
+
+    /// Our confirm lost: someone changed the record after our claim, and our DNS write may
+    /// have landed after theirs. Make DNS hold the store's current value, then confirm that.
+    fn repair(
+        &mut self,
+        i: usize,
+        h: &mut HostJob,
+        rec: HostRecord,
+        rev: i64,
+        env: &Env,
+        out: &mut Vec<(CalloutId, Callout)>,
+    ) {
+        let Some(t) = &h.target else { return };
+        let st = &mut self.states[i];
+        st.attempts += 1;
+        if st.attempts > MAX_ATTEMPTS {
+            fail(h, Code::Emergency, "etcd store: too much contention".into());
+            return;
+        }
+        let already = t.want.iter().all(|(rtype, _)| {
+            crate::exchange::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
+        });
+        st.repairing = true;
+        st.revision = rev;
+        let mut next = rec;
+        next.claim = st.claim;
+        st.record = next;
+        if already {
+            // DNS holds the store's value whatever the order of the writes: confirm it.
+            st.record.state = OK.into();
+            st.record.at_ms = env.now_ms;
+            let value = serde_json::to_vec(&st.record).unwrap_or_default();
+            let c = compare_and_put(&self.store, &host_key(&self.store, &h.label), rev, &value);
+            self.send(i, Op::Confirm, c, None, out);
+        } else {
+            self.write_dns(i, h, env, out);
+        }
+    }
+
+    fn taint(&mut self, i: usize, h: &mut HostJob, out: &mut Vec<(CalloutId, Callout)>) {
+        let st = &mut self.states[i];
+        st.attempts += 1;
+        if st.attempts > MAX_ATTEMPTS {
+            fail(h, Code::Emergency, "etcd store: too much contention".into());
+            return;
+        }
+        st.record.state = PENDING.into();
+        let value = serde_json::to_vec(&st.record).unwrap_or_default();
+        let c = compare_and_put(
+            &self.store,
+            &host_key(&self.store, &h.label),
+            st.revision,
+            &value,
+        );
+        self.send(i, Op::Taint, c, None, out);
+    }
+}
+
+fn fail(h: &mut HostJob, code: Code, why: String) {
+    h.code = Some(code);
+    h.error = Some(why);
+}
