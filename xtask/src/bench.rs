@@ -1152,11 +1152,12 @@ end
         );
         let note = cold
             .as_ref()
-            .map(|f| {
-                format!(
-                    "≈ {:.1} ms of Argon2 per request (1 worker)",
-                    1000.0 / f.rps
-                )
+            .map(|f| match f.cpu_us_per_req {
+                Some(cpu) => format!(
+                    "one Argon2id verification per request: ≈ {:.1} ms of CPU in the wasm VM",
+                    cpu / 1000.0
+                ),
+                None => String::new(),
             })
             .unwrap_or_default();
         push(
@@ -1201,7 +1202,7 @@ end
             let pid = gw.daemon.pid();
             let flood = thread::spawn(move || wrk(pid, &flood_dir, &name, &url, &lua, c, d));
             thread::sleep(Duration::from_millis(500));
-            let good = good_client(&gw.url(&nochg_path), &gw.ca, &dir, 100);
+            let good = good_client(&gw.url(&nochg_path), &gw.ca, &dir, 100 * d as usize);
             let f = flood
                 .join()
                 .map_err(|_| "flood thread panicked".to_string())?;
@@ -1433,7 +1434,7 @@ fn nochg_ratio_note(rows: &[Row], peer: &Result<Figures>) -> String {
         .and_then(|r| r.figures.as_ref());
     match (ours, peer) {
         (Some(o), Ok(p)) if p.rps > 0.0 => {
-            format!("dynedge nochg (plain) is {:.0}× this", o.rps / p.rps)
+            format!("dynedge nochg (plain) is {:.1}× this", o.rps / p.rps)
         }
         _ => String::new(),
     }
@@ -1457,7 +1458,7 @@ fn markdown(rows: &[Row], machine: &str, loads: &[(String, String)], opts: &Opts
             .join("; ")
     );
     s.push_str(
-        "| workload | server | req/s | p50 ms | p99 ms | notes |\n|---|---|---:|---:|---:|---|\n",
+        "| workload | server | req/s | p50 ms | p99 ms | server CPU µs/req | notes |\n|---|---|---:|---:|---:|---:|---|\n",
     );
     for r in rows {
         match &r.figures {
