@@ -371,12 +371,17 @@ fn client_dir() -> PathBuf {
     }
 }
 
+/// The official client is not on any registry this project may use (npm answers 404 for
+/// `apertodns-client`), and we do not ship a script that builds third-party code. Build it
+/// yourself from its published source, point `APERTODNS_CLIENT` at its `dist/index.js`, and run
+/// `cargo test -p dynedge-envoy --test dialects_over_envoy -- --ignored` (docs/dialects.md).
 #[test]
+#[ignore = "needs the official ApertoDNS client built locally (not on the npm registry)"]
 fn the_official_apertodns_client_works_unchanged_against_the_gateway() {
     let client = client_dir();
     assert!(
         client.is_file(),
-        "{} missing: build the official client with examples/apertodns-client/setup.sh",
+        "{} missing: set APERTODNS_CLIENT to the built client's dist/index.js",
         client.display()
     );
     let stack = stack("official_client");

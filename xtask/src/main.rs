@@ -62,7 +62,17 @@ const APT_TESTS: &[&str] = &[
     // The etcd store's suites (three members on loopback).
     "etcd-server",
     "etcd-client",
+    // ACME e2e (envoy/tests/acme_over_envoy.rs): the test CA and two clients; zope.interface
+    // for the certbot acme-dns plugin, which lives in .tools/acme-venv (see ACME_DNS_PLUGIN).
+    "pebble",
+    "lego",
+    "certbot",
+    "python3-zope.interface",
 ];
+
+/// certbot's acme-dns plugin (uses joohoi's pyacmedns client), installed from PyPI into a venv
+/// that sees Debian's certbot: Debian's lego is built without its acme-dns provider.
+const ACME_DNS_PLUGIN: &[&str] = &["certbot-dns-acmedns==0.1.0", "pyacmedns==0.4", "mock"];
 
 // The demo's fixed ports and names (README.md, examples/).
 const DEMO_HTTPS_PORT: u16 = 8443;
@@ -134,13 +144,15 @@ fn output_of(cmd: &mut Command) -> Option<String> {
 
 /// `cargo build -p dynedge-filter --target wasm32-wasip1 --release`; the .wasm's path.
 fn wasm() -> Result<PathBuf> {
-    step("building the filter (cargo build -p dynedge-filter --target wasm32-wasip1 --release)");
+    step("building the filter and the test-host probe (cargo build -p dynedge-filter -p dynedge-probe-filter --target wasm32-wasip1 --release)");
     run_visible(
         "cargo build (filter)",
         cargo().current_dir(workspace_root()).args([
             "build",
             "-p",
             "dynedge-filter",
+            "-p",
+            "dynedge-probe-filter",
             "--release",
             "--target",
             WASM_TARGET,
@@ -226,25 +238,36 @@ fn deps(for_tests: bool) -> Result<()> {
     println!("    {}", envoy.display());
 
     if for_tests {
-        // The dialects suite drives the official ApertoDNS client (not on the npm registry):
-        // built from its unchanged source by examples/apertodns-client/setup.sh.
-        step("the official ApertoDNS client (.run/apertodns-client)");
-        let built = workspace_root().join(".run/apertodns-client/dist/index.js");
-        if !built.is_file() && output_of(Command::new("npm").arg("--version")).is_none() {
-            // Debian packages npm apart from nodejs (NodeSource's nodejs carries its own).
-            let _ = apt_install(&["npm"]);
-        }
-        if built.is_file() {
-            println!("    {}", built.display());
-        } else if let Err(e) = run_visible(
-            "examples/apertodns-client/setup.sh",
-            &mut Command::new(workspace_root().join("examples/apertodns-client/setup.sh")),
-        ) {
-            // Not fatal here: the one test that needs it fails and says how to build it.
-            println!("    not built ({e})");
+        if let Err(e) = acme_dns_plugin() {
+            // Not fatal here: the acme-dns certbot test fails and says how to install it.
+            println!("    not installed ({e})");
         }
     }
     Ok(())
+}
+
+/// `.tools/acme-venv`: Debian's python3 with its site packages (certbot) plus the acme-dns plugin.
+fn acme_dns_plugin() -> Result<()> {
+    step("certbot acme-dns plugin (.tools/acme-venv)");
+    let venv = workspace_root().join(".tools/acme-venv");
+    let python = venv.join("bin/python");
+    let probe = "import certbot_dns_acmedns, pyacmedns, certbot";
+    if output_of(Command::new(&python).args(["-c", probe])).is_some() {
+        println!("    {}", python.display());
+        return Ok(());
+    }
+    run_visible(
+        "python3 -m venv --system-site-packages",
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--system-site-packages"])
+            .arg(&venv),
+    )?;
+    run_visible(
+        "pip install certbot-dns-acmedns",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(ACME_DNS_PLUGIN),
+    )
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
@@ -622,8 +645,9 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
     let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
     cmd.current_dir(workspace_root())
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());

@@ -50,12 +50,26 @@ static PORT_END: AtomicU16 = AtomicU16::new(21000);
 /// Moves this test binary to another port range (each engineer's suite has its own); call it
 /// before starting anything. Idempotent, so every test of a binary may call it.
 pub fn use_ports(start: u16, end: u16) {
+    if std::env::var_os("DYNEDGE_E2E_PORTS").is_some() {
+        return; // the environment decides
+    }
     NEXT_PORT.fetch_max(start, Ordering::SeqCst);
     PORT_END.store(end, Ordering::SeqCst);
 }
 
-/// A port of this suite's range that nothing listens on.
+/// A port of this suite's range that nothing listens on. `DYNEDGE_E2E_PORTS=START-END` moves
+/// every suite to another range (to run another engineer's suites on your own ports).
 pub fn free_port() -> u16 {
+    static FROM_ENV: std::sync::Once = std::sync::Once::new();
+    FROM_ENV.call_once(|| {
+        let range = std::env::var("DYNEDGE_E2E_PORTS").unwrap_or_default();
+        if let Some((a, b)) = range.split_once('-') {
+            if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse::<u16>()) {
+                NEXT_PORT.store(a, Ordering::SeqCst);
+                PORT_END.store(b.saturating_add(1), Ordering::SeqCst);
+            }
+        }
+    });
     loop {
         let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
         assert!(

@@ -121,9 +121,17 @@ pub struct AuthOutcome {
 }
 
 pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) -> AuthOutcome {
-    let done = |result| AuthOutcome {
-        result,
-        writes: vec![],
+    let done = |result: Result<Identity, AuthError>| {
+        let writes = match &result {
+            Ok(id) => id
+                .token_id
+                .as_deref()
+                .and_then(|t| touch_token(kv, t, now_s))
+                .into_iter()
+                .collect(),
+            Err(_) => vec![],
+        };
+        AuthOutcome { result, writes }
     };
     match p {
         Presented::None => done(Err(AuthError::Missing)),
@@ -138,6 +146,26 @@ pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) ->
             password_identity(cfg, user, password, kv, now_s)
         }
     }
+}
+
+/// A token's last use (`keys::token_used`), written at most once a minute per token.
+fn touch_token(kv: &dyn KvView, token_id: &str, now_s: u64) -> Option<KvWrite> {
+    let key = keys::token_used(token_id);
+    let last = kv
+        .get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if last.is_some_and(|l| now_s.saturating_sub(l) < 60) {
+        return None;
+    }
+    Some(KvWrite::put(key, now_s.to_string().into_bytes()))
+}
+
+/// When a token was last used (unix seconds), if ever.
+pub fn token_last_used(kv: &dyn KvView, token_id: &str) -> Option<u64> {
+    kv.get(&keys::token_used(token_id))
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
 }
 
 pub fn token_hash(token: &str) -> String {
@@ -211,35 +239,52 @@ fn password_identity(
             .collect(),
         only_hosts: None,
     };
-    let key = keys::auth_cache(&u.name, &cache_tag(u, password));
+    match verify_cached(cfg, &u.name, &u.password_hash.0, password, kv, now_s) {
+        Some(writes) => AuthOutcome {
+            result: Ok(identity),
+            writes,
+        },
+        None => bad,
+    }
+}
+
+/// Argon2 verification of `password` against `phc`, skipped while a cached success for the same
+/// (user, PHC, password) is fresh; on success, the cache entry to write (if any). Shared by
+/// configured users and the credentials registered at runtime (acme-dns accounts).
+pub fn verify_cached(
+    cfg: &Config,
+    cache_user: &str,
+    phc: &str,
+    password: &str,
+    kv: &dyn KvView,
+    now_s: u64,
+) -> Option<Vec<KvWrite>> {
+    if password.is_empty() || password.len() > 1024 {
+        return None;
+    }
+    let key = keys::auth_cache(cache_user, &cache_tag(phc, password));
     let cached_until = kv
         .get(&key)
         .and_then(|v| String::from_utf8(v).ok())
         .and_then(|s| s.parse::<u64>().ok());
     if cached_until.is_some_and(|until| until > now_s) {
-        return AuthOutcome {
-            result: Ok(identity),
-            writes: vec![],
-        };
+        return Some(vec![]);
     }
-    if !verify_password(&u.password_hash.0, password) {
-        return bad;
+    if !verify_password(phc, password) {
+        return None;
     }
-    AuthOutcome {
-        result: Ok(identity),
-        writes: vec![KvWrite::put(
-            key,
-            (now_s + cfg.auth_cache_ttl_s).to_string().into_bytes(),
-        )],
-    }
+    Some(vec![KvWrite::put(
+        key,
+        (now_s + cfg.auth_cache_ttl_s).to_string().into_bytes(),
+    )])
 }
 
 /// A keyed hash of the presented password. The key is the stored PHC string, so a changed
 /// password invalidates every cache entry, and the KV never holds anything that verifies offline
 /// without the configuration.
-fn cache_tag(user: &User, password: &str) -> String {
+fn cache_tag(phc: &str, password: &str) -> String {
     // new_from_slice accepts keys of any length for HMAC.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(user.password_hash.0.as_bytes()) else {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(phc.as_bytes()) else {
         return String::new();
     };
     mac.update(password.as_bytes());

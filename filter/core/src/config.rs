@@ -73,6 +73,8 @@ struct RawConfig {
     #[serde(default)]
     endpoints: Vec<crate::dialects::custom::RawEndpoint>,
     #[serde(default)]
+    acme_dns: Option<crate::dialects::acmedns::RawAcmeDns>,
+    #[serde(default)]
     webhooks: Option<crate::webhooks::RawWebhooks>,
     #[serde(default)]
     rate_limits: crate::limits::RateLimits,
@@ -297,6 +299,8 @@ pub struct Config {
     pub apertodns: crate::dialects::apertodns::ApertoSettings,
     /// Operator-defined update endpoints (ddns-service style), first match wins.
     pub endpoints: Vec<crate::dialects::custom::Endpoint>,
+    /// The acme-dns API (`acme_dns` in the configuration); off when absent.
+    pub acme_dns: Option<crate::dialects::acmedns::AcmeDnsSettings>,
     /// Webhook delivery; `None` = off.
     pub webhooks: Option<crate::webhooks::WebhookSettings>,
     pub store: crate::store::StoreConfig,
@@ -605,6 +609,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .map_err(|m| err("rate_limits", m))?;
     let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
     let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
+    let acme_dns = raw
+        .acme_dns
+        .map(|a| crate::dialects::acmedns::AcmeDnsSettings::compile(a, &zones, &apertodns))
+        .transpose()?;
     let webhooks = raw
         .webhooks
         .map(crate::webhooks::WebhookSettings::compile)
@@ -626,6 +634,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         host_owner,
         apertodns,
         endpoints,
+        acme_dns,
         webhooks,
         store,
     })

@@ -94,7 +94,7 @@ enum State {
 impl Exchange {
     /// Starts on the request headers. `end_of_stream` says whether a body follows.
     pub fn start(cfg: &Config, req: Request, end_of_stream: bool, env: &Env) -> (Exchange, Step) {
-        let Some(route) = dialects::route_in(cfg, req.path_only()) else {
+        let Some(route) = dialects::route_request(cfg, &req) else {
             return (
                 Exchange {
                     state: State::Finished,

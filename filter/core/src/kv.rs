@@ -66,9 +66,26 @@ pub mod keys {
         format!("dynedge:token:{sha256_hex}")
     }
 
+    /// When a token (static or runtime, by id) was last used: unix seconds as text.
+    pub fn token_used(token_id: &str) -> String {
+        format!("dynedge:token-used:{token_id}")
+    }
+
     /// A user's runtime tokens, for listing and revoking by id: JSON `[{"id", "sha256"}]`.
     pub fn user_tokens(user: &str) -> String {
         format!("dynedge:tokens:{user}")
+    }
+
+    /// An acme-dns account registered at `/register`, by its username: JSON
+    /// `dialects::acmedns::Account` (the password only as an Argon2id PHC string).
+    pub fn acme_dns_account(username: &str) -> String {
+        format!("dynedge:acmedns:{username}")
+    }
+
+    /// The last TXT values written through acme-dns `/update` at a name, oldest first: JSON
+    /// `[String]` (acme-dns keeps two, so a wildcard and its apex validate together).
+    pub fn acme_dns_txt(name: &str) -> String {
+        format!("dynedge:acmedns-txt:{name}")
     }
 
     /// A user's webhook subscriptions: JSON `[webhooks::Subscription]`.

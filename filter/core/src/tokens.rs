@@ -65,19 +65,24 @@ pub fn index(kv: &dyn KvView, user: &str) -> Vec<IndexEntry> {
 }
 
 /// A new token `{provider}_{environment}_{32 base64url}` (digest §3.1).
-///
-/// The core draws no randomness itself: the 24 random bytes are HMAC-SHA256 under the operator's
-/// `apertodns.token_key` of the host's fresh `Env::random`, the time and the request id, so a
-/// token is unpredictable to anyone without the configuration even though `Env` carries only
-/// 64 fresh bits per request.
 pub fn generate(key: &[u8], provider: &str, environment: &str, env: &Env, salt: &str) -> String {
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+    let Some(bytes) = random_bytes(key, env, salt) else {
         return String::new();
     };
+    let random = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..24]);
+    format!("{provider}_{environment}_{random}")
+}
+
+/// 32 bytes for a new secret (tokens, webhook secrets, acme-dns credentials).
+///
+/// The core draws no randomness itself: the bytes are HMAC-SHA256 under the operator's
+/// `apertodns.token_key` of the host's fresh `Env::random`, the time and a per-use salt, so a
+/// secret is unpredictable to anyone without the configuration even though `Env` carries only
+/// 64 fresh bits per request. `None` only if HMAC refuses the key (it accepts any length).
+pub fn random_bytes(key: &[u8], env: &Env, salt: &str) -> Option<[u8; 32]> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
     mac.update(&env.random.to_le_bytes());
     mac.update(&env.now_ms.to_le_bytes());
     mac.update(salt.as_bytes());
-    let bytes = mac.finalize().into_bytes();
-    let random = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..24]);
-    format!("{provider}_{environment}_{random}")
+    Some(mac.finalize().into_bytes().into())
 }

@@ -1007,3 +1007,38 @@ fn an_ip_change_emits_a_signed_webhook_and_no_change_emits_none() {
     assert_eq!(body(&o), "good 192.0.2.9\n");
     assert_eq!(o.notify.len(), 1);
 }
+
+#[test]
+fn an_oversized_body_is_413_in_the_json_envelope() {
+    let mut d = demo();
+    let big = format!(r#"{{"hostname":"{HOME}","pad":"{}"}}"#, "x".repeat(20_000));
+    let o = d.run(request("POST", &format!("{P}update"), &big).bearer(TOKEN));
+    assert_eq!(status(&o), 413);
+    let v = json_body(&o);
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    assert_eq!(header(&o, "content-type"), Some("application/json"));
+    assert!(d.calls.is_empty());
+}
+
+#[test]
+fn a_client_guessing_tokens_is_refused_before_its_credentials_are_looked_at() {
+    let mut d = demo();
+    let limit = d.cfg.rate_limits.bad_per_client.limit;
+    for _ in 0..limit {
+        let o = d.run(
+            get(&format!("{P}domains")).bearer("dynedge_live_guessguessguessguessguessguess12"),
+        );
+        assert_eq!(json_body(&o)["error"]["code"], "invalid_token");
+    }
+    let o = d.run(get(&format!("{P}domains")).bearer(TOKEN));
+    assert_eq!(status(&o), 429, "{}", body(&o));
+    assert_eq!(json_body(&o)["error"]["code"], "rate_limited");
+    assert!(d.calls.is_empty());
+    let o = d.run(
+        get(&format!("{P}domains"))
+            .bearer(TOKEN)
+            .from("198.51.100.77"),
+    );
+    assert_eq!(status(&o), 200, "another client is not affected");
+}

@@ -167,6 +167,7 @@ fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
             "id": t.id, "name": t.id, "scopes": scope_names(&t.scopes),
             "hosts": t.hosts.as_ref().map(|h| h.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
             "active": t.active, "revoked": false, "source": "config",
+            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s * 1000)),
         }));
     }
     for e in tokens::index(env.kv, &id.user) {
@@ -179,6 +180,7 @@ fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
             "hosts": t.hosts, "expiresAt": t.expires_ms.map(iso8601),
             "active": !t.revoked && !expired, "revoked": t.revoked,
             "createdAt": iso8601(t.created_ms), "source": "api",
+            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s * 1000)),
         }));
     }
     Value::Array(out)
@@ -690,7 +692,7 @@ mod tests {
             );
         }
         assert_eq!(status(&update_with(&mut d, &token)), 200);
-        // Listed without the token.
+        // Listed without the token, with its last use.
         let o = d.run(get("/api/tokens").bearer(TOKEN));
         let list = json_body(&o);
         assert!(!body(&o).contains(&token));
@@ -702,6 +704,7 @@ mod tests {
             .unwrap();
         assert_eq!(runtime["name"], "router");
         assert_eq!(runtime["active"], true);
+        assert_eq!(runtime["lastUsedAt"], "2023-11-14T22:13:20.000Z");
         assert!(list["data"]
             .as_array()
             .unwrap()

@@ -1,12 +1,14 @@
 //! Dialects: each turns its wire format into an update [`Job`] (or an immediate reply) and
 //! renders the job's results. Auth, ownership, planning and backends are shared.
 
+pub mod acmedns;
 pub mod apertodns;
 pub mod api;
 pub mod custom;
 pub mod dyndns2;
 pub mod dynv6;
 pub mod helpers;
+pub mod httpreq;
 pub mod path_query;
 
 use crate::config::Config;
@@ -39,6 +41,10 @@ pub enum Route {
     PathQuery(path_query::Kind),
     /// An operator-defined endpoint: index into `Config::endpoints`.
     Custom(usize),
+    /// The acme-dns API (`/acme-dns/*`, root `/register`, `POST /update` + `X-Api-User`).
+    AcmeDns(acmedns::Endpoint),
+    /// lego's httpreq protocol (`/httpreq/present|cleanup`, `/present`, `/cleanup`).
+    HttpReq(httpreq::Action),
 }
 
 impl Route {
@@ -46,7 +52,12 @@ impl Route {
     pub fn reads_body(self) -> bool {
         matches!(
             self,
-            Route::Dyndns2(_) | Route::Aperto | Route::ManagementApi | Route::Custom(_)
+            Route::Dyndns2(_)
+                | Route::Aperto
+                | Route::ManagementApi
+                | Route::Custom(_)
+                | Route::AcmeDns(_)
+                | Route::HttpReq(_)
         )
     }
 }
@@ -69,6 +80,7 @@ pub fn route(path: &str) -> Option<Route> {
         p if p.starts_with("/update-by-path/") => Route::PathQuery(path_query::Kind::UpdateByPath),
         p if p.starts_with("/delete-by-path/") => Route::PathQuery(path_query::Kind::DeleteByPath),
         p if api::serves(p) => Route::ManagementApi,
+        p if httpreq::route(p).is_some() => Route::HttpReq(httpreq::route(p)?),
         _ => return None,
     })
 }
@@ -83,6 +95,14 @@ pub fn route_in(cfg: &Config, path: &str) -> Option<Route> {
         .or_else(|| route(path))
 }
 
+/// The route for a request: acme-dns first (its root `/update` is told from DynDNS2's by
+/// method and header, so it needs the request), then [`route_in`].
+pub fn route_request(cfg: &Config, req: &Request) -> Option<Route> {
+    acmedns::route(cfg, req)
+        .map(Route::AcmeDns)
+        .or_else(|| route_in(cfg, req.path_only()))
+}
+
 pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
     match route {
         Route::Dyndns2(mode) => dyndns2::handle(cfg, req, mode, env),
@@ -94,6 +114,8 @@ pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
         Route::Dynv6 => dynv6::handle(cfg, req, env),
         Route::PathQuery(kind) => path_query::handle(cfg, req, kind, env),
         Route::Custom(i) => custom::handle(cfg, req, i, env),
+        Route::AcmeDns(ep) => acmedns::handle(cfg, req, ep, env),
+        Route::HttpReq(action) => httpreq::handle(cfg, req, action, env),
     }
 }
 

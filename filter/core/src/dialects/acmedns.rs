@@ -1,0 +1,555 @@
+//! The acme-dns API (joohoi/acme-dns): `POST /register`, `POST /update`, `GET /health`, so that
+//! every ACME client with an acme-dns plugin (lego, cert-manager, Traefik, Caddy, certbot
+//! plugins) writes its DNS-01 TXT records through the gateway unchanged.
+//!
+//! Where it is served (docs/acme.md): under a prefix, `/acme-dns` by default
+//! (`/acme-dns/register`, `/acme-dns/update`, `/acme-dns/health`), and, unless `root_paths` is
+//! off, at acme-dns's own root paths: `POST /register`, and `POST /update` **with an
+//! `X-Api-User` header** (without it `/update` stays the DynDNS2 alias); `/health` at the root is
+//! dynedge's own health reply, which answers 200 as acme-dns's does.
+//!
+//! Semantics kept from acme-dns: `/register` answers 201 with `username`, `password` (40
+//! characters), `fulldomain`, `subdomain` (UUIDs) and the accepted `allowfrom` ranges;
+//! `/update` needs `X-Api-User`/`X-Api-Key`, refuses anything wrong about the caller (unknown
+//! user, wrong key, address outside `allowfrom`, another subdomain, an unreadable body) with 401
+//! `{"error": "forbidden"}`, a value that is not a 43-character token with 400 `bad_txt`, and
+//! keeps the last two values at the name, so a wildcard and its apex validate together. JSON keys
+//! are matched case-insensitively (lego's client sends `SubDomain`/`Txt`).
+//!
+//! What dynedge adds: the registration's password is stored as an Argon2id PHC string in the
+//! shared KV and verified by the same code (and cache) as every other password; the TXT record
+//! lives at `{subdomain}.{acme_dns.zone}`, a name inside one of the gateway's zones, written
+//! through that zone's backend. A configured user (or API token) may also call `/update` with
+//! `X-Api-User: {user}`, `X-Api-Key: {password or token}` and `"subdomain": "{a host they own}"`:
+//! the value then goes to `_acme-challenge.{host}` directly, with no CNAME and no registration.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::addr::Cidr;
+use crate::auth::{self, Identity, Presented};
+use crate::backends::RrType;
+use crate::config::{Config, ConfigError, Scope, Zone};
+use crate::dialects::apertodns::{self, ApertoSettings};
+use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::kv::{keys, KvView, KvWrite};
+use crate::limits::{self, KvCount};
+use crate::names::Fqdn;
+use crate::reply::Reply;
+use crate::request::Request;
+
+pub const DEFAULT_PREFIX: &str = "/acme-dns";
+/// acme-dns keeps this many values per name (a wildcard and its apex share one name).
+pub const KEPT_VALUES: usize = 2;
+/// The length of an ACME DNS-01 value (base64url of a SHA-256 digest), all acme-dns accepts.
+pub const TXT_LEN: usize = 43;
+pub const PASSWORD_LEN: usize = 40;
+
+// ------------------------------------------------------------------ configuration
+
+/// `acme_dns` in the plugin configuration.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcmeDns {
+    /// Where registrations live: `{subdomain}.{zone}`; must lie inside a configured zone.
+    zone: String,
+    /// `open` (default, as acme-dns), `closed` (no `/register`), `token` (a dynedge password or
+    /// API token with the `txt` scope must come with `/register`).
+    #[serde(default)]
+    registration: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    /// Also serve `POST /register` and `POST /update` + `X-Api-User` at the root (default on).
+    #[serde(default)]
+    root_paths: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Open,
+    Closed,
+    Token,
+}
+
+#[derive(Debug, Clone)]
+pub struct AcmeDnsSettings {
+    pub zone: Fqdn,
+    pub registration: Registration,
+    pub prefix: String,
+    pub root_paths: bool,
+}
+
+impl AcmeDnsSettings {
+    pub fn compile(
+        raw: RawAcmeDns,
+        zones: &[Zone],
+        aperto: &ApertoSettings,
+    ) -> Result<AcmeDnsSettings, ConfigError> {
+        let e = |path: &str, m: String| ConfigError {
+            path: format!("acme_dns.{path}"),
+            message: m,
+        };
+        let zone = Fqdn::parse(&raw.zone).map_err(|x| e("zone", x.to_string()))?;
+        if !zones.iter().any(|z| zone.is_within(&z.name)) {
+            return Err(e(
+                "zone",
+                format!("{zone} is not inside a configured zone (its records need a backend)"),
+            ));
+        }
+        let registration = match raw.registration.as_deref().unwrap_or("open") {
+            "open" => Registration::Open,
+            "closed" => Registration::Closed,
+            "token" => Registration::Token,
+            other => {
+                return Err(e(
+                    "registration",
+                    format!("'{other}': expected open, closed or token"),
+                ))
+            }
+        };
+        if registration != Registration::Closed && aperto.token_key.is_none() {
+            return Err(e(
+                "registration",
+                "registering accounts needs apertodns.token_key (it seeds new credentials)".into(),
+            ));
+        }
+        let prefix = raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.into());
+        if !prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.len() < 2
+            || prefix.contains(['?', '#', ' '])
+        {
+            return Err(e(
+                "prefix",
+                format!("'{prefix}': a path like /acme-dns (leading /, no trailing /)"),
+            ));
+        }
+        Ok(AcmeDnsSettings {
+            zone,
+            registration,
+            prefix,
+            root_paths: raw.root_paths.unwrap_or(true),
+        })
+    }
+}
+
+// ------------------------------------------------------------------ routing
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Register,
+    Update,
+    Health,
+}
+
+/// The acme-dns endpoint a request is for, if any (see the module docs for the root paths).
+pub fn route(cfg: &Config, req: &Request) -> Option<Endpoint> {
+    let s = cfg.acme_dns.as_ref()?;
+    let path = req.path_only();
+    if let Some(rest) = path.strip_prefix(s.prefix.as_str()) {
+        return match rest {
+            "/register" => Some(Endpoint::Register),
+            "/update" => Some(Endpoint::Update),
+            "/health" => Some(Endpoint::Health),
+            _ => None,
+        };
+    }
+    if !s.root_paths || req.method != "POST" {
+        return None;
+    }
+    match path {
+        "/register" => Some(Endpoint::Register),
+        "/update" if req.header("x-api-user").is_some() => Some(Endpoint::Update),
+        _ => None,
+    }
+}
+
+fn error(status: u16, name: &str) -> Reply {
+    Reply::json(status, &json!({ "error": name }))
+}
+
+fn done(reply: Reply, writes: Vec<KvWrite>, counts: Vec<KvCount>, log: Vec<String>) -> Start {
+    Start::Reply(Outcome {
+        reply: Some(reply),
+        writes,
+        counts,
+        log,
+        ..Outcome::default()
+    })
+}
+
+fn reply_only(reply: Reply) -> Start {
+    done(reply, vec![], vec![], vec![])
+}
+
+pub fn handle(cfg: &Config, req: &Request, ep: Endpoint, env: &Env) -> Start {
+    let Some(s) = cfg.acme_dns.as_ref() else {
+        return reply_only(error(404, "not_found"));
+    };
+    let allow = if ep == Endpoint::Health {
+        "GET"
+    } else {
+        "POST"
+    };
+    if req.method != allow {
+        return reply_only(error(405, "method_not_allowed").with_header("allow", allow));
+    }
+    match ep {
+        Endpoint::Health => reply_only(Reply::new(200, "application/json", Vec::new())),
+        Endpoint::Register => register(cfg, s, req, env),
+        Endpoint::Update => update(cfg, s, req, env),
+    }
+}
+
+// ------------------------------------------------------------------ accounts
+
+/// A registration as stored in the shared KV (`kv::keys::acme_dns_account`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub subdomain: String,
+    /// Argon2id PHC string; the password itself is shown once, at `/register`.
+    pub password_hash: String,
+    pub allowfrom: Vec<String>,
+    /// The dynedge user who registered it (registration `token`), if any.
+    pub owner: Option<String>,
+    pub created_ms: u64,
+}
+
+pub fn lookup(kv: &dyn KvView, username: &str) -> Option<Account> {
+    serde_json::from_slice(&kv.get(&keys::acme_dns_account(username))?).ok()
+}
+
+/// A version-4 UUID from 16 random bytes, lower-case hex as acme-dns prints it.
+fn uuid4(bytes: &[u8]) -> String {
+    let mut b = [0u8; 16];
+    for (d, s) in b.iter_mut().zip(bytes) {
+        *d = *s;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = auth::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// acme-dns's rule for keys and values: only `[A-Za-z0-9_-]`, exactly `len` of them.
+fn token_chars(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `allowfrom` as acme-dns reads it: CIDR ranges (brackets around IPv6 tolerated).
+fn parse_allowfrom(v: Option<&Value>) -> Result<Vec<Cidr>, &'static str> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err("malformed_json_payload"),
+    };
+    list.iter()
+        .map(|item| {
+            let s = item.as_str().ok_or("malformed_json_payload")?;
+            let s: String = s.chars().filter(|c| *c != '[' && *c != ']').collect();
+            if !s.contains('/') {
+                return Err("invalid_allowfrom_cidr");
+            }
+            s.trim().parse().map_err(|_| "invalid_allowfrom_cidr")
+        })
+        .collect()
+}
+
+/// A JSON object's member by case-insensitive key (Go's encoding/json matches keys that way).
+fn member<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start {
+    if s.registration == Registration::Closed {
+        return reply_only(error(404, "registration_disabled"));
+    }
+    let rl = &cfg.rate_limits;
+    let client = req.client_ip(&cfg.trusted_proxies);
+    if limits::refuse_client(rl, env.kv, client, None, env.now_s()) {
+        return reply_only(error(429, "rate_limited"));
+    }
+    let mut writes = Vec::new();
+    let owner = if s.registration == Registration::Token {
+        let presented = auth::presented(req.header("authorization"), None, None);
+        let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+        match out.result {
+            Ok(id) if id.scopes.contains(&Scope::Txt) => {
+                writes.extend(out.writes);
+                Some(id.user)
+            }
+            _ => {
+                let bad = if presented == Presented::None {
+                    vec![]
+                } else {
+                    limits::count_bad(rl, client, presented.user())
+                };
+                return done(error(401, "forbidden"), vec![], bad, vec![]);
+            }
+        }
+    } else {
+        None
+    };
+    let allowfrom = if req.body.iter().all(u8::is_ascii_whitespace) {
+        vec![]
+    } else {
+        let parsed = serde_json::from_slice::<Value>(&req.body);
+        let Ok(Value::Object(obj)) = parsed else {
+            return reply_only(error(400, "malformed_json_payload"));
+        };
+        match parse_allowfrom(member(&obj, "allowfrom")) {
+            Ok(list) => list,
+            Err(code) => return reply_only(error(400, code)),
+        }
+    };
+    let Some(key) = cfg.apertodns.token_key.as_ref() else {
+        return reply_only(error(500, "registration_unavailable"));
+    };
+    let key = key.0.as_bytes();
+    let draw = |salt: &str| crate::tokens::random_bytes(key, env, salt);
+    let (Some(u), Some(p), Some(sub), Some(salt)) = (
+        draw("acme-dns:username"),
+        draw("acme-dns:password"),
+        draw("acme-dns:subdomain"),
+        draw("acme-dns:salt"),
+    ) else {
+        return reply_only(error(500, "registration_unavailable"));
+    };
+    let username = uuid4(&u);
+    let subdomain = uuid4(&sub);
+    // 30 bytes are exactly 40 base64url characters: acme-dns's key alphabet and length.
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p[..30]);
+    let phc = SaltString::encode_b64(&salt[..16]).ok().and_then(|salt| {
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .ok()
+            .map(|h| h.to_string())
+    });
+    let Some(password_hash) = phc else {
+        return reply_only(error(500, "registration_unavailable"));
+    };
+    let allowfrom: Vec<String> = allowfrom.iter().map(Cidr::to_string).collect();
+    let account = Account {
+        subdomain: subdomain.clone(),
+        password_hash,
+        allowfrom: allowfrom.clone(),
+        owner: owner.clone(),
+        created_ms: env.now_ms,
+    };
+    let Ok(stored) = serde_json::to_vec(&account) else {
+        return reply_only(error(500, "registration_unavailable"));
+    };
+    writes.push(KvWrite::put(keys::acme_dns_account(&username), stored));
+    let fulldomain = format!("{subdomain}.{}", s.zone);
+    let log = vec![json!({
+        "event": "acme-dns.register", "username": username, "fulldomain": fulldomain,
+        "owner": owner, "client": client.map(|c| c.to_string()), "allowfrom": allowfrom,
+    })
+    .to_string()];
+    let reply = Reply::json(
+        201,
+        &json!({
+            "username": username, "password": password, "fulldomain": fulldomain,
+            "subdomain": subdomain, "allowfrom": allowfrom,
+        }),
+    );
+    // A registration counts like an update against the client's window, so nobody fills the KV.
+    let counts = limits::count_good(rl, client, std::iter::empty());
+    done(reply, writes, counts, log)
+}
+
+// ------------------------------------------------------------------ /update
+
+/// Who an `/update` acts for and where its value goes.
+struct Caller {
+    identity: Identity,
+    name: Fqdn,
+    writes: Vec<KvWrite>,
+}
+
+fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start {
+    let rl = &cfg.rate_limits;
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let user = req.header("x-api-user").unwrap_or("").trim();
+    let claimed = (!user.is_empty()).then_some(user);
+    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
+        return reply_only(error(429, "rate_limited"));
+    }
+    let key = req.header("x-api-key").unwrap_or("").trim();
+    let body = match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(obj)) => obj,
+        _ => Map::new(),
+    };
+    let text = |k: &str| member(&body, k).and_then(Value::as_str).unwrap_or("");
+    let (subdomain, txt) = (text("subdomain"), text("txt"));
+    let caller = if is_uuid(user) {
+        account_caller(cfg, s, env, user, key, client, subdomain)
+    } else {
+        user_caller(cfg, env, user, key, subdomain)
+    };
+    let Some(caller) = caller else {
+        let bad = if user.is_empty() && key.is_empty() {
+            vec![]
+        } else {
+            limits::count_bad(rl, client, claimed)
+        };
+        return done(error(401, "forbidden"), vec![], bad, vec![]);
+    };
+    if !token_chars(txt, TXT_LEN) {
+        return done(error(400, "bad_txt"), caller.writes, vec![], vec![]);
+    }
+    let Some(zone) = cfg.zone_of(&caller.name) else {
+        return done(error(400, "bad_subdomain"), caller.writes, vec![], vec![]);
+    };
+    let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
+        return done(error(500, "db_error"), caller.writes, vec![], vec![]);
+    };
+    let history_key = keys::acme_dns_txt(caller.name.as_str());
+    let mut values: Vec<String> = env
+        .kv
+        .get(&history_key)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    values.retain(|v| v != txt);
+    values.push(txt.to_string());
+    let keep_from = values.len().saturating_sub(KEPT_VALUES);
+    let values = values.split_off(keep_from);
+    let target = Target {
+        name: caller.name.clone(),
+        zone: zone.name.clone(),
+        backend,
+        ttl: apertodns::DEFAULT_TXT_TTL,
+        want: vec![(RrType::Txt, values.clone())],
+        edits: vec![],
+    };
+    let txt_owned = txt.to_string();
+    let render = Box::new(move |results: &[HostOutcome]| {
+        if results.first().is_some_and(|o| o.code.is_success()) {
+            Reply::json(200, &json!({ "txt": txt_owned }))
+        } else {
+            error(500, "db_error")
+        }
+    });
+    let mut writes = caller.writes;
+    if let Ok(history) = serde_json::to_vec(&values) {
+        writes.push(KvWrite::put(history_key, history));
+    }
+    let mut job = Job::new(
+        cfg,
+        "acme-dns",
+        caller.identity,
+        req,
+        vec![HostJob::update(target)],
+        render,
+        writes,
+        env,
+    );
+    job.track_seen = false;
+    job.counts.extend(limits::count_good(
+        rl,
+        client,
+        [caller.name.as_str()].into_iter(),
+    ));
+    Start::Job(job)
+}
+
+/// A registered account: key, `allowfrom`, then its own subdomain (acme-dns's order).
+fn account_caller(
+    cfg: &Config,
+    s: &AcmeDnsSettings,
+    env: &Env,
+    user: &str,
+    key: &str,
+    client: Option<IpAddr>,
+    subdomain: &str,
+) -> Option<Caller> {
+    if !token_chars(key, PASSWORD_LEN) {
+        return None;
+    }
+    let account = lookup(env.kv, user)?;
+    let writes = auth::verify_cached(
+        cfg,
+        &format!("acme-dns:{user}"),
+        &account.password_hash,
+        key,
+        env.kv,
+        env.now_s(),
+    )?;
+    let ranges: Vec<Cidr> = account
+        .allowfrom
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    if !ranges.is_empty() && !client.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))) {
+        return None;
+    }
+    if subdomain != account.subdomain {
+        return None;
+    }
+    let name = Fqdn::parse(&format!("{}.{}", account.subdomain, s.zone)).ok()?;
+    Some(Caller {
+        identity: Identity {
+            user: format!("acme-dns:{user}"),
+            token_id: None,
+            scopes: BTreeSet::from([Scope::Txt]),
+            only_hosts: Some(BTreeSet::from([name.clone()])),
+        },
+        name,
+        writes,
+    })
+}
+
+/// A configured user or API token (dynedge's extension): `subdomain` names a host it may update;
+/// the value goes to `_acme-challenge.{host}`.
+fn user_caller(cfg: &Config, env: &Env, user: &str, key: &str, subdomain: &str) -> Option<Caller> {
+    if user.is_empty() || key.is_empty() {
+        return None;
+    }
+    let presented = Presented::Password {
+        user: user.to_string(),
+        password: key.to_string(),
+    };
+    let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+    let identity = out.result.ok()?;
+    let host = Fqdn::parse(subdomain.trim_end_matches('.')).ok()?;
+    if !identity.scopes.contains(&Scope::Txt) || !auth::may_update(cfg, &identity, &host) {
+        return None;
+    }
+    let name = Fqdn::parse_service(&format!("{}{host}", apertodns::TXT_PREFIX)).ok()?;
+    Some(Caller {
+        identity,
+        name,
+        writes: out.writes,
+    })
+}
+
+#[cfg(test)]
+#[path = "acmedns_tests.rs"]
+mod tests;

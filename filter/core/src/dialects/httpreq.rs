@@ -1,0 +1,170 @@
+//! lego's `httpreq` DNS provider protocol: `POST {endpoint}/present` and `{endpoint}/cleanup`
+//! with `{"fqdn": "_acme-challenge.host.zone.", "value": "<43-char digest>"}` and Basic auth;
+//! RAW mode (`HTTPREQ_MODE=RAW`) sends `{"domain", "token", "keyAuth"}` and the gateway computes
+//! the value (base64url of SHA-256 of `keyAuth`, RFC 8555 §8.4).
+//!
+//! Served at `/httpreq/present` and `/httpreq/cleanup` (endpoint `https://gw/httpreq`) and at
+//! the root `/present`, `/cleanup` (endpoint `https://gw`). Credentials: a user's Basic password
+//! or an API token (Basic password or Bearer) with the `txt` scope. Names must be
+//! `_acme-challenge.` + a host the caller may update. `present` adds a value to those at the
+//! name (apex and wildcard share it), `cleanup` removes only the value it names; both go through
+//! the shared TXT planning (`Edit::Add`/`Edit::Remove`) and the zone's backend.
+//!
+//! Replies are plain text (lego reads only the status): 200 `ok`, 400 for a bad body or name,
+//! 401 (with a Basic challenge) for missing or wrong credentials, 403 for a name the caller does
+//! not own, 429 over the rate limits, 502 when the backend failed.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{self, Presented};
+use crate::backends::RrType;
+use crate::config::{Config, Scope};
+use crate::dialects::apertodns;
+use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::limits;
+use crate::names::Fqdn;
+use crate::reply::Reply;
+use crate::request::Request;
+
+pub const PREFIX: &str = "/httpreq";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Present,
+    Cleanup,
+}
+
+pub fn route(path: &str) -> Option<Action> {
+    match path.strip_prefix(PREFIX).unwrap_or(path) {
+        "/present" => Some(Action::Present),
+        "/cleanup" => Some(Action::Cleanup),
+        _ => None,
+    }
+}
+
+fn text(status: u16, body: &str) -> Start {
+    Start::Reply(Outcome::reply(Reply::text(status, format!("{body}\n"))))
+}
+
+/// The TXT owner name and value a request body asks for (default or RAW mode).
+fn parse_body(body: &[u8]) -> Result<(String, String), &'static str> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return Err("the body must be a JSON object");
+    };
+    let s = |o: &Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    if let (Some(fqdn), Some(value)) = (s(&obj, "fqdn"), s(&obj, "value")) {
+        return Ok((fqdn, value));
+    }
+    if let (Some(domain), Some(key_auth)) = (s(&obj, "domain"), s(&obj, "keyAuth")) {
+        let digest = Sha256::digest(key_auth.as_bytes());
+        let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        let domain = domain.trim_end_matches('.');
+        let domain = domain.strip_prefix("*.").unwrap_or(domain);
+        return Ok((format!("{}{domain}", apertodns::TXT_PREFIX), value));
+    }
+    Err("expected {\"fqdn\", \"value\"} or, in RAW mode, {\"domain\", \"token\", \"keyAuth\"}")
+}
+
+pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
+    if req.method != "POST" {
+        return Start::Reply(Outcome::reply(
+            Reply::text(405, "method not allowed\n").with_header("allow", "POST"),
+        ));
+    }
+    let rl = &cfg.rate_limits;
+    let client = req.client_ip(&cfg.trusted_proxies);
+    let presented = auth::presented(req.header("authorization"), None, None);
+    if limits::refuse_client(rl, env.kv, client, presented.user(), env.now_s()) {
+        return text(429, "abuse: too many requests");
+    }
+    let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
+    let identity = match out.result {
+        Ok(id) => id,
+        Err(_) => {
+            let counts = if presented == Presented::None {
+                vec![]
+            } else {
+                limits::count_bad(rl, client, presented.user())
+            };
+            return Start::Reply(Outcome {
+                reply: Some(
+                    Reply::text(401, "badauth\n")
+                        .with_header("www-authenticate", "Basic realm=\"dynedge\""),
+                ),
+                counts,
+                ..Outcome::default()
+            });
+        }
+    };
+    let writes = out.writes;
+    let refuse = |status: u16, body: &str| {
+        Start::Reply(Outcome {
+            reply: Some(Reply::text(status, format!("{body}\n"))),
+            writes: writes.clone(),
+            ..Outcome::default()
+        })
+    };
+    let (fqdn, value) = match parse_body(&req.body) {
+        Ok(v) => v,
+        Err(m) => return refuse(400, m),
+    };
+    let lower = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    let Some(host) = lower.strip_prefix(apertodns::TXT_PREFIX) else {
+        return refuse(400, "the name must start with _acme-challenge.");
+    };
+    let (Ok(host), Ok(name)) = (Fqdn::parse(host), Fqdn::parse_service(&lower)) else {
+        return refuse(400, "not a valid host name");
+    };
+    if value.is_empty() || value.len() > 255 || value.chars().any(|c| c.is_control() || c == '"') {
+        return refuse(400, "the value must be 1-255 printable characters");
+    }
+    if !identity.scopes.contains(&Scope::Txt) {
+        return refuse(403, "the credentials lack the txt scope");
+    }
+    let zone = match cfg.zone_of(&host) {
+        Some(z) if auth::may_update(cfg, &identity, &host) => z,
+        _ => return refuse(403, "nohost: not a name of yours"),
+    };
+    let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
+        return refuse(500, "911: the zone has no backend");
+    };
+    let edit = match action {
+        Action::Present => Edit::Add {
+            values: vec![value],
+            max: cfg.apertodns.txt_max_records,
+        },
+        Action::Cleanup => Edit::Remove {
+            values: Some(vec![value]),
+            must_exist: false,
+        },
+    };
+    let target = Target {
+        name: name.clone(),
+        zone: zone.name.clone(),
+        backend,
+        ttl: apertodns::DEFAULT_TXT_TTL,
+        want: vec![],
+        edits: vec![(RrType::Txt, edit)],
+    };
+    let render = Box::new(|results: &[HostOutcome]| match results.first() {
+        Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
+        Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
+        _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
+    });
+    let mut job = Job::new(
+        cfg,
+        "httpreq",
+        identity,
+        req,
+        vec![HostJob::update(target)],
+        render,
+        writes,
+        env,
+    );
+    job.track_seen = false;
+    job.counts
+        .extend(limits::count_good(rl, client, [name.as_str()].into_iter()));
+    Start::Job(job)
+}

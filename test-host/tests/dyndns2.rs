@@ -1,0 +1,658 @@
+//! dynedge's filter (`dynedge_filter.wasm`) on the test host: every DynDNS2 path of the Envoy
+//! suite, plus what Envoy makes hard to provoke (Argon2 cache expiry on a virtual clock, CAS
+//! races on shared-data counters, callout timeouts, malformed callout responses, configuration
+//! errors). The PowerDNS answers come from `FakePowerDns` (dynedge-core's fake, named so): the
+//! real PowerDNS runs in the Envoy end-to-end suite.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use dynedge_core::backends::{Callout, CalloutResult};
+use dynedge_core::testing::{FakePowerDns, Fault};
+use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
+
+const DEMO: &str = include_str!("../../examples/dynedge.json");
+const HOME: &str = "home.dyn.example.test";
+const PEER: &str = "192.0.2.200:5555";
+
+/// The filter on the host, with the fake PowerDNS answering every callout.
+struct Rig {
+    host: Host,
+    pdns: Arc<Mutex<FakePowerDns>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+fn to_callout(call: &Call) -> Callout {
+    Callout {
+        cluster: call.cluster.clone(),
+        method: match call.method() {
+            "GET" => "GET",
+            "PATCH" => "PATCH",
+            "PUT" => "PUT",
+            "POST" => "POST",
+            "DELETE" => "DELETE",
+            _ => "OTHER",
+        },
+        authority: call.header(":authority").unwrap_or("").to_owned(),
+        path: call.path().to_owned(),
+        headers: call.headers.clone(),
+        body: call.body.clone(),
+        timeout_ms: u64::from(call.timeout_ms),
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig::with(1, DEMO)
+    }
+
+    fn with(workers: usize, config: &str) -> Rig {
+        let host = Host::builder(common::filter_wasm())
+            .workers(workers)
+            .build()
+            .expect("the filter loads");
+        let mut rig = Rig {
+            host,
+            pdns: Arc::new(Mutex::new(FakePowerDns::default())),
+            calls: Arc::new(Mutex::new(Vec::new())),
+        };
+        assert!(
+            rig.host.configure(config).expect("configure runs"),
+            "configuration refused:\n{}",
+            rig.host.log_text()
+        );
+        rig.answer_with_fake_pdns();
+        rig
+    }
+
+    fn answer_with_fake_pdns(&mut self) {
+        let (pdns, calls) = (self.pdns.clone(), self.calls.clone());
+        self.host
+            .respond_with(move |call| {
+                calls.lock().unwrap().push(call.clone());
+                match pdns.lock().unwrap().answer(&to_callout(call)) {
+                    CalloutResult::Response {
+                        status,
+                        headers,
+                        body,
+                    } => Answer::Respond {
+                        status,
+                        headers,
+                        body,
+                    },
+                    CalloutResult::Failed(_) => Answer::Fail,
+                }
+            })
+            .unwrap();
+    }
+
+    /// Sends a request and returns the filter's local reply.
+    fn send(&mut self, req: Request) -> LocalResponse {
+        let ctx = self.host.request(req).expect("request runs");
+        let reply = self.host.local_response(ctx).unwrap_or_else(|| {
+            panic!(
+                "no local reply ({:?}); logs:\n{}",
+                self.host.outcome(ctx),
+                self.host.log_text()
+            )
+        });
+        self.host.finish(ctx).expect("stream ends");
+        assert!(
+            self.host.abi_errors().is_empty(),
+            "{:?}",
+            self.host.abi_errors()
+        );
+        reply
+    }
+
+    fn body(&mut self, req: Request) -> String {
+        self.send(req).text()
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.method().to_owned())
+            .collect()
+    }
+
+    fn records(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.pdns.lock().unwrap().records(name, rtype)
+    }
+
+    fn fault(&self, fault: Fault) {
+        self.pdns.lock().unwrap().fault = fault;
+    }
+
+    fn fuel_of(&mut self, req: Request) -> (u64, String) {
+        let before = self.host.fuel_used();
+        let text = self.body(req);
+        (self.host.fuel_used() - before, text)
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {v}")
+}
+
+fn anonymous(path: &str) -> Request {
+    Request::get(path)
+        .header("user-agent", "dynedge-test/1")
+        .peer(PEER)
+}
+
+fn update(query: &str) -> Request {
+    anonymous(&format!("/nic/update?{query}"))
+        .header("authorization", &basic("demo", "demo-password"))
+}
+
+// ---- DynDNS2 paths ------------------------------------------------------------------------
+
+#[test]
+fn first_update_is_good_and_lands_in_the_backend() {
+    let mut rig = Rig::new();
+    let reply = rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "good 192.0.2.7\n")
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        rig.methods(),
+        ["GET", "PATCH"],
+        "read the record, then write it"
+    );
+    let calls = rig.calls.lock().unwrap().clone();
+    assert!(calls.iter().all(|c| c.cluster == "pdns_api"));
+    assert!(
+        calls[1]
+            .path()
+            .starts_with("/api/v1/servers/localhost/zones/dyn.example.test"),
+        "{}",
+        calls[1].path()
+    );
+    assert!(
+        calls[1].header("x-api-key").is_some(),
+        "the API key header is sent"
+    );
+    assert_eq!(rig.records(HOME, "A"), ["192.0.2.7"]);
+}
+
+#[test]
+fn same_address_again_is_nochg_from_shared_data_without_a_callout() {
+    let mut rig = Rig::new();
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    let before = rig.methods().len();
+    assert_eq!(
+        rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.7")),
+        "nochg 192.0.2.7\n"
+    );
+    assert_eq!(
+        rig.methods().len(),
+        before,
+        "the record cache in shared data answers"
+    );
+    assert!(rig
+        .host
+        .shared_data()
+        .keys()
+        .any(|k| k.starts_with("dynedge:rr:home.dyn.example.test")));
+}
+
+#[test]
+fn record_cache_is_shared_by_every_worker() {
+    let mut rig = Rig::with(2, DEMO);
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    let before = rig.methods().len();
+    let reply = rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.7").worker(1));
+    assert_eq!(reply, "nochg 192.0.2.7\n");
+    assert_eq!(rig.methods().len(), before);
+}
+
+#[test]
+fn nochg_after_the_record_cache_expires_reads_the_backend_and_does_not_write() {
+    let mut rig = Rig::new();
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    rig.host.advance_clock(Duration::from_secs(61)).unwrap();
+    let before = rig.methods().len();
+    assert_eq!(
+        rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.7")),
+        "nochg 192.0.2.7\n"
+    );
+    assert_eq!(rig.methods()[before..], ["GET"]);
+}
+
+#[test]
+fn ipv6_address_writes_aaaa() {
+    let mut rig = Rig::new();
+    assert_eq!(
+        rig.body(update("hostname=home.dyn.example.test&myip=2001:db8::1")),
+        "good 2001:db8::1\n"
+    );
+    assert_eq!(rig.records(HOME, "AAAA"), ["2001:db8::1"]);
+    assert!(rig.records(HOME, "A").is_empty());
+}
+
+#[test]
+fn multi_host_reply_has_one_line_per_host_in_order() {
+    let mut rig = Rig::new();
+    let body = rig.body(update(
+        "hostname=home.dyn.example.test,neighbour.dyn.example.test,bad..name,HOME.dyn.example.test&myip=192.0.2.8",
+    ));
+    assert_eq!(body, "good 192.0.2.8\nnohost\nnotfqdn\ngood 192.0.2.8\n");
+    assert!(rig.records("neighbour.dyn.example.test", "A").is_empty());
+}
+
+#[test]
+fn missing_myip_uses_the_peer_address_from_source_address() {
+    let mut rig = Rig::new();
+    assert_eq!(
+        rig.body(update("hostname=home.dyn.example.test")),
+        "good 192.0.2.200\n"
+    );
+}
+
+#[test]
+fn rejected_requests_are_answered_without_any_callout() {
+    const CASES: &[(&str, &str, u32, &str)] = &[
+        (
+            "wrong password",
+            "hostname=home.dyn.example.test&myip=192.0.2.1",
+            200,
+            "badauth\n",
+        ),
+        (
+            "someone else's host",
+            "hostname=neighbour.dyn.example.test&myip=192.0.2.1",
+            200,
+            "nohost\n",
+        ),
+        (
+            "unknown host",
+            "hostname=nobody.dyn.example.test&myip=192.0.2.1",
+            200,
+            "nohost\n",
+        ),
+        ("no hostname", "myip=192.0.2.1", 200, "notfqdn\n"),
+        (
+            "malformed hostname",
+            "hostname=a_b.dyn.example.test&myip=192.0.2.1",
+            200,
+            "notfqdn\n",
+        ),
+    ];
+    for (what, query, status, body) in CASES {
+        let mut rig = Rig::new();
+        let password = if *what == "wrong password" {
+            "wrong"
+        } else {
+            "demo-password"
+        };
+        let req = anonymous(&format!("/nic/update?{query}"))
+            .header("authorization", &basic("demo", password));
+        let reply = rig.send(req);
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (*status, *body),
+            "{what}"
+        );
+        assert!(rig.methods().is_empty(), "{what}: no callout");
+    }
+}
+
+#[test]
+fn more_than_twenty_hosts_is_numhost_and_calls_nothing() {
+    let mut rig = Rig::new();
+    let hosts = vec![HOME; 21].join(",");
+    assert_eq!(
+        rig.body(update(&format!("hostname={hosts}&myip=192.0.2.1"))),
+        "numhost\n"
+    );
+    assert!(rig.methods().is_empty());
+}
+
+#[test]
+fn malformed_address_is_400_naming_the_parameter() {
+    for (q, param) in [
+        ("myip=999.1.1.1", "myip"),
+        ("myip6=192.0.2.1", "myip6"),
+        ("myip=1.2.3", "myip"),
+    ] {
+        let mut rig = Rig::new();
+        let reply = rig.send(update(&format!("hostname=home.dyn.example.test&{q}")));
+        assert_eq!(reply.status, 400, "{q}");
+        assert!(
+            reply.text().starts_with("invalid_ip: parameter ") && reply.text().contains(param),
+            "{q}: {}",
+            reply.text()
+        );
+        assert!(rig.methods().is_empty());
+    }
+}
+
+#[test]
+fn missing_credentials_is_a_401_challenge() {
+    let mut rig = Rig::new();
+    let reply = rig.send(anonymous("/nic/update?hostname=home.dyn.example.test"));
+    assert_eq!((reply.status, reply.text().as_str()), (401, "badauth\n"));
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Basic realm=\"dynedge\"")
+    );
+}
+
+#[test]
+fn other_paths_pass_through_untouched() {
+    let mut rig = Rig::new();
+    let ctx = rig.host.request(anonymous("/index.html")).unwrap();
+    assert!(
+        matches!(rig.host.outcome(ctx), Outcome::Forwarded(_)),
+        "{:?}",
+        rig.host.outcome(ctx)
+    );
+}
+
+// ---- backend failures ---------------------------------------------------------------------
+
+#[test]
+fn backend_failure_is_dnserr_never_good() {
+    for fault in [
+        Fault::Unreachable,
+        Fault::Status(500, "oops"),
+        Fault::Status(200, "<html>not json"),
+        Fault::WritesFail,
+        Fault::Status(401, "Unauthorized"),
+    ] {
+        let mut rig = Rig::new();
+        rig.fault(fault.clone());
+        let reply = rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "dnserr\n"),
+            "{fault:?}"
+        );
+        assert!(rig.records(HOME, "A").is_empty());
+    }
+}
+
+#[test]
+fn backend_failure_on_a_certadns_alias_is_500_dnserr() {
+    let mut rig = Rig::new();
+    rig.fault(Fault::Unreachable);
+    let req = anonymous("/domains/update?hostname=home.dyn.example.test&myip=192.0.2.1")
+        .header("authorization", &basic("demo", "demo-password"));
+    let reply = rig.send(req);
+    assert_eq!((reply.status, reply.text().as_str()), (500, "dnserr\n"));
+}
+
+#[test]
+fn callout_timeout_on_the_virtual_clock_is_dnserr() {
+    let mut rig = Rig::new();
+    rig.host.stop_responding();
+    let ctx = rig
+        .host
+        .request(update("hostname=home.dyn.example.test&myip=192.0.2.7"))
+        .unwrap();
+    let calls = rig.host.pending_calls(ctx);
+    assert_eq!(
+        (calls.len(), calls[0].timeout_ms),
+        (1, 2000),
+        "one read, with the backend's timeout"
+    );
+    rig.host.advance_clock(Duration::from_millis(1999)).unwrap();
+    assert_eq!(rig.host.outcome(ctx), Outcome::Paused);
+    rig.host.advance_clock(Duration::from_millis(1)).unwrap();
+    let reply = rig
+        .host
+        .local_response(ctx)
+        .expect("a reply after the timeout");
+    assert_eq!(reply.text(), "dnserr\n");
+}
+
+#[test]
+fn malformed_callout_responses_are_dnserr() {
+    let cases: &[(&str, u16, &str)] = &[
+        ("html", 200, "<html>maintenance</html>"),
+        ("empty body", 200, ""),
+        ("rrsets not a list", 200, r#"{"rrsets": 5}"#),
+        ("truncated json", 200, r#"{"rrsets": [{"name": "home.dyn."#),
+        ("wrong status", 302, ""),
+    ];
+    for (what, status, body) in cases {
+        let mut rig = Rig::new();
+        rig.host.stop_responding();
+        let ctx = rig
+            .host
+            .request(update("hostname=home.dyn.example.test&myip=192.0.2.7"))
+            .unwrap();
+        let token = rig.host.pending_calls(ctx)[0].token;
+        rig.host
+            .answer(
+                token,
+                *status,
+                &[("content-type", "application/json")],
+                *body,
+            )
+            .unwrap();
+        // Whatever the filter does next (another call or a reply), it must never say good.
+        for call in rig.host.pending_calls(ctx) {
+            rig.host.answer(call.token, 204, &[], "").unwrap();
+        }
+        let reply = rig
+            .host
+            .local_response(ctx)
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(reply.text(), "dnserr\n", "{what}");
+    }
+}
+
+// ---- Argon2 cache, CAS races, shared counters ---------------------------------------------
+
+fn auth_cache_entry(host: &Host) -> Option<(String, u64)> {
+    host.shared_data().into_iter().find_map(|(k, (v, _))| {
+        if !k.starts_with("dynedge:authok:demo:") {
+            return None;
+        }
+        let until = String::from_utf8(v).ok()?.parse().ok()?;
+        Some((k, until))
+    })
+}
+
+#[test]
+fn argon2_verification_is_cached_in_shared_data_until_it_expires() {
+    let mut rig = Rig::new();
+    let q = "hostname=home.dyn.example.test&myip=192.0.2.7";
+    let (miss, body) = rig.fuel_of(update(q));
+    assert_eq!(body, "good 192.0.2.7\n");
+    let (_, until) = auth_cache_entry(&rig.host).expect("a cached verification");
+    assert_eq!(
+        until,
+        rig.host.now_ns() / 1_000_000_000 + 300,
+        "auth_cache_ttl_s = 300"
+    );
+    let (hit, body) = rig.fuel_of(update(q));
+    assert_eq!(body, "nochg 192.0.2.7\n");
+    assert!(
+        hit * 20 < miss,
+        "a cache hit skips Argon2: {hit} vs {miss} fuel"
+    );
+    rig.host.advance_clock(Duration::from_secs(301)).unwrap();
+    let (expired, _) = rig.fuel_of(update(q));
+    assert!(
+        expired * 2 > miss,
+        "after expiry Argon2 runs again: {expired} vs {miss}"
+    );
+    let (_, renewed) = auth_cache_entry(&rig.host).unwrap();
+    assert_eq!(renewed, rig.host.now_ns() / 1_000_000_000 + 300);
+    assert!(
+        rig.host.peak_memory_bytes() > 19 * 1024 * 1024,
+        "Argon2 m=19456 KiB lives in linear memory"
+    );
+}
+
+#[test]
+fn a_cached_verification_does_not_let_another_password_in() {
+    let mut rig = Rig::new();
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    let req = anonymous("/nic/update?hostname=home.dyn.example.test")
+        .header("authorization", &basic("demo", "demo-password2"));
+    assert_eq!(rig.body(req), "badauth\n");
+}
+
+fn bad_password(worker: usize) -> Request {
+    anonymous("/nic/update?hostname=home.dyn.example.test")
+        .header("authorization", &basic("demo", "guess"))
+        .worker(worker)
+}
+
+#[test]
+fn bad_password_counters_are_shared_by_workers_and_end_in_abuse() {
+    let mut rig = Rig::with(2, DEMO);
+    for i in 0..5 {
+        assert_eq!(rig.body(bad_password(i % 2)), "badauth\n");
+    }
+    let reply = rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.1").worker(1));
+    assert_eq!(reply, "abuse\n");
+    assert!(rig.methods().is_empty());
+    rig.host.advance_clock(Duration::from_secs(300)).unwrap();
+    assert_eq!(
+        rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.1")),
+        "good 192.0.2.1\n"
+    );
+}
+
+#[test]
+fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
+    let mut rig = Rig::with(2, DEMO);
+    let now_s = rig.host.now_ns() / 1_000_000_000;
+    // The counters exist already (one bad request earlier in this window). An absent key has
+    // no CAS in proxy-wasm, so the first write to it is unconditional.
+    for key in ["dynedge:rl:bad:ip:192.0.2.200", "dynedge:rl:bad:user:demo"] {
+        rig.host.set_shared_data(key, format!("{now_s}|1"));
+    }
+    // Another worker counts a bad request between our read and our CAS write, once.
+    rig.host
+        .interfere("dynedge:rl:bad:ip:", 1, move |_key, old| {
+            let old = (!old.is_empty()).then_some(old);
+            dynedge_core::limits::merge_count(old, now_s, 60)
+        });
+    assert_eq!(rig.body(bad_password(0)), "badauth\n");
+    assert_eq!(rig.host.cas_mismatches(), 1, "the race happened once");
+    let ip_counter = rig
+        .host
+        .shared_value("dynedge:rl:bad:ip:192.0.2.200")
+        .expect("counted");
+    let count: u32 = String::from_utf8(ip_counter)
+        .unwrap()
+        .rsplit('|')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(count, 3, "the earlier one, the other worker's and ours");
+}
+
+// ---- configuration ------------------------------------------------------------------------
+
+fn demo_with(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(DEMO).unwrap();
+    edit(&mut v);
+    v.to_string()
+}
+
+#[test]
+fn configuration_errors_are_refused_at_configure_naming_what_and_where() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "bad JSON",
+            "{\"zones\": [".into(),
+            "configuration line 1 column",
+        ),
+        (
+            "bad PHC string",
+            demo_with(|v| v["users"][0]["password_hash"] = "plaintext".into()),
+            "configuration users[0].password_hash",
+        ),
+        (
+            "duplicate host",
+            demo_with(|v| {
+                let mut second = v["users"][0].clone();
+                second["name"] = "other".into();
+                v["users"].as_array_mut().unwrap().push(second);
+            }),
+            "configuration users[2].hosts[0]: ",
+        ),
+    ];
+    for (what, config, message) in cases {
+        let mut host = Host::load(common::filter_wasm()).unwrap();
+        assert!(!host.configure(&config).unwrap(), "{what} accepted");
+        assert!(
+            host.logged(message),
+            "{what}: want {message:?} in\n{}",
+            host.log_text()
+        );
+    }
+}
+
+#[test]
+fn duplicate_host_message_names_the_owner() {
+    let config = demo_with(|v| {
+        let mut second = v["users"][0].clone();
+        second["name"] = "other".into();
+        v["users"].as_array_mut().unwrap().push(second);
+    });
+    let mut host = Host::load(common::filter_wasm()).unwrap();
+    assert!(!host.configure(&config).unwrap());
+    assert!(
+        host.logged("already owned by 'demo'"),
+        "{}",
+        host.log_text()
+    );
+}
+
+#[test]
+fn demo_configuration_is_published_in_shared_data() {
+    let rig = Rig::new();
+    assert_eq!(
+        rig.host.shared_value("dynedge:config").as_deref(),
+        Some(DEMO.as_bytes())
+    );
+}
+
+// ---- logs and metrics ---------------------------------------------------------------------
+
+#[test]
+fn logs_never_carry_a_password_or_the_api_key() {
+    let mut rig = Rig::new();
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    rig.send(anonymous(
+        "/nic/update?hostname=home.dyn.example.test&username=demo&password=demo-password",
+    ));
+    let logs = rig.host.log_text();
+    assert!(!logs.is_empty());
+    for secret in [
+        "demo-password",
+        "dynedge-demo-pdns-key",
+        "ZGVtbzpkZW1vLXBhc3N3b3Jk",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in logs:\n{logs}");
+    }
+}
+
+#[test]
+fn outcomes_are_counted_in_metrics() {
+    let mut rig = Rig::new();
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    let metrics = rig.host.metrics();
+    assert!(metrics.iter().any(|m| m.value >= 1), "{metrics:?}");
+}
