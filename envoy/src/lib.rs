@@ -559,7 +559,8 @@ pub fn render_bootstrap_with(cfg: &EnvoyConfig, extra_clusters: &str) -> Result<
     Ok(out)
 }
 
-/// Envoy with the bootstrap of [`render_bootstrap`], one worker, no hot restart, no admin.
+/// Envoy with the bootstrap of [`render_bootstrap`], one worker, no hot restart, no admin
+/// (or, started with [`Envoy::start_pingora`], the `dynedge-pingora` gateway in its place).
 /// Its log level is `warning` unless `DYNEDGE_ENVOY_LOG_LEVEL` says otherwise.
 pub struct Envoy {
     daemon: Daemon,
@@ -648,9 +649,149 @@ impl Envoy {
     }
 }
 
+// ------------------------------------------------------------------- Envoy or Pingora
+
+/// Which proxy runs dynedge for the end-to-end suite and `cargo xtask up`: Envoy with the
+/// filter (default), or the `dynedge-pingora` binary (the same core natively, the same plugin
+/// JSON). The suite picks it from `DYNEDGE_GATEWAY=envoy|pingora`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    Envoy,
+    Pingora,
+}
+
+impl Proxy {
+    pub fn parse(name: &str) -> Result<Proxy> {
+        match name {
+            "envoy" => Ok(Proxy::Envoy),
+            "pingora" => Ok(Proxy::Pingora),
+            other => Err(format!("unknown proxy '{other}' (envoy or pingora)")),
+        }
+    }
+
+    /// `DYNEDGE_GATEWAY`, default `envoy`.
+    pub fn from_env() -> Result<Proxy> {
+        match std::env::var("DYNEDGE_GATEWAY") {
+            Ok(v) if !v.is_empty() => Proxy::parse(&v),
+            _ => Ok(Proxy::Envoy),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proxy::Envoy => "Envoy",
+            Proxy::Pingora => "dynedge-pingora",
+        }
+    }
+}
+
+/// The built Pingora gateway: `$DYNEDGE_PINGORA`, else the release build of `dynedge-pingora`.
+pub fn pingora_binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("DYNEDGE_PINGORA") {
+        Some(p) => PathBuf::from(p),
+        None => target_dir().join("release/dynedge-pingora"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "dynedge-pingora is not built: {} does not exist (run `cargo build --release -p dynedge-pingora`, or set DYNEDGE_PINGORA)",
+            path.display()
+        ))
+    }
+}
+
+impl Envoy {
+    /// Starts `proxy` with `cfg`. For Pingora, `cfg.wasm` is unused and `bootstrap` is the
+    /// plugin JSON file it was given.
+    pub fn start_proxy(proxy: Proxy, dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        match proxy {
+            Proxy::Envoy => Envoy::start(dir, cfg),
+            Proxy::Pingora => Envoy::start_pingora(dir, cfg),
+        }
+    }
+
+    /// `dynedge-pingora` with what the bootstrap gives Envoy: the HTTPS listener and its
+    /// certificate, the plugin JSON, the `pdns_api` cluster (one call at a time, as the
+    /// bootstrap's circuit breaker), the access log; no upstream (other paths get a 404).
+    pub fn start_pingora(dir: &Path, cfg: &EnvoyConfig) -> Result<Envoy> {
+        Envoy::start_pingora_with_clusters(dir, cfg, &[])
+    }
+
+    /// [`Envoy::start_pingora`] with more `--cluster NAME=HOST:PORT[,h2c]` mappings (what
+    /// extra Envoy clusters are to the filter), e.g. `bind_doh=127.0.0.1:18053,h2c`.
+    pub fn start_pingora_with_clusters(
+        dir: &Path,
+        cfg: &EnvoyConfig,
+        clusters: &[String],
+    ) -> Result<Envoy> {
+        fresh_dir(dir)?;
+        let binary = pingora_binary()?;
+        let plugin = dir.join("dynedge.json");
+        write(&plugin, &cfg.plugin_config)?;
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--config")
+            .arg(&plugin)
+            .args([
+                "--tls",
+                &format!("{}:{}", cfg.listen_address, cfg.listen_port),
+            ])
+            .arg("--cert")
+            .arg(&cfg.certificate.cert)
+            .arg("--key")
+            .arg(&cfg.certificate.key)
+            .args([
+                "--cluster",
+                &format!("pdns_api=127.0.0.1:{},max_requests=1", cfg.pdns_api_port),
+            ])
+            .arg("--access-log")
+            .arg(&cfg.access_log);
+        for c in clusters {
+            cmd.args(["--cluster", c]);
+        }
+        if let Some(port) = cfg.webhook_port {
+            // The bootstrap's `webhooks` cluster: HTTPS to loopback, trusting the certificate.
+            cmd.args([
+                "--cluster",
+                &format!("webhooks=127.0.0.1:{port},tls=localhost"),
+            ])
+            .arg("--ca")
+            .arg(&cfg.certificate.cert);
+        }
+        // One worker thread, as Envoy runs here with `--concurrency 1`.
+        cmd.args(["--threads", "1", "--grace-period", "1"]);
+        let mut daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;
+        let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
+        let ca = cfg.certificate.cert.clone();
+        wait_until(&mut daemon, "answer HTTPS", || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-m", "2", "--cacert"])
+                .arg(&ca)
+                .arg(&url)
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+        Ok(Envoy {
+            daemon,
+            port: cfg.listen_port,
+            certificate: cfg.certificate.clone(),
+            access_log: cfg.access_log.clone(),
+            bootstrap: plugin,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_is_named_envoy_or_pingora() {
+        assert_eq!(Proxy::parse("envoy"), Ok(Proxy::Envoy));
+        assert_eq!(Proxy::parse("pingora"), Ok(Proxy::Pingora));
+        assert!(Proxy::parse("nginx").is_err());
+    }
 
     #[test]
     fn yaml_quoting_escapes_quotes_backslashes_and_newlines() {

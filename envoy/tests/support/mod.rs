@@ -14,7 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, DEMO_ZONE,
+    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy,
+    DEMO_ZONE,
 };
 
 pub const HOME: &str = "home.dyn.example.test";
@@ -111,6 +112,8 @@ pub fn plugin_config_value(pdns_api_port: u16) -> serde_json::Value {
 
 pub struct Stack {
     pub dir: PathBuf,
+    /// Which proxy runs dynedge (`DYNEDGE_GATEWAY=envoy|pingora`).
+    pub proxy: Proxy,
     // Envoy first: it is dropped (stopped) before PowerDNS.
     pub envoy: Envoy,
     pub pdns: PowerDns,
@@ -133,7 +136,11 @@ impl Stack {
         edit: impl FnOnce(&mut serde_json::Value),
         webhook_port: Option<u16>,
     ) -> Stack {
-        let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
+        let proxy = Proxy::from_env().unwrap_or_else(|e| panic!("{e}"));
+        let wasm = match proxy {
+            Proxy::Envoy => wasm_file().unwrap_or_else(|e| panic!("{e}")),
+            Proxy::Pingora => PathBuf::new(),
+        };
         let dir = test_dir(name);
         let (dns_port, api_port, https_port) = (free_port(), free_port(), free_port());
         let mut pdns = PowerDns::start(&dir.join("pdns"), dns_port, api_port, PDNS_KEY)
@@ -156,8 +163,24 @@ impl Stack {
             access_log: dir.join("access.log"),
             webhook_port,
         };
-        let envoy = Envoy::start(&dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
-        Stack { dir, envoy, pdns }
+        let envoy =
+            Envoy::start_proxy(proxy, &dir.join("envoy"), &cfg).unwrap_or_else(|e| panic!("{e}"));
+        Stack {
+            dir,
+            proxy,
+            envoy,
+            pdns,
+        }
+    }
+
+    /// The alert that refuses a TLS 1.0/1.1 ClientHello. BoringSSL (Envoy) answers
+    /// protocol_version as RFC 5246 asks; rustls (Pingora) has no TLS 1.0/1.1 at all and turns
+    /// such a hello away as lacking signature_algorithms, with handshake_failure.
+    pub fn old_tls_alert(&self) -> &'static str {
+        match self.proxy {
+            Proxy::Envoy => "alert protocol version",
+            Proxy::Pingora => "alert handshake failure",
+        }
     }
 
     pub fn cacert(&self) -> &Path {

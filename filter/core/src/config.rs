@@ -224,6 +224,16 @@ pub enum Backend {
     Rfc2136(crate::backends::rfc2136::Rfc2136Backend),
 }
 
+impl Backend {
+    /// The proxy cluster (Envoy) or upstream (Pingora) this backend's callouts go to.
+    pub fn cluster(&self) -> &str {
+        match self {
+            Backend::PowerDns(b) => &b.cluster,
+            Backend::Rfc2136(b) => &b.cluster,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PowerDnsBackend {
     pub cluster: String,

@@ -1,0 +1,322 @@
+//! Performs the core's [`Callout`]s over Pingora's own HTTP client.
+//!
+//! A `Callout` names a *cluster* (the Envoy word); here each cluster name maps to a socket
+//! address given at start (`--cluster pdns_api=127.0.0.1:8081`). Connections are pooled by
+//! one [`Connector`] shared by every worker thread. Anything that is not an HTTP response
+//! (unknown cluster, refused, reset, timed out) becomes [`CalloutResult::Failed`], as Envoy's
+//! `on_http_call_response` with no headers does for the wasm filter.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynedge_core::{Callout, CalloutResult, Config};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use pingora::{ErrorType, OrErr};
+use tokio::sync::Semaphore;
+
+/// The largest callout response body read; a DNS API answer for one RRset is far smaller.
+pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
+
+/// How long an idle backend connection stays in the pool.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// One cluster: where it is, and how many calls may be in flight to it at once.
+#[derive(Clone)]
+pub struct Cluster {
+    pub addr: SocketAddr,
+    /// `max_requests=N`: calls beyond N wait (within their timeout) for a free slot, like
+    /// Envoy's circuit-breaker queue. PowerDNS on sqlite3 needs 1 ("database is locked").
+    pub max_requests: Option<usize>,
+    /// `h2c`: HTTP/2 without TLS, prior knowledge (BIND's DoH listener speaks only HTTP/2).
+    pub h2c: bool,
+    /// `tls=SNI`: HTTPS, the certificate checked against `SNI` and the trusted CAs.
+    pub tls_sni: Option<String>,
+    slots: Option<Arc<Semaphore>>,
+}
+
+impl Cluster {
+    pub fn new(addr: SocketAddr, max_requests: Option<usize>) -> Cluster {
+        Cluster {
+            addr,
+            max_requests,
+            h2c: false,
+            tls_sni: None,
+            slots: max_requests.map(|n| Arc::new(Semaphore::new(n))),
+        }
+    }
+}
+
+impl PartialEq for Cluster {
+    fn eq(&self, other: &Cluster) -> bool {
+        self.addr == other.addr
+            && self.max_requests == other.max_requests
+            && self.h2c == other.h2c
+            && self.tls_sni == other.tls_sni
+    }
+}
+
+impl Eq for Cluster {}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max_requests {
+            Some(n) => write!(f, "{} (max_requests={n})", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+/// Cluster name → backend, and the CA file that TLS clusters trust (none: the system roots).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Clusters(HashMap<String, Cluster>, Option<String>);
+
+impl fmt::Debug for Clusters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl Clusters {
+    pub fn new() -> Clusters {
+        Clusters::default()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, cluster: Cluster) {
+        self.0.insert(name.into(), cluster);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Cluster> {
+        self.0.get(name)
+    }
+
+    /// PEM file of the CAs that `tls=` clusters trust instead of the system's.
+    pub fn set_ca_file(&mut self, path: impl Into<String>) {
+        self.1 = Some(path.into());
+    }
+
+    pub fn ca_file(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
+    /// Parses one `name=host:port[,max_requests=N][,h2c][,tls=SNI]` mapping. The host is resolved now
+    /// (Pingora's `HttpPeer` would otherwise resolve it on every call, blocking a worker).
+    pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
+        let (name, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("cluster '{spec}': expected name=host:port"))?;
+        if name.is_empty() {
+            return Err(format!("cluster '{spec}': empty name"));
+        }
+        let mut parts = rest.split(',');
+        let addr =
+            resolve(parts.next().unwrap_or("")).map_err(|e| format!("cluster '{name}': {e}"))?;
+        let mut max_requests = None;
+        let mut h2c = false;
+        let mut tls_sni = None;
+        for opt in parts {
+            if opt == "h2c" {
+                h2c = true;
+                continue;
+            }
+            match opt.split_once('=') {
+                Some(("tls", sni)) if !sni.is_empty() => tls_sni = Some(sni.to_string()),
+                Some(("max_requests", n)) => {
+                    let n: usize = n
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("cluster '{name}': max_requests must be > 0"))?;
+                    max_requests = Some(n);
+                }
+                _ => return Err(format!("cluster '{name}': unknown option '{opt}'")),
+            }
+        }
+        let mut cluster = Cluster::new(addr, max_requests);
+        cluster.h2c = h2c;
+        cluster.tls_sni = tls_sni;
+        self.insert(name, cluster);
+        Ok(())
+    }
+
+    /// Every backend of `cfg` must have an address, or its updates could only ever fail.
+    pub fn check(&self, cfg: &Config) -> Result<(), String> {
+        let mut missing: Vec<&str> = cfg
+            .backends
+            .values()
+            .map(|b| b.cluster())
+            .filter(|c| !self.0.contains_key(*c))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no address for cluster(s) {} (give --cluster NAME=HOST:PORT)",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
+/// `host:port` → the first address it resolves to.
+pub fn resolve(hostport: &str) -> Result<SocketAddr, String> {
+    hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("'{hostport}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{hostport}' resolves to no address"))
+}
+
+/// Performs one callout within its own timeout. Never panics, never returns an error: a
+/// failure is a [`CalloutResult::Failed`] the core turns into `dnserr`/`911`.
+pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) -> CalloutResult {
+    let Some(cluster) = clusters.get(&c.cluster) else {
+        return CalloutResult::Failed(format!("unknown cluster '{}'", c.cluster));
+    };
+    let timeout = Duration::from_millis(c.timeout_ms.max(1));
+    let call = async {
+        // Held until the response is read; the wait for it counts against the timeout.
+        let _slot = match &cluster.slots {
+            Some(s) => Some(
+                s.acquire()
+                    .await
+                    .or_err(ErrorType::InternalError, "cluster slots")?,
+            ),
+            None => None,
+        };
+        exchange(connector, cluster, c, timeout).await
+    };
+    match pingora::prelude::timeout(timeout, call).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => CalloutResult::Failed(format!("{} {}: {e}", c.method, c.cluster)),
+        Err(_) => CalloutResult::Failed(format!(
+            "{} {}: timed out after {} ms",
+            c.method, c.cluster, c.timeout_ms
+        )),
+    }
+}
+
+async fn exchange(
+    connector: &Connector,
+    cluster: &Cluster,
+    c: &Callout,
+    timeout: Duration,
+) -> pingora::Result<CalloutResult> {
+    let mut peer = match &cluster.tls_sni {
+        Some(sni) => HttpPeer::new(cluster.addr, true, sni.clone()),
+        None => HttpPeer::new(cluster.addr, false, String::new()),
+    };
+    if cluster.h2c {
+        peer.options.set_http_version(2, 2);
+    }
+    peer.options.connection_timeout = Some(timeout);
+    peer.options.read_timeout = Some(timeout);
+    peer.options.write_timeout = Some(timeout);
+    let (mut http, _reused) = connector.get_http_session(&peer).await?;
+
+    let mut req = RequestHeader::build(c.method, c.path.as_bytes(), Some(c.headers.len() + 2))?;
+    req.insert_header("host", c.authority.as_str())?;
+    for (k, v) in &c.headers {
+        req.append_header(k.clone(), v.as_str())?;
+    }
+    let has_body = !c.body.is_empty();
+    if has_body || !matches!(c.method, "GET" | "HEAD" | "DELETE") {
+        req.insert_header("content-length", c.body.len().to_string())?;
+    }
+    http.write_request_header(Box::new(req)).await?;
+    if has_body {
+        http.write_request_body(Bytes::copy_from_slice(&c.body), true)
+            .await?;
+    }
+    http.finish_request_body().await?;
+    http.read_response_header().await?;
+    let (status, headers) = match http.response_header() {
+        Some(r) => (
+            r.status.as_u16(),
+            r.headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        ),
+        None => return Ok(CalloutResult::Failed("no response header".into())),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = http.read_response_body().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+            return Ok(CalloutResult::Failed(format!(
+                "response body larger than {MAX_RESPONSE_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(http, &peer, Some(POOL_IDLE))
+        .await;
+    Ok(CalloutResult::Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_specs_parse_into_addresses() {
+        let mut c = Clusters::new();
+        c.add_spec("pdns_api=127.0.0.1:18081").unwrap();
+        c.add_spec("v6=[::1]:53").unwrap();
+        c.add_spec("one=127.0.0.1:8081,max_requests=1").unwrap();
+        c.add_spec("doh=127.0.0.1:8053,h2c").unwrap();
+        c.add_spec("hooks=127.0.0.1:8443,tls=localhost").unwrap();
+        assert_eq!(
+            c.get("hooks").unwrap().tls_sni.as_deref(),
+            Some("localhost")
+        );
+        assert!(c.get("doh").unwrap().h2c);
+        assert!(!c.get("one").unwrap().h2c);
+        let addr = |n: &str| c.get(n).map(|c| c.addr);
+        assert_eq!(addr("pdns_api"), Some("127.0.0.1:18081".parse().unwrap()));
+        assert_eq!(addr("v6"), Some("[::1]:53".parse().unwrap()));
+        assert_eq!(addr("other"), None);
+        assert_eq!(c.get("pdns_api").unwrap().max_requests, None);
+        assert_eq!(c.get("one").unwrap().max_requests, Some(1));
+    }
+
+    #[test]
+    fn malformed_cluster_specs_are_refused() {
+        let mut c = Clusters::new();
+        for bad in [
+            "pdns_api",
+            "=127.0.0.1:1",
+            "pdns_api=127.0.0.1",
+            "x=nohost.invalid:1",
+        ] {
+            assert!(c.add_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_backend_without_a_cluster_address_is_reported() {
+        let cfg = Config::from_json(include_bytes!("../../examples/dynedge.json")).unwrap();
+        let err = Clusters::new().check(&cfg).unwrap_err();
+        assert!(err.contains("pdns_api"), "{err}");
+        let mut c = Clusters::new();
+        c.add_spec("pdns_api=127.0.0.1:18081").unwrap();
+        assert_eq!(c.check(&cfg), Ok(()));
+    }
+}

@@ -1,0 +1,340 @@
+//! The adapter: snapshots a Pingora request, drives the core's [`Exchange`], performs its
+//! [`Step`]s, and writes the core's reply. It makes no decisions of its own.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dynedge_core::expiry;
+use dynedge_core::{
+    CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Notify, Outcome, Reply, Request,
+    Step,
+};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::task::JoinSet;
+
+use crate::callout::{self, Clusters};
+
+/// Where the core's audit lines (one JSON object each, secrets already absent) go.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Everything the core needs from its host, shared by every worker thread and every service
+/// of the process: the configuration (swappable), the KV, the backend connections, counters.
+pub struct Gateway {
+    config: RwLock<Arc<Config>>,
+    kv: MemoryKv,
+    clusters: Clusters,
+    connector: Connector,
+    counters: Mutex<BTreeMap<String, u64>>,
+    log: LogSink,
+}
+
+/// Writes each audit line to standard output.
+pub fn stdout_log() -> LogSink {
+    Arc::new(|line: &str| println!("{line}"))
+}
+
+impl Gateway {
+    /// A gateway for `config`, whose backends are reached through `clusters`. Share it with
+    /// an `Arc` between every service of the server.
+    pub fn new(config: Config, clusters: Clusters) -> Result<Gateway, String> {
+        clusters.check(&config)?;
+        pingora::tls::install_default_crypto_provider();
+        let connector = Connector::new(clusters.ca_file().map(|ca| ConnectorOptions {
+            ca_file: Some(ca.to_string()),
+            ..ConnectorOptions::new(128)
+        }));
+        Ok(Gateway {
+            config: RwLock::new(Arc::new(config)),
+            kv: MemoryKv::default(),
+            clusters,
+            connector,
+            counters: Mutex::new(BTreeMap::new()),
+            log: stdout_log(),
+        })
+    }
+
+    /// Sends the audit lines to `log` instead of standard output.
+    pub fn with_log(mut self, log: LogSink) -> Gateway {
+        self.log = log;
+        self
+    }
+
+    /// The configuration new requests are served from.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new configuration (SIGHUP). Requests already running finish with the old
+    /// one. Refused, and the old one kept, when a backend's cluster has no address.
+    pub fn replace_config(&self, config: Config) -> Result<(), String> {
+        self.clusters.check(&config)?;
+        let new = Arc::new(config);
+        match self.config.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(())
+    }
+
+    /// The counters the core asked to increment, by name.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The shared in-process KV (proxy-wasm shared data's equivalent).
+    pub fn kv(&self) -> &MemoryKv {
+        &self.kv
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            now_ms: now_ms(),
+            random: random_u64(),
+            kv: &self.kv,
+        }
+    }
+
+    /// Answers a dynedge route and returns `Ok(true)`, or returns `Ok(false)` for any other
+    /// request (the caller proxies it). Call it first thing in a `request_filter`.
+    pub async fn handle(self: &Arc<Self>, session: &mut Session) -> pingora::Result<bool> {
+        let cfg = self.config();
+        let req = snapshot(session);
+        let end_of_stream = session.is_body_empty();
+        let (mut ex, mut step) = Exchange::start(&cfg, req, end_of_stream, &self.env());
+        if let Step::NeedBody { limit } = step {
+            let body = read_body(session, limit).await?;
+            step = ex.on_body(&cfg, body, &self.env());
+        }
+        let outcome = match self
+            .drive_calls(step, |id, result, env| ex.on_callout(id, result, env))
+            .await
+        {
+            Step::Pass => return Ok(false),
+            Step::Done(outcome) => outcome,
+            // NeedBody comes only first; Call and Wait never come back from drive_calls.
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => {
+                Outcome::reply(Reply::text(500, "911\n"))
+            }
+        };
+        let reply = outcome
+            .reply
+            .clone()
+            .unwrap_or_else(|| Reply::text(500, "911\n"));
+        self.record(outcome);
+        write_reply(session, &reply).await?;
+        Ok(true)
+    }
+
+    /// One expiry sweep (the core's `expiry` module): removes the records of hosts that have
+    /// been silent too long. [`ExpirySweeper`] runs it on the configured interval.
+    pub async fn sweep_expired(self: &Arc<Self>) {
+        let cfg = self.config();
+        let Some((mut sweep, step)) = expiry::start(&cfg, &self.env()) else {
+            return;
+        };
+        let step = self
+            .drive_calls(step, |id, result, env| sweep.on_callout(id, result, env))
+            .await;
+        if let Step::Done(outcome) = step {
+            self.record(outcome);
+        }
+    }
+
+    /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
+    /// the core returns something else (`Pass`, `NeedBody` or `Done`).
+    async fn drive_calls(
+        self: &Arc<Self>,
+        mut step: Step,
+        mut feed: impl FnMut(CalloutId, CalloutResult, &Env) -> Step,
+    ) -> Step {
+        let mut calls: JoinSet<(CalloutId, CalloutResult)> = JoinSet::new();
+        loop {
+            step = match step {
+                Step::Call(list) => {
+                    for (id, c) in list {
+                        let gw = self.clone();
+                        calls.spawn(async move {
+                            (id, callout::perform(&gw.connector, &gw.clusters, &c).await)
+                        });
+                    }
+                    Step::Wait
+                }
+                Step::Wait => match calls.join_next().await {
+                    Some(Ok((id, result))) => feed(id, result, &self.env()),
+                    // A callout task never panics; were one lost, the core would wait on
+                    // until the other results or the client's own timeout end it.
+                    Some(Err(_)) => Step::Wait,
+                    None => {
+                        return Step::Done(Outcome::reply(Reply::text(
+                            500,
+                            "911 no callout outstanding\n",
+                        )))
+                    }
+                },
+                other => return other,
+            };
+        }
+    }
+
+    /// Applies an outcome: KV writes and rate-limit counts, audit lines, counters; webhook
+    /// deliveries go out in the background (never awaited by the request).
+    fn record(self: &Arc<Self>, outcome: Outcome) {
+        for n in outcome.notify {
+            let gw = self.clone();
+            tokio::spawn(async move { gw.deliver(n).await });
+        }
+        self.kv.apply(&outcome.writes);
+        for c in &outcome.counts {
+            self.kv.count(c, now_ms() / 1000);
+        }
+        for line in &outcome.log {
+            (self.log)(line);
+        }
+        if let Ok(mut counters) = self.counters.lock() {
+            for name in outcome.counters {
+                *counters.entry(name).or_insert(0) += 1;
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// One webhook: dispatched, then retried as the core's [`Notify::next`] says.
+    async fn deliver(&self, mut n: Notify) {
+        loop {
+            let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
+            match n.next(&result) {
+                Some((delay_ms, again)) => {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    n = again;
+                }
+                None => {
+                    let ok = matches!(result, CalloutResult::Response { status, .. } if (200..300).contains(&status));
+                    let name = if ok {
+                        "dynedge.webhook.delivered"
+                    } else {
+                        let why = match &result {
+                            CalloutResult::Response { status, .. } => format!("HTTP {status}"),
+                            CalloutResult::Failed(why) => why.clone(),
+                        };
+                        eprintln!(
+                            "dynedge-pingora: webhook via {} given up after {} attempts: {why}",
+                            n.callout.cluster,
+                            n.attempt + 1
+                        );
+                        "dynedge.webhook.given_up"
+                    };
+                    if let Ok(mut counters) = self.counters.lock() {
+                        *counters.entry(name.to_string()).or_insert(0) += 1;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs [`Gateway::sweep_expired`] every `expiry_sweep_interval_s` of the current
+/// configuration (a Pingora background service: add it next to the proxy service).
+pub struct ExpirySweeper {
+    pub gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for ExpirySweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let period = Duration::from_secs(self.gateway.config().expiry_sweep_interval_s.max(1));
+            tokio::select! {
+                _ = tokio::time::sleep(period) => self.gateway.sweep_expired().await,
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
+
+/// The request as the core sees it.
+fn snapshot(session: &Session) -> Request {
+    let h = session.req_header();
+    Request {
+        method: h.method.as_str().to_string(),
+        path: h
+            .uri
+            .path_and_query()
+            .map_or_else(|| h.uri.path().to_string(), |pq| pq.as_str().to_string()),
+        headers: h
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+        peer: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+    }
+}
+
+/// Reads the request body, stopping one byte past `limit` (the core refuses what is longer).
+async fn read_body(session: &mut Session, limit: usize) -> pingora::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            body.truncate(limit + 1);
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Sends a core reply as is, with `Content-Length`, through the downstream modules (so a
+/// module such as HSTS sees local replies too).
+pub async fn write_reply(session: &mut Session, reply: &Reply) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (k, v) in &reply.headers {
+        resp.append_header(k.clone(), v.as_str())?;
+    }
+    resp.insert_header("content-length", reply.body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(&reply.body)), true)
+        .await
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 64 random bits from the TLS provider's CSPRNG (ring); the core uses them for ids and nonces.
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(p) = pingora::tls::CryptoProvider::get_default() {
+        if p.secure_random.fill(&mut buf).is_ok() {
+            return u64::from_le_bytes(buf);
+        }
+    }
+    // No provider installed (cannot happen after `Gateway::new`): std's per-instance hash keys.
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
