@@ -8,7 +8,8 @@
 //!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
 //!                      `--proxy pingora`: the dynedge-pingora gateway in Envoy's place
 //!   cargo xtask test   every test: unit, test-host, Envoy end to end (also against Pingora)
-//!   cargo xtask bench  wrk on the nochg path against Envoy and/or dynedge-pingora (`--proxy`)
+//!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge in Envoy and in Pingora,
+//!                      backends, peers, scale (docs/benchmarks.md)
 //!   cargo xtask wasm   build the filter (.wasm) only
 //!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
 //!                      each, or one with `--target NAME`
@@ -29,6 +30,8 @@ use dynedge_envoy::{
     port_is_free, rfc2136, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
     Proxy, DEMO_ZONE,
 };
+
+mod bench;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -89,13 +92,14 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("wasm") => wasm().map(|_| ()),
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_command(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
                  [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
-                 | bench [--proxy envoy|pingora|both] | fuzz [--seconds N] [--target NAME]>"
+                 | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M] \
+                 | fuzz [--seconds N] [--target NAME]>"
             );
             return ExitCode::from(2);
         }
@@ -175,15 +179,6 @@ fn pingora() -> Result<PathBuf> {
             .args(["build", "-p", "dynedge-pingora", "--release"]),
     )?;
     dynedge_envoy::pingora_binary()
-}
-
-/// The gateway `proxy` needs built; for Envoy the filter, for Pingora the binary (its path
-/// then also goes to `DYNEDGE_PINGORA` for the harness).
-fn build_gateway(proxy: Proxy) -> Result<PathBuf> {
-    match proxy {
-        Proxy::Envoy => wasm(),
-        Proxy::Pingora => pingora(),
-    }
 }
 
 // ------------------------------------------------------------------------------------ deps
@@ -697,148 +692,6 @@ Ctrl-C (or SIGTERM) stops everything.",
     );
 }
 
-// ----------------------------------------------------------------------------------- bench
-
-/// One proxy's wrk figures.
-struct BenchRow {
-    proxy: Proxy,
-    requests_per_s: String,
-    p50: String,
-    p90: String,
-    p99: String,
-    errors: String,
-}
-
-/// The value after `label` on the first wrk output line that starts with it.
-fn wrk_value(out: &str, label: &str) -> String {
-    out.lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix(label))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or("?")
-        .to_string()
-}
-
-/// `cargo xtask bench [--proxy envoy|pingora|both]`: for each proxy, PowerDNS + the gateway
-/// (one worker each) on ports `DYNEDGE_BENCH_PORTS` (default 24900..24902), a warm-up that
-/// must end in `nochg`, then `wrk --latency` on that nochg request over HTTPS keep-alive.
-/// `BENCH_DURATION` (10s), `BENCH_CONNS` (50), `BENCH_THREADS` (wrk threads, 2).
-fn bench(args: &[String]) -> Result<()> {
-    let proxies = match flag_value(args, "--proxy")?.unwrap_or("both") {
-        "both" => vec![Proxy::Envoy, Proxy::Pingora],
-        one => vec![Proxy::parse(one)?],
-    };
-    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-    let (duration, conns, threads) = (
-        env("BENCH_DURATION", "10s"),
-        env("BENCH_CONNS", "50"),
-        env("BENCH_THREADS", "2"),
-    );
-    let base: u16 = env("DYNEDGE_BENCH_PORTS", "24900")
-        .parse()
-        .map_err(|e| format!("DYNEDGE_BENCH_PORTS: {e}"))?;
-    let run_dir = workspace_root().join("target/bench");
-    let mut rows = Vec::new();
-    for proxy in proxies {
-        let built = build_gateway(proxy)?;
-        let (dns_port, api_port, https_port) = (base, base + 1, base + 2);
-        let dir = run_dir.join(proxy.name());
-        step(&format!(
-            "{}: PowerDNS + gateway on 127.0.0.1:{https_port}",
-            proxy.name()
-        ));
-        let mut pdns = PowerDns::start(&dir.join("pdns"), dns_port, api_port, DEMO_API_KEY)?;
-        pdns.create_zone(DEMO_ZONE)?;
-        let certificate = Certificate::self_signed(&dir.join("tls"))?;
-        let config_path = workspace_root().join("examples/dynedge.json");
-        let cfg = EnvoyConfig {
-            listen_address: "127.0.0.1".into(),
-            listen_port: https_port,
-            certificate: certificate.clone(),
-            wasm: match proxy {
-                Proxy::Envoy => built,
-                Proxy::Pingora => PathBuf::new(),
-            },
-            // Rate limits off: the point is the nochg path itself (with them, one client
-            // sending one host's update 60 times a minute is rightly answered `abuse`).
-            plugin_config: fs::read_to_string(&config_path)
-                .map_err(|e| format!("{}: {e}", config_path.display()))?
-                .replacen('{', r#"{ "rate_limits": { "enabled": false },"#, 1),
-            pdns_api_port: api_port,
-            access_log: PathBuf::from("/dev/null"),
-            webhook_port: None,
-        };
-        let mut gateway = Envoy::start_proxy(proxy, &dir.join("gateway"), &cfg)?;
-        let url = gateway.url(&format!("/nic/update?hostname={DEMO_HOST}&myip=192.0.2.77"));
-        let auth = "Authorization: Basic ZGVtbzpkZW1vLXBhc3N3b3Jk"; // demo:demo-password
-        let curl = || {
-            output_of(
-                Command::new("curl")
-                    .args(["-sS", "-A", "bench", "-H", auth, "--cacert"])
-                    .arg(&certificate.cert)
-                    .arg(&url),
-            )
-            .unwrap_or_default()
-        };
-        let warm = [curl(), curl()];
-        println!("    warm-up: {:?}", warm);
-        if warm[1].trim() != "nochg 192.0.2.77" {
-            return Err(format!(
-                "{}: the warm-up did not end in nochg",
-                proxy.name()
-            ));
-        }
-        step(&format!(
-            "wrk -t{threads} -c{conns} -d{duration} --latency (nochg over HTTPS keep-alive)"
-        ));
-        let out = output_of(
-            Command::new("wrk")
-                .args(["-t", &threads, "-c", &conns, "-d", &duration, "--latency"])
-                .args(["-H", auth, "-H", "User-Agent: bench", &url]),
-        )
-        .ok_or("wrk failed (is it installed?)")?;
-        let after = curl();
-        gateway.daemon().stop();
-        pdns.stop();
-        if after.trim() != "nochg 192.0.2.77" {
-            return Err(format!("{}: after the run: {after:?}", proxy.name()));
-        }
-        let errors = out
-            .lines()
-            .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("; ");
-        rows.push(BenchRow {
-            proxy,
-            requests_per_s: wrk_value(&out, "Requests/sec:"),
-            p50: wrk_value(&out, "50%"),
-            p90: wrk_value(&out, "90%"),
-            p99: wrk_value(&out, "99%"),
-            errors: if errors.is_empty() {
-                "none".into()
-            } else {
-                errors
-            },
-        });
-    }
-    println!("\n==> nochg over HTTPS, keep-alive, wrk -t{threads} -c{conns} -d{duration}, one gateway worker");
-    println!("| proxy | requests/s | p50 | p90 | p99 | errors |");
-    println!("|---|---|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {} |",
-            r.proxy.name(),
-            r.requests_per_s,
-            r.p50,
-            r.p90,
-            r.p99,
-            r.errors
-        );
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------------------------ test
 
 struct Suite {
@@ -1150,16 +1003,6 @@ fn test() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wrk_figures_are_read_from_its_output() {
-        let out = "  Latency Distribution\n     50%  512.00us\n     99%    2.10ms\n\
-                   Requests/sec:  12345.67\n";
-        assert_eq!(wrk_value(out, "Requests/sec:"), "12345.67");
-        assert_eq!(wrk_value(out, "50%"), "512.00us");
-        assert_eq!(wrk_value(out, "99%"), "2.10ms");
-        assert_eq!(wrk_value(out, "90%"), "?");
-    }
 
     #[test]
     fn the_summary_counts_passed_and_failed_from_cargo_test_result_lines() {

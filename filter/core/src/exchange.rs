@@ -7,8 +7,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use serde_json::json;
-
 use crate::auth::Identity;
 use crate::backends::{
     BackendEnv, BackendError, Callout, CalloutResult, RrSet, RrType, WriteCheck,
@@ -371,6 +369,25 @@ enum Phase {
 }
 
 /// An authenticated update of one or more hosts.
+/// One audit log line (JSON, keys in alphabetical order). A struct, not a `json!` map: it is
+/// built for every update, nochg included, and the map was a tenth of the nochg path's cost.
+#[derive(serde::Serialize)]
+struct AuditLine<'a> {
+    backend_ms: u64,
+    dialect: &'a str,
+    error: Option<&'a str>,
+    event: &'a str,
+    host: &'a str,
+    new: Option<Vec<&'a String>>,
+    old: Vec<&'a String>,
+    result: &'a str,
+    source: Option<IpAddr>,
+    token_id: Option<&'a str>,
+    ts_ms: u64,
+    user: &'a str,
+    user_agent: &'a str,
+}
+
 pub struct Job {
     pub dialect: &'static str,
     pub identity: Identity,
@@ -630,29 +647,26 @@ impl Job {
                     } else {
                         vec![]
                     };
-                    (json!(new), addrs, previous, current)
+                    (Some(new), addrs, previous, current)
                 }
-                None => (json!(null), vec![], vec![], vec![]),
+                None => (None, vec![], vec![], vec![]),
             };
-            let old: Vec<&String> = h.old.values().flatten().collect();
-            log.push(
-                json!({
-                    "event": "dynedge.update",
-                    "ts_ms": env.now_ms,
-                    "dialect": self.dialect,
-                    "user": self.identity.user,
-                    "token_id": self.identity.token_id,
-                    "host": h.label,
-                    "old": old,
-                    "new": new,
-                    "source": self.client.map(|c| c.to_string()),
-                    "user_agent": self.user_agent,
-                    "result": code.as_str(),
-                    "error": h.error,
-                    "backend_ms": elapsed,
-                })
-                .to_string(),
-            );
+            let line = AuditLine {
+                backend_ms: elapsed,
+                dialect: self.dialect,
+                error: h.error.as_deref(),
+                event: "dynedge.update",
+                host: &h.label,
+                new,
+                old: h.old.values().flatten().collect(),
+                result: code.as_str(),
+                source: self.client,
+                token_id: self.identity.token_id.as_deref(),
+                ts_ms: env.now_ms,
+                user: &self.identity.user,
+                user_agent: &self.user_agent,
+            };
+            log.push(serde_json::to_string(&line).unwrap_or_default());
             counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
             if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
                 self.writes.push(KvWrite::put(
