@@ -149,7 +149,18 @@ impl Exchange {
 
     fn begin(&mut self, cfg: &Config, req: Request, route: Route, env: &Env) -> Step {
         match dialects::handle(cfg, &req, route, env) {
-            Start::Reply(outcome) => Step::Done(outcome),
+            Start::Reply(mut outcome) => {
+                // While the etcd credential snapshot is missing or stale, a failed login is the
+                // gateway's ignorance, not the client's guess: do not count it against anyone.
+                let stale = cfg
+                    .store
+                    .etcd()
+                    .is_some_and(|s| crate::store::etcd::is_stale(s, env.kv, env.now_ms));
+                if stale {
+                    outcome.counts.retain(|c| !crate::limits::is_bad_count(c));
+                }
+                Step::Done(outcome)
+            }
             Start::Job(mut job) => {
                 let step = job.advance(env);
                 if !matches!(step, Step::Done(_)) {

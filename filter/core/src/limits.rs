@@ -144,6 +144,11 @@ pub fn refuse_host(rl: &RateLimits, kv: &dyn KvView, host: &str, now_s: u64) -> 
             >= rl.good_per_host.limit
 }
 
+/// Is this a failed-authentication counter (as opposed to a good-request one)?
+pub fn is_bad_count(c: &KvCount) -> bool {
+    c.key.starts_with("dynedge:rl:bad:")
+}
+
 /// What a failed authentication counts against.
 pub fn count_bad(
     rl: &RateLimits,
@@ -341,6 +346,15 @@ mod tests {
             bump(&kv, &count_good(&rl, None, ["h.test"].into_iter()), 0);
         }
         assert!(refuse_host(&rl, &kv, "h.test", 0));
+    }
+
+    #[test]
+    fn bad_counts_are_told_apart_from_good_ones() {
+        let rl = RateLimits::default();
+        let bad = count_bad(&rl, "192.0.2.1".parse().ok(), Some("u"));
+        assert!(!bad.is_empty() && bad.iter().all(is_bad_count));
+        let good = count_good(&rl, "192.0.2.1".parse().ok(), ["h"].into_iter());
+        assert!(!good.is_empty() && !good.iter().any(is_bad_count));
     }
 
     #[test]
