@@ -67,8 +67,11 @@ pub fn parse_read(
     result: &CalloutResult,
 ) -> Result<Vec<String>, BackendError> {
     let body = ok_body(result, 200)?;
-    let doc: ZoneDoc = serde_json::from_slice(body)
-        .map_err(|e| BackendError(format!("PowerDNS sent an unreadable zone document: {e}")))?;
+    let doc: ZoneDoc = serde_json::from_slice(body).map_err(|e| {
+        // serde quotes the offending input: keep what reaches the audit log short.
+        let why: String = e.to_string().chars().take(200).collect();
+        BackendError(format!("PowerDNS sent an unreadable zone document: {why}"))
+    })?;
     let want_name = format!("{name}.");
     Ok(doc
         .rrsets
