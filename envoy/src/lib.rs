@@ -665,7 +665,12 @@ impl Envoy {
             "-l",
             &level,
         ]);
-        let mut daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
+        let daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log"))?;
+        Envoy::once_serving(daemon, cfg, bootstrap)
+    }
+
+    /// Waits until the proxy answers HTTPS with the configured certificate.
+    fn once_serving(mut daemon: Daemon, cfg: &EnvoyConfig, bootstrap: PathBuf) -> Result<Envoy> {
         let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
         let ca = cfg.certificate.cert.clone();
         wait_until(&mut daemon, "answer HTTPS", || {
@@ -816,25 +821,8 @@ impl Envoy {
         }
         // One worker thread, as Envoy runs here with `--concurrency 1`.
         cmd.args(["--threads", "1", "--grace-period", "1"]);
-        let mut daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;
-        let url = format!("https://127.0.0.1:{}/", cfg.listen_port);
-        let ca = cfg.certificate.cert.clone();
-        wait_until(&mut daemon, "answer HTTPS", || {
-            Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-m", "2", "--cacert"])
-                .arg(&ca)
-                .arg(&url)
-                .stdin(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })?;
-        Ok(Envoy {
-            daemon,
-            port: cfg.listen_port,
-            certificate: cfg.certificate.clone(),
-            access_log: cfg.access_log.clone(),
-            bootstrap: plugin,
-        })
+        let daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))?;
+        Envoy::once_serving(daemon, cfg, plugin)
     }
 }
 
