@@ -367,3 +367,7 @@ impl Authorized {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -74,7 +74,8 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
         Ok(a) => a,
         Err(r) => {
             let reply = match r.denied {
-                Denied::Limited { .. } => Reply::text(429, "abuse: too many requests\n"),
+                Denied::Limited { retry_after_s } => Reply::text(429, "abuse: too many requests\n")
+                    .with_header("retry-after", &retry_after_s.to_string()),
                 Denied::Unavailable => Reply::text(503, "911: try again later\n"),
                 Denied::Missing | Denied::Bad(_) => Reply::text(401, "badauth\n")
                     .with_header("www-authenticate", "Basic realm=\"dynedge\""),

@@ -39,6 +39,8 @@ struct Rejection {
     status: u16,
     word: &'static str,
     message: String,
+    /// `Retry-After` of a 429 over a rate limit.
+    retry_after_s: Option<u64>,
 }
 
 fn param_error(status: u16, message: impl Into<String>) -> Rejection {
@@ -46,15 +48,20 @@ fn param_error(status: u16, message: impl Into<String>) -> Rejection {
         status,
         word: PARAMETER_ERROR,
         message: message.into(),
+        retry_after_s: None,
     }
 }
 
 impl Rejection {
     fn reply(&self, json: bool) -> Reply {
-        if json {
+        let reply = if json {
             super::json_error(self.status, &self.word.to_ascii_lowercase(), &self.message)
         } else {
             Reply::text(self.status, format!("{}: {}\n", self.word, self.message))
+        };
+        match self.retry_after_s {
+            Some(s) => reply.with_header("retry-after", &s.to_string()),
+            None => reply,
         }
     }
 }
@@ -225,7 +232,10 @@ fn plan(
     let authorized = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
         .map_err(|r| {
             let rejection = match r.denied {
-                Denied::Limited { .. } => param_error(429, "Too many requests."),
+                Denied::Limited { retry_after_s } => Rejection {
+                    retry_after_s: Some(retry_after_s),
+                    ..param_error(429, "Too many requests.")
+                },
                 Denied::Missing => param_error(401, "The argument secret is missing."),
                 Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
                 Denied::Unavailable => param_error(503, "Try again later."),
@@ -312,6 +322,7 @@ fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
             status,
             word: DNS_SERVER_ERROR,
             message: msg.into(),
+            retry_after_s: None,
         }
         .reply(json);
     }

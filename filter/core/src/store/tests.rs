@@ -358,6 +358,35 @@ fn a_stale_credential_snapshot_refuses_updates_with_911() {
 }
 
 #[test]
+fn while_the_snapshot_is_stale_right_and_wrong_passwords_get_one_answer_without_argon2() {
+    let mut d = crate::testing::Driver::new(etcd_config()); // never synced: stale
+    let nic = |password: &str| {
+        get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.1")).basic("demo", password)
+    };
+    let before = crate::auth::argon2_runs();
+    for i in 0..30 {
+        let password = if i % 2 == 0 { "demo-password" } else { "guess" };
+        let o = d.run(nic(password));
+        assert_eq!(crate::testing::body(&o), "911\n", "attempt {i}");
+        assert!(o.counts.is_empty(), "nothing is counted while stale");
+    }
+    assert_eq!(
+        crate::auth::argon2_runs(),
+        before,
+        "nothing is verified while stale"
+    );
+    assert!(d.calls.is_empty());
+    // Synced: the answers differ again, and the failures count.
+    d.kv.apply(&[KvWrite::put(
+        SYNCED_KEY.into(),
+        d.now_ms.to_string().into_bytes(),
+    )]);
+    let o = d.run(nic("guess"));
+    assert_eq!(crate::testing::body(&o), "badauth\n");
+    assert!(!o.counts.is_empty());
+}
+
+#[test]
 fn etcd_unreachable_is_dnserr_never_good() {
     let mut w = World::new();
     let kv = gateway();
