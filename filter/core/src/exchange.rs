@@ -288,7 +288,7 @@ pub struct Target {
 
 impl Target {
     /// Every type this target reads, in order, without repeats.
-    fn types(&self) -> Vec<RrType> {
+    pub(crate) fn types(&self) -> Vec<RrType> {
         let mut out: Vec<RrType> = Vec::new();
         for t in self
             .want
@@ -304,7 +304,7 @@ impl Target {
     }
 
     /// The full desired content per type, given what was read.
-    fn desired(
+    pub(crate) fn desired(
         &self,
         old: &HashMap<RrType, Vec<String>>,
     ) -> Result<Vec<(RrType, Vec<String>)>, Refusal> {
@@ -362,6 +362,20 @@ impl HostJob {
     /// The host's records before this update (for the audit log); set by a store.
     pub(crate) fn set_old(&mut self, rtype: RrType, values: Vec<String>) {
         self.old.insert(rtype, values);
+    }
+
+    /// The content a store decided to write (the reply and audit report it on success).
+    pub(crate) fn set_desired(&mut self, desired: Vec<(RrType, Vec<String>)>) {
+        self.desired = desired;
+    }
+
+    /// An edit the current records make impossible: answered without any write.
+    pub(crate) fn refuse(&mut self, r: Refusal) {
+        self.code = Some(match r {
+            Refusal::TooManyValues { .. } => Code::Numhost,
+            Refusal::NothingToDelete { .. } => Code::Nohost,
+        });
+        self.refusal = Some(r);
     }
 
     fn fail(&mut self, e: BackendError) {
@@ -527,11 +541,7 @@ impl Job {
                 let desired = match t.desired(&h.old) {
                     Ok(d) => d,
                     Err(r) => {
-                        h.code = Some(match r {
-                            Refusal::TooManyValues { .. } => Code::Numhost,
-                            Refusal::NothingToDelete { .. } => Code::Nohost,
-                        });
-                        h.refusal = Some(r);
+                        h.refuse(r);
                         continue;
                     }
                 };
@@ -651,8 +661,7 @@ impl Job {
             let code = h.code.unwrap_or(Code::Emergency);
             let (new, addrs, previous, current) = match &h.target {
                 Some(t) => {
-                    // A flow that replaces whole RRsets (the etcd store) plans no `desired`:
-                    // what it wrote is what it wanted.
+                    // Nothing planned (decided before any read): report what was asked for.
                     let planned = if h.desired.is_empty() {
                         &t.want
                     } else {

@@ -829,7 +829,8 @@ mod tests {
     fn with_webhooks() -> Driver {
         let mut v: Value =
             serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
-        v["webhooks"] = json!({"cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"]});
+        v["webhooks"] = json!({"cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"],
+                               "allow_hosts": ["hooks.example.com"]});
         Driver::new(crate::Config::from_json(v.to_string().as_bytes()).unwrap())
     }
 
@@ -904,6 +905,12 @@ mod tests {
             (json!({"url": "http://hooks.example.com/x"}), "url"),
             (json!({"url": "https://10.0.0.1/x"}), "url"),
             (json!({"url": "https://169.254.169.254/latest"}), "url"),
+            // Names that resolve to loopback or inside a network, or may: not listed.
+            (json!({"url": "https://localtest.me/x"}), "url"),
+            (
+                json!({"url": "https://hooks.internal.example.org/x"}),
+                "url",
+            ),
             (json!({}), "url"),
             (
                 json!({"url": "https://hooks.example.com/x", "secret": "short"}),
