@@ -3,10 +3,10 @@
 //! A dialect parses its wire format, says how the request *presents* credentials
 //! ([`Credentials`]) and which scope it needs, and calls [`authorize`]. The ladder, in order:
 //!
-//! 1. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
-//!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
-//! 2. **client refusal**: the client's failure and request windows, and those of the user it
+//! 1. **client refusal**: the client's failure and request windows, and those of the user it
 //!    claims if that user exists (`limits::refuse_client`), before any Argon2 work;
+//! 2. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
+//!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
 //! 3. **authentication**: `auth::authenticate`, or a registered acme-dns account;
 //! 4. **counting**: a failure counts against the client's network, and against the user (and the
 //!    user on this network) only if the user exists; a success marks the client's network as
@@ -140,12 +140,6 @@ pub fn authorize(
     let client = req.client_ip(&cfg.trusted_proxies);
     let rl = &cfg.rate_limits;
     let now_s = env.now_s();
-    if matches!(creds, Credentials::Presented(Presented::None)) {
-        return Err(Refused::plain(Denied::Missing));
-    }
-    if stale(cfg, env) {
-        return Err(Refused::plain(Denied::Unavailable));
-    }
     // The user counted against: only one that exists, so made-up names cost nothing to store.
     let (claimed, account) = match &creds {
         Credentials::Presented(p) => (
@@ -165,6 +159,12 @@ pub fn authorize(
     if let Some(retry_after_s) = limits::refused_for(rl, env.kv, client, claimed.as_deref(), now_s)
     {
         return Err(Refused::plain(Denied::Limited { retry_after_s }));
+    }
+    if matches!(creds, Credentials::Presented(Presented::None)) {
+        return Err(Refused::plain(Denied::Missing));
+    }
+    if stale(cfg, env) {
+        return Err(Refused::plain(Denied::Unavailable));
     }
     let bad = |e: AuthError| Refused {
         denied: Denied::Bad(e),
