@@ -11,15 +11,15 @@
 //! 4. **counting**: a failure counts against the client's network, and against the user (and the
 //!    user on this network) only if the user exists; a success marks the client's network as
 //!    known to the user (`limits::mark_known`);
-//! 5. **scope**: the scope the route needs (lacking it counts as a failure, as before);
-//! 6. **ownership and host limits**, per target, when the job is made ([`Authorized::admit`]): a
+//! 5. **scope**: the scope the route needs (lacking it counts as a failure);
+//! 6. **ownership and host limits**, per target, when the job is made (`Authorized::admit`): a
 //!    target the identity may not update becomes `nohost`, repeats of one target are written
 //!    once and answered for each input, a host over `good_per_host` is `abuse`, and the job counts
 //!    against the client's and each host's good windows.
 //!
 //! Only this module constructs an [`Authorized`] (its fields are private) and [`Job::new`] takes
 //! one, so no dialect can plan a job without passing the ladder. The expiry sweep, which has no
-//! request, gets its own [`Authorized::sweep`]. Routes with no credentials by design take a
+//! request, gets its own `Authorized::sweep`. Routes with no credentials by design take a
 //! [`Public`] marker; new credentials (tokens, acme-dns accounts) pass [`mint`].
 //!
 //! [`Job::new`]: crate::exchange::Job::new
