@@ -63,13 +63,14 @@ fn scope_names(scopes: &BTreeSet<Scope>) -> Vec<&'static str> {
 
 /// `"30d"`, `"12h"`, `"15m"`, `"3600s"` → milliseconds.
 fn duration_ms(s: &str) -> Option<u64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    // By character, not byte: the last one may be multi-byte.
+    let unit = s.chars().last()?;
+    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
-        "d" => n.checked_mul(86_400)?,
-        "h" => n.checked_mul(3600)?,
-        "m" => n.checked_mul(60)?,
-        "s" => n,
+        'd' => n.checked_mul(86_400)?,
+        'h' => n.checked_mul(3600)?,
+        'm' => n.checked_mul(60)?,
+        's' => n,
         _ => return None,
     };
     secs.checked_mul(1000)
@@ -750,6 +751,23 @@ mod tests {
             json_body(&update_with(&mut d, &old))["error"]["code"],
             "token_revoked"
         );
+    }
+
+    #[test]
+    fn an_expires_in_ending_in_a_multibyte_character_is_refused_and_the_gateway_goes_on() {
+        let mut d = Driver::demo();
+        for bad in ["1\u{e9}", "\u{e9}", "30\u{1F600}", ""] {
+            let o = d
+                .run(post("/api/tokens", json!({"expiresIn": bad})).basic("demo", "demo-password"));
+            assert_eq!(status(&o), 400, "{bad:?}: {}", body(&o));
+            assert_eq!(
+                json_body(&o)["error"]["details"]["fields"][0]["field"],
+                "expiresIn"
+            );
+        }
+        let o =
+            d.run(post("/api/tokens", json!({"expiresIn": "1d"})).basic("demo", "demo-password"));
+        assert_eq!(status(&o), 201, "{}", body(&o));
     }
 
     #[test]
