@@ -137,7 +137,7 @@ pub const SPECIAL_RANGES: &[&str] = &[
 ];
 
 /// The address policy of one zone: special ranges are refused unless explicitly allowed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddrPolicy {
     special: Vec<Cidr>,
     allowed: Vec<Cidr>,
