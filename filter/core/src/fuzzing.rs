@@ -263,7 +263,9 @@ pub fn cheap_demo() -> &'static Config {
             .hash_password(b"demo-password", &salt)
             .unwrap_or_else(|e| unreachable!("hashing works: {e}"))
             .to_string();
-        doc["users"][0]["password_hash"] = phc.into();
+        if let Some(hash) = doc.pointer_mut("/users/0/password_hash") {
+            *hash = phc.into();
+        }
         Config::from_json(doc.to_string().as_bytes())
             .unwrap_or_else(|e| unreachable!("cheap demo configuration compiles: {e}"))
     })
@@ -305,8 +307,10 @@ pub fn fuzz_world() -> &'static FuzzWorld {
                 .send(req)
                 .unwrap_or_else(|| unreachable!("{path} is a dynedge route"));
             serde_json::from_slice::<serde_json::Value>(&reply.body)
-                .unwrap_or_else(|e| unreachable!("{path} answers JSON: {e}"))["data"]
-                .clone()
+                .unwrap_or_else(|e| unreachable!("{path} answers JSON: {e}"))
+                .get("data")
+                .cloned()
+                .unwrap_or_default()
         };
         let token = setup(
             "/api/tokens",
@@ -317,7 +321,12 @@ pub fn fuzz_world() -> &'static FuzzWorld {
             "/api/webhooks",
             serde_json::json!({"url": "https://hooks.example.com/dynedge", "events": ["ip_changed"]}),
         );
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         FuzzWorld {
             kv: d
                 .kv
@@ -325,9 +334,9 @@ pub fn fuzz_world() -> &'static FuzzWorld {
                 .into_iter()
                 .map(|(k, v)| crate::kv::KvWrite::put(k, v))
                 .collect(),
-            token: text(&token["token"]),
-            token_id: text(&token["id"]),
-            webhook_id: text(&webhook["id"]),
+            token: text(&token, "token"),
+            token_id: text(&token, "id"),
+            webhook_id: text(&webhook, "id"),
             cfg,
         }
     })
@@ -479,8 +488,11 @@ fn structured_request(world: &FuzzWorld, data: &[u8]) -> Request {
         [a] => (*a, 0, &[][..]),
         [] => (0, 0, &[][..]),
     };
-    let shape = &SHAPES[usize::from(shape_byte) % SHAPES.len()];
-    let cred = CREDS[usize::from(cred_byte) % CREDS.len()];
+    let shape = SHAPES.iter().cycle().nth(usize::from(shape_byte));
+    let cred = CREDS.iter().cycle().nth(usize::from(cred_byte)).copied();
+    let (Some(shape), Some(cred)) = (shape, cred) else {
+        return request_from_bytes(data);
+    };
     let slots: Vec<String> = rest
         .split(|b| *b == 0)
         .map(|s| String::from_utf8_lossy(s).into_owned())
@@ -596,7 +608,8 @@ pub fn request_from_bytes(data: &[u8]) -> Request {
     let split = data
         .windows(2)
         .position(|w| w == b"\n\n")
-        .map_or((data, &[][..]), |i| (&data[..i], &data[i + 2..]));
+        .and_then(|i| Some((data.get(..i)?, data.get(i.checked_add(2)?..)?)))
+        .unwrap_or((data, &[][..]));
     let head = String::from_utf8_lossy(split.0);
     let mut lines = head.split('\n');
     let first = lines.next().unwrap_or("");
@@ -618,19 +631,22 @@ pub fn request_from_bytes(data: &[u8]) -> Request {
 pub fn reply_codes(reply: &Reply) -> Vec<String> {
     let body = String::from_utf8_lossy(&reply.body);
     if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&body) {
-        let mut codes: Vec<String> = doc["results"]
-            .as_array()
+        fn text<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
+            v.get(k)?.as_str()
+        }
+        let mut codes: Vec<String> = doc
+            .get("results")
+            .and_then(|r| r.as_array())
             .map(|r| {
                 r.iter()
-                    .filter_map(|x| x["status"].as_str().map(str::to_string))
+                    .filter_map(|x| text(x, "status").map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
         if codes.is_empty() {
             codes.extend(
-                doc["code"]
-                    .as_str()
-                    .or(doc["status"].as_str())
+                text(&doc, "code")
+                    .or(text(&doc, "status"))
                     .map(str::to_string),
             );
         }
@@ -719,19 +735,19 @@ pub const BAD_REQUESTS: &str = include_str!("../tests/data/bad_requests.jsonl");
 pub fn expand(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.extend_from_slice(&rest.as_bytes()[..start]);
-        let Some(end) = rest[start..].find("}}") else {
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.extend_from_slice(before.as_bytes());
+        let Some((token, tail)) = after.split_once("}}") else {
+            rest = rest.get(before.len()..).unwrap_or_default();
             break;
         };
-        let token = &rest[start + 2..start + end];
         if let Some(hex) = token.strip_prefix('x') {
             out.extend(u8::from_str_radix(hex, 16).ok());
         } else if let Some(spec) = token.strip_prefix("repeat:") {
             let (n, what) = spec.split_once(':').unwrap_or(("0", ""));
             out.extend(what.as_bytes().repeat(n.parse().unwrap_or(0)));
         }
-        rest = &rest[start + end + 2..];
+        rest = tail;
     }
     out.extend_from_slice(rest.as_bytes());
     out
@@ -750,19 +766,22 @@ pub fn bad_requests(text: &str) -> Result<Vec<BadRequest>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n.saturating_add(1)))?;
+        let null = serde_json::Value::Null;
+        let get = |k: &str| v.get(k).unwrap_or(&null);
+        let s = |k: &str| get(k).as_str().unwrap_or("").to_string();
         out.push(BadRequest {
             id: s("id"),
             category: s("category"),
             method: expand(&s("method")),
             path: expand(&s("path")),
-            headers: v["headers"]
+            headers: get("headers")
                 .as_array()
                 .map(|hs| {
                     hs.iter()
                         .map(|h| {
-                            let part = |i: usize| expand(h[i].as_str().unwrap_or(""));
+                            let part =
+                                |i: usize| expand(h.get(i).and_then(|p| p.as_str()).unwrap_or(""));
                             (part(0), part(1))
                         })
                         .collect()
@@ -770,14 +789,14 @@ pub fn bad_requests(text: &str) -> Result<Vec<BadRequest>, String> {
                 .unwrap_or_default(),
             body: expand(&s("body")),
             expect: s("expect").split('|').map(str::to_string).collect(),
-            status: match &v["status"] {
+            status: match get("status") {
                 serde_json::Value::Array(all) => all.iter().filter_map(status).collect(),
                 one => status(one).into_iter().collect(),
             },
-            envoy_status: status(&v["envoy_status"]),
+            envoy_status: status(get("envoy_status")),
         });
         if out.last().is_some_and(|c| c.status.is_empty()) {
-            return Err(format!("line {}: no status", n + 1));
+            return Err(format!("line {}: no status", n.saturating_add(1)));
         }
     }
     Ok(out)
