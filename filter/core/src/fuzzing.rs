@@ -290,7 +290,7 @@ pub fn fuzz_world() -> &'static FuzzWorld {
     static WORLD: OnceLock<FuzzWorld> = OnceLock::new();
     WORLD.get_or_init(|| {
         let mut cfg = cheap_demo().clone();
-        let raw = serde_json::from_str(r#"{"cluster": "webhooks"}"#)
+        let raw = serde_json::from_str(r#"{"cluster": "webhooks", "allow_hosts": ["hooks.example.com"]}"#)
             .unwrap_or_else(|e| unreachable!("webhook settings parse: {e}"));
         cfg.webhooks = Some(
             crate::webhooks::WebhookSettings::compile(raw)
