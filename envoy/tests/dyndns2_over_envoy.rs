@@ -308,3 +308,60 @@ fn a_post_form_update_works_like_a_get_over_http2_and_http1() {
         assert_eq!(stack.records(HOME, "A"), [ip]);
     }
 }
+
+#[test]
+fn an_expires_in_ending_in_a_multibyte_character_is_a_400_and_the_gateway_goes_on() {
+    let stack = Stack::start("expires_in_multibyte");
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    let json = ["-H", "Content-Type: application/json", "-u", &demo];
+    let bad = stack.get(
+        "/api/tokens",
+        &[&json[..], &["--data", r#"{"expiresIn":"1\u00e9"}"#]].concat(),
+    );
+    assert_eq!(bad.status, 400, "{bad:#?}");
+    assert!(bad.body.contains("\"expiresIn\""), "{bad:#?}");
+    // The same worker (concurrency 1) serves the next requests.
+    let next = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.81"));
+    assert_eq!(
+        (next.status, next.body.as_str()),
+        (200, "good 192.0.2.81\n"),
+        "{next:#?}"
+    );
+    let created = stack.get(
+        "/api/tokens",
+        &[&json[..], &["--data", r#"{"expiresIn":"1d"}"#]].concat(),
+    );
+    assert_eq!(created.status, 201, "{created:#?}");
+}
+
+#[test]
+fn a_path_token_stays_out_of_the_access_log_in_any_segment_layout() {
+    let stack = Stack::start("path_token_log");
+    let paths = [
+        format!("/update-by-path//{TOKEN}/{HOME}/192.0.2.82"),
+        format!("/update-by-path/{TOKEN};v=1/{HOME}/192.0.2.83"),
+        format!("/update-by-path/{HOME}/{TOKEN}"),
+        format!("/delete-by-path///{TOKEN}/{HOME}"),
+        format!("/update-by-path/{TOKEN}/{HOME}/192.0.2.84"),
+    ];
+    let mut answered = Vec::new();
+    for p in &paths {
+        answered.push(stack.get(p, &[]).status);
+    }
+    assert_eq!(answered.last(), Some(&200), "{answered:?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.84"]);
+    let log = stack.access_log("-by-path", paths.len());
+    assert!(
+        log.contains(&format!("/update-by-path//***/{HOME}/192.0.2.82")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("/update-by-path/***/{HOME}/192.0.2.84")),
+        "{log}"
+    );
+    assert_eq!(log.matches("-by-path/").count(), paths.len(), "{log}");
+    assert!(
+        !log.contains(TOKEN),
+        "access log contains the token:\n{log}"
+    );
+}

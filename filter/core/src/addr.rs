@@ -65,14 +65,16 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
+                let mask = 32u32
+                    .checked_sub(u32::from(self.prefix))
+                    .and_then(|shift| u32::MAX.checked_shl(shift))
                     .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
+                let mask = 128u32
+                    .checked_sub(u32::from(self.prefix))
+                    .and_then(|shift| u128::MAX.checked_shl(shift))
                     .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
@@ -137,7 +139,7 @@ pub const SPECIAL_RANGES: &[&str] = &[
 ];
 
 /// The address policy of one zone: special ranges are refused unless explicitly allowed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddrPolicy {
     special: Vec<Cidr>,
     allowed: Vec<Cidr>,

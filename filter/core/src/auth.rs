@@ -275,7 +275,10 @@ pub fn verify_cached(
     }
     Some(vec![KvWrite::put(
         key,
-        (now_s + cfg.auth_cache_ttl_s).to_string().into_bytes(),
+        now_s
+            .saturating_add(cfg.auth_cache_ttl_s)
+            .to_string()
+            .into_bytes(),
     )])
 }
 
@@ -349,10 +352,11 @@ pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
 /// auth cache key), and a `format!` per byte was the largest cost of the nochg path.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        for nibble in [b >> 4, b & 0x0f] {
+            out.extend(DIGITS.get(usize::from(nibble)).map(|d| char::from(*d)));
+        }
     }
     out
 }

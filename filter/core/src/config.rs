@@ -610,11 +610,11 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let store = crate::store::StoreConfig::from_value(raw.store.as_ref())
         .map_err(|(path, message)| err(path, message))?;
-    if let (Some(_), Some(i)) = (store.etcd(), zones.iter().position(|z| z.expiry_ttl_s > 0)) {
+    if let (Some(_), Some(z)) = (store.etcd(), zones.iter().find(|z| z.expiry_ttl_s > 0)) {
         // A host's last update is known per gateway only: one gateway would expire a host
         // that keeps updating through another.
         return Err(err(
-            format!("zone {}.expiry_ttl_s", zones[i].name),
+            format!("zone {}.expiry_ttl_s", z.name),
             "expiry is not supported with the etcd store (last-seen times are per gateway)",
         ));
     }

@@ -194,6 +194,8 @@ pub enum Refusal {
     TooManyValues { rtype: RrType, max: usize },
     /// [`Edit::Remove`] with `must_exist` found nothing to remove.
     NothingToDelete { rtype: RrType },
+    /// [`Edit::Prefix`] would write an address the zone's policy refuses.
+    Forbidden { rtype: RrType, addr: IpAddr },
 }
 
 /// A change to one RRset that depends on what is there (`Target::want` replaces outright).
@@ -210,8 +212,12 @@ pub enum Edit {
     /// Report what is there and change nothing.
     Keep,
     /// Replace the first `len` bits of every address with `net`'s, keeping interface
-    /// identifiers (dynv6 `ipv6prefix`).
-    Prefix { net: std::net::Ipv6Addr, len: u8 },
+    /// identifiers (dynv6 `ipv6prefix`); every rewritten address must pass `policy`.
+    Prefix {
+        net: std::net::Ipv6Addr,
+        len: u8,
+        policy: crate::addr::AddrPolicy,
+    },
 }
 
 impl Edit {
@@ -241,18 +247,29 @@ impl Edit {
                 Ok(out)
             }
             Edit::Keep => Ok(old.to_vec()),
-            Edit::Prefix { net, len } => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
-                Ok(old
-                    .iter()
-                    .map(|v| match v.parse::<std::net::Ipv6Addr>() {
-                        Ok(a) => std::net::Ipv6Addr::from(
-                            (u128::from(*net) & mask) | (u128::from(a) & !mask),
-                        )
-                        .to_string(),
-                        Err(_) => v.clone(),
-                    })
-                    .collect())
+            Edit::Prefix { net, len, policy } => {
+                let mask = 128u32
+                    .checked_sub(u32::from(*len))
+                    .and_then(|shift| u128::MAX.checked_shl(shift))
+                    .unwrap_or(0);
+                let mut out = Vec::with_capacity(old.len());
+                for v in old {
+                    let Ok(a) = v.parse::<std::net::Ipv6Addr>() else {
+                        out.push(v.clone());
+                        continue;
+                    };
+                    let new = std::net::Ipv6Addr::from(
+                        (u128::from(*net) & mask) | (u128::from(a) & !mask),
+                    );
+                    if policy.check(IpAddr::V6(new)).is_err() {
+                        return Err(Refusal::Forbidden {
+                            rtype,
+                            addr: IpAddr::V6(new),
+                        });
+                    }
+                    out.push(new.to_string());
+                }
+                Ok(out)
             }
         }
     }
@@ -373,7 +390,7 @@ impl HostJob {
     pub(crate) fn refuse(&mut self, r: Refusal) {
         self.code = Some(match r {
             Refusal::TooManyValues { .. } => Code::Numhost,
-            Refusal::NothingToDelete { .. } => Code::Nohost,
+            Refusal::NothingToDelete { .. } | Refusal::Forbidden { .. } => Code::Nohost,
         });
         self.refusal = Some(r);
     }

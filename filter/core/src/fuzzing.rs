@@ -263,10 +263,344 @@ pub fn cheap_demo() -> &'static Config {
             .hash_password(b"demo-password", &salt)
             .unwrap_or_else(|e| unreachable!("hashing works: {e}"))
             .to_string();
-        doc["users"][0]["password_hash"] = phc.into();
+        if let Some(hash) = doc.pointer_mut("/users/0/password_hash") {
+            *hash = phc.into();
+        }
         Config::from_json(doc.to_string().as_bytes())
             .unwrap_or_else(|e| unreachable!("cheap demo configuration compiles: {e}"))
     })
+}
+
+/// The configuration, credentials and stored state the structured form of [`exchange`] uses:
+/// [`cheap_demo`] with webhooks on, and a runtime API token (host-restricted, with the admin
+/// scope) and a webhook subscription created through the API, so that every route is reached
+/// authenticated, and the routes that take an id are reached with one that exists.
+pub struct FuzzWorld {
+    pub cfg: Config,
+    /// The KV after the setup requests, as writes to replay into a fresh driver.
+    pub kv: Vec<crate::kv::KvWrite>,
+    /// The runtime token (secret) and its id.
+    pub token: String,
+    pub token_id: String,
+    pub webhook_id: String,
+}
+
+/// [`FuzzWorld`], built once.
+pub fn fuzz_world() -> &'static FuzzWorld {
+    static WORLD: OnceLock<FuzzWorld> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let mut cfg = cheap_demo().clone();
+        let raw = serde_json::from_str(r#"{"cluster": "webhooks", "allow_hosts": ["hooks.example.com"]}"#)
+            .unwrap_or_else(|e| unreachable!("webhook settings parse: {e}"));
+        cfg.webhooks = Some(
+            crate::webhooks::WebhookSettings::compile(raw)
+                .unwrap_or_else(|e| unreachable!("webhook settings compile: {e}")),
+        );
+        let mut d = Driver::new(cfg.clone());
+        let mut setup = |path: &str, body: serde_json::Value| {
+            let mut req = request_from_bytes(format!("POST {path}\n\n{body}").as_bytes());
+            req.headers = vec![
+                ("authorization".into(), format!("Bearer {}", crate::testing::TOKEN)),
+                ("content-type".into(), "application/json".into()),
+            ];
+            let reply = d
+                .send(req)
+                .unwrap_or_else(|| unreachable!("{path} is a dynedge route"));
+            serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .unwrap_or_else(|e| unreachable!("{path} answers JSON: {e}"))
+                .get("data")
+                .cloned()
+                .unwrap_or_default()
+        };
+        let token = setup(
+            "/api/tokens",
+            serde_json::json!({"name": "fuzz", "scopes": ["dns:update", "domains:read", "txt:write", "admin"],
+                               "hosts": ["home.dyn.example.test"], "expiresIn": "30d"}),
+        );
+        let webhook = setup(
+            "/api/webhooks",
+            serde_json::json!({"url": "https://hooks.example.com/dynedge", "events": ["ip_changed"]}),
+        );
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        FuzzWorld {
+            kv: d
+                .kv
+                .dump()
+                .into_iter()
+                .map(|(k, v)| crate::kv::KvWrite::put(k, v))
+                .collect(),
+            token: text(&token, "token"),
+            token_id: text(&token, "id"),
+            webhook_id: text(&webhook, "id"),
+            cfg,
+        }
+    })
+}
+
+/// What the structured form puts into a request: none, or one of the demo's credentials.
+#[derive(Clone, Copy)]
+enum Cred {
+    None,
+    /// `Authorization: Basic demo:demo-password`.
+    Password,
+    /// `Authorization: Basic demo:<wrong>`.
+    WrongPassword,
+    /// `Authorization: Bearer` with the demo's static token.
+    Bearer,
+    /// `Authorization: Bearer` with the runtime, host-restricted admin token.
+    RuntimeBearer,
+    /// `Authorization: Basic demo:<token>` (DynDNS2 clients put a token in the password).
+    TokenAsPassword,
+    /// `X-Api-Key` with the demo's static token.
+    ApiKey,
+    /// acme-dns `X-Api-User: demo` and `X-Api-Key: demo-password`.
+    AcmePassword,
+    /// acme-dns `X-Api-User: demo` and `X-Api-Key` with the runtime token.
+    AcmeToken,
+}
+
+const CREDS: &[Cred] = &[
+    Cred::None,
+    Cred::Password,
+    Cred::WrongPassword,
+    Cred::Bearer,
+    Cred::RuntimeBearer,
+    Cred::TokenAsPassword,
+    Cred::ApiKey,
+    Cred::AcmePassword,
+    Cred::AcmeToken,
+];
+
+/// One request shape of the structured form. In `path`, `{0}`..`{9}` are the fuzzed slots,
+/// `{s}` the credential's secret (for the dialects that take it in the path or query), `{u}`
+/// its user, `{t}` the runtime token's id and `{w}` the webhook's id. The slots after the
+/// path's go, in order, to `json`'s keys (a slot that parses as JSON is put in as that value,
+/// any other as a string) or, with `form`, replace `{n}` in it.
+struct Shape {
+    method: &'static str,
+    path: &'static str,
+    json: &'static [&'static str],
+    form: Option<&'static str>,
+}
+
+const fn shape(method: &'static str, path: &'static str, json: &'static [&'static str]) -> Shape {
+    Shape {
+        method,
+        path,
+        json,
+        form: None,
+    }
+}
+
+const SHAPES: &[Shape] = &[
+    shape(
+        "POST",
+        "/api/tokens",
+        &["name", "scopes", "hosts", "expiresIn"],
+    ),
+    shape("GET", "/api/tokens", &[]),
+    shape("DELETE", "/api/tokens/{t}{0}", &[]),
+    shape(
+        "POST",
+        "/api/tokens/{t}{0}/regenerate",
+        &["name", "scopes", "hosts", "expiresIn"],
+    ),
+    shape(
+        "POST",
+        "/api/webhooks",
+        &["url", "events", "secret", "hostname"],
+    ),
+    shape("GET", "/api/webhooks", &[]),
+    shape(
+        "PATCH",
+        "/api/webhooks/{w}{0}",
+        &["url", "events", "secret", "active"],
+    ),
+    shape("DELETE", "/api/webhooks/{w}{0}", &[]),
+    shape(
+        "POST",
+        "/.well-known/apertodns/v1/update",
+        &["hostname", "ipv4", "ipv6", "ttl", "txt"],
+    ),
+    shape(
+        "POST",
+        "/.well-known/apertodns/v1/bulk-update",
+        &["updates", "defaults"],
+    ),
+    shape(
+        "POST",
+        "/.well-known/apertodns/v1/txt",
+        &["hostname", "value", "ttl"],
+    ),
+    shape(
+        "DELETE",
+        "/.well-known/apertodns/v1/txt",
+        &["hostname", "value"],
+    ),
+    shape("GET", "/.well-known/apertodns/v1/txt/{0}", &[]),
+    shape("GET", "/.well-known/apertodns/v1/{0}", &[]),
+    shape("POST", "/acme-dns/update", &["subdomain", "txt"]),
+    shape("POST", "/update", &["subdomain", "txt"]),
+    shape("POST", "/httpreq/present", &["fqdn", "value"]),
+    shape("POST", "/cleanup", &["fqdn", "value"]),
+    shape(
+        "GET",
+        "/nic/update?hostname={0}&myip={1}&myipv6={2}&wildcard={3}",
+        &[],
+    ),
+    shape(
+        "GET",
+        "/nic/update?hostname={0}&myip={1}&username={u}&password={s}",
+        &[],
+    ),
+    shape("GET", "/v3/update?hostname={0}&myip={1}&myip6={2}", &[]),
+    Shape {
+        method: "POST",
+        path: "/nic/update",
+        json: &[],
+        form: Some("hostname={0}&myip={1}&myipv6={2}"),
+    },
+    shape(
+        "GET",
+        "/api/update?zone={0}&token={s}&ipv4={1}&ipv6={2}&ipv6prefix={3}",
+        &[],
+    ),
+    shape("GET", "/update-by-path/{s}/{0}/{1}/{2}", &[]),
+    shape(
+        "GET",
+        "/update-by-query?secret={s}&fqdn={0}&ip_1={1}&ip_2={2}",
+        &[],
+    ),
+    shape("GET", "/delete-by-path/{s}/{0}", &[]),
+    shape("GET", "/domains/my-ip{0}", &[]),
+];
+
+/// The structured form of [`exchange`]'s input: byte 0 (below 0x20) picks a [`Shape`], byte 1
+/// a credential, the rest are slots separated by NUL.
+fn structured_request(world: &FuzzWorld, data: &[u8]) -> Request {
+    let (shape_byte, cred_byte, rest) = match data {
+        [a, b, rest @ ..] => (*a, *b, rest),
+        [a] => (*a, 0, &[][..]),
+        [] => (0, 0, &[][..]),
+    };
+    let shape = SHAPES.iter().cycle().nth(usize::from(shape_byte));
+    let cred = CREDS.iter().cycle().nth(usize::from(cred_byte)).copied();
+    let (Some(shape), Some(cred)) = (shape, cred) else {
+        return request_from_bytes(data);
+    };
+    let slots: Vec<String> = rest
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let basic = |user: &str, secret: &str| {
+        use base64::Engine;
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+        ("authorization".to_string(), format!("Basic {v}"))
+    };
+    let token = crate::testing::TOKEN;
+    let (user, secret, headers): (&str, &str, Vec<(String, String)>) = match cred {
+        Cred::None => ("", "", vec![]),
+        Cred::Password => (
+            "demo",
+            "demo-password",
+            vec![basic("demo", "demo-password")],
+        ),
+        Cred::WrongPassword => (
+            "demo",
+            "demo-passwore",
+            vec![basic("demo", "demo-passwore")],
+        ),
+        Cred::Bearer => (
+            "demo",
+            token,
+            vec![("authorization".into(), format!("Bearer {token}"))],
+        ),
+        Cred::RuntimeBearer => (
+            "demo",
+            &world.token,
+            vec![("authorization".into(), format!("Bearer {}", world.token))],
+        ),
+        Cred::TokenAsPassword => ("demo", token, vec![basic("demo", token)]),
+        Cred::ApiKey => ("demo", token, vec![("x-api-key".into(), token.into())]),
+        Cred::AcmePassword => (
+            "demo",
+            "demo-password",
+            vec![
+                ("x-api-user".into(), "demo".into()),
+                ("x-api-key".into(), "demo-password".into()),
+            ],
+        ),
+        Cred::AcmeToken => (
+            "demo",
+            &world.token,
+            vec![
+                ("x-api-user".into(), "demo".into()),
+                ("x-api-key".into(), world.token.clone()),
+            ],
+        ),
+    };
+    let mut next = slots.iter();
+    let mut fill = |template: &str| {
+        let mut out = template
+            .replace("{s}", secret)
+            .replace("{u}", user)
+            .replace("{t}", &world.token_id)
+            .replace("{w}", &world.webhook_id);
+        for n in 0..10 {
+            let hole = format!("{{{n}}}");
+            if out.contains(&hole) {
+                out = out.replace(&hole, next.next().map_or("", String::as_str));
+            }
+        }
+        out
+    };
+    let path = fill(shape.path);
+    let mut headers = headers;
+    headers.push(("user-agent".into(), "dynedge-fuzz/1".into()));
+    let body = match shape.form {
+        Some(form) => {
+            headers.push((
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
+            fill(form).into_bytes()
+        }
+        None if shape.json.is_empty() => vec![],
+        None => {
+            headers.push(("content-type".into(), "application/json".into()));
+            let mut obj = serde_json::Map::new();
+            for (key, slot) in shape.json.iter().zip(next) {
+                let value = serde_json::from_str(slot)
+                    .unwrap_or_else(|_| serde_json::Value::String(slot.clone()));
+                obj.insert((*key).to_string(), value);
+            }
+            serde_json::Value::Object(obj).to_string().into_bytes()
+        }
+    };
+    Request {
+        method: shape.method.to_string(),
+        path,
+        headers,
+        body,
+        peer: "198.51.100.77".parse().ok(),
+    }
+}
+
+/// The driver (with [`FuzzWorld`]'s state) and the request an [`exchange`] input stands for.
+pub fn exchange_input(data: &[u8]) -> (Driver, Request) {
+    let world = fuzz_world();
+    let d = Driver::new(world.cfg.clone());
+    d.kv.apply(&world.kv);
+    let req = match data.first() {
+        Some(b) if *b < 0x20 => structured_request(world, data),
+        _ => request_from_bytes(data),
+    };
+    (d, req)
 }
 
 /// A request from the text form `METHOD PATH\nName: value\n...\n\nBODY`.
@@ -274,7 +608,8 @@ pub fn request_from_bytes(data: &[u8]) -> Request {
     let split = data
         .windows(2)
         .position(|w| w == b"\n\n")
-        .map_or((data, &[][..]), |i| (&data[..i], &data[i + 2..]));
+        .and_then(|i| Some((data.get(..i)?, data.get(i.checked_add(2)?..)?)))
+        .unwrap_or((data, &[][..]));
     let head = String::from_utf8_lossy(split.0);
     let mut lines = head.split('\n');
     let first = lines.next().unwrap_or("");
@@ -296,19 +631,22 @@ pub fn request_from_bytes(data: &[u8]) -> Request {
 pub fn reply_codes(reply: &Reply) -> Vec<String> {
     let body = String::from_utf8_lossy(&reply.body);
     if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&body) {
-        let mut codes: Vec<String> = doc["results"]
-            .as_array()
+        fn text<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
+            v.get(k)?.as_str()
+        }
+        let mut codes: Vec<String> = doc
+            .get("results")
+            .and_then(|r| r.as_array())
             .map(|r| {
                 r.iter()
-                    .filter_map(|x| x["status"].as_str().map(str::to_string))
+                    .filter_map(|x| text(x, "status").map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
         if codes.is_empty() {
             codes.extend(
-                doc["code"]
-                    .as_str()
-                    .or(doc["status"].as_str())
+                text(&doc, "code")
+                    .or(text(&doc, "status"))
                     .map(str::to_string),
             );
         }
@@ -330,9 +668,12 @@ pub const REFUSAL_STATUSES: &[u16] = &[401, 403, 405, 413, 429];
 /// 403, 405, 413, 429) made no backend call, in any dialect; and on the DynDNS2 endpoints a
 /// request that is rejected (no host reached `good`/`nochg`/`dnserr`/`911`) made no backend
 /// call at all. (Other dialects may legitimately read before a 404, so only refusals count.)
+///
+/// Two input forms: the raw text form of [`request_from_bytes`], and, when the first byte is
+/// below 0x20, the structured form of [`structured_request`], which reaches every route with
+/// valid credentials of the demo and fuzzes the fields behind authentication.
 pub fn exchange(data: &[u8]) {
-    let mut d = Driver::new(cheap_demo().clone());
-    let req = request_from_bytes(data);
+    let (mut d, req) = exchange_input(data);
     let dyndns2 = matches!(
         crate::dialects::route_request(&d.cfg, &req),
         Some(crate::dialects::Route::Dyndns2(_))
@@ -394,19 +735,19 @@ pub const BAD_REQUESTS: &str = include_str!("../tests/data/bad_requests.jsonl");
 pub fn expand(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.extend_from_slice(&rest.as_bytes()[..start]);
-        let Some(end) = rest[start..].find("}}") else {
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.extend_from_slice(before.as_bytes());
+        let Some((token, tail)) = after.split_once("}}") else {
+            rest = rest.get(before.len()..).unwrap_or_default();
             break;
         };
-        let token = &rest[start + 2..start + end];
         if let Some(hex) = token.strip_prefix('x') {
             out.extend(u8::from_str_radix(hex, 16).ok());
         } else if let Some(spec) = token.strip_prefix("repeat:") {
             let (n, what) = spec.split_once(':').unwrap_or(("0", ""));
             out.extend(what.as_bytes().repeat(n.parse().unwrap_or(0)));
         }
-        rest = &rest[start + end + 2..];
+        rest = tail;
     }
     out.extend_from_slice(rest.as_bytes());
     out
@@ -425,19 +766,22 @@ pub fn bad_requests(text: &str) -> Result<Vec<BadRequest>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n.saturating_add(1)))?;
+        let null = serde_json::Value::Null;
+        let get = |k: &str| v.get(k).unwrap_or(&null);
+        let s = |k: &str| get(k).as_str().unwrap_or("").to_string();
         out.push(BadRequest {
             id: s("id"),
             category: s("category"),
             method: expand(&s("method")),
             path: expand(&s("path")),
-            headers: v["headers"]
+            headers: get("headers")
                 .as_array()
                 .map(|hs| {
                     hs.iter()
                         .map(|h| {
-                            let part = |i: usize| expand(h[i].as_str().unwrap_or(""));
+                            let part =
+                                |i: usize| expand(h.get(i).and_then(|p| p.as_str()).unwrap_or(""));
                             (part(0), part(1))
                         })
                         .collect()
@@ -445,14 +789,14 @@ pub fn bad_requests(text: &str) -> Result<Vec<BadRequest>, String> {
                 .unwrap_or_default(),
             body: expand(&s("body")),
             expect: s("expect").split('|').map(str::to_string).collect(),
-            status: match &v["status"] {
+            status: match get("status") {
                 serde_json::Value::Array(all) => all.iter().filter_map(status).collect(),
                 one => status(one).into_iter().collect(),
             },
-            envoy_status: status(&v["envoy_status"]),
+            envoy_status: status(get("envoy_status")),
         });
         if out.last().is_some_and(|c| c.status.is_empty()) {
-            return Err(format!("line {}: no status", n + 1));
+            return Err(format!("line {}: no status", n.saturating_add(1)));
         }
     }
     Ok(out)

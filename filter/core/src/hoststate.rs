@@ -50,8 +50,8 @@ pub fn touch(env: &Env, name: &Fqdn, ttl: u32) -> KvWrite {
         m.day_count = 0;
     }
     m.updated_ms = now;
-    m.count_total += 1;
-    m.day_count += 1;
+    m.count_total = m.count_total.saturating_add(1);
+    m.day_count = m.day_count.saturating_add(1);
     m.ttl = ttl;
     KvWrite::put(
         keys::host_meta(name.as_str()),

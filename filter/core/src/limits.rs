@@ -438,8 +438,12 @@ pub fn window_state(kv: &dyn KvView, key: String, limit: Limit, now_s: u64) -> R
         .filter(|(start, _)| now_s < start.saturating_add(window))
         .unwrap_or((now_s, 0));
     let exceeded = seen >= limit.requests;
-    let used = if exceeded { seen } else { seen + 1 };
-    let reset_s = start + window;
+    let used = if exceeded {
+        seen
+    } else {
+        seen.saturating_add(1)
+    };
+    let reset_s = start.saturating_add(window);
     RateState {
         limit: limit.requests,
         remaining: limit.requests.saturating_sub(used),

@@ -77,9 +77,10 @@ impl Fqdn {
     /// True when `self` is `zone` or a name below it.
     pub fn is_within(&self, zone: &Fqdn) -> bool {
         self.0 == zone.0
-            || (self.0.len() > zone.0.len()
-                && self.0.ends_with(zone.0.as_str())
-                && self.0.as_bytes()[self.0.len() - zone.0.len() - 1] == b'.')
+            || self
+                .0
+                .strip_suffix(zone.0.as_str())
+                .is_some_and(|below| below.ends_with('.'))
     }
 }
 
@@ -94,8 +95,9 @@ fn label_ok(label: &str, underscore: bool) -> bool {
     let service = underscore
         && *first == b'_'
         && bytes.len() > 1
-        && bytes[1..]
+        && bytes
             .iter()
+            .skip(1)
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
     bytes.len() <= MAX_LABEL_OCTETS
         && ((body_ok && *first != b'-' && *last != b'-') || service)

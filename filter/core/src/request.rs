@@ -145,29 +145,20 @@ impl Params {
 }
 
 fn decode(s: &str) -> Result<String, ParamError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or(ParamError::BadPercentEncoding)?;
-                let hi = hex_val(hex[0]).ok_or(ParamError::BadPercentEncoding)?;
-                let lo = hex_val(hex[1]).ok_or(ParamError::BadPercentEncoding)?;
-                out.push(hi << 4 | lo);
-                i += 3;
+                let mut nibble = || bytes.next().and_then(hex_val);
+                let (Some(hi), Some(lo)) = (nibble(), nibble()) else {
+                    return Err(ParamError::BadPercentEncoding);
+                };
+                hi << 4 | lo
             }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+            b'+' => b' ',
+            b => b,
+        });
     }
     let text = String::from_utf8(out).map_err(|_| ParamError::NotUtf8)?;
     if text.chars().any(|c| c.is_control()) {

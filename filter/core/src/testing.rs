@@ -119,20 +119,21 @@ impl FakePowerDns {
                 let Ok(doc) = serde_json::from_slice::<Value>(&c.body) else {
                     return respond(400, b"Bad Request".to_vec());
                 };
-                for set in doc["rrsets"].as_array().cloned().unwrap_or_default() {
-                    let key = (
-                        set["name"].as_str().unwrap_or("").to_string(),
-                        set["type"].as_str().unwrap_or("").to_string(),
-                    );
-                    let values: Vec<String> = set["records"]
-                        .as_array()
+                let rrsets = doc.get("rrsets").and_then(Value::as_array);
+                for set in rrsets.cloned().unwrap_or_default() {
+                    let text = |k: &str| set.get(k).and_then(Value::as_str).unwrap_or("");
+                    let key = (text("name").to_string(), text("type").to_string());
+                    let values: Vec<String> = set
+                        .get("records")
+                        .and_then(Value::as_array)
                         .map(|r| {
                             r.iter()
-                                .filter_map(|x| x["content"].as_str().map(str::to_string))
+                                .filter_map(|x| x.get("content").and_then(Value::as_str))
+                                .map(str::to_string)
                                 .collect()
                         })
                         .unwrap_or_default();
-                    if set["changetype"] == "DELETE" || values.is_empty() {
+                    if text("changetype") == "DELETE" || values.is_empty() {
                         self.rrsets.remove(&key);
                     } else {
                         self.rrsets.insert(key, values);
@@ -255,7 +256,7 @@ impl Driver {
     }
 
     pub fn advance_ms(&mut self, ms: u64) {
-        self.now_ms += ms;
+        self.now_ms = self.now_ms.saturating_add(ms);
     }
 }
 

@@ -199,7 +199,7 @@ pub fn check_url(url: &str, policy: &UrlPolicy) -> Result<Endpoint, String> {
         return Err("webhook URL is malformed".into());
     }
     let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
+        Some(i) => rest.split_at_checked(i).ok_or("webhook URL is malformed")?,
         None => (rest, "/"),
     };
     if authority.is_empty() || authority.contains('@') {
@@ -339,7 +339,7 @@ impl Notify {
         }
         let delay = self.retry_base_ms.saturating_mul(1 << self.attempt.min(16));
         let mut again = self.clone();
-        again.attempt += 1;
+        again.attempt = again.attempt.saturating_add(1);
         Some((delay, again))
     }
 }
@@ -352,7 +352,8 @@ fn id(prefix: &str, env: &Env, parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    format!("{prefix}_{}", &hex(&h.finalize())[..16])
+    let digest = hex(&h.finalize());
+    format!("{prefix}_{}", digest.get(..16).unwrap_or(&digest))
 }
 
 /// One signed delivery per active `ip_changed` subscription and changed host.

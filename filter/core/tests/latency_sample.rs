@@ -1,4 +1,9 @@
 //! The backend latency the core measures reaches the adapter as a histogram sample.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use dynedge_core::fuzzing::cheap_demo;
 use dynedge_core::testing::{get, FakePowerDns, RequestExt};

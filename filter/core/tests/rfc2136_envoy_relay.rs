@@ -2,7 +2,11 @@
 //! to BIND's own DoH and to dnsdist → Knot. The core builds and signs each UPDATE and verifies
 //! each answer; this test carries the bytes over one HTTP/1.1 keep-alive connection to Envoy,
 //! which speaks h2c upstream. It prints per-UPDATE latency figures (no timed assertions).
-
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

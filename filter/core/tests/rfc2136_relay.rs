@@ -6,7 +6,11 @@
 //! - Knot 3.2 through dnsdist 1.7's DoH frontend (Knot has no DoH).
 //!
 //! The same cases run against both. The adapters (Envoy, Pingora) only replace curl.
-
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -754,6 +754,8 @@ fn policy_check(zone: &Zone, name: &'static str, ip: IpAddr) -> Result<(), Field
 /// The TXT member the official client sends inside `/update` (digest §6.8).
 struct TxtMember {
     name: Fqdn,
+    /// The host under `_acme-challenge.`, whose ownership the write needs.
+    host: Fqdn,
     value: Option<String>,
     delete: bool,
 }
@@ -804,7 +806,7 @@ fn parse_txt_member(t: &Map<String, Value>, hostname: &Fqdn) -> Result<TxtMember
             ))
         }
     };
-    let (name, _) = txt_name(&format!("{label}.{hostname}"))?;
+    let (name, host) = txt_name(&format!("{label}.{hostname}"))?;
     if !delete && value.is_none() {
         return Err(FieldError::validation(
             "txt.value",
@@ -818,6 +820,7 @@ fn parse_txt_member(t: &Map<String, Value>, hostname: &Fqdn) -> Result<TxtMember
     }
     Ok(TxtMember {
         name,
+        host,
         value,
         delete,
     })
@@ -1066,6 +1069,8 @@ fn update(
         .map_err(|e| e.reply(ctx))?;
     let mut hosts = vec![HostJob::update(target)];
     if let Some(t) = &item.txt {
+        // The same check as `/txt`: the label may name a host below the one updated.
+        let zone = owned_zone(cfg, &id, &t.host).map_err(|e| e.reply(ctx))?;
         let edit = if t.delete {
             Edit::Remove {
                 values: t.value.clone().map(|v| vec![v]),

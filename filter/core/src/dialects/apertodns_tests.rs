@@ -1042,3 +1042,32 @@ fn a_client_guessing_tokens_is_refused_before_its_credentials_are_looked_at() {
     );
     assert_eq!(status(&o), 200, "another client is not affected");
 }
+
+#[test]
+fn the_update_txt_member_is_held_to_the_ownership_check_of_txt() {
+    let mut d = demo();
+    let foreign = "_acme-challenge.other.home.dyn.example.test";
+    let o = d.run(post(
+        "update",
+        json!({"hostname": HOME, "ipv4": "192.0.2.5",
+               "txt": {"name": "_acme-challenge.other", "value": "v"}}),
+    ));
+    assert_eq!(
+        (status(&o), json_body(&o)["error"]["code"].clone()),
+        (403, json!("hostname_not_owned")),
+        "{}",
+        body(&o)
+    );
+    assert_eq!(d.writes(), 0, "nothing written");
+    assert!(d.pdns.get(foreign, "TXT").is_empty());
+    // /txt answers the same for the same name.
+    let o = d.run(post("txt", json!({"hostname": foreign, "value": "v"})));
+    assert_eq!(json_body(&o)["error"]["code"], "hostname_not_owned");
+    // The host's own challenge name still works through /update.
+    let o = d.run(post(
+        "update",
+        json!({"hostname": HOME, "txt": {"name": "_acme-challenge", "value": "v"}}),
+    ));
+    assert_eq!(status(&o), 200, "{}", body(&o));
+    assert_eq!(d.pdns.get(&format!("_acme-challenge.{HOME}"), "TXT"), ["v"]);
+}

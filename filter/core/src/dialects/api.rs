@@ -63,13 +63,14 @@ fn scope_names(scopes: &BTreeSet<Scope>) -> Vec<&'static str> {
 
 /// `"30d"`, `"12h"`, `"15m"`, `"3600s"` → milliseconds.
 fn duration_ms(s: &str) -> Option<u64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    // By character, not byte: the last one may be multi-byte.
+    let unit = s.chars().last()?;
+    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
-        "d" => n.checked_mul(86_400)?,
-        "h" => n.checked_mul(3600)?,
-        "m" => n.checked_mul(60)?,
-        "s" => n,
+        'd' => n.checked_mul(86_400)?,
+        'h' => n.checked_mul(3600)?,
+        'm' => n.checked_mul(60)?,
+        's' => n,
         _ => return None,
     };
     secs.checked_mul(1000)
@@ -303,10 +304,24 @@ fn create_token(
             ))
         }
     };
+    // Regenerating copies the old token's hosts: they too must be within the caller's.
+    if let Some(only) = &id.only_hosts {
+        let within = hosts.as_ref().is_some_and(|hs| {
+            hs.iter()
+                .all(|h| Fqdn::parse(h).is_ok_and(|f| only.contains(&f)))
+        });
+        if !within {
+            return Err(ctx.error(
+                403,
+                "forbidden",
+                "A token cannot grant hosts it does not hold",
+            ));
+        }
+    }
     let expires_ms = match b.get("expiresIn").or_else(|| b.get("expires_in")) {
         None | Some(Value::Null) => replacing.and_then(|t| t.expires_ms),
         Some(Value::String(s)) => match duration_ms(s) {
-            Some(ms) => Some(env.now_ms + ms),
+            Some(ms) => Some(env.now_ms.saturating_add(ms)),
             None => {
                 return Err(ctx.validation(
                     "expiresIn",
@@ -324,6 +339,11 @@ fn create_token(
                 other.clone(),
             ))
         }
+    };
+    // A token minted by a token does not outlive it.
+    let expires_ms = match (expires_ms, caller_expiry(env, id)) {
+        (Some(e), Some(cap)) => Some(e.min(cap)),
+        (e, cap) => e.or(cap),
     };
     let a = &cfg.apertodns;
     let token = tokens::generate(
@@ -373,6 +393,15 @@ fn create_token(
     });
     let status = if replacing.is_some() { 200 } else { 201 };
     Ok((ctx.finish(Reply::json(status, &body)), writes))
+}
+
+/// When the calling runtime token expires (static tokens and passwords do not).
+fn caller_expiry(env: &Env, id: &Identity) -> Option<u64> {
+    let tid = id.token_id.as_deref()?;
+    let entry = tokens::index(env.kv, &id.user)
+        .into_iter()
+        .find(|e| e.id == tid)?;
+    tokens::lookup(env.kv, &entry.sha256)?.expires_ms
 }
 
 /// Marks a runtime token revoked; the record stays so its use answers `token_revoked`.
@@ -750,6 +779,122 @@ mod tests {
             json_body(&update_with(&mut d, &old))["error"]["code"],
             "token_revoked"
         );
+    }
+
+    #[test]
+    fn an_expires_in_ending_in_a_multibyte_character_is_refused_and_the_gateway_goes_on() {
+        let mut d = Driver::demo();
+        for bad in ["1\u{e9}", "\u{e9}", "30\u{1F600}", ""] {
+            let o = d
+                .run(post("/api/tokens", json!({"expiresIn": bad})).basic("demo", "demo-password"));
+            assert_eq!(status(&o), 400, "{bad:?}: {}", body(&o));
+            assert_eq!(
+                json_body(&o)["error"]["details"]["fields"][0]["field"],
+                "expiresIn"
+            );
+        }
+        let o =
+            d.run(post("/api/tokens", json!({"expiresIn": "1d"})).basic("demo", "demo-password"));
+        assert_eq!(status(&o), 201, "{}", body(&o));
+    }
+
+    #[test]
+    fn a_host_restricted_token_cannot_regenerate_a_wider_token() {
+        const OFFICE: &str = "office.dyn.example.test";
+        let mut v: Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        v["users"][0]["hosts"] = json!([HOME, OFFICE]);
+        let mut d = Driver::new(crate::Config::from_json(v.to_string().as_bytes()).unwrap());
+        let (office_id, office) = create(
+            &mut d,
+            json!({"name": "office", "scopes": ["dns:update"], "hosts": [OFFICE]}),
+        );
+        let (_, limited) = create(
+            &mut d,
+            json!({"scopes": ["dns:update", "admin"], "hosts": [HOME]}),
+        );
+        let regenerate = |d: &mut Driver, id: &str| {
+            d.run(post(&format!("/api/tokens/{id}/regenerate"), json!({})).bearer(&limited))
+        };
+        let o = regenerate(&mut d, &office_id);
+        assert_eq!(
+            (status(&o), json_body(&o)["error"]["code"].clone()),
+            (403, json!("forbidden")),
+            "{}",
+            body(&o)
+        );
+        let o = d.run(
+            post(
+                "/.well-known/apertodns/v1/update",
+                json!({"hostname": OFFICE, "ipv4": "192.0.2.7"}),
+            )
+            .bearer(&office),
+        );
+        assert_eq!(status(&o), 200, "not revoked: {}", body(&o));
+        // More scopes than the caller holds: refused too.
+        let (txt_id, _) = create(
+            &mut d,
+            json!({"scopes": ["dns:update", "txt:write"], "hosts": [HOME]}),
+        );
+        assert_eq!(status(&regenerate(&mut d, &txt_id)), 403);
+        // Within both: regenerated, with the same hosts; an unrestricted token gets the
+        // caller's hosts.
+        let (home_id, _) = create(&mut d, json!({"scopes": ["dns:update"], "hosts": [HOME]}));
+        let (wide_id, _) = create(&mut d, json!({"scopes": ["dns:update"]}));
+        for id in [home_id, wide_id] {
+            let o = regenerate(&mut d, &id);
+            assert_eq!(status(&o), 200, "{}", body(&o));
+            assert_eq!(json_body(&o)["data"]["hosts"], json!([HOME]));
+        }
+    }
+
+    #[test]
+    fn a_token_minted_by_a_token_never_outlives_it() {
+        let mut d = Driver::demo();
+        let parent_expiry = "2023-11-14T23:13:20.000Z"; // now + 1 h
+        let o = d.run(
+            post(
+                "/api/tokens",
+                json!({"scopes": ["dns:update", "admin"], "expiresIn": "1h"}),
+            )
+            .bearer(TOKEN),
+        );
+        assert_eq!(json_body(&o)["data"]["expiresAt"], parent_expiry);
+        let parent = json_body(&o)["data"]["token"].as_str().unwrap().to_string();
+        let mut children = vec![];
+        for b in [
+            json!({"scopes": ["dns:update"], "expiresIn": "30d"}),
+            json!({"scopes": ["dns:update"]}),
+        ] {
+            let o = d.run(post("/api/tokens", b.clone()).bearer(&parent));
+            assert_eq!(status(&o), 201, "{b}: {}", body(&o));
+            assert_eq!(json_body(&o)["data"]["expiresAt"], parent_expiry, "{b}");
+            children.push(json_body(&o)["data"]["token"].as_str().unwrap().to_string());
+        }
+        // A shorter life is kept.
+        let o = d.run(
+            post(
+                "/api/tokens",
+                json!({"scopes": ["dns:update"], "expiresIn": "15m"}),
+            )
+            .bearer(&parent),
+        );
+        assert_eq!(
+            json_body(&o)["data"]["expiresAt"],
+            "2023-11-14T22:28:20.000Z"
+        );
+        // Regenerating a token without expiry: capped as well.
+        let (never_id, _) = create(&mut d, json!({"scopes": ["dns:update"]}));
+        let o =
+            d.run(post(&format!("/api/tokens/{never_id}/regenerate"), json!({})).bearer(&parent));
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        assert_eq!(json_body(&o)["data"]["expiresAt"], parent_expiry);
+        children.push(json_body(&o)["data"]["token"].as_str().unwrap().to_string());
+        d.advance_ms(3_600_000);
+        for child in &children {
+            let o = update_with(&mut d, child);
+            assert_eq!(json_body(&o)["error"]["code"], "token_expired");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::addr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Refusal, Start, Target};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
@@ -309,7 +309,11 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
                 continue;
             };
             let edit = match prefix {
-                Prefix::Set(net, len) => Edit::Prefix { net, len },
+                Prefix::Set(net, len) => Edit::Prefix {
+                    net,
+                    len,
+                    policy: z.policy.clone(),
+                },
                 _ => Edit::Remove {
                     values: None,
                     must_exist: false,
@@ -341,6 +345,13 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
 
 fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool) -> Reply {
     if let Some(bad) = results.iter().find(|o| !o.code.is_success()) {
+        if let Some(Refusal::Forbidden { addr, .. }) = &bad.refusal {
+            let text = format!(
+                "invalid ipv6prefix: {} would get {addr}, which its zone does not accept",
+                bad.host
+            );
+            return reject(400, "invalid_ip", text).reply(json);
+        }
         let (status, code, text) = match bad.code {
             Code::Dnserr => (502, "dnserr", "DNS update failed"),
             Code::Abuse => (429, "abuse", "too many updates"),
@@ -392,6 +403,35 @@ mod tests {
             "tv.home.dyn.example.test"
         ]);
         Driver::new(crate::config::Config::from_json(v.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_prefix_whose_rewritten_addresses_break_the_zone_policy_is_refused_unwritten() {
+        let mut d = demo_with_devices();
+        let nas = "nas.home.dyn.example.test";
+        d.pdns.set(nas, "AAAA", &["2001:db8:1::5"]);
+        // fec0:: itself is no special range, but /9 of it rewrites 2001:db8:1::5 to
+        // fe81:db8:1::5, which is link-local (fe80::/10).
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fec0::/9"
+        )));
+        assert_eq!(status(&o), 400, "{}", body(&o));
+        assert!(body(&o).contains("invalid"), "{}", body(&o));
+        assert_eq!(d.pdns.get(nas, "AAAA"), vec!["2001:db8:1::5"]);
+        assert!(d.calls.iter().all(|c| c.method != "PATCH"), "no write");
+        let o = d.run(
+            get(&format!(
+                "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fec0::/9"
+            ))
+            .header("accept", "application/json"),
+        );
+        assert_eq!(json_body(&o)["code"], "invalid_ip", "{}", body(&o));
+        // A prefix that keeps the addresses inside the policy is written.
+        let o = d.run(get(&format!(
+            "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8:2::/48"
+        )));
+        assert_eq!(status(&o), 200, "{}", body(&o));
+        assert_eq!(d.pdns.get(nas, "AAAA"), vec!["2001:db8:2::5"]);
     }
 
     #[test]

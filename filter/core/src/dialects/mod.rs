@@ -13,6 +13,7 @@ pub mod path_query;
 
 use crate::config::Config;
 use crate::exchange::{Env, Start};
+use crate::names::Fqdn;
 use crate::pipeline;
 use crate::reply::Reply;
 use crate::request::Request;
@@ -96,24 +97,52 @@ pub fn route_in(cfg: &Config, path: &str) -> Option<Route> {
         .or_else(|| route(path))
 }
 
-/// Paths whose second segment is a secret (an API token), for [`loggable_path`].
-const SECRET_IN_PATH: &[&str] = &["/update-by-path/", "/delete-by-path/"];
+/// Path segments followed by a secret segment (an API token), for [`loggable_path`].
+const SECRET_AFTER: &[&str] = &["update-by-path", "delete-by-path"];
 
 /// The request path as logs may show it: no query string (passwords and tokens travel there)
-/// and the secret segment of the path dialects masked (`/update-by-path/***/host/ip`). The
-/// adapters put it in place of `:path` for every request dynedge answers, so no access-log
-/// format can show a credential.
+/// and the secret of the path dialects masked (`/update-by-path/***/host/ip`). The adapters put
+/// it in place of `:path` for every request dynedge answers, so no access-log format can show a
+/// credential.
+///
+/// The masking does not trust the layout: the marker segment is recognised percent-decoded,
+/// in any case and with `;` parameters; after it the first non-empty segment is masked, and of
+/// the others only what is plainly a hostname or an address is shown.
 pub fn loggable_path(path: &str) -> String {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
-    for prefix in SECRET_IN_PATH {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            return match rest.split_once('/') {
-                Some((_, tail)) => format!("{prefix}***/{tail}"),
-                None => format!("{prefix}***"),
-            };
+    let mut segments = path.split('/');
+    let mut out: Vec<&str> = Vec::new();
+    let mut exact = None;
+    for seg in segments.by_ref() {
+        let norm = apertodns::percent_decode(seg)
+            .unwrap_or_else(|| seg.to_string())
+            .to_ascii_lowercase();
+        let head = norm.split(';').next().unwrap_or_default();
+        if let Some(name) = SECRET_AFTER.iter().find(|n| head.starts_with(**n)) {
+            out.push(name);
+            exact = Some(head == *name);
+            break;
+        }
+        out.push(seg);
+    }
+    match exact {
+        None => return path.to_string(),
+        // More in the marker segment (`update-by-path%2FSECRET`): hidden too.
+        Some(false) => out.push("***"),
+        Some(true) => {}
+    }
+    let plain =
+        |s: &str| s.is_ascii() && (Fqdn::parse(s).is_ok() || crate::addr::parse_ip(s).is_ok());
+    let mut secret_masked = false;
+    for seg in segments {
+        if seg.is_empty() || (secret_masked && plain(seg)) {
+            out.push(seg);
+        } else {
+            secret_masked = true;
+            out.push("***");
         }
     }
-    path.to_string()
+    out.join("/")
 }
 
 /// The route for a request: acme-dns first (its root `/update` is told from DynDNS2's by
@@ -195,5 +224,61 @@ mod loggable_path_tests {
             "/update-by-query"
         );
         assert_eq!(loggable_path("/health"), "/health");
+    }
+
+    #[test]
+    fn the_path_secret_is_masked_in_any_segment_layout() {
+        let t = "tok3nSECRET";
+        for (path, want) in [
+            (
+                format!("/update-by-path//{t}/home.test/192.0.2.1"),
+                "/update-by-path//***/home.test/192.0.2.1".to_string(),
+            ),
+            (
+                format!("/update-by-path///{t}//home.test"),
+                "/update-by-path///***//home.test".into(),
+            ),
+            (
+                format!("//update-by-path/{t}/home.test"),
+                "//update-by-path/***/home.test".into(),
+            ),
+            (
+                format!("/update-by-path/{t};x=1/home.test/2001:db8::1"),
+                "/update-by-path/***/home.test/2001:db8::1".into(),
+            ),
+            (
+                format!("/update-by-path;p=1/{t}/home.test"),
+                "/update-by-path/***/home.test".into(),
+            ),
+            (
+                format!("/update-by-path%2F{t}/home.test"),
+                "/update-by-path/***/***".into(),
+            ),
+            (
+                format!("/Update-By-Path/%74{t}/home.test"),
+                "/update-by-path/***/home.test".into(),
+            ),
+            (
+                format!("/%75pdate-by-path/{t}/home.test"),
+                "/update-by-path/***/home.test".into(),
+            ),
+            (
+                format!("/update-by-path/home.test/{t}"),
+                "/update-by-path/***/***".into(),
+            ),
+            (
+                format!("/update-by-path/x/home.test;secret={t}"),
+                "/update-by-path/***/***".into(),
+            ),
+            (
+                format!("/delete-by-path//{t}/home.test?secret={t}"),
+                "/delete-by-path//***/home.test".into(),
+            ),
+            (format!("/update-by-path/{t}"), "/update-by-path/***".into()),
+        ] {
+            let got = loggable_path(&path);
+            assert_eq!(got, want, "{path}");
+            assert!(!got.contains("tok3n") && !got.contains("SECRET"), "{path}");
+        }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod etcd;
 #[cfg(test)]
+#[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests;
 
 use serde::Deserialize;
@@ -65,7 +66,9 @@ fn default_timeout() -> u64 {
 impl EtcdStore {
     /// How old the credential snapshot may get before updates are refused.
     pub fn max_stale_ms(&self) -> u64 {
-        self.max_stale_s.unwrap_or(self.ttl_s * 3 + 2) * 1000
+        self.max_stale_s
+            .unwrap_or(self.ttl_s.saturating_mul(3).saturating_add(2))
+            .saturating_mul(1000)
     }
 }
 
