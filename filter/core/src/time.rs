@@ -1,6 +1,6 @@
 //! Time as text. The clock itself is an input (`Env::now_ms`); this only formats it.
 
-/// ISO 8601 UTC with milliseconds, e.g. `2025-01-01T12:00:00.000Z` (ApertoDNS digest §2).
+/// ISO 8601 UTC with milliseconds, e.g. `2025-01-01T12:00:00.000Z` (docs/dialects.md, Protocol rules: timestamps).
 pub fn iso8601(ms: u64) -> String {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
