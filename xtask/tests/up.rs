@@ -1,4 +1,4 @@
-//! `cargo xtask up` as a user runs it (on this suite's private ports, not the demo's): it serves
+//! `cargo xtask up` as a user runs it (on free ports, not the demo's): it serves
 //! updates, SIGTERM stops everything it started, and a dying child stops the rest.
 // Test support below: failing loudly is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -6,24 +6,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dynedge_envoy::{dig, port_is_free};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(20900);
-
-fn free_port() -> u16 {
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 21000, "ports 20900–20999 are used up");
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
+use dynedge_envoy::{dig, free_port, port_is_free};
 
 /// `xtask up --no-build` running as our child, its stdout collected line by line.
 struct Up {

@@ -1,6 +1,6 @@
-//! `cargo xtask up --store etcd --gateways 3` as a user runs it, on the etcd suite's private
-//! ports (26700–26799): an address written through gateway 1 is `nochg` through gateway 3, and
-//! SIGTERM stops everything (every port free again).
+//! `cargo xtask up --store etcd --gateways 3` as a user runs it, on free ports: an address
+//! written through gateway 1 is `nochg` through gateway 3, and SIGTERM stops everything (every
+//! port free again).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -8,12 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use dynedge_envoy::port_is_free;
-
-const HTTPS: u16 = 26700;
-const DNS: u16 = 26710;
-const API: u16 = 26711; // and the PowerDNS front on 26712
-const ETCD: u16 = 26720; // clients 26720–26722, peers 26730–26732
+use dynedge_envoy::{free_port, free_port_block, port_is_free};
 
 fn update(port: u16, cacert: &std::path::Path) -> String {
     let out = Command::new("curl")
@@ -31,12 +26,20 @@ fn update(port: u16, cacert: &std::path::Path) -> String {
 fn up_with_the_etcd_store_serves_three_gateways_sharing_one_truth_and_sigterm_stops_it_all() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-up-etcd");
     let _ = std::fs::remove_dir_all(&dir);
+    // `xtask up` counts up from each base: gateways https..+2, the PowerDNS front at api+1,
+    // etcd clients etcd..+2 and peers etcd+10..+12.
+    let (https, dns, api, etcd) = (
+        free_port_block(3),
+        free_port(),
+        free_port_block(2),
+        free_port_block(13),
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["up", "--no-build", "--store", "etcd", "--gateways", "3"])
-        .env("DYNEDGE_HTTPS_PORT", HTTPS.to_string())
-        .env("DYNEDGE_DNS_PORT", DNS.to_string())
-        .env("DYNEDGE_API_PORT", API.to_string())
-        .env("DYNEDGE_ETCD_PORT", ETCD.to_string())
+        .env("DYNEDGE_HTTPS_PORT", https.to_string())
+        .env("DYNEDGE_DNS_PORT", dns.to_string())
+        .env("DYNEDGE_API_PORT", api.to_string())
+        .env("DYNEDGE_ETCD_PORT", etcd.to_string())
         .env("DYNEDGE_RUN_DIR", &dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -68,8 +71,8 @@ fn up_with_the_etcd_store_serves_three_gateways_sharing_one_truth_and_sigterm_st
         }
     }
     let cacert = dir.join("etcd/tls/cert.pem");
-    let first = update(HTTPS, &cacert);
-    let third = update(HTTPS + 2, &cacert);
+    let first = update(https, &cacert);
+    let third = update(https + 2, &cacert);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -85,15 +88,15 @@ fn up_with_the_etcd_store_serves_three_gateways_sharing_one_truth_and_sigterm_st
     assert_eq!(third, "nochg 192.0.2.61");
     assert!(status.success(), "{status}:\n{}", output.join("\n"));
     for port in [
-        HTTPS,
-        HTTPS + 1,
-        HTTPS + 2,
-        DNS,
-        API,
-        API + 1,
-        ETCD,
-        ETCD + 1,
-        ETCD + 2,
+        https,
+        https + 1,
+        https + 2,
+        dns,
+        api,
+        api + 1,
+        etcd,
+        etcd + 1,
+        etcd + 2,
     ] {
         assert!(port_is_free(port), "port {port} still in use");
     }

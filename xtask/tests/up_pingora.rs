@@ -1,5 +1,4 @@
-//! `cargo xtask up --proxy pingora` as a user runs it, on the Pingora engineer's private ports
-//! (24950–24999), with the already built `dynedge-pingora` (`--no-build`).
+//! `cargo xtask up --proxy pingora` as a user runs it, on free ports, with the already built `dynedge-pingora` (`--no-build`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -9,16 +8,7 @@ use std::sync::mpsc::channel;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dynedge_envoy::{dig, port_is_free};
-
-fn free_ports() -> (u16, u16, u16) {
-    let mut free = (24950..25000).filter(|p| port_is_free(*p));
-    (
-        free.next().unwrap(),
-        free.next().unwrap(),
-        free.next().unwrap(),
-    )
-}
+use dynedge_envoy::{dig, free_port, port_is_free};
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -28,7 +18,7 @@ fn alive(pid: u32) -> bool {
 fn up_with_the_pingora_proxy_answers_an_update_and_sigterm_stops_everything() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-up-pingora");
     let _ = std::fs::remove_dir_all(&dir);
-    let (https, dns, api) = free_ports();
+    let (https, dns, api) = (free_port(), free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["up", "--no-build", "--proxy", "pingora"])
         .env("DYNEDGE_HTTPS_PORT", https.to_string())

@@ -1,5 +1,5 @@
-//! `cargo xtask up --backend rfc2136` as a user runs it, on the rfc2136 engineer's private ports
-//! (21900–21999), not the demo's: BIND instead of PowerDNS, updated through its DoH by
+//! `cargo xtask up --backend rfc2136` as a user runs it, on free ports, not
+//! the demo's: BIND instead of PowerDNS, updated through its DoH by
 //! TSIG-signed UPDATEs; SIGTERM stops everything it started.
 // Test support below: failing loudly is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,24 +7,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dynedge_envoy::{dig, port_is_free};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(21900);
-
-fn free_port() -> u16 {
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 22000, "ports 21900–21999 are used up");
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
+use dynedge_envoy::{dig, free_port, port_is_free};
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

@@ -126,7 +126,7 @@ enum RawBackend {
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
     },
-    /// RFC 2136 UPDATE + TSIG over a DoH relay (backends/rfc2136.rs).
+    /// RFC 2136 UPDATE + TSIG over a DoH relay (`backends/rfc2136/`).
     Rfc2136 {
         cluster: String,
         authority: String,
@@ -149,7 +149,7 @@ enum RawBackend {
 fn default_doh_path() -> String {
     "/dns-query".into()
 }
-/// Above dnsdist's 3.7 s "no downstream" answer and Knot's rare 1 s UPDATE (research/doh.md).
+/// Above dnsdist's 3.7 s "no downstream" answer and Knot's rare 1 s UPDATE (docs/rfc2136.md, Measured).
 fn default_doh_timeout() -> u64 {
     5000
 }

@@ -3,7 +3,7 @@
 //! The filter can only make HTTP calls, so the DNS message travels as the body of a
 //! `POST <path>` with `content-type: application/dns-message` to a relay that speaks DNS to the
 //! authoritative server: BIND 9.18's own DoH listener, or dnsdist in front of Knot or PowerDNS
-//! (research/doh.md). hickory-proto builds and parses the messages; RustCrypto `hmac`/`sha2`
+//! (docs/rfc2136.md, Relays). hickory-proto builds and parses the messages; RustCrypto `hmac`/`sha2`
 //! computes the MAC over hickory's to-be-signed bytes (`message_tbs`), so no C code is needed
 //! for wasm32-wasip1.
 //!
