@@ -19,10 +19,7 @@ fn fake_apt(name: &str) -> (PathBuf, PathBuf) {
     let script = dir.join("apt-get");
     fs::write(
         &script,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n",
-            called.display()
-        ),
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", called.display()),
     )
     .unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
@@ -63,7 +60,10 @@ fn doctor_marks_each_missing_tool_with_its_one_line_fix_and_fails() {
     for (tool, fix) in [
         ("cmake", "apt-get install -y --no-install-recommends cmake"),
         ("g++", "apt-get install -y --no-install-recommends g++"),
-        ("pdns_server", "apt-get install -y --no-install-recommends pdns-server"),
+        (
+            "pdns_server",
+            "apt-get install -y --no-install-recommends pdns-server",
+        ),
         ("wasm32-wasip1", "rustup target add wasm32-wasip1"),
     ] {
         let row = all
@@ -71,7 +71,10 @@ fn doctor_marks_each_missing_tool_with_its_one_line_fix_and_fails() {
             .position(|l| l.contains("MISSING") && l.split_whitespace().nth(1) == Some(tool))
             .unwrap_or_else(|| panic!("no MISSING row for {tool}:\n{all}"));
         let next = all.lines().nth(row + 1).unwrap_or("");
-        assert!(next.contains(&format!("fix: {fix}")), "{tool}: {next}\n{all}");
+        assert!(
+            next.contains(&format!("fix: {fix}")),
+            "{tool}: {next}\n{all}"
+        );
     }
     assert!(all.contains("xtask: missing: "), "{all}");
     assert!(!called.exists(), "doctor ran apt-get");
@@ -102,7 +105,10 @@ fn up_as_root_installs_what_is_missing_with_apt_get_before_anything_else() {
         let out = xtask(&["up", "--no-build"], &path, &[]);
         let all = text(&out);
         assert!(!out.status.success(), "{all}");
-        assert!(all.contains("apt-get install -y --no-install-recommends"), "{all}");
+        assert!(
+            all.contains("apt-get install -y --no-install-recommends"),
+            "{all}"
+        );
         assert!(!called.exists());
         return;
     }
