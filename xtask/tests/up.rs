@@ -31,6 +31,8 @@ impl Up {
         let (https, dns, api) = (free_port(), free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(["up", "--no-build"])
+            // Installing is `cargo xtask test`'s first step, never a test's: check only.
+            .env("DYNEDGE_NO_INSTALL", "1")
             .env("DYNEDGE_HTTPS_PORT", https.to_string())
             .env("DYNEDGE_DNS_PORT", dns.to_string())
             .env("DYNEDGE_API_PORT", api.to_string())
