@@ -14,6 +14,7 @@ use crate::kv::KvView;
 
 /// One fixed window: at most `limit` events per `window_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     pub limit: u32,
@@ -21,6 +22,7 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimits {
     pub enabled: bool,

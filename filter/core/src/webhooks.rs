@@ -20,6 +20,7 @@ use crate::kv::{keys, KvView};
 
 /// `webhooks` in the plugin configuration; absent = webhooks off (`/info` says so).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhooks {
     /// The proxy cluster that reaches subscribers (e.g. an Envoy dynamic forward proxy).
