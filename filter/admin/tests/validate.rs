@@ -123,3 +123,56 @@ fn a_yaml_file_without_a_wasmplugin_is_an_error() {
         "{out:?}"
     );
 }
+
+/// The built filter (`$DYNEDGE_WASM`, else the release build `cargo xtask wasm` makes).
+fn filter_wasm() -> PathBuf {
+    let path = std::env::var_os("DYNEDGE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/wasm32-wasip1/release/dynedge_filter.wasm")
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask wasm` first",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn validate_prints_what_the_built_filter_logs_when_it_refuses_a_configuration() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("backend", serde_json::to_vec(&bad_config()).unwrap()),
+        ("syntax", b"{\"zones\": [\n  {\"name\": }\n]}".to_vec()),
+        ("unknown", br#"{"zone": []}"#.to_vec()),
+        ("argon2i", {
+            let mut v = bad_config();
+            v["zones"][0]["backend"] = json!("pdns");
+            v["users"][0]["password_hash"] =
+                json!("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g");
+            serde_json::to_vec(&v).unwrap()
+        }),
+    ];
+    let wasm = filter_wasm();
+    for (name, bytes) in cases {
+        let path = scratch(&format!("filter-{name}.json"));
+        fs::write(&path, &bytes).unwrap();
+        let out = validate(&path);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        let printed = text(&out.stderr);
+
+        let mut host = dynedge_test_host::Host::load(&wasm).unwrap();
+        assert!(
+            !host.configure(&bytes).unwrap(),
+            "{name}: the filter accepted it"
+        );
+        let refusals: Vec<String> = host
+            .logs()
+            .into_iter()
+            .filter(|l| l.level == dynedge_test_host::LogLevel::Critical)
+            .map(|l| format!("{}\n", l.message))
+            .collect();
+        assert_eq!(refusals, [printed], "{name}");
+    }
+}
