@@ -512,6 +512,104 @@ fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
     assert_eq!(data["previous_ipv4"], serde_json::Value::Null);
 }
 
+/// SSRF: the `webhooks` cluster here leads to a receiver on 127.0.0.1, as a name resolving to
+/// loopback would. Names not on `allow_hosts` (`*.localhost` resolves to loopback by RFC 6761,
+/// `localtest.me` by public DNS) are refused when subscribed; the listed name is delivered.
+#[test]
+fn webhook_urls_naming_unlisted_hosts_are_refused_and_never_called() {
+    use_ports(22000, 23000);
+    let port = free_port();
+    let stack = Stack::start_full(
+        "webhooks_ssrf",
+        |cfg| {
+            cfg["webhooks"] = serde_json::json!({
+                "cluster": "webhooks", "allow_hosts": ["hooks.dynedge.test"]
+            });
+        },
+        Some(port),
+    );
+    let secret = "a-webhook-secret-of-at-least-32-characters";
+    let log = stack.dir.join("deliveries.jsonl");
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace_root().join("examples/webhook-receiver.py"))
+        .args(["--port", &port.to_string(), "--secret", secret])
+        .arg("--cert")
+        .arg(&stack.envoy.certificate.cert)
+        .arg("--key")
+        .arg(&stack.envoy.certificate.key)
+        .arg("--log")
+        .arg(&log);
+    let _receiver =
+        dynedge_envoy::Daemon::spawn("webhook-receiver", cmd, &stack.dir.join("receiver.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dynedge_envoy::port_is_free(port) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
+    let subscribe = |url: &str| {
+        let body = format!(r#"{{"url":"{url}","events":["ip_changed"],"secret":"{secret}"}}"#);
+        stack.get(
+            "/api/webhooks",
+            &[
+                "-u",
+                &demo,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ],
+        )
+    };
+    for host in [
+        "foo.localhost",
+        "localtest.me",
+        "127.0.0.1",
+        "hooks.dynedge.test.evil.example",
+    ] {
+        let c = subscribe(&format!("https://{host}:{port}/{host}"));
+        assert_eq!(c.status, 400, "{host}: {c:#?}");
+        assert_eq!(
+            json(&c)["error"]["details"]["fields"][0]["field"],
+            "url",
+            "{c:#?}"
+        );
+    }
+    let c = subscribe(&format!("https://hooks.dynedge.test:{port}/listed"));
+    assert_eq!(c.status, 201, "{c:#?}");
+
+    let r = send(
+        &stack,
+        "POST",
+        &format!("{P}/update"),
+        TOKEN,
+        &format!(r#"{{"hostname":"{HOME}","ipv4":"203.0.113.98"}}"#),
+    );
+    assert_eq!(r.status, 200, "{r:#?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if !lines.is_empty() || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Any refused subscription would have been delivered in the same round: wait for stragglers.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let paths: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| l["path"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(!lines.is_empty(), "{}", stack.envoy.daemon_log());
+    assert_eq!(paths, ["/listed"], "only the listed host is called");
+}
+
 #[test]
 fn dynv6_ipv6prefix_rewrites_the_devices_below_the_zone_through_envoy() {
     use_ports(22000, 23000);

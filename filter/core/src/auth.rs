@@ -291,8 +291,21 @@ fn cache_tag(phc: &str, password: &str) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+#[cfg(any(test, feature = "testing"))]
+thread_local! {
+    static ARGON2_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many Argon2 verifications this thread has run (tests: proof that a refusal came first).
+#[cfg(any(test, feature = "testing"))]
+pub fn argon2_runs() -> u64 {
+    ARGON2_RUNS.with(std::cell::Cell::get)
+}
+
 /// Argon2 verification; the comparison inside `argon2` is constant-time.
 pub fn verify_password(phc: &str, password: &str) -> bool {
+    #[cfg(any(test, feature = "testing"))]
+    ARGON2_RUNS.with(|c| c.set(c.get() + 1));
     PasswordHash::new(phc)
         .map(|h| {
             Argon2::default()

@@ -656,6 +656,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         .webhooks
         .map(crate::webhooks::WebhookSettings::compile)
         .transpose()?;
+    let limiter_key = limiter_key(&apertodns, &users);
     Ok(Config {
         zones,
         backends,
@@ -668,7 +669,10 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
             require_user_agent: raw.dyndns2.require_user_agent.unwrap_or(true),
             max_hosts,
         },
-        rate_limits: raw.rate_limits,
+        rate_limits: crate::limits::RateLimits {
+            key: limiter_key,
+            ..raw.rate_limits
+        },
         expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
         apertodns,
@@ -677,6 +681,32 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         webhooks,
         store,
     })
+}
+
+/// The key of the rate limiter's hashes: from secrets an attacker does not know (the token key,
+/// the salted password hashes), so nobody can pick inputs that share a bucket with a victim's.
+/// Stable while those do not change.
+fn limiter_key(
+    apertodns: &crate::dialects::apertodns::ApertoSettings,
+    users: &HashMap<String, User>,
+) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"dynedge rate limits\0");
+    if let Some(k) = &apertodns.token_key {
+        h.update(k.0.as_bytes());
+    }
+    let mut names: Vec<&String> = users.keys().collect();
+    names.sort();
+    for n in names {
+        if let Some(u) = users.get(n) {
+            h.update(n.as_bytes());
+            h.update([0]);
+            h.update(u.password_hash.0.as_bytes());
+            h.update([0]);
+        }
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]

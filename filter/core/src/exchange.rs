@@ -149,18 +149,9 @@ impl Exchange {
 
     fn begin(&mut self, cfg: &Config, req: Request, route: Route, env: &Env) -> Step {
         match dialects::handle(cfg, &req, route, env) {
-            Start::Reply(mut outcome) => {
-                // While the etcd credential snapshot is missing or stale, a failed login is the
-                // gateway's ignorance, not the client's guess: do not count it against anyone.
-                let stale = cfg
-                    .store
-                    .etcd()
-                    .is_some_and(|s| crate::store::etcd::is_stale(s, env.kv, env.now_ms));
-                if stale {
-                    outcome.counts.retain(|c| !crate::limits::is_bad_count(c));
-                }
-                Step::Done(outcome)
-            }
+            // While the etcd credential snapshot is missing or stale the pipeline verifies and
+            // counts nothing (`pipeline::Denied::Unavailable`).
+            Start::Reply(outcome) => Step::Done(outcome),
             Start::Job(mut job) => {
                 let step = job.advance(env);
                 if !matches!(step, Step::Done(_)) {
@@ -279,6 +270,8 @@ pub struct HostJob {
     refusal: Option<Refusal>,
     /// The content decided before writing (from `want` and `edits`).
     desired: Vec<(RrType, Vec<String>)>,
+    /// A repeat of an earlier host's target: not written again, answered as that host.
+    mirror_of: Option<usize>,
 }
 
 /// Where and what to write for a host.
@@ -295,7 +288,7 @@ pub struct Target {
 
 impl Target {
     /// Every type this target reads, in order, without repeats.
-    fn types(&self) -> Vec<RrType> {
+    pub(crate) fn types(&self) -> Vec<RrType> {
         let mut out: Vec<RrType> = Vec::new();
         for t in self
             .want
@@ -311,7 +304,7 @@ impl Target {
     }
 
     /// The full desired content per type, given what was read.
-    fn desired(
+    pub(crate) fn desired(
         &self,
         old: &HashMap<RrType, Vec<String>>,
     ) -> Result<Vec<(RrType, Vec<String>)>, Refusal> {
@@ -343,6 +336,7 @@ impl HostJob {
             old: HashMap::new(),
             refusal: None,
             desired: Vec::new(),
+            mirror_of: None,
         }
     }
 
@@ -355,12 +349,33 @@ impl HostJob {
             old: HashMap::new(),
             refusal: None,
             desired: Vec::new(),
+            mirror_of: None,
         }
+    }
+
+    /// Makes this host a repeat of host `first` (same target): one write, two answers.
+    pub(crate) fn mirror(&mut self, first: usize) {
+        self.target = None;
+        self.mirror_of = Some(first);
     }
 
     /// The host's records before this update (for the audit log); set by a store.
     pub(crate) fn set_old(&mut self, rtype: RrType, values: Vec<String>) {
         self.old.insert(rtype, values);
+    }
+
+    /// The content a store decided to write (the reply and audit report it on success).
+    pub(crate) fn set_desired(&mut self, desired: Vec<(RrType, Vec<String>)>) {
+        self.desired = desired;
+    }
+
+    /// An edit the current records make impossible: answered without any write.
+    pub(crate) fn refuse(&mut self, r: Refusal) {
+        self.code = Some(match r {
+            Refusal::TooManyValues { .. } => Code::Numhost,
+            Refusal::NothingToDelete { .. } => Code::Nohost,
+        });
+        self.refusal = Some(r);
     }
 
     fn fail(&mut self, e: BackendError) {
@@ -421,17 +436,19 @@ pub struct Job {
 }
 
 impl Job {
-    #[allow(clippy::too_many_arguments)]
+    /// A job for an identity that passed the guard pipeline: `auth` can only come from
+    /// `pipeline::authorize` (or the expiry sweep), and admitting the hosts applies ownership,
+    /// de-duplication and the host limits to every target (`pipeline::Authorized::admit`).
     pub fn new(
         cfg: &Config,
         dialect: &'static str,
-        identity: Identity,
+        auth: crate::pipeline::Authorized,
         req: &Request,
-        hosts: Vec<HostJob>,
+        mut hosts: Vec<HostJob>,
         render: Renderer,
-        writes: Vec<KvWrite>,
         env: &Env,
     ) -> Box<Job> {
+        let admitted = auth.admit(cfg, &mut hosts, env);
         let etcd = cfg
             .store
             .etcd()
@@ -439,7 +456,7 @@ impl Job {
         Box::new(Job {
             etcd,
             dialect,
-            identity,
+            identity: admitted.identity,
             client: req.client_ip(&cfg.trusted_proxies),
             user_agent: req
                 .header("user-agent")
@@ -449,8 +466,8 @@ impl Job {
                 .collect(),
             hosts,
             render,
-            writes,
-            counts: vec![],
+            writes: admitted.writes,
+            counts: admitted.counts,
             track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
             webhooks: cfg.webhooks.clone(),
@@ -524,11 +541,7 @@ impl Job {
                 let desired = match t.desired(&h.old) {
                     Ok(d) => d,
                     Err(r) => {
-                        h.code = Some(match r {
-                            Refusal::TooManyValues { .. } => Code::Numhost,
-                            Refusal::NothingToDelete { .. } => Code::Nohost,
-                        });
-                        h.refusal = Some(r);
+                        h.refuse(r);
                         continue;
                     }
                 };
@@ -631,11 +644,24 @@ impl Job {
         let mut outcomes = Vec::new();
         let mut changes = Vec::new();
         for h in &self.hosts {
+            if let Some(first) = h.mirror_of {
+                // A repeat: answered as the host it repeats, without a second write or log line.
+                let mut o = outcomes.get(first).cloned().unwrap_or_else(|| HostOutcome {
+                    host: String::new(),
+                    code: Code::Emergency,
+                    addrs: vec![],
+                    previous: vec![],
+                    current: vec![],
+                    refusal: None,
+                });
+                o.host = h.label.clone();
+                outcomes.push(o);
+                continue;
+            }
             let code = h.code.unwrap_or(Code::Emergency);
             let (new, addrs, previous, current) = match &h.target {
                 Some(t) => {
-                    // A flow that replaces whole RRsets (the etcd store) plans no `desired`:
-                    // what it wrote is what it wanted.
+                    // Nothing planned (decided before any read): report what was asked for.
                     let planned = if h.desired.is_empty() {
                         &t.want
                     } else {

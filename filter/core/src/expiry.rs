@@ -5,7 +5,6 @@
 //! workers may sweep at once: the work is idempotent (a removed RRset reads as empty and is not
 //! written again), so no lock is needed.
 
-use crate::auth::Identity;
 use crate::backends::{CalloutResult, RrType};
 use crate::config::Config;
 use crate::exchange::{CalloutId, Env, HostJob, Job, Outcome, Step, Target};
@@ -54,21 +53,14 @@ pub fn start(cfg: &Config, env: &Env) -> Option<(Sweep, Step)> {
     if hosts.is_empty() {
         return None;
     }
-    let identity = Identity {
-        user: "(expiry)".into(),
-        token_id: None,
-        scopes: Default::default(),
-        only_hosts: None,
-    };
     let render = Box::new(|_: &[crate::exchange::HostOutcome]| Reply::text(200, ""));
     let mut job = Job::new(
         cfg,
         "expiry",
-        identity,
+        crate::pipeline::Authorized::sweep(),
         &Request::default(),
         hosts,
         render,
-        vec![],
         env,
     );
     job.track_seen = false;

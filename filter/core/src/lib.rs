@@ -17,6 +17,7 @@ pub mod hoststate;
 pub mod kv;
 pub mod limits;
 pub mod names;
+pub mod pipeline;
 pub mod reply;
 pub mod request;
 pub mod store;

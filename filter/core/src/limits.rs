@@ -6,11 +6,12 @@
 //! atomically (compare-and-swap on proxy-wasm shared data, a lock in the Pingora module) using
 //! [`merge_count`], so two workers never lose each other's increments.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
-use crate::kv::KvView;
+use crate::kv::{KvView, KvWrite};
 
 /// One fixed window: at most `limit` events per `window_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -26,14 +27,26 @@ pub struct Window {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimits {
     pub enabled: bool,
-    /// Failed authentications per client address.
+    /// Failed authentications per client (an IPv4 address, an IPv6 /56).
     pub bad_per_client: Window,
-    /// Failed authentications per user name (slows distributed guessing of one password).
+    /// Failed authentications per existing user name from anywhere (slows distributed guessing
+    /// of one password). Refuses only clients that have not proven the password recently
+    /// (`known_client_s`), so nobody can lock a user out of the networks they use.
     pub bad_per_user: Window,
-    /// Authenticated update requests per client address.
+    /// Failed authentications per existing user name and client network (IPv4 /24, IPv6 /56);
+    /// applies to every client, known or not.
+    pub bad_per_user_net: Window,
+    /// Authenticated update requests per client address (IPv6: per /64).
     pub good_per_client: Window,
     /// Updates per hostname.
     pub good_per_host: Window,
+    /// New credentials per client: `POST /api/tokens`, token regeneration, acme-dns `/register`.
+    pub mint_per_client: Window,
+    /// How long a network that logged in as a user stays exempt from `bad_per_user`.
+    pub known_client_s: u64,
+    /// Key of the limiter's hashes, from the configuration's secrets (see `Config`).
+    #[serde(skip)]
+    pub key: [u8; 32],
 }
 
 impl Default for RateLimits {
@@ -48,6 +61,10 @@ impl Default for RateLimits {
                 limit: 20,
                 window_s: 300,
             },
+            bad_per_user_net: Window {
+                limit: 10,
+                window_s: 300,
+            },
             good_per_client: Window {
                 limit: 60,
                 window_s: 60,
@@ -56,6 +73,12 @@ impl Default for RateLimits {
                 limit: 30,
                 window_s: 60,
             },
+            mint_per_client: Window {
+                limit: 10,
+                window_s: 3600,
+            },
+            known_client_s: 30 * 86_400,
+            key: [0; 32],
         }
     }
 }
@@ -65,12 +88,17 @@ impl RateLimits {
         for (name, w) in [
             ("bad_per_client", self.bad_per_client),
             ("bad_per_user", self.bad_per_user),
+            ("bad_per_user_net", self.bad_per_user_net),
             ("good_per_client", self.good_per_client),
             ("good_per_host", self.good_per_host),
+            ("mint_per_client", self.mint_per_client),
         ] {
             if w.limit == 0 || !(1..=86_400).contains(&w.window_s) {
                 return Err(format!("{name}: limit must be > 0 and window_s 1..=86400"));
             }
+        }
+        if !(60..=365 * 86_400).contains(&self.known_client_s) {
+            return Err("known_client_s must be 60..=31536000".into());
         }
         Ok(())
     }
@@ -105,44 +133,196 @@ fn count_in_window(kv: &dyn KvView, key: &str, w: Window, now_s: u64) -> u32 {
         .map_or(0, |(_, c)| c)
 }
 
-mod keys {
-    pub fn bad_client(ip: &str) -> String {
-        format!("dynedge:rl:bad:ip:{ip}")
-    }
-    pub fn bad_user(user: &str) -> String {
-        format!("dynedge:rl:bad:user:{user}")
-    }
-    pub fn good_client(ip: &str) -> String {
-        format!("dynedge:rl:good:ip:{ip}")
-    }
-    pub fn good_host(host: &str) -> String {
-        format!("dynedge:rl:good:host:{host}")
+/// The network a client address counts in: the address itself for IPv4 (or the /`v4` network),
+/// the /`v6` network for IPv6 (one site holds a whole prefix).
+pub fn network(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(v4.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(v6.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
     }
 }
 
-/// Before any credential work: is this client (or the user it claims) over a limit?
+/// Limiter keys. Every subject (a client network, a user name, a host) comes from the request,
+/// so none appears in a key: each is hashed with the limiter key into one of [`BUCKETS`] buckets
+/// per kind. State is bounded by `BUCKETS` keys per kind whatever the input, and a bucket's
+/// window restarts in place once it has passed ([`merge_count`]).
+mod keys {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// Buckets per kind of window (2^16): about 3 MB of shared data per kind at most.
+    pub const BUCKETS: u32 = 1 << 16;
+
+    fn digest(key: &[u8; 32], kind: &str, subject: &str) -> [u8; 32] {
+        // new_from_slice takes keys of any length for HMAC.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            return [0; 32];
+        };
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(subject.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    pub fn bucket(key: &[u8; 32], kind: &str, subject: &str) -> String {
+        let d = digest(key, kind, subject);
+        let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % BUCKETS;
+        format!("dynedge:rl:{kind}:{n:04x}")
+    }
+
+    /// A whole digest (no bucket sharing): for markers written only after a verified password.
+    pub fn exact(key: &[u8; 32], kind: &str, subject: &str) -> String {
+        let d = digest(key, kind, subject);
+        format!("dynedge:rl:{kind}:{}", crate::auth::hex(&d[..16]))
+    }
+}
+
+const BAD_CLIENT: &str = "bad:client";
+const BAD_USER: &str = "bad:user";
+const BAD_USER_NET: &str = "bad:usernet";
+const GOOD_CLIENT: &str = "good:client";
+const GOOD_HOST: &str = "good:host";
+const MINT_CLIENT: &str = "mint:client";
+const KNOWN: &str = "known";
+
+fn bad_client_subject(ip: IpAddr) -> String {
+    network(ip, 32, 56).to_string()
+}
+
+fn user_net_subject(user: &str, ip: Option<IpAddr>) -> String {
+    let net = ip
+        .map(|ip| network(ip, 24, 56).to_string())
+        .unwrap_or_default();
+    format!("{user}\0{net}")
+}
+
+fn good_client_subject(ip: IpAddr) -> String {
+    network(ip, 32, 64).to_string()
+}
+
+/// Has this client's network proven `user`'s password within `known_client_s`?
+pub fn is_known(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    user: &str,
+    client: Option<IpAddr>,
+    now_s: u64,
+) -> bool {
+    let key = keys::exact(&rl.key, KNOWN, &user_net_subject(user, client));
+    kv.get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|until| until > now_s)
+}
+
+/// After a verified login: mark the client's network as known for the user (written again once
+/// half of its time has passed, so a router that updates every minute writes it rarely).
+pub fn mark_known(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    user: &str,
+    client: Option<IpAddr>,
+    now_s: u64,
+) -> Option<KvWrite> {
+    if !rl.enabled {
+        return None;
+    }
+    let key = keys::exact(&rl.key, KNOWN, &user_net_subject(user, client));
+    let until = kv
+        .get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    if until > now_s.saturating_add(rl.known_client_s / 2) {
+        return None;
+    }
+    Some(KvWrite::put(
+        key,
+        now_s
+            .saturating_add(rl.known_client_s)
+            .to_string()
+            .into_bytes(),
+    ))
+}
+
+/// Before any credential work: is this client (or the existing user it claims) over a limit?
+/// `user` must be a user that exists (unknown names are counted per client only).
 pub fn refuse_client(
     rl: &RateLimits,
     kv: &dyn KvView,
     client: Option<IpAddr>,
-    claimed_user: Option<&str>,
+    user: Option<&str>,
     now_s: u64,
 ) -> bool {
-    if !rl.enabled {
-        return false;
-    }
-    let ip = client.map(|c| c.to_string());
-    let over = |key: String, w: Window| count_in_window(kv, &key, w, now_s) >= w.limit;
-    ip.as_deref().is_some_and(|ip| {
-        over(keys::bad_client(ip), rl.bad_per_client)
-            || over(keys::good_client(ip), rl.good_per_client)
-    }) || claimed_user.is_some_and(|u| over(keys::bad_user(u), rl.bad_per_user))
+    refused_for(rl, kv, client, user, now_s).is_some()
 }
 
-/// Is this host updated too often?
-pub fn refuse_host(rl: &RateLimits, kv: &dyn KvView, host: &str, now_s: u64) -> bool {
+/// As [`refuse_client`]: `Some(seconds until the longest window over its limit ends)`.
+pub fn refused_for(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    client: Option<IpAddr>,
+    user: Option<&str>,
+    now_s: u64,
+) -> Option<u64> {
+    if !rl.enabled {
+        return None;
+    }
+    let over = |kind: &str, subject: &str, w: Window| -> Option<u64> {
+        let (start, count) = kv
+            .get(&keys::bucket(&rl.key, kind, subject))
+            .and_then(|v| parse(&v))
+            .filter(|(start, _)| now_s < start.saturating_add(w.window_s))?;
+        (count >= w.limit).then(|| {
+            start
+                .saturating_add(w.window_s)
+                .saturating_sub(now_s)
+                .max(1)
+        })
+    };
+    let mut waits = Vec::new();
+    if let Some(ip) = client {
+        waits.push(over(BAD_CLIENT, &bad_client_subject(ip), rl.bad_per_client));
+        waits.push(over(
+            GOOD_CLIENT,
+            &good_client_subject(ip),
+            rl.good_per_client,
+        ));
+    }
+    if let Some(u) = user {
+        waits.push(over(
+            BAD_USER_NET,
+            &user_net_subject(u, client),
+            rl.bad_per_user_net,
+        ));
+        let global = over(BAD_USER, u, rl.bad_per_user);
+        if global.is_some() && !is_known(rl, kv, u, client, now_s) {
+            waits.push(global);
+        }
+    }
+    waits.into_iter().flatten().max()
+}
+
+/// Is this host updated too often (counting `pending` more updates of it in this request)?
+pub fn refuse_host(rl: &RateLimits, kv: &dyn KvView, host: &str, pending: u32, now_s: u64) -> bool {
     rl.enabled
-        && count_in_window(kv, &keys::good_host(host), rl.good_per_host, now_s)
+        && count_in_window(
+            kv,
+            &keys::bucket(&rl.key, GOOD_HOST, host),
+            rl.good_per_host,
+            now_s,
+        )
+        .saturating_add(pending)
             >= rl.good_per_host.limit
 }
 
@@ -151,26 +331,26 @@ pub fn is_bad_count(c: &KvCount) -> bool {
     c.key.starts_with("dynedge:rl:bad:")
 }
 
-/// What a failed authentication counts against.
-pub fn count_bad(
-    rl: &RateLimits,
-    client: Option<IpAddr>,
-    claimed_user: Option<&str>,
-) -> Vec<KvCount> {
+/// What a failed authentication counts against. `user` must be a user that exists.
+pub fn count_bad(rl: &RateLimits, client: Option<IpAddr>, user: Option<&str>) -> Vec<KvCount> {
     if !rl.enabled {
         return vec![];
     }
     let mut out = Vec::new();
     if let Some(ip) = client {
         out.push(KvCount {
-            key: keys::bad_client(&ip.to_string()),
+            key: keys::bucket(&rl.key, BAD_CLIENT, &bad_client_subject(ip)),
             window_s: rl.bad_per_client.window_s,
         });
     }
-    if let Some(u) = claimed_user {
+    if let Some(u) = user {
         out.push(KvCount {
-            key: keys::bad_user(u),
+            key: keys::bucket(&rl.key, BAD_USER, u),
             window_s: rl.bad_per_user.window_s,
+        });
+        out.push(KvCount {
+            key: keys::bucket(&rl.key, BAD_USER_NET, &user_net_subject(u, client)),
+            window_s: rl.bad_per_user_net.window_s,
         });
     }
     out
@@ -187,17 +367,39 @@ pub fn count_good<'a>(
     }
     let mut out: Vec<KvCount> = hosts
         .map(|h| KvCount {
-            key: keys::good_host(h),
+            key: keys::bucket(&rl.key, GOOD_HOST, h),
             window_s: rl.good_per_host.window_s,
         })
         .collect();
     if let Some(ip) = client {
         out.push(KvCount {
-            key: keys::good_client(&ip.to_string()),
+            key: keys::bucket(&rl.key, GOOD_CLIENT, &good_client_subject(ip)),
             window_s: rl.good_per_client.window_s,
         });
     }
     out
+}
+
+/// New credentials (tokens, acme-dns accounts): `None` when the client is over
+/// `mint_per_client`, else the count to apply.
+pub fn mint(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    client: Option<IpAddr>,
+    now_s: u64,
+) -> Option<Vec<KvCount>> {
+    if !rl.enabled {
+        return Some(vec![]);
+    }
+    let subject = client.map_or_else(String::new, bad_client_subject);
+    let key = keys::bucket(&rl.key, MINT_CLIENT, &subject);
+    if count_in_window(kv, &key, rl.mint_per_client, now_s) >= rl.mint_per_client.limit {
+        return None;
+    }
+    Some(vec![KvCount {
+        key,
+        window_s: rl.mint_per_client.window_s,
+    }])
 }
 
 /// A per-endpoint request window (ApertoDNS digest §13: 60/min per token for `/update`, ...).
@@ -222,8 +424,10 @@ pub struct RateState {
 }
 
 /// Key of an API window: `bucket` (an endpoint) and `subject` (a token id or client address).
+/// The subject (which may come from the request) is hashed: a key has a fixed length.
 pub fn window_key(bucket: &str, subject: &str) -> String {
-    format!("dynedge:rl:api:{bucket}:{subject}")
+    let d = Sha256::digest(subject.as_bytes());
+    format!("dynedge:rl:api:{bucket}:{}", crate::auth::hex(&d[..16]))
 }
 
 /// Counts this request in a fixed window stored as [`merge_count`] values and says where the
@@ -344,10 +548,10 @@ mod tests {
         let rl = RateLimits::default();
         let kv = MemoryKv::default();
         for _ in 0..rl.good_per_host.limit {
-            assert!(!refuse_host(&rl, &kv, "h.test", 0));
+            assert!(!refuse_host(&rl, &kv, "h.test", 0, 0));
             bump(&kv, &count_good(&rl, None, ["h.test"].into_iter()), 0);
         }
-        assert!(refuse_host(&rl, &kv, "h.test", 0));
+        assert!(refuse_host(&rl, &kv, "h.test", 0, 0));
     }
 
     #[test]

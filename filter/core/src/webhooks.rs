@@ -17,6 +17,7 @@ use crate::config::ConfigError;
 use crate::exchange::Env;
 use crate::hoststate::AddrChange;
 use crate::kv::{keys, KvView};
+use crate::names::Fqdn;
 
 /// `webhooks` in the plugin configuration; absent = webhooks off (`/info` says so).
 #[derive(Deserialize)]
@@ -34,6 +35,10 @@ pub struct RawWebhooks {
     /// Special ranges subscriber URLs may point at anyway (test rigs only; logged at start).
     #[serde(default)]
     pub allow_ranges: Vec<String>,
+    /// Host names subscriber URLs may name: `hooks.example.com`, or `*.example.com` for the
+    /// names below it. A name not listed is refused (SSRF: the filter cannot resolve names).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     #[serde(default = "default_agent")]
     pub user_agent: String,
 }
@@ -57,8 +62,44 @@ pub struct WebhookSettings {
     pub timeout_ms: u64,
     pub max_retries: u32,
     pub retry_base_ms: u64,
-    pub policy: AddrPolicy,
+    pub policy: UrlPolicy,
     pub user_agent: String,
+}
+
+/// Which subscriber URLs may be called: the one place that decides it, for the API (at
+/// creation) and for every delivery (against the configuration in force then).
+#[derive(Debug, Clone)]
+pub struct UrlPolicy {
+    /// Address literals (and `localhost`, which is loopback by definition).
+    pub addrs: AddrPolicy,
+    /// Names: exact, or (`below`) any name under it.
+    pub hosts: Vec<HostPattern>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    pub name: Fqdn,
+    pub below: bool,
+}
+
+impl HostPattern {
+    fn matches(&self, host: &Fqdn) -> bool {
+        if self.below {
+            host.is_within(&self.name) && *host != self.name
+        } else {
+            *host == self.name
+        }
+    }
+}
+
+impl UrlPolicy {
+    /// Address literals checked against `addrs`; no name is allowed.
+    pub fn strict(addrs: AddrPolicy) -> UrlPolicy {
+        UrlPolicy {
+            addrs,
+            hosts: vec![],
+        }
+    }
 }
 
 impl WebhookSettings {
@@ -76,6 +117,20 @@ impl WebhookSettings {
         if raw.max_retries > 10 {
             return Err(e("max_retries", "must be 0..=10"));
         }
+        let mut hosts = Vec::new();
+        for (i, h) in raw.allow_hosts.iter().enumerate() {
+            let (below, name) = match h.strip_prefix("*.") {
+                Some(rest) => (true, rest),
+                None => (false, h.as_str()),
+            };
+            let name = Fqdn::parse(name.strip_suffix('.').unwrap_or(name)).map_err(|m| {
+                e(
+                    &format!("allow_hosts[{i}]"),
+                    &format!("a host name or *.name: {m}"),
+                )
+            })?;
+            hosts.push(HostPattern { name, below });
+        }
         let mut allowed = Vec::new();
         for (i, r) in raw.allow_ranges.iter().enumerate() {
             allowed.push(
@@ -88,7 +143,10 @@ impl WebhookSettings {
             timeout_ms: raw.timeout_ms,
             max_retries: raw.max_retries,
             retry_base_ms: raw.retry_base_ms.max(1),
-            policy: AddrPolicy::new(allowed),
+            policy: UrlPolicy {
+                addrs: AddrPolicy::new(allowed),
+                hosts,
+            },
             user_agent: raw.user_agent,
         })
     }
@@ -130,9 +188,11 @@ pub struct Endpoint {
     pub path: String,
 }
 
-/// HTTPS only, no credentials in the URL, and no address literal (or `localhost`) in a special
-/// range (SSRF). Names resolve in the proxy; rebinding protection belongs to its DNS settings.
-pub fn check_url(url: &str, policy: &AddrPolicy) -> Result<Endpoint, String> {
+/// HTTPS only, no credentials in the URL; an address literal (or `localhost`, `*.localhost`)
+/// outside the special ranges, or a name on `webhooks.allow_hosts` (SSRF). Names are never
+/// resolved here: what a listed name resolves to is the operator's to vouch for, and any other
+/// name, whatever it resolves to, is refused. See `docs/dialects.md` "Webhook delivery".
+pub fn check_url(url: &str, policy: &UrlPolicy) -> Result<Endpoint, String> {
     let rest = url
         .strip_prefix("https://")
         .ok_or("webhook URLs must use https")?;
@@ -146,23 +206,55 @@ pub fn check_url(url: &str, policy: &AddrPolicy) -> Result<Endpoint, String> {
     if authority.is_empty() || authority.contains('@') {
         return Err("webhook URL needs a host and no user info".into());
     }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, rest)) => (h, rest),
+            None => return Err("webhook URL is malformed".into()),
+        }
     } else {
-        authority.split(':').next().unwrap_or("")
+        match authority.find(':') {
+            Some(i) => authority.split_at(i),
+            None => (authority, ""),
+        }
     };
-    let literal = if host.eq_ignore_ascii_case("localhost") {
+    if !port.is_empty()
+        && port
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_none_or(|p| p == 0)
+    {
+        return Err("webhook URL has a bad port".into());
+    }
+    let bare = host.strip_suffix('.').unwrap_or(host);
+    let loopback_name = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .get(bare.len().saturating_sub(".localhost".len())..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"));
+    let literal = if loopback_name {
         Some(std::net::IpAddr::from([127, 0, 0, 1]))
     } else {
-        host.parse().ok()
+        host.parse::<std::net::IpAddr>().ok()
     };
-    if let Some(ip) = literal {
-        policy
-            .check(ip)
-            .map_err(|e| format!("webhook URL host {e}"))?;
-    }
+    let authority = match literal {
+        Some(ip) => {
+            policy
+                .addrs
+                .check(ip)
+                .map_err(|e| format!("webhook URL host {e}"))?;
+            authority.to_string()
+        }
+        None => {
+            let name = Fqdn::parse(bare).map_err(|_| "webhook URL host is not a host name")?;
+            if !policy.hosts.iter().any(|p| p.matches(&name)) {
+                return Err(format!(
+                    "webhook URL host {name} is not on this gateway's webhooks.allow_hosts"
+                ));
+            }
+            format!("{name}{port}")
+        }
+    };
     Ok(Endpoint {
-        authority: authority.to_string(),
+        authority,
         path: path.split('#').next().unwrap_or("/").to_string(),
     })
 }
@@ -360,7 +452,13 @@ mod tests {
 
     #[test]
     fn urls_must_be_https_and_not_point_at_special_ranges() {
-        let strict = AddrPolicy::new(vec![]);
+        let strict = UrlPolicy {
+            addrs: AddrPolicy::new(vec![]),
+            hosts: vec![HostPattern {
+                name: Fqdn::parse("hooks.example.com").unwrap(),
+                below: false,
+            }],
+        };
         let cases: &[(&str, bool)] = &[
             ("https://hooks.example.com/ddns", true),
             ("https://hooks.example.com:8443", true),
@@ -377,10 +475,121 @@ mod tests {
         for (url, ok) in cases {
             assert_eq!(check_url(url, &strict).is_ok(), *ok, "{url}");
         }
-        let open = AddrPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let open = UrlPolicy::strict(AddrPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]));
         let ep = check_url("https://127.0.0.1:22443/hook?a=1", &open).unwrap();
         assert_eq!(ep.authority, "127.0.0.1:22443");
         assert_eq!(ep.path, "/hook?a=1");
+    }
+
+    fn compiled(allow_hosts: serde_json::Value) -> UrlPolicy {
+        let raw: RawWebhooks =
+            serde_json::from_value(json!({"cluster": "webhooks", "allow_hosts": allow_hosts}))
+                .unwrap();
+        WebhookSettings::compile(raw).unwrap().policy
+    }
+
+    #[test]
+    fn names_must_be_on_the_allow_list_whatever_they_resolve_to() {
+        // Each of these names reaches loopback or a private address through a resolver
+        // (`*.localhost` by RFC 6761, the others through DNS or /etc/hosts): the filter cannot
+        // see that, so only names the operator listed are called.
+        let p = compiled(json!(["hooks.example.com", "*.receivers.example.net"]));
+        let refused = [
+            "https://foo.localhost/x",
+            "https://FOO.LOCALHOST.:8443/x",
+            "https://localhost./x",
+            "https://localtest.me/x",
+            "https://internal.corp.example/x",
+            "https://metadata.google.internal/computeMetadata",
+            "https://2130706433/x",
+            "https://0x7f.0.0.1/x",
+            "https://127.1/x",
+            "https://receivers.example.net/x",
+            "https://hooks.example.com.evil.test/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://hooks.example.com:0/x",
+            "https://hooks.example.com:99999/x",
+            "https://hooks.example.com:x/y",
+        ];
+        for url in refused {
+            assert!(check_url(url, &p).is_err(), "{url}");
+        }
+        let allowed = [
+            ("https://hooks.example.com/x", "hooks.example.com"),
+            (
+                "https://Hooks.Example.COM.:8443/x",
+                "hooks.example.com:8443",
+            ),
+            (
+                "https://a.receivers.example.net/x",
+                "a.receivers.example.net",
+            ),
+            ("https://198.51.99.1/x", "198.51.99.1"),
+        ];
+        for (url, authority) in allowed {
+            assert_eq!(
+                check_url(url, &p).map(|e| e.authority),
+                Ok(authority.into()),
+                "{url}"
+            );
+        }
+        let bad = RawWebhooks {
+            allow_hosts: vec!["*".into()],
+            ..serde_json::from_value(json!({"cluster": "c"})).unwrap()
+        };
+        assert!(WebhookSettings::compile(bad).is_err(), "no catch-all");
+    }
+
+    #[test]
+    fn a_subscription_to_a_name_is_not_delivered_when_the_name_is_not_listed() {
+        let kv = crate::kv::MemoryKv::default();
+        let sub = Subscription {
+            id: "wh_1".into(),
+            url: "https://foo.localhost:9443/hook".into(),
+            events: vec!["ip_changed".into()],
+            secret: "s".repeat(32),
+            active: true,
+            host: None,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        kv.apply(&[crate::kv::KvWrite::put(
+            keys::webhooks("demo"),
+            serde_json::to_vec(&vec![sub]).unwrap(),
+        )]);
+        let env = Env {
+            now_ms: 1,
+            random: 1,
+            kv: &kv,
+        };
+        let change = AddrChange {
+            hostname: "home.dyn.example.test".into(),
+            previous_ipv4: None,
+            ipv4: Some("192.0.2.1".into()),
+            previous_ipv6: None,
+            ipv6: None,
+            ttl: 60,
+        };
+        let settings = |more: serde_json::Value| {
+            let mut v = json!({"cluster": "webhooks"});
+            for (k, x) in more.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let raw: RawWebhooks = serde_json::from_value(v).unwrap();
+            Some(WebhookSettings::compile(raw).unwrap())
+        };
+        let changes = [change];
+        let none = deliveries(&settings(json!({})), &env, "demo", &changes);
+        assert!(none.is_empty(), "refused at delivery too");
+        let listed = settings(json!({"allow_hosts": ["foo.localhost"]}));
+        assert!(
+            deliveries(&listed, &env, "demo", &changes).is_empty(),
+            "a *.localhost name is loopback: listing it does not open it"
+        );
+        let rig = settings(json!({"allow_ranges": ["127.0.0.0/8"]}));
+        let sent = deliveries(&rig, &env, "demo", &changes);
+        assert_eq!(sent.len(), 1, "a rig that opens loopback gets it");
+        assert_eq!(sent[0].callout.authority, "foo.localhost:9443");
     }
 
     #[test]

@@ -23,9 +23,6 @@
 //! `X-Api-User: {user}`, `X-Api-Key: {password or token}` and `"subdomain": "{a host they own}"`:
 //! the value then goes to `_acme-challenge.{host}` directly, with no CNAME and no registration.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::Engine;
@@ -33,15 +30,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::addr::Cidr;
-use crate::auth::{self, Identity, Presented};
+use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope, Zone};
 use crate::dialects::apertodns::{self, ApertoSettings};
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
 use crate::kv::{keys, KvView, KvWrite};
-use crate::limits::{self, KvCount};
+use crate::limits::KvCount;
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::pipeline::{self, Authorized, Credentials, Denied, Refused};
+use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub const DEFAULT_PREFIX: &str = "/acme-dns";
@@ -254,7 +252,7 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// acme-dns's rule for keys and values: only `[A-Za-z0-9_-]`, exactly `len` of them.
-fn token_chars(s: &str, len: usize) -> bool {
+pub(crate) fn token_chars(s: &str, len: usize) -> bool {
     s.len() == len
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -292,31 +290,24 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
     if s.registration == Registration::Closed {
         return reply_only(error(404, "registration_disabled"));
     }
-    let rl = &cfg.rate_limits;
     let client = req.client_ip(&cfg.trusted_proxies);
-    if limits::refuse_client(rl, env.kv, client, None, env.now_s()) {
-        return reply_only(error(429, "rate_limited"));
-    }
     let mut writes = Vec::new();
     let owner = if s.registration == Registration::Token {
         let presented = auth::presented(req.header("authorization"), None, None);
-        let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-        match out.result {
-            Ok(id) if id.scopes.contains(&Scope::Txt) => {
-                writes.extend(out.writes);
-                Some(id.user)
+        match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Txt)) {
+            Ok(a) => {
+                writes.extend(a.writes());
+                Some(a.identity().user.clone())
             }
-            _ => {
-                let bad = if presented == Presented::None {
-                    vec![]
-                } else {
-                    limits::count_bad(rl, client, presented.user())
-                };
-                return done(error(401, "forbidden"), vec![], bad, vec![]);
-            }
+            Err(r) => return refused(r),
         }
     } else {
         None
+    };
+    // Every registration stores an account: at most `mint_per_client` per client and window.
+    let counts = match pipeline::mint(cfg, req, env) {
+        Ok(c) => c,
+        Err(r) => return refused(r),
     };
     let allowfrom = if req.body.iter().all(u8::is_ascii_whitespace) {
         vec![]
@@ -381,28 +372,31 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
             "subdomain": subdomain, "allowfrom": allowfrom,
         }),
     );
-    // A registration counts like an update against the client's window, so nobody fills the KV.
-    let counts = limits::count_good(rl, client, std::iter::empty());
     done(reply, writes, counts, log)
 }
 
 // ------------------------------------------------------------------ /update
 
+/// A refusal of the guard pipeline in acme-dns's words.
+fn refused(r: Refused) -> Start {
+    let reply = match r.denied {
+        Denied::Limited { retry_after_s } => {
+            error(429, "rate_limited").with_header("retry-after", &retry_after_s.to_string())
+        }
+        Denied::Unavailable => error(503, "unavailable"),
+        Denied::Missing | Denied::Bad(_) => error(401, "forbidden"),
+    };
+    done(reply, vec![], r.counts, vec![])
+}
+
 /// Who an `/update` acts for and where its value goes.
 struct Caller {
-    identity: Identity,
+    authorized: Authorized,
     name: Fqdn,
-    writes: Vec<KvWrite>,
 }
 
 fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start {
-    let rl = &cfg.rate_limits;
-    let client = req.client_ip(&cfg.trusted_proxies);
     let user = req.header("x-api-user").unwrap_or("").trim();
-    let claimed = (!user.is_empty()).then_some(user);
-    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
-        return reply_only(error(429, "rate_limited"));
-    }
     let key = req.header("x-api-key").unwrap_or("").trim();
     let body = match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(obj)) => obj,
@@ -410,27 +404,43 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
     };
     let text = |k: &str| member(&body, k).and_then(Value::as_str).unwrap_or("");
     let (subdomain, txt) = (text("subdomain"), text("txt"));
-    let caller = if is_uuid(user) {
-        account_caller(cfg, s, env, user, key, client, subdomain)
+    let creds = if user.is_empty() && key.is_empty() {
+        Credentials::Presented(Presented::None)
+    } else if is_uuid(user) {
+        Credentials::AcmeAccount {
+            user: user.to_string(),
+            key: key.to_string(),
+        }
+    } else if user.is_empty() || key.is_empty() {
+        // Half a credential: wrong, and counted as such.
+        Credentials::Presented(Presented::Bearer(String::new()))
     } else {
-        user_caller(cfg, env, user, key, subdomain)
+        Credentials::Presented(Presented::Password {
+            user: user.to_string(),
+            password: key.to_string(),
+        })
+    };
+    let authorized = match pipeline::authorize(cfg, req, env, creds, Some(Scope::Txt)) {
+        Ok(a) => a,
+        Err(r) => return refused(r),
+    };
+    let caller = if is_uuid(user) {
+        account_caller(s, authorized, subdomain)
+    } else {
+        user_caller(cfg, authorized, subdomain)
     };
     let Some(caller) = caller else {
-        let bad = if user.is_empty() && key.is_empty() {
-            vec![]
-        } else {
-            limits::count_bad(rl, client, claimed)
-        };
-        return done(error(401, "forbidden"), vec![], bad, vec![]);
+        return done(error(401, "forbidden"), vec![], vec![], vec![]);
     };
+    let auth_writes = caller.authorized.writes();
     if !token_chars(txt, TXT_LEN) {
-        return done(error(400, "bad_txt"), caller.writes, vec![], vec![]);
+        return done(error(400, "bad_txt"), auth_writes, vec![], vec![]);
     }
     let Some(zone) = cfg.zone_of(&caller.name) else {
-        return done(error(400, "bad_subdomain"), caller.writes, vec![], vec![]);
+        return done(error(400, "bad_subdomain"), auth_writes, vec![], vec![]);
     };
     let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
-        return done(error(500, "db_error"), caller.writes, vec![], vec![]);
+        return done(error(500, "db_error"), auth_writes, vec![], vec![]);
     };
     let history_key = keys::acme_dns_txt(caller.name.as_str());
     let mut values: Vec<String> = env
@@ -451,104 +461,45 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
         edits: vec![],
     };
     let txt_owned = txt.to_string();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        if results.first().is_some_and(|o| o.code.is_success()) {
-            Reply::json(200, &json!({ "txt": txt_owned }))
-        } else {
-            error(500, "db_error")
-        }
+    let render = Box::new(move |results: &[HostOutcome]| match results.first() {
+        Some(o) if o.code.is_success() => Reply::json(200, &json!({ "txt": txt_owned })),
+        Some(o) if o.code == Code::Abuse => error(429, "rate_limited"),
+        _ => error(500, "db_error"),
     });
-    let mut writes = caller.writes;
-    if let Ok(history) = serde_json::to_vec(&values) {
-        writes.push(KvWrite::put(history_key, history));
-    }
     let mut job = Job::new(
         cfg,
         "acme-dns",
-        caller.identity,
+        caller.authorized,
         req,
         vec![HostJob::update(target)],
         render,
-        writes,
         env,
     );
+    if let Ok(history) = serde_json::to_vec(&values) {
+        job.writes.push(KvWrite::put(history_key, history));
+    }
     job.track_seen = false;
-    job.counts.extend(limits::count_good(
-        rl,
-        client,
-        [caller.name.as_str()].into_iter(),
-    ));
     Start::Job(job)
 }
 
-/// A registered account: key, `allowfrom`, then its own subdomain (acme-dns's order).
-fn account_caller(
-    cfg: &Config,
-    s: &AcmeDnsSettings,
-    env: &Env,
-    user: &str,
-    key: &str,
-    client: Option<IpAddr>,
-    subdomain: &str,
-) -> Option<Caller> {
-    if !token_chars(key, PASSWORD_LEN) {
-        return None;
-    }
-    let account = lookup(env.kv, user)?;
-    let writes = auth::verify_cached(
-        cfg,
-        &format!("acme-dns:{user}"),
-        &account.password_hash,
-        key,
-        env.kv,
-        env.now_s(),
-    )?;
-    let ranges: Vec<Cidr> = account
-        .allowfrom
-        .iter()
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    if !ranges.is_empty() && !client.is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))) {
-        return None;
-    }
-    if subdomain != account.subdomain {
-        return None;
-    }
-    let name = Fqdn::parse(&format!("{}.{}", account.subdomain, s.zone)).ok()?;
-    Some(Caller {
-        identity: Identity {
-            user: format!("acme-dns:{user}"),
-            token_id: None,
-            scopes: BTreeSet::from([Scope::Txt]),
-            only_hosts: Some(BTreeSet::from([name.clone()])),
-        },
-        name,
-        writes,
-    })
+/// A registered account (key and `allowfrom` checked by the pipeline): its own subdomain only.
+fn account_caller(s: &AcmeDnsSettings, authorized: Authorized, subdomain: &str) -> Option<Caller> {
+    let name = Fqdn::parse(&format!("{subdomain}.{}", s.zone)).ok()?;
+    authorized
+        .identity()
+        .only_hosts
+        .as_ref()
+        .is_some_and(|h| h.contains(&name))
+        .then_some(Caller { authorized, name })
 }
 
 /// A configured user or API token (dynedge's extension): `subdomain` names a host it may update;
 /// the value goes to `_acme-challenge.{host}`.
-fn user_caller(cfg: &Config, env: &Env, user: &str, key: &str, subdomain: &str) -> Option<Caller> {
-    if user.is_empty() || key.is_empty() {
-        return None;
-    }
-    let presented = Presented::Password {
-        user: user.to_string(),
-        password: key.to_string(),
-    };
-    let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = out.result.ok()?;
+fn user_caller(cfg: &Config, authorized: Authorized, subdomain: &str) -> Option<Caller> {
     let host = Fqdn::parse(subdomain.trim_end_matches('.')).ok()?;
-    if !identity.scopes.contains(&Scope::Txt) || !auth::may_update(cfg, &identity, &host) {
-        return None;
-    }
+    authorized.host(cfg, &host).ok()?;
     let name = Fqdn::parse_service(&format!("{}{host}", apertodns::TXT_PREFIX)).ok()?;
-    Some(Caller {
-        identity,
-        name,
-        writes: out.writes,
-    })
+    Some(Caller { authorized, name })
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ fn registration_can_be_closed_or_need_a_dynedge_credential() {
 #[test]
 fn registrations_count_against_the_client_window_and_stop_at_its_limit() {
     let mut d = with(|v| {
-        v["rate_limits"] = json!({"good_per_client": {"limit": 2, "window_s": 60}});
+        v["rate_limits"] = json!({"mint_per_client": {"limit": 2, "window_s": 60}});
     });
     register(&mut d, "");
     register(&mut d, "");

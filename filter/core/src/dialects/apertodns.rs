@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::addr::{self, AddrError};
-use crate::auth::{self, AuthError, Identity, Presented};
+use crate::auth::{self, AuthError, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope, Secret, Zone};
 use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Refusal, Start, Target};
@@ -21,6 +21,7 @@ use crate::hoststate;
 use crate::kv::KvWrite;
 use crate::limits::{self, Limit, RateState};
 use crate::names::Fqdn;
+use crate::pipeline::{self, Authorized, Denied, HostDenied, Public};
 use crate::reply::{Code, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
@@ -350,41 +351,28 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             }
         }
         let reply = if ep == Endpoint::Info {
-            ctx.ok(200, info(cfg, &ctx))
+            ctx.ok(200, info(cfg, &ctx, pipeline::public()))
         } else {
-            let (reply, w) = health(&ctx, env);
+            let (reply, w) = health(&ctx, env, pipeline::public());
             writes.extend(w);
             reply
         };
         return done_with(reply, writes, counts);
     }
 
-    let client = req.client_ip(&cfg.trusted_proxies);
-    let rl = &cfg.rate_limits;
-    if limits::refuse_client(rl, env.kv, client, None, env.now_s()) {
-        return done(rate_limited(&ctx));
-    }
     let identity = match authenticate(cfg, req, env) {
-        Ok((id, w)) => {
-            writes.extend(w);
-            id
+        Ok(a) => {
+            writes.extend(a.writes());
+            a
         }
-        Err(reply) => {
-            let presented =
-                req.header("authorization").is_some() || req.header("x-api-key").is_some();
-            let bad = if presented {
-                limits::count_bad(rl, client, None)
-            } else {
-                vec![]
-            };
-            return done_with(reply(&ctx), vec![], bad);
-        }
+        Err((reply, bad)) => return done_with(reply(&ctx), vec![], bad),
     };
     if cfg.apertodns.rate_limits {
         let subject = identity
+            .identity()
             .token_id
             .clone()
-            .unwrap_or_else(|| format!("user:{}", identity.user));
+            .unwrap_or_else(|| format!("user:{}", identity.identity().user));
         let state = limits::window_state(
             env.kv,
             limits::window_key(bucket, &subject),
@@ -410,20 +398,9 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     };
     match started {
         Ok(mut job) => {
-            job.writes.extend(writes);
+            // The job carries the authentication's writes already.
             job.counts.extend(counts);
-            if matches!(ep, Endpoint::Update | Endpoint::BulkUpdate | Endpoint::Txt) {
-                let names: Vec<String> = job
-                    .hosts
-                    .iter()
-                    .filter_map(|h| h.target.as_ref().map(|t| t.name.to_string()))
-                    .collect();
-                job.counts.extend(limits::count_good(
-                    rl,
-                    client,
-                    names.iter().map(String::as_str),
-                ));
-            } else {
+            if !matches!(ep, Endpoint::Update | Endpoint::BulkUpdate | Endpoint::Txt) {
                 // Reads are no sign of life for expiry.
                 job.track_seen = false;
             }
@@ -435,6 +412,12 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
 
 fn rate_limited(ctx: &Ctx) -> Reply {
     let after = ctx.rate.as_ref().map_or(60, |r| r.retry_after_s);
+    rate_limited_after(ctx, after)
+}
+
+/// 429 `rate_limited`, retry after `after` seconds (in the body and, without a window's
+/// headers, in `Retry-After`).
+fn rate_limited_after(ctx: &Ctx, after: u64) -> Reply {
     let mut body = error_body(
         "rate_limited",
         &format!("Rate limit exceeded. Retry after {after} seconds."),
@@ -442,68 +425,96 @@ fn rate_limited(ctx: &Ctx) -> Reply {
     );
     body["error"]["retry_after_seconds"] = json!(after);
     body["meta"] = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
-    ctx.finish(Reply::json(429, &body))
+    let reply = ctx.finish(Reply::json(429, &body));
+    if reply.header("retry-after").is_some() {
+        return reply;
+    }
+    reply.with_header("retry-after", &after.to_string())
 }
 
 /// A reply that still needs the request context.
 pub type ErrFn = Box<dyn FnOnce(&Ctx) -> Reply>;
 
+/// A refusal: its reply (which needs the request context) and what it counts against.
+pub type AuthRefusal = (ErrFn, Vec<limits::KvCount>);
+
 /// Bearer or `X-API-Key` (digest §3.2); Basic and anything else is 401 on this prefix.
-pub fn authenticate(
-    cfg: &Config,
-    req: &Request,
-    env: &Env,
-) -> Result<(Identity, Vec<KvWrite>), ErrFn> {
+pub fn authenticate(cfg: &Config, req: &Request, env: &Env) -> Result<Authorized, AuthRefusal> {
     authenticate_with(cfg, req, env, false)
 }
 
+/// How the request presents credentials; `Err` names what is wrong with a header present.
+fn presented(req: &Request, allow_basic: bool) -> Result<Presented, &'static str> {
+    match (req.header("authorization"), req.header("x-api-key")) {
+        (Some(a), _) => {
+            let (scheme, rest) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
+            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+                Ok(Presented::Bearer(rest.trim().to_string()))
+            } else if allow_basic && scheme.eq_ignore_ascii_case("basic") {
+                match auth::presented(Some(a), None, None) {
+                    p @ Presented::Password { .. } => Ok(p),
+                    _ => Err("Malformed Authorization header"),
+                }
+            } else {
+                Err("Bearer token required")
+            }
+        }
+        (None, Some(k)) if !k.trim().is_empty() => Ok(Presented::Bearer(k.trim().to_string())),
+        (None, Some(_)) => Err("Bearer token required"),
+        (None, None) => Ok(Presented::None),
+    }
+}
+
 /// As [`authenticate`]; `allow_basic` also accepts a user's Basic password (management API).
+/// Goes through the guard pipeline: a header that is present but unusable is a failure too.
 pub fn authenticate_with(
     cfg: &Config,
     req: &Request,
     env: &Env,
     allow_basic: bool,
-) -> Result<(Identity, Vec<KvWrite>), ErrFn> {
+) -> Result<Authorized, AuthRefusal> {
     let unauthorized = |m: &'static str| -> ErrFn {
         Box::new(move |ctx: &Ctx| {
             ctx.error(401, "unauthorized", m)
                 .with_header("www-authenticate", "Bearer realm=\"dynedge\"")
         })
     };
-    let presented = match (req.header("authorization"), req.header("x-api-key")) {
-        (Some(a), _) => {
-            let (scheme, rest) = a.trim().split_once(' ').unwrap_or((a.trim(), ""));
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
-                Presented::Bearer(rest.trim().to_string())
-            } else if allow_basic && scheme.eq_ignore_ascii_case("basic") {
-                match auth::presented(Some(a), None, None) {
-                    p @ Presented::Password { .. } => p,
-                    _ => return Err(unauthorized("Malformed Authorization header")),
-                }
-            } else {
-                return Err(unauthorized("Bearer token required"));
-            }
-        }
-        (None, Some(k)) if !k.trim().is_empty() => Presented::Bearer(k.trim().to_string()),
-        _ => return Err(unauthorized("Bearer token required")),
+    let (p, malformed) = match presented(req, allow_basic) {
+        Ok(p) => (p, None),
+        Err(m) => (Presented::Bearer(String::new()), Some(m)),
     };
-    let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    match out.result {
-        Ok(id) => Ok((id, out.writes)),
-        Err(e) => {
+    let r = match pipeline::authorize(cfg, req, env, p.into(), None) {
+        Ok(a) => return Ok(a),
+        Err(r) => r,
+    };
+    let reply: ErrFn = match (r.denied, malformed) {
+        (Denied::Limited { retry_after_s }, _) => {
+            Box::new(move |ctx: &Ctx| rate_limited_after(ctx, retry_after_s))
+        }
+        (Denied::Unavailable, _) => Box::new(|ctx: &Ctx| {
+            ctx.error(
+                503,
+                "service_unavailable",
+                "Credentials cannot be checked right now; try again later",
+            )
+        }),
+        (Denied::Missing, _) => unauthorized("Bearer token required"),
+        (Denied::Bad(_), Some(m)) => unauthorized(m),
+        (Denied::Bad(e), None) => {
             let (code, msg) = match e {
                 AuthError::Revoked => ("token_revoked", "Token has been revoked"),
                 AuthError::Expired => ("token_expired", "Token has expired"),
                 AuthError::Missing => ("unauthorized", "Bearer token required"),
                 AuthError::Bad => ("invalid_token", "Invalid or expired token"),
             };
-            Err(Box::new(move |ctx: &Ctx| ctx.error(401, code, msg)))
+            Box::new(move |ctx: &Ctx| ctx.error(401, code, msg))
         }
-    }
+    };
+    Err((reply, r.counts))
 }
 
-fn need_scope(ctx: &Ctx, id: &Identity, scope: Scope) -> Result<(), Reply> {
-    if id.scopes.contains(&scope) {
+fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(), Reply> {
+    if id.has(scope) {
         Ok(())
     } else {
         Err(ctx.error(
@@ -516,29 +527,22 @@ fn need_scope(ctx: &Ctx, id: &Identity, scope: Scope) -> Result<(), Reply> {
 
 /// Ownership: one answer for unknown and foreign names (digest §5.4); a name the user owns
 /// but the token may not touch is `hostname_forbidden` (digest §3.5).
-fn owned_zone<'c>(cfg: &'c Config, id: &Identity, name: &Fqdn) -> Result<&'c Zone, FieldError> {
-    let user_owns = cfg
-        .users
-        .get(&id.user)
-        .is_some_and(|u| auth::user_owns(u, name));
-    match cfg.zone_of(name) {
-        Some(z) if auth::may_update(cfg, id, name) => Ok(z),
-        Some(_) if user_owns => Err(FieldError::status(
+fn owned_zone<'c>(cfg: &'c Config, id: &Authorized, name: &Fqdn) -> Result<&'c Zone, FieldError> {
+    id.host(cfg, name).map_err(|e| match e {
+        HostDenied::TokenRestricted => FieldError::status(
             403,
             "hostname_forbidden",
             "Token not authorized for this hostname",
-        )),
-        _ => Err(FieldError::status(
-            403,
-            "hostname_not_owned",
-            "User does not own this hostname",
-        )),
-    }
+        ),
+        HostDenied::NotOwned => {
+            FieldError::status(403, "hostname_not_owned", "User does not own this hostname")
+        }
+    })
 }
 
 // ------------------------------------------------------------------ public endpoints
 
-fn info(cfg: &Config, ctx: &Ctx) -> Value {
+fn info(cfg: &Config, ctx: &Ctx, _: Public) -> Value {
     let a = &cfg.apertodns;
     let p = |s: &str| format!("{PREFIX}{s}");
     let rl = |n: u64| json!({"requests": n, "window_seconds": 60});
@@ -592,7 +596,7 @@ fn info(cfg: &Config, ctx: &Ctx) -> Value {
 /// Key under which the first health check notes when this gateway started serving.
 const STARTED_KEY: &str = "dynedge:apertodns:started_ms";
 
-fn health(ctx: &Ctx, env: &Env) -> (Reply, Vec<KvWrite>) {
+fn health(ctx: &Ctx, env: &Env, _: Public) -> (Reply, Vec<KvWrite>) {
     let started = env
         .kv
         .get(STARTED_KEY)
@@ -1027,6 +1031,11 @@ fn outcome_error(o: &HostOutcome) -> (u16, &'static str, String) {
             format!("No {} record to delete", rtype.as_str()),
         ),
         (None, Code::Dnserr) => (502, "dns_error", "DNS backend error".into()),
+        (None, Code::Abuse) => (
+            429,
+            "rate_limited",
+            "Too many updates of this hostname".into(),
+        ),
         _ => (500, "server_error", "Internal server error".into()),
     }
 }
@@ -1035,11 +1044,11 @@ fn job(
     cfg: &Config,
     req: &Request,
     env: &Env,
-    id: Identity,
+    id: Authorized,
     hosts: Vec<HostJob>,
     render: crate::exchange::Renderer,
 ) -> Box<Job> {
-    Job::new(cfg, "apertodns", id, req, hosts, render, vec![], env)
+    Job::new(cfg, "apertodns", id, req, hosts, render, env)
 }
 
 // ------------------------------------------------------------------ /update
@@ -1049,7 +1058,7 @@ fn update(
     req: &Request,
     env: &Env,
     ctx: &Ctx,
-    id: Identity,
+    id: Authorized,
 ) -> Result<Box<Job>, Reply> {
     let obj = body_object(req, ctx)?;
     let item = parse_item(&obj, None, true).map_err(|e| e.reply(ctx))?;
@@ -1125,7 +1134,7 @@ fn bulk(
     req: &Request,
     env: &Env,
     ctx: &Ctx,
-    id: Identity,
+    id: Authorized,
 ) -> Result<Box<Job>, Reply> {
     let obj = body_object(req, ctx)?;
     let items = match obj.get("updates") {
@@ -1264,7 +1273,7 @@ fn status(
     req: &Request,
     env: &Env,
     ctx: &Ctx,
-    id: Identity,
+    id: Authorized,
     raw: &str,
 ) -> Result<Box<Job>, Reply> {
     let name = percent_decode(raw)
@@ -1272,7 +1281,7 @@ fn status(
         .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
     need_scope(ctx, &id, Scope::Read)?;
     let zone = match cfg.zone_of(&name) {
-        Some(z) if auth::may_update(cfg, &id, &name) => z,
+        Some(z) if id.may_target(cfg, &name) => z,
         _ => return Err(ctx.error(404, "not_found", "Hostname not found")),
     };
     let target = keep_target(cfg, zone, name.clone(), &[RrType::A, RrType::Aaaa])
@@ -1314,16 +1323,16 @@ fn domains(
     req: &Request,
     env: &Env,
     ctx: &Ctx,
-    id: Identity,
+    id: Authorized,
 ) -> Result<Box<Job>, Reply> {
     need_scope(ctx, &id, Scope::Read)?;
     let names: Vec<Fqdn> = cfg
         .users
-        .get(&id.user)
+        .get(&id.identity().user)
         .map(|u| {
             u.hosts
                 .iter()
-                .filter(|h| auth::may_update(cfg, &id, h))
+                .filter(|h| id.may_target(cfg, h))
                 .cloned()
                 .collect()
         })
@@ -1367,7 +1376,13 @@ fn domains(
 
 // ------------------------------------------------------------------ /txt
 
-fn txt(cfg: &Config, req: &Request, env: &Env, ctx: &Ctx, id: Identity) -> Result<Box<Job>, Reply> {
+fn txt(
+    cfg: &Config,
+    req: &Request,
+    env: &Env,
+    ctx: &Ctx,
+    id: Authorized,
+) -> Result<Box<Job>, Reply> {
     let obj = body_object(req, ctx)?;
     let delete = req.method == "DELETE";
     let raw_name = match obj.get("hostname") {
@@ -1471,7 +1486,7 @@ fn txt_get(
     req: &Request,
     env: &Env,
     ctx: &Ctx,
-    id: Identity,
+    id: Authorized,
     raw: &str,
 ) -> Result<Box<Job>, Reply> {
     let decoded = percent_decode(raw)

@@ -22,12 +22,12 @@ use serde_json::json;
 use super::dyndns2::status_of;
 use super::StatusMode;
 use crate::addr;
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope};
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
-use crate::limits;
 use crate::names::Fqdn;
+use crate::pipeline::{self, Denied};
 use crate::reply::{Code, Reply};
 use crate::request::{Params, Request};
 
@@ -208,36 +208,29 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         }
     };
     let presented = auth::presented(req.header("authorization"), user, pass);
-    let client = req.client_ip(&cfg.trusted_proxies);
-    let claimed = presented.user().filter(|u| cfg.users.contains_key(*u));
-    let rl = &cfg.rate_limits;
-    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
-        return early(Code::Abuse);
-    }
-    let outcome = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = match outcome.result {
-        Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Err(AuthError::Missing) => {
-            let r = reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
-                .with_header("www-authenticate", "Basic realm=\"dynedge\"");
-            return Start::Reply(Outcome::reply(r));
-        }
-        Ok(_) | Err(AuthError::Bad | AuthError::Revoked | AuthError::Expired) => {
-            let mut out = Outcome::reply(reply(Code::Badauth, mode, json, None, None));
-            out.counts = limits::count_bad(rl, client, claimed);
+    let authorized = match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
+    {
+        Ok(a) => a,
+        Err(r) => {
+            let reply = match r.denied {
+                Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
+                Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
+                    .with_header("www-authenticate", "Basic realm=\"dynedge\""),
+                Denied::Bad(_) => reply(Code::Badauth, mode, json, None, None),
+                Denied::Unavailable => reply(Code::Emergency, mode, json, None, None),
+            };
+            let mut out = Outcome::reply(reply);
+            out.counts = r.counts;
             return Start::Reply(out);
         }
     };
+    let client = req.client_ip(&cfg.trusted_proxies);
     let Some(name) = host.and_then(|h| Fqdn::parse(h).ok()) else {
         return early(Code::Notfqdn);
     };
-    let zone = match cfg.zone_of(&name) {
-        Some(z) if auth::may_update(cfg, &identity, &name) => z,
-        _ => return early(Code::Nohost),
+    let Ok(zone) = authorized.host(cfg, &name) else {
+        return early(Code::Nohost);
     };
-    if limits::refuse_host(rl, env.kv, name.as_str(), env.now_s()) {
-        return early(Code::Abuse);
-    }
     let mut a4 = None;
     let mut a6 = None;
     if let Some(s) = v4 {
@@ -323,18 +316,15 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             get(RrType::Aaaa).as_deref(),
         )
     });
-    let mut job = Job::new(
+    Start::Job(Job::new(
         cfg,
         "custom",
-        identity,
+        authorized,
         req,
         vec![host],
         render,
-        outcome.writes,
         env,
-    );
-    job.counts = limits::count_good(rl, client, std::iter::once(name.as_str()));
-    Start::Job(job)
+    ))
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use serde_json::json;
 
 use super::StatusMode;
 use crate::addr::{self, AddrError};
-use crate::auth::{self, AuthError};
+use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
-use crate::limits;
 use crate::names::Fqdn;
+use crate::pipeline::{self, Denied, Refused};
 use crate::reply::{Code, Reply};
 use crate::request::{ParamError, Params, Request};
 
@@ -46,26 +46,10 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         }
     };
     let presented = auth::presented(req.header("authorization"), qu, qp);
-    let client = req.client_ip(&cfg.trusted_proxies);
-    let claimed = presented.user().filter(|u| cfg.users.contains_key(*u));
-    let rl = &cfg.rate_limits;
-    if limits::refuse_client(rl, env.kv, client, claimed, env.now_s()) {
-        return early(Code::Abuse);
-    }
-    let auth = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = match auth.result {
-        Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Ok(_) | Err(AuthError::Bad | AuthError::Revoked | AuthError::Expired) => {
-            let mut out = Outcome::reply(code_reply(Code::Badauth, mode, json));
-            out.counts = limits::count_bad(rl, client, claimed);
-            out.counters.push("dynedge.dyndns2.badauth".into());
-            return Start::Reply(out);
-        }
-        Err(AuthError::Missing) => {
-            let reply = code_reply(Code::Badauth, StatusMode::CertaDns, json)
-                .with_header("www-authenticate", "Basic realm=\"dynedge\"");
-            return Start::Reply(Outcome::reply(reply));
-        }
+    let authorized = match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
+    {
+        Ok(a) => a,
+        Err(r) => return refused(r, mode, json),
     };
 
     let raw_hosts = match params.one("hostname") {
@@ -101,17 +85,10 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
                 continue;
             }
         };
-        let zone = match cfg.zone_of(&name) {
-            Some(z) if auth::may_update(cfg, &identity, &name) => z,
-            _ => {
-                hosts.push(HostJob::decided(name.to_string(), Code::Nohost));
-                continue;
-            }
-        };
-        if limits::refuse_host(rl, env.kv, name.as_str(), env.now_s()) {
-            hosts.push(HostJob::decided(name.to_string(), Code::Abuse));
+        let Ok(zone) = authorized.host(cfg, &name) else {
+            hosts.push(HostJob::decided(name.to_string(), Code::Nohost));
             continue;
-        }
+        };
         for (param, ip) in &addrs.explicit {
             if let Err(e) = zone.policy.check(*ip) {
                 return Start::Reply(Outcome::reply(invalid_ip(json, param, &ip.to_string(), &e)));
@@ -137,26 +114,27 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             edits: vec![],
         }));
     }
-    let counts = limits::count_good(
-        rl,
-        client,
-        hosts
-            .iter()
-            .filter_map(|h| h.target.as_ref().map(|t| t.name.as_str())),
-    );
     let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
-    let mut job = Job::new(
-        cfg,
-        "dyndns2",
-        identity,
-        req,
-        hosts,
-        render,
-        auth.writes,
-        env,
-    );
-    job.counts = counts;
-    Start::Job(job)
+    Start::Job(Job::new(
+        cfg, "dyndns2", authorized, req, hosts, render, env,
+    ))
+}
+
+/// A refusal of the guard pipeline in DynDNS2's words.
+fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
+    let reply = match r.denied {
+        Denied::Limited { .. } => code_reply(Code::Abuse, mode, json),
+        Denied::Missing => code_reply(Code::Badauth, StatusMode::CertaDns, json)
+            .with_header("www-authenticate", "Basic realm=\"dynedge\""),
+        Denied::Bad(_) => code_reply(Code::Badauth, mode, json),
+        Denied::Unavailable => code_reply(Code::Emergency, mode, json),
+    };
+    let mut out = Outcome::reply(reply);
+    if matches!(r.denied, Denied::Bad(_)) {
+        out.counters.push("dynedge.dyndns2.badauth".into());
+    }
+    out.counts = r.counts;
+    Start::Reply(out)
 }
 
 fn read_params(req: &Request) -> Result<Params, String> {

@@ -20,11 +20,13 @@ use serde_json::json;
 
 use super::error_reply;
 use crate::addr;
-use crate::auth::{self, AuthError, Presented};
+use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
 use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::limits::KvCount;
 use crate::names::Fqdn;
+use crate::pipeline::{self, Denied, Refused};
 use crate::reply::{Code, Reply};
 use crate::request::{Params, Request};
 
@@ -56,6 +58,10 @@ struct Rejection {
     status: u16,
     code: &'static str,
     text: String,
+    /// `Retry-After` (429 over a rate limit).
+    retry_after_s: Option<u64>,
+    /// What a failed authentication counts against.
+    counts: Vec<KvCount>,
 }
 
 fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
@@ -63,16 +69,37 @@ fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection
         status,
         code,
         text: text.into(),
+        retry_after_s: None,
+        counts: vec![],
     }
 }
 
 impl Rejection {
     fn reply(&self, json: bool) -> Reply {
-        if json {
+        let reply = if json {
             super::json_error(self.status, self.code, &self.text)
         } else {
             Reply::text(self.status, format!("{}\n", self.text))
+        };
+        match self.retry_after_s {
+            Some(s) => reply.with_header("retry-after", &s.to_string()),
+            None => reply,
         }
+    }
+
+    /// A refusal of the guard pipeline in dynv6's words.
+    fn refused(r: Refused) -> Rejection {
+        let mut out = match r.denied {
+            Denied::Limited { retry_after_s } => Rejection {
+                retry_after_s: Some(retry_after_s),
+                ..reject(429, "abuse", "too many requests")
+            },
+            Denied::Missing => reject(401, "badauth", "missing authentication token"),
+            Denied::Bad(_) => reject(401, "badauth", "invalid authentication token"),
+            Denied::Unavailable => reject(503, "911", "try again later"),
+        };
+        out.counts = r.counts;
+        out
     }
 }
 
@@ -107,7 +134,11 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     let json = req.wants_json();
     match plan(cfg, req, env, json) {
         Ok(job) => Start::Job(job),
-        Err(r) => Start::Reply(Outcome::reply(r.reply(json))),
+        Err(r) => {
+            let mut out = Outcome::reply(r.reply(json));
+            out.counts = r.counts;
+            Start::Reply(out)
+        }
     }
 }
 
@@ -129,14 +160,8 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
         (Some(h), None) => auth::presented(Some(h), None, None),
         (None, None) => Presented::None,
     };
-    let outcome = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = match outcome.result {
-        Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Err(AuthError::Missing) => {
-            return Err(reject(401, "badauth", "missing authentication token"))
-        }
-        _ => return Err(reject(401, "badauth", "invalid authentication token")),
-    };
+    let identity = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
+        .map_err(Rejection::refused)?;
 
     let mut zone_raw = None;
     for n in ZONE_PARAMS {
@@ -148,10 +173,7 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
     let zone_raw = zone_raw.ok_or_else(|| reject(400, "notfqdn", "zone not specified"))?;
     let zone_name = Fqdn::parse(zone_raw).map_err(|_| reject(400, "notfqdn", "invalid zone"))?;
     let not_found = || reject(404, "nohost", "zone not found");
-    let zone: &Zone = match cfg.zone_of(&zone_name) {
-        Some(z) if auth::may_update(cfg, &identity, &zone_name) => z,
-        _ => return Err(not_found()),
-    };
+    let zone: &Zone = identity.host(cfg, &zone_name).map_err(|_| not_found())?;
     let backend = cfg
         .backends
         .get(&zone.backend)
@@ -269,12 +291,12 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
     if prefix != Prefix::Leave {
         let below: Vec<Fqdn> = cfg
             .users
-            .get(&identity.user)
+            .get(&identity.identity().user)
             .map(|u| {
                 u.hosts
                     .iter()
                     .filter(|h| **h != zone_name && h.is_within(&zone_name))
-                    .filter(|h| auth::may_update(cfg, &identity, h))
+                    .filter(|h| identity.may_target(cfg, h))
                     .cloned()
                     .collect()
             })
@@ -314,22 +336,14 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
     let render = Box::new(move |results: &[HostOutcome]| {
         render(results, &zone_text, prefix_text.as_deref(), json)
     });
-    Ok(Job::new(
-        cfg,
-        "dynv6",
-        identity,
-        req,
-        hosts,
-        render,
-        outcome.writes,
-        env,
-    ))
+    Ok(Job::new(cfg, "dynv6", identity, req, hosts, render, env))
 }
 
 fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool) -> Reply {
     if let Some(bad) = results.iter().find(|o| !o.code.is_success()) {
         let (status, code, text) = match bad.code {
             Code::Dnserr => (502, "dnserr", "DNS update failed"),
+            Code::Abuse => (429, "abuse", "too many updates"),
             _ => (500, "911", "internal error"),
         };
         return error_reply(json, status, code, text);

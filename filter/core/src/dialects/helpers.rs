@@ -1,17 +1,19 @@
-//! Small unauthenticated helpers: what is my address, is the gateway up.
+//! Small unauthenticated helpers: what is my address, is the gateway up. Public by design:
+//! each takes the guard pipeline's [`Public`] marker.
 
 use serde_json::json;
 
 use crate::config::Config;
 use crate::exchange::Outcome;
+use crate::pipeline::Public;
 use crate::reply::Reply;
 use crate::request::Request;
 
 /// dyndns `checkip` format, so ddclient `use=web` can detect its address through the gateway.
 /// With `Accept: application/json`: `{"ip": ...}` like `/domains/my-ip`.
-pub fn checkip(cfg: &Config, req: &Request) -> Outcome {
+pub fn checkip(cfg: &Config, req: &Request, public: Public) -> Outcome {
     if req.wants_json() {
-        return my_ip(cfg, req);
+        return my_ip(cfg, req, public);
     }
     let ip = req
         .client_ip(&cfg.trusted_proxies)
@@ -26,13 +28,13 @@ pub fn checkip(cfg: &Config, req: &Request) -> Outcome {
     ))
 }
 
-pub fn my_ip(cfg: &Config, req: &Request) -> Outcome {
+pub fn my_ip(cfg: &Config, req: &Request, _: Public) -> Outcome {
     let ip = req.client_ip(&cfg.trusted_proxies).map(|ip| ip.to_string());
     Outcome::reply(Reply::json(200, &json!({ "ip": ip })))
 }
 
 /// `ok` as plain text, `{"status": "ok"}` with `Accept: application/json`.
-pub fn health(req: &Request) -> Outcome {
+pub fn health(req: &Request, _: Public) -> Outcome {
     if req.wants_json() {
         return Outcome::reply(Reply::json(200, &json!({ "status": "ok" })));
     }

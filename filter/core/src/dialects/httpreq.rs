@@ -18,14 +18,14 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{self, Presented};
+use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::apertodns;
 use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
-use crate::limits;
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::pipeline::{self, Denied};
+use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub const PREFIX: &str = "/httpreq";
@@ -42,10 +42,6 @@ pub fn route(path: &str) -> Option<Action> {
         "/cleanup" => Some(Action::Cleanup),
         _ => None,
     }
-}
-
-fn text(status: u16, body: &str) -> Start {
-    Start::Reply(Outcome::reply(Reply::text(status, format!("{body}\n"))))
 }
 
 /// The TXT owner name and value a request body asks for (default or RAW mode).
@@ -73,32 +69,25 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
             Reply::text(405, "method not allowed\n").with_header("allow", "POST"),
         ));
     }
-    let rl = &cfg.rate_limits;
-    let client = req.client_ip(&cfg.trusted_proxies);
     let presented = auth::presented(req.header("authorization"), None, None);
-    if limits::refuse_client(rl, env.kv, client, presented.user(), env.now_s()) {
-        return text(429, "abuse: too many requests");
-    }
-    let out = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = match out.result {
-        Ok(id) => id,
-        Err(_) => {
-            let counts = if presented == Presented::None {
-                vec![]
-            } else {
-                limits::count_bad(rl, client, presented.user())
+    let authorized = match pipeline::authorize(cfg, req, env, presented.into(), None) {
+        Ok(a) => a,
+        Err(r) => {
+            let reply = match r.denied {
+                Denied::Limited { retry_after_s } => Reply::text(429, "abuse: too many requests\n")
+                    .with_header("retry-after", &retry_after_s.to_string()),
+                Denied::Unavailable => Reply::text(503, "911: try again later\n"),
+                Denied::Missing | Denied::Bad(_) => Reply::text(401, "badauth\n")
+                    .with_header("www-authenticate", "Basic realm=\"dynedge\""),
             };
             return Start::Reply(Outcome {
-                reply: Some(
-                    Reply::text(401, "badauth\n")
-                        .with_header("www-authenticate", "Basic realm=\"dynedge\""),
-                ),
-                counts,
+                reply: Some(reply),
+                counts: r.counts,
                 ..Outcome::default()
             });
         }
     };
-    let writes = out.writes;
+    let writes = authorized.writes();
     let refuse = |status: u16, body: &str| {
         Start::Reply(Outcome {
             reply: Some(Reply::text(status, format!("{body}\n"))),
@@ -120,12 +109,11 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
     if value.is_empty() || value.len() > 255 || value.chars().any(|c| c.is_control() || c == '"') {
         return refuse(400, "the value must be 1-255 printable characters");
     }
-    if !identity.scopes.contains(&Scope::Txt) {
+    if !authorized.has(Scope::Txt) {
         return refuse(403, "the credentials lack the txt scope");
     }
-    let zone = match cfg.zone_of(&host) {
-        Some(z) if auth::may_update(cfg, &identity, &host) => z,
-        _ => return refuse(403, "nohost: not a name of yours"),
+    let Ok(zone) = authorized.host(cfg, &host) else {
+        return refuse(403, "nohost: not a name of yours");
     };
     let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
         return refuse(500, "911: the zone has no backend");
@@ -151,20 +139,18 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
     let render = Box::new(|results: &[HostOutcome]| match results.first() {
         Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
         Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
+        Some(o) if o.code == Code::Abuse => Reply::text(429, "abuse: too many requests\n"),
         _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
     });
     let mut job = Job::new(
         cfg,
         "httpreq",
-        identity,
+        authorized,
         req,
         vec![HostJob::update(target)],
         render,
-        writes,
         env,
     );
     job.track_seen = false;
-    job.counts
-        .extend(limits::count_good(rl, client, [name.as_str()].into_iter()));
     Start::Job(job)
 }

@@ -13,6 +13,7 @@ pub mod path_query;
 
 use crate::config::Config;
 use crate::exchange::{Env, Start};
+use crate::pipeline;
 use crate::reply::Reply;
 use crate::request::Request;
 
@@ -126,9 +127,9 @@ pub fn route_request(cfg: &Config, req: &Request) -> Option<Route> {
 pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
     match route {
         Route::Dyndns2(mode) => dyndns2::handle(cfg, req, mode, env),
-        Route::CheckIp => Start::Reply(helpers::checkip(cfg, req)),
-        Route::MyIp => Start::Reply(helpers::my_ip(cfg, req)),
-        Route::Health => Start::Reply(helpers::health(req)),
+        Route::CheckIp => Start::Reply(helpers::checkip(cfg, req, pipeline::public())),
+        Route::MyIp => Start::Reply(helpers::my_ip(cfg, req, pipeline::public())),
+        Route::Health => Start::Reply(helpers::health(req, pipeline::public())),
         Route::Aperto => apertodns::handle(cfg, req, env),
         Route::ManagementApi => api::handle(cfg, req, env),
         Route::Dynv6 => dynv6::handle(cfg, req, env),

@@ -14,12 +14,13 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use crate::addr;
-use crate::auth::{self, AuthError, Presented};
+use crate::auth::Presented;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
 use crate::limits;
 use crate::names::Fqdn;
+use crate::pipeline::{self, Denied};
 use crate::reply::{Code, Reply};
 use crate::request::{Params, Request};
 
@@ -38,6 +39,8 @@ struct Rejection {
     status: u16,
     word: &'static str,
     message: String,
+    /// `Retry-After` of a 429 over a rate limit.
+    retry_after_s: Option<u64>,
 }
 
 fn param_error(status: u16, message: impl Into<String>) -> Rejection {
@@ -45,15 +48,20 @@ fn param_error(status: u16, message: impl Into<String>) -> Rejection {
         status,
         word: PARAMETER_ERROR,
         message: message.into(),
+        retry_after_s: None,
     }
 }
 
 impl Rejection {
     fn reply(&self, json: bool) -> Reply {
-        if json {
+        let reply = if json {
             super::json_error(self.status, &self.word.to_ascii_lowercase(), &self.message)
         } else {
             Reply::text(self.status, format!("{}: {}\n", self.word, self.message))
+        };
+        match self.retry_after_s {
+            Some(s) => reply.with_header("retry-after", &s.to_string()),
+            None => reply,
         }
     }
 }
@@ -217,41 +225,34 @@ fn plan(
     }
     .map_err(plain)?;
     let client = req.client_ip(&cfg.trusted_proxies);
-    let rl = &cfg.rate_limits;
-    if limits::refuse_client(rl, env.kv, client, None, env.now_s()) {
-        return Err(plain(param_error(429, "Too many requests.")));
-    }
     let presented = match &asked.secret {
         Some(s) => Presented::Secret(s.clone()),
         None => Presented::None,
     };
-    let outcome = auth::authenticate(cfg, &presented, env.kv, env.now_s());
-    let identity = match outcome.result {
-        Ok(id) if id.scopes.contains(&Scope::Update) => id,
-        Err(AuthError::Missing) => {
-            return Err(plain(param_error(401, "The argument secret is missing.")))
-        }
-        _ => {
-            return Err((
-                param_error(401, "You specified a wrong secret key."),
-                limits::count_bad(rl, client, None),
-            ))
-        }
-    };
+    let authorized = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
+        .map_err(|r| {
+            let rejection = match r.denied {
+                Denied::Limited { retry_after_s } => Rejection {
+                    retry_after_s: Some(retry_after_s),
+                    ..param_error(429, "Too many requests.")
+                },
+                Denied::Missing => param_error(401, "The argument secret is missing."),
+                Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
+                Denied::Unavailable => param_error(503, "Try again later."),
+            };
+            (rejection, r.counts)
+        })?;
     let fqdn_raw = asked
         .fqdn
         .as_deref()
         .ok_or_else(|| plain(param_error(400, "The argument fqdn is missing.")))?;
     let name = Fqdn::parse(fqdn_raw).map_err(|e| plain(param_error(400, format!("fqdn: {e}"))))?;
-    let zone = match cfg.zone_of(&name) {
-        Some(z) if auth::may_update(cfg, &identity, &name) => z,
-        _ => {
-            return Err(plain(param_error(
-                403,
-                format!("The fqdn \"{name}\" is not yours to update."),
-            )))
-        }
-    };
+    let zone = authorized.host(cfg, &name).map_err(|_| {
+        plain(param_error(
+            403,
+            format!("The fqdn \"{name}\" is not yours to update."),
+        ))
+    })?;
     let backend = cfg
         .backends
         .get(&zone.backend)
@@ -300,17 +301,7 @@ fn plan(
     });
     let delete = kind == Kind::DeleteByPath;
     let render = Box::new(move |results: &[HostOutcome]| render(results, delete, json));
-    let mut job = Job::new(
-        cfg,
-        "path_query",
-        identity,
-        req,
-        vec![host],
-        render,
-        outcome.writes,
-        env,
-    );
-    job.counts = limits::count_good(rl, client, std::iter::once(name.as_str()));
+    let mut job = Job::new(cfg, "path_query", authorized, req, vec![host], render, env);
     if delete {
         job.track_seen = false;
     }
@@ -331,6 +322,7 @@ fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
             status,
             word: DNS_SERVER_ERROR,
             message: msg.into(),
+            retry_after_s: None,
         }
         .reply(json);
     }

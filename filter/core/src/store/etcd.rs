@@ -324,6 +324,9 @@ fn decode_record(kvs: &[Kv]) -> (HostRecord, i64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Read,
+    /// A type the etcd record does not know yet (never written through this store): DNS is
+    /// read once so that edits, deletions and the reported old values start from the truth.
+    DnsRead(RrType),
     Claim,
     DnsWrite,
     Confirm,
@@ -341,6 +344,13 @@ struct HostState {
     /// A repair (re-writing a newer value after our own write) is under way.
     repairing: bool,
     first_read: bool,
+    /// Values read from DNS for types the record lacks (see [`Op::DnsRead`]).
+    dns_base: HashMap<RrType, Vec<String>>,
+    /// The record that is decided on once the DNS reads are in, and how many are out.
+    waiting: Option<(HostRecord, i64)>,
+    reads_left: usize,
+    /// The types this host's claim writes (from `want` and `edits`).
+    types: Vec<RrType>,
 }
 
 struct InFlight {
@@ -375,6 +385,10 @@ impl HostFlow {
                     attempts: 0,
                     repairing: false,
                     first_read: true,
+                    dns_base: HashMap::new(),
+                    waiting: None,
+                    reads_left: 0,
+                    types: Vec::new(),
                 })
                 .collect(),
             pending: HashMap::new(),
@@ -393,7 +407,7 @@ impl HostFlow {
     ) {
         let id = self.next_id;
         self.next_id += 1;
-        if op != Op::DnsWrite {
+        if !matches!(op, Op::DnsWrite | Op::DnsRead(_)) {
             self.etcd_calls += 1;
         }
         out.push((id, callout.clone()));
@@ -453,7 +467,7 @@ impl HostFlow {
                 t.backend.check_write(check, &result).is_err(),
                 MAX_DNS_RETRIES,
             ),
-            (Op::DnsWrite, _, _) => (false, 0),
+            (Op::DnsWrite, _, _) | (Op::DnsRead(_), _, _) => (false, 0),
             _ => (etcd_retryable(&result), MAX_RETRIES),
         };
         if retry {
@@ -472,6 +486,28 @@ impl HostFlow {
             }
         }
         match f.op {
+            Op::DnsRead(rtype) => {
+                if h.code.is_some() {
+                    return out; // another read of this host failed already
+                }
+                let read = match &h.target {
+                    Some(t) => t.backend.parse_read(&t.name, rtype, &result),
+                    None => return out,
+                };
+                match read {
+                    Ok(values) => {
+                        let st = &mut self.states[i];
+                        st.dns_base.insert(rtype, values);
+                        st.reads_left = st.reads_left.saturating_sub(1);
+                        if st.reads_left == 0 {
+                            if let Some((rec, rev)) = st.waiting.take() {
+                                self.decide(i, h, rec, rev, env, &mut out);
+                            }
+                        }
+                    }
+                    Err(e) => fail(h, Code::Dnserr, e.0),
+                }
+            }
             Op::Read => match parse_range(&result) {
                 Ok(kvs) => {
                     let (rec, rev) = decode_record(&kvs);
@@ -558,7 +594,9 @@ impl HostFlow {
         out
     }
 
-    /// Compare the store's current record with what the host wants.
+    /// Compare the store's current record with what the host wants: the target's `want` and
+    /// its `edits` applied to the record's values (as the configuration store applies them to
+    /// what it read from DNS).
     fn decide(
         &mut self,
         i: usize,
@@ -568,24 +606,72 @@ impl HostFlow {
         env: &Env,
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
+        let Some(t) = &h.target else { return };
+        let types = t.types();
         let st = &mut self.states[i];
+        let unknown: Vec<RrType> = types
+            .iter()
+            .copied()
+            .filter(|r| !rec.rr.contains_key(r.as_str()) && !st.dns_base.contains_key(r))
+            .collect();
+        if !unknown.is_empty() {
+            st.waiting = Some((rec, rev));
+            st.reads_left = unknown.len();
+            let reads: Vec<Callout> = unknown
+                .iter()
+                .map(|r| t.backend.read(&t.zone, &t.name, *r))
+                .collect();
+            for (rtype, c) in unknown.into_iter().zip(reads) {
+                self.send(i, Op::DnsRead(rtype), c, None, out);
+            }
+            return;
+        }
+        let base: HashMap<RrType, Vec<String>> = types
+            .iter()
+            .map(|r| {
+                let values = rec
+                    .rr
+                    .get(r.as_str())
+                    .or_else(|| st.dns_base.get(r))
+                    .cloned()
+                    .unwrap_or_default();
+                (*r, values)
+            })
+            .collect();
+        let desired = match t.desired(&base) {
+            Ok(d) => d,
+            Err(r) => {
+                // Refused before any claim: nothing was written, nothing is claimed.
+                if st.first_read {
+                    for (rtype, values) in base {
+                        h.set_old(rtype, values);
+                    }
+                }
+                h.refuse(r);
+                return;
+            }
+        };
+        // Only a confirmed record that knows every type may answer `nochg`.
+        let same = desired.iter().all(|(rtype, want)| {
+            rec.rr
+                .get(rtype.as_str())
+                .is_some_and(|have| crate::exchange::same_values(*rtype, have, want))
+        });
+        let name = t.name.clone();
         if st.first_read {
             st.first_read = false;
-            let types: Vec<RrType> = h
-                .target
-                .as_ref()
-                .map(|t| t.want.iter().map(|(r, _)| *r).collect())
-                .unwrap_or_default();
-            for rtype in types {
-                h.set_old(rtype, rec.values(rtype).to_vec());
+            for (rtype, values) in base {
+                h.set_old(rtype, values);
             }
         }
-        let Some(t) = &h.target else { return };
-        let same = t
-            .want
-            .iter()
-            .all(|(rtype, want)| crate::exchange::same_values(*rtype, rec.values(*rtype), want));
-        if rec.state == OK && same {
+        st.types = desired.iter().map(|(r, _)| *r).collect();
+        let nochg = rec.state == OK && same;
+        let mut next = rec;
+        for (rtype, values) in &desired {
+            next.rr.insert(rtype.as_str().into(), values.clone());
+        }
+        h.set_desired(desired);
+        if nochg {
             h.code = Some(Code::Nochg);
             return;
         }
@@ -594,10 +680,6 @@ impl HostFlow {
             fail(h, Code::Emergency, "etcd store: too much contention".into());
             return;
         }
-        let mut next = rec;
-        for (rtype, want) in &t.want {
-            next.rr.insert(rtype.as_str().into(), want.clone());
-        }
         next.state = PENDING.into();
         next.claim = st.claim;
         next.at_ms = env.now_ms;
@@ -605,7 +687,7 @@ impl HostFlow {
         st.record = next;
         let c = compare_and_put(
             &self.store,
-            &host_key(&self.store, t.name.as_str()),
+            &host_key(&self.store, name.as_str()),
             rev,
             &value,
         );
@@ -621,11 +703,12 @@ impl HostFlow {
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
         let Some(t) = &h.target else { return };
-        let rec = &self.states[i].record;
-        let sets: Vec<RrSet> = t
-            .want
+        let st = &self.states[i];
+        let rec = &st.record;
+        let sets: Vec<RrSet> = st
+            .types
             .iter()
-            .map(|(rtype, _)| RrSet {
+            .map(|rtype| RrSet {
                 name: t.name.clone(),
                 rtype: *rtype,
                 ttl: t.ttl,
@@ -654,14 +737,13 @@ impl HostFlow {
         env: &Env,
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
-        let Some(t) = &h.target else { return };
         let st = &mut self.states[i];
         st.attempts += 1;
         if st.attempts > MAX_ATTEMPTS {
             fail(h, Code::Emergency, "etcd store: too much contention".into());
             return;
         }
-        let already = t.want.iter().all(|(rtype, _)| {
+        let already = st.types.iter().all(|rtype| {
             crate::exchange::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
         });
         st.repairing = true;

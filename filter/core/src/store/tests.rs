@@ -13,7 +13,8 @@ use crate::backends::{Callout, CalloutResult};
 use crate::exchange::{CalloutId, Env, Exchange, Step};
 use crate::kv::{KvWrite, MemoryKv};
 use crate::reply::Reply;
-use crate::testing::{get, FakePowerDns, Fault, RequestExt};
+use crate::request::Request;
+use crate::testing::{get, request, FakePowerDns, Fault, RequestExt, TOKEN};
 use crate::Config;
 
 const NOW: u64 = 1_700_000_000_000;
@@ -181,6 +182,10 @@ impl World {
     fn start(&mut self, kv: &MemoryKv, query: &str, random: u64) -> Run {
         let req =
             get(&format!("/nic/update?hostname={HOME}&{query}")).basic("demo", "demo-password");
+        self.start_request(kv, req, random)
+    }
+
+    fn start_request(&mut self, kv: &MemoryKv, req: Request, random: u64) -> Run {
         let env = Env {
             now_ms: NOW,
             random,
@@ -228,6 +233,17 @@ impl World {
             .unwrap()
             .trim_end()
             .to_string()
+    }
+
+    /// Any request of any dialect, driven to its reply: (status, body).
+    fn send(&mut self, kv: &MemoryKv, req: Request) -> (u16, String) {
+        let mut run = self.start_request(kv, req, 9);
+        while run.reply.is_none() {
+            let what = run.queue.first().map(|(_, c)| c.path.clone()).unwrap();
+            self.answer(&mut run, kv, &what);
+        }
+        let reply = run.reply.take().unwrap();
+        (reply.status, String::from_utf8(reply.body).unwrap())
     }
 
     fn update(&mut self, kv: &MemoryKv, ip: &str) -> String {
@@ -297,6 +313,9 @@ fn of_two_racing_claims_one_wins_and_the_loser_rereads_and_answers_truthfully() 
     let mut b = w.start(&g2, "myip=192.0.2.2", 22);
     w.answer(&mut a, &g1, "range");
     w.answer(&mut b, &g2, "range");
+    // A host etcd does not know yet: each reads DNS once before claiming.
+    w.answer(&mut a, &g1, "rrset_name");
+    w.answer(&mut b, &g2, "rrset_name");
     w.answer(&mut a, &g1, "txn"); // a's claim wins
     w.answer(&mut b, &g2, "txn"); // b's claim loses, sees a's pending record in the same trip
     let (rec, _) = w.etcd.host(HOME);
@@ -318,6 +337,7 @@ fn a_dns_write_landing_after_a_newer_one_is_repaired_by_its_writer() {
     let (g1, g2) = (gateway(), gateway());
     let mut a = w.start(&g1, "myip=192.0.2.1", 11);
     w.answer(&mut a, &g1, "range");
+    w.answer(&mut a, &g1, "rrset_name");
     w.answer(&mut a, &g1, "txn"); // a claimed; its DNS write is now in flight
     let mut b = w.start(&g2, "myip=192.0.2.2", 22);
     assert_eq!(w.finish(&mut b, &g2), "good 192.0.2.2");
@@ -343,6 +363,7 @@ fn a_claim_whose_answer_was_lost_is_recognised_on_retry() {
     let kv = gateway();
     let mut run = w.start(&kv, "myip=192.0.2.7", 5);
     w.answer(&mut run, &kv, "range");
+    w.answer(&mut run, &kv, "rrset_name");
     w.etcd.lose_answers = 1;
     w.answer(&mut run, &kv, "txn"); // applied, answer lost: retried, compare now fails
     assert_eq!(w.finish(&mut run, &kv), "good 192.0.2.7");
@@ -355,6 +376,35 @@ fn a_stale_credential_snapshot_refuses_updates_with_911() {
     let kv = MemoryKv::default(); // never synced
     assert_eq!(w.update(&kv, "192.0.2.10"), "911");
     assert_eq!(w.etcd.calls, 0);
+}
+
+#[test]
+fn while_the_snapshot_is_stale_right_and_wrong_passwords_get_one_answer_without_argon2() {
+    let mut d = crate::testing::Driver::new(etcd_config()); // never synced: stale
+    let nic = |password: &str| {
+        get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.1")).basic("demo", password)
+    };
+    let before = crate::auth::argon2_runs();
+    for i in 0..30 {
+        let password = if i % 2 == 0 { "demo-password" } else { "guess" };
+        let o = d.run(nic(password));
+        assert_eq!(crate::testing::body(&o), "911\n", "attempt {i}");
+        assert!(o.counts.is_empty(), "nothing is counted while stale");
+    }
+    assert_eq!(
+        crate::auth::argon2_runs(),
+        before,
+        "nothing is verified while stale"
+    );
+    assert!(d.calls.is_empty());
+    // Synced: the answers differ again, and the failures count.
+    d.kv.apply(&[KvWrite::put(
+        SYNCED_KEY.into(),
+        d.now_ms.to_string().into_bytes(),
+    )]);
+    let o = d.run(nic("guess"));
+    assert_eq!(crate::testing::body(&o), "badauth\n");
+    assert!(!o.counts.is_empty());
 }
 
 #[test]
@@ -441,4 +491,131 @@ fn the_configuration_store_and_the_etcd_store_answer_the_same_sequence_alike() {
         assert_eq!(by_config.trim_end(), by_etcd, "{query}");
     }
     assert_eq!(config.pdns.records(HOME, "A"), w.pdns.records(HOME, "A"));
+}
+
+const V1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1";
+const V2: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2";
+
+fn txt(action: &str, value: &str) -> Request {
+    let body = json!({"fqdn": format!("_acme-challenge.{HOME}."), "value": value});
+    request("POST", &format!("/httpreq/{action}"), &body.to_string()).basic("demo", "demo-password")
+}
+
+#[test]
+fn acme_txt_values_are_added_and_removed_through_the_etcd_store() {
+    let mut w = World::new();
+    let kv = gateway();
+    let name = format!("_acme-challenge.{HOME}");
+    // A value already in DNS that etcd never saw is kept: the first edit reads DNS.
+    w.pdns.set(&name, "TXT", &["left-by-hand"]);
+    assert_eq!(w.send(&kv, txt("present", V1)), (200, "ok\n".into()));
+    assert_eq!(w.send(&kv, txt("present", V2)), (200, "ok\n".into()));
+    assert_eq!(w.pdns.get(&name, "TXT"), ["left-by-hand", V1, V2]);
+    let (rec, _) = w.etcd.host(&name);
+    assert_eq!((rec.state.as_str(), rec.rr["TXT"].len()), (etcd::OK, 3));
+    assert_eq!(w.send(&kv, txt("cleanup", V1)), (200, "ok\n".into()));
+    assert_eq!(w.pdns.get(&name, "TXT"), ["left-by-hand", V2]);
+    // Another gateway (no shared data in common) sees the same state in etcd.
+    assert_eq!(w.send(&gateway(), txt("cleanup", V2)), (200, "ok\n".into()));
+    assert_eq!(w.pdns.get(&name, "TXT"), ["left-by-hand"]);
+    assert_eq!(w.etcd.host(&name).0.rr["TXT"], ["left-by-hand"]);
+}
+
+#[test]
+fn too_many_txt_values_are_refused_through_the_etcd_store_and_nothing_is_claimed() {
+    let mut w = World::new();
+    let kv = gateway();
+    let name = format!("_acme-challenge.{HOME}");
+    let max = w.cfg.apertodns.txt_max_records;
+    let values: Vec<String> = (0..max).map(|i| format!("value-{i}")).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    w.pdns.set(&name, "TXT", &refs);
+    let (status, _) = w.send(&kv, txt("present", V1));
+    assert_eq!(status, 400);
+    assert_eq!(w.pdns.get(&name, "TXT"), values);
+    assert!(!w.etcd.kv.keys().any(|k| k.ends_with(name.as_bytes())));
+}
+
+#[test]
+fn dynv6_dash_and_delete_by_path_remove_records_through_the_etcd_store() {
+    let mut w = World::new();
+    let kv = gateway();
+    let set = get(&format!(
+        "/api/update?zone={HOME}&token={TOKEN}&ipv4=192.0.2.7&ipv6=2001:db8::7"
+    ));
+    assert_eq!(w.send(&kv, set).1, "addresses updated\n");
+    let v4_gone = get(&format!("/api/update?zone={HOME}&token={TOKEN}&ipv4=-"));
+    assert_eq!(w.send(&kv, v4_gone).1, "addresses updated\n");
+    assert!(w.pdns.get(HOME, "A").is_empty());
+    assert_eq!(w.pdns.get(HOME, "AAAA"), ["2001:db8::7"]);
+    let (rec, _) = w.etcd.host(HOME);
+    assert_eq!((rec.state.as_str(), rec.rr["A"].len()), (etcd::OK, 0));
+    let delete = || get(&format!("/delete-by-path/{TOKEN}/{HOME}"));
+    assert_eq!(
+        w.send(&gateway(), delete()).1,
+        "UPDATED: Deleted \"home.dyn.example.test\".\n"
+    );
+    assert!(w.pdns.get(HOME, "A").is_empty() && w.pdns.get(HOME, "AAAA").is_empty());
+    assert_eq!(
+        w.send(&gateway(), delete()).1,
+        "UNCHANGED: Deletion not successful \"home.dyn.example.test\".\n"
+    );
+}
+
+#[test]
+fn deleting_records_etcd_never_saw_removes_them_from_dns() {
+    let mut w = World::new();
+    let kv = gateway();
+    w.pdns.set(HOME, "A", &["192.0.2.1"]);
+    w.pdns.set(HOME, "AAAA", &["2001:db8::1"]);
+    let delete = get(&format!("/delete-by-path/{TOKEN}/{HOME}"));
+    assert_eq!(
+        w.send(&kv, delete).1,
+        "UPDATED: Deleted \"home.dyn.example.test\".\n"
+    );
+    assert!(w.pdns.get(HOME, "A").is_empty() && w.pdns.get(HOME, "AAAA").is_empty());
+}
+
+#[test]
+fn dynv6_ipv6prefix_moves_the_hosts_below_the_zone_through_the_etcd_store() {
+    let mut v: Value =
+        serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+    v["store"] = json!({"type": "etcd", "ttl_s": 2});
+    let (nas, tv) = ("nas.home.dyn.example.test", "tv.home.dyn.example.test");
+    v["users"][0]["hosts"] = json!([HOME, nas, tv]);
+    let mut w = World::new();
+    w.cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let kv = gateway();
+    // nas through the etcd store first; tv only in DNS, as before the store was etcd.
+    let nas_set = get(&format!(
+        "/nic/update?hostname={nas}&myip=2001:db8:1:1:aaaa:bbbb:cccc:dddd"
+    ))
+    .basic("demo", "demo-password");
+    assert_eq!(
+        w.send(&kv, nas_set).1.trim_end(),
+        "good 2001:db8:1:1:aaaa:bbbb:cccc:dddd"
+    );
+    w.pdns
+        .set(tv, "AAAA", &["2001:db8:1:1::10", "2001:db8:1:1::11"]);
+    w.pdns.set(HOME, "AAAA", &["2001:db8:1:1::1"]);
+    let prefix = get(&format!(
+        "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8:2:2::/64"
+    ));
+    assert_eq!(w.send(&kv, prefix).1, "addresses updated\n");
+    assert_eq!(
+        w.pdns.get(nas, "AAAA"),
+        ["2001:db8:2:2:aaaa:bbbb:cccc:dddd"]
+    );
+    assert_eq!(
+        w.pdns.get(tv, "AAAA"),
+        ["2001:db8:2:2::10", "2001:db8:2:2::11"]
+    );
+    assert_eq!(w.pdns.get(HOME, "AAAA"), ["2001:db8:1:1::1"]);
+    let (rec, _) = w.etcd.host(tv);
+    assert_eq!(rec.state, etcd::OK);
+    assert_eq!(rec.rr["AAAA"], ["2001:db8:2:2::10", "2001:db8:2:2::11"]);
+    let again = get(&format!(
+        "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=2001:db8:2:2::/64"
+    ));
+    assert_eq!(w.send(&gateway(), again).1, "addresses unchanged\n");
 }
