@@ -14,6 +14,7 @@
 //!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge in Envoy and in Pingora,
 //!                      backends, peers, scale (docs/benchmarks.md)
 //!   cargo xtask wasm   build the filter (.wasm) only
+//!   cargo xtask oci    the filter as an OCI image for Istio's WasmPlugin (oci.rs)
 //!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
 //!                      each, or one with `--target NAME`
 //!   cargo xtask deps   install what `up` needs (`--for-tests`: what `test` needs) and stop
@@ -35,6 +36,7 @@ use dynedge_envoy::{
 };
 
 mod bench;
+mod oci;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         }),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_command(&args[1..]),
+        Some("oci") => oci::oci(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
