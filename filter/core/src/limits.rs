@@ -194,6 +194,83 @@ const GOOD_CLIENT: &str = "good:client";
 const GOOD_HOST: &str = "good:host";
 const MINT_CLIENT: &str = "mint:client";
 const KNOWN: &str = "known";
+const DUAL_HOST: &str = "dual:host";
+
+/// Seconds within which an update of a host's other address family is the second half of the
+/// same update: routers that send IPv4 and IPv6 as two requests make one `good_per_host` count.
+pub const DUAL_STACK_S: u64 = 30;
+
+/// The one address family a host update touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn tag(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        }
+    }
+}
+
+/// The marker of the family last counted for `host`: a bucket key (bounded like the counters)
+/// and, in the value, the family, the time, and a digest of the host so a bucket shared with
+/// another host never pairs.
+fn dual_marker(rl: &RateLimits, host: &str) -> (String, String) {
+    (
+        keys::bucket(&rl.key, DUAL_HOST, host),
+        keys::exact(&rl.key, DUAL_HOST, host),
+    )
+}
+
+/// Is this update of `host`, touching only `family`, the second half of a dual-stack update
+/// (the other family of the same host counted less than [`DUAL_STACK_S`] ago)? Such an update
+/// is neither refused nor counted by `good_per_host`.
+pub fn completes_dual_stack(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    host: &str,
+    family: Family,
+    now_s: u64,
+) -> bool {
+    if !rl.enabled {
+        return false;
+    }
+    let (key, tag) = dual_marker(rl, host);
+    let Some(value) = kv.get(&key).and_then(|v| String::from_utf8(v).ok()) else {
+        return false;
+    };
+    let mut parts = value.splitn(3, '|');
+    let (Some(fam), Some(at), Some(who)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    fam != family.tag()
+        && who == tag
+        && at
+            .parse::<u64>()
+            .is_ok_and(|at| at <= now_s && now_s < at.saturating_add(DUAL_STACK_S))
+}
+
+/// The marker write for an admitted update of `host`: after a counted single-family update,
+/// remember its family; after the second half of a pair, forget it (the next one counts).
+pub fn mark_family(
+    rl: &RateLimits,
+    host: &str,
+    counted: Option<Family>,
+    now_s: u64,
+) -> Option<KvWrite> {
+    if !rl.enabled {
+        return None;
+    }
+    let (key, tag) = dual_marker(rl, host);
+    Some(match counted {
+        Some(f) => KvWrite::put(key, format!("{}|{now_s}|{tag}", f.tag()).into_bytes()),
+        None => KvWrite::remove(key),
+    })
+}
 
 fn bad_client_subject(ip: IpAddr) -> String {
     network(ip, 32, 56).to_string()
