@@ -405,3 +405,19 @@ fn x_real_ip_through_a_trusted_proxy_is_the_client_address() {
     );
     assert_eq!(stack.records(HOME, "A"), ["192.0.2.98"]);
 }
+
+#[test]
+fn v4_then_v6_in_two_requests_is_one_update_under_a_per_host_limit_of_one() {
+    let stack = Stack::start_with("dual_stack_two_requests", |cfg| {
+        cfg["rate_limits"] = serde_json::json!({"good_per_host": {"limit": 1, "window_s": 600}});
+    });
+    let v4 = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.16"));
+    assert_eq!(v4.body, "good 192.0.2.16\n", "{v4:#?}");
+    let v6 = stack.update_as_demo(&format!("hostname={HOME}&myip6=2001:db8::16"));
+    assert_eq!(v6.body, "good 2001:db8::16\n", "{v6:#?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.16"]);
+    assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8::16"]);
+    let third = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.17"));
+    assert_eq!(third.body, "abuse\n", "{third:#?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.16"]);
+}
