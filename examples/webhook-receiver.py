@@ -6,7 +6,7 @@
 
 Listens on 127.0.0.1 with HTTPS. For every POST it verifies
 X-ApertoDNS-Signature == "sha256=" + hex(HMAC-SHA256(secret, "{X-ApertoDNS-Timestamp}.{body}"))
-and a timestamp within 5 minutes (digest section 10), appends one JSON line to --log, and answers
+and a timestamp within 5 minutes (docs/dialects.md, Webhook delivery), appends one JSON line to --log, and answers
 200 (or 401 for a bad signature). --fail-first N answers the first N deliveries with 500, to
 watch the gateway retry.
 """

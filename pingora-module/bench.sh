@@ -9,7 +9,7 @@
 # Settings: DURATION (10s), CONNS (50), THREADS (wrk threads, 2), WORKERS (dynedge threads, 2),
 # CLOSE=1 adds "Connection: close" (one TLS handshake per request, as routers do).
 # With BENCH_URL, the gateway's configuration must have rate_limits off (see below).
-# Ports 24900-24903 (the pingora engineer's range). Needs wrk, curl, openssl, pdns-server,
+# Ports 24900-24903. Needs wrk, curl, openssl, pdns-server,
 # pdns-backend-sqlite3, sqlite3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -324,6 +324,21 @@ pub struct GatewayPorts {
     pub https: Vec<u16>,
 }
 
+impl GatewayPorts {
+    /// Three etcd members and `gateways` gateways, every port from [`crate::free_port`].
+    pub fn free(gateways: usize) -> GatewayPorts {
+        GatewayPorts {
+            etcd: (0..3)
+                .map(|_| (crate::free_port(), crate::free_port()))
+                .collect(),
+            dns: crate::free_port(),
+            pdns_api: crate::free_port(),
+            pdns_front: crate::free_port(),
+            https: (0..gateways).map(|_| crate::free_port()).collect(),
+        }
+    }
+}
+
 /// etcd, one PowerDNS, and one Envoy per HTTPS port, all with the etcd store; demo data loaded
 /// through the admin command (`import examples/dynedge.json`).
 pub struct Gateways {

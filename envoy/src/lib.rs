@@ -1,19 +1,25 @@
 //! Runs dynedge's stack on loopback: PowerDNS (sqlite3 backend + HTTP API), a self-signed
 //! certificate, and Envoy with the built filter. `cargo xtask up` uses it for the demo and the
-//! end-to-end tests (`tests/`) use it on private ports.
+//! end-to-end tests (`tests/`) use it on ports from [`free_port`].
 //!
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
 //! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
 //! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
 
+pub mod etcd;
+mod powerdns;
 pub mod rfc2136;
 
+pub use powerdns::{dig, PowerDns};
+
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,9 +28,6 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../bootstrap.yaml.tmpl");
 
 /// The demo zone every example and test uses.
 pub const DEMO_ZONE: &str = "dyn.example.test";
-
-/// Where PowerDNS's package keeps the sqlite3 schema.
-const PDNS_SQLITE_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
 
 /// How long a server may take to answer after it was started.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -89,6 +92,36 @@ pub fn envoy_binary() -> Result<PathBuf> {
 /// True when nothing listens on 127.0.0.1:`port` (TCP and UDP).
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port free on 127.0.0.1 for TCP and UDP, as the kernel hands one out to `bind(0)`: test
+/// binaries running side by side need no port ranges of their own. Never the same port twice
+/// in one process.
+pub fn free_port() -> u16 {
+    free_port_block(1)
+}
+
+/// The first of `len` consecutive ports free on 127.0.0.1 (TCP and UDP), for servers that
+/// count up from one base port (`cargo xtask up`'s gateways and etcd members).
+// Tests and local runs only: a machine with no free loopback port cannot run them at all.
+#[allow(clippy::panic)]
+pub fn free_port_block(len: u16) -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let Ok(base) = TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()) else {
+            continue;
+        };
+        let base = base.port();
+        let Some(end) = base.checked_add(len) else {
+            continue;
+        };
+        if (base..end).all(|p| !given.contains(&p) && port_is_free(p)) {
+            given.extend(base..end);
+            return base;
+        }
+    }
+    panic!("no {len} free consecutive ports on 127.0.0.1");
 }
 
 // ---------------------------------------------------------------------------------- daemons
@@ -234,7 +267,7 @@ pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -354,183 +387,6 @@ impl Certificate {
         Ok(Certificate { cert, key })
     }
 }
-
-// -------------------------------------------------------------------------------- PowerDNS
-
-/// PowerDNS Authoritative in the foreground: sqlite3 backend, DNS on 127.0.0.1/::1:`dns_port`,
-/// HTTP API on 127.0.0.1:`api_port`, every cache off so a read-back sees each change at once.
-pub struct PowerDns {
-    daemon: Option<Daemon>,
-    dir: PathBuf,
-    pub dns_port: u16,
-    pub api_port: u16,
-    api_key: String,
-}
-
-impl PowerDns {
-    /// Starts from an empty `dir` and waits until the API answers.
-    pub fn start(dir: &Path, dns_port: u16, api_port: u16, api_key: &str) -> Result<PowerDns> {
-        fresh_dir(dir)?;
-        let db = dir.join("pdns.sqlite3");
-        let schema = File::open(PDNS_SQLITE_SCHEMA).map_err(|e| {
-            format!("{PDNS_SQLITE_SCHEMA}: {e} (is pdns-backend-sqlite3 installed?)")
-        })?;
-        let out = Command::new("sqlite3")
-            .arg(&db)
-            .stdin(schema)
-            .output()
-            .map_err(|e| format!("cannot run sqlite3: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "sqlite3 (PowerDNS schema) failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let conf = format!(
-            "launch=gsqlite3\n\
-             gsqlite3-database={db}\n\
-             gsqlite3-dnssec=no\n\
-             local-address=127.0.0.1, ::1\n\
-             local-port={dns_port}\n\
-             api=yes\n\
-             api-key={api_key}\n\
-             webserver=yes\n\
-             webserver-address=127.0.0.1\n\
-             webserver-port={api_port}\n\
-             webserver-allow-from=127.0.0.1,::1\n\
-             webserver-loglevel=normal\n\
-             socket-dir={dir}\n\
-             daemon=no\n\
-             guardian=no\n\
-             write-pid=no\n\
-             disable-syslog=yes\n\
-             log-timestamp=yes\n\
-             loglevel=6\n\
-             zone-cache-refresh-interval=0\n\
-             cache-ttl=0\n\
-             query-cache-ttl=0\n\
-             negquery-cache-ttl=0\n\
-             default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 3600\n\
-             security-poll-suffix=\n",
-            db = db.display(),
-            dir = dir.display(),
-        );
-        write(&dir.join("pdns.conf"), &conf)?;
-        let mut pdns = PowerDns {
-            daemon: None,
-            dir: dir.to_path_buf(),
-            dns_port,
-            api_port,
-            api_key: api_key.to_string(),
-        };
-        pdns.resume()?;
-        Ok(pdns)
-    }
-
-    /// Starts the server again on the same database (after [`PowerDns::stop`]).
-    pub fn resume(&mut self) -> Result<()> {
-        self.stop();
-        let mut cmd = Command::new("pdns_server");
-        cmd.arg(format!("--config-dir={}", self.dir.display()));
-        let mut daemon = Daemon::spawn("PowerDNS", cmd, &self.dir.join("pdns.log"))?;
-        let url = self.api_url("");
-        let key = self.api_key.clone();
-        wait_until(&mut daemon, "answer on its API", || {
-            api_status(&key, "GET", &url, None).is_ok_and(|(s, _)| s == 200)
-        })?;
-        self.daemon = Some(daemon);
-        Ok(())
-    }
-
-    /// Stops the server (TERM by pid); the database stays.
-    pub fn stop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            d.stop();
-        }
-    }
-
-    pub fn daemon(&mut self) -> Option<&mut Daemon> {
-        self.daemon.as_mut()
-    }
-
-    /// `http://127.0.0.1:PORT/api/v1/servers/localhost{rest}`.
-    pub fn api_url(&self, rest: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}/api/v1/servers/localhost{rest}",
-            self.api_port
-        )
-    }
-
-    /// Creates a Native zone with `ns1.<zone>. A 127.0.0.1` and waits until DNS serves its SOA.
-    pub fn create_zone(&mut self, zone: &str) -> Result<()> {
-        let body = format!(
-            r#"{{"name":"{zone}.","kind":"Native","nameservers":["ns1.{zone}."],"rrsets":[{{"name":"ns1.{zone}.","type":"A","ttl":60,"changetype":"REPLACE","records":[{{"content":"127.0.0.1","disabled":false}}]}}]}}"#
-        );
-        let (status, text) =
-            api_status(&self.api_key, "POST", &self.api_url("/zones"), Some(&body))?;
-        if status != 201 {
-            return Err(format!(
-                "PowerDNS: creating zone {zone} gave HTTP {status}: {text}"
-            ));
-        }
-        let port = self.dns_port;
-        let zone = zone.to_string();
-        match self.daemon.as_mut() {
-            Some(d) => wait_until(d, "serve the zone's SOA", || {
-                dig(port, &zone, "SOA").is_ok_and(|a| !a.is_empty())
-            }),
-            None => Err("PowerDNS is not running".into()),
-        }
-    }
-
-    /// The records of `name`/`rtype` as `dig +short` prints them.
-    pub fn lookup(&self, name: &str, rtype: &str) -> Result<Vec<String>> {
-        dig(self.dns_port, name, rtype)
-    }
-}
-
-/// One HTTP request to the PowerDNS API with curl: `(status, body)`.
-fn api_status(key: &str, method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-m", "5", "-X", method, "-w", "\n%{http_code}"])
-        .args(["-H", &format!("X-API-Key: {key}")])
-        .args(["-H", "Content-Type: application/json"]);
-    if let Some(b) = body {
-        cmd.args(["--data-binary", b]);
-    }
-    cmd.arg(url);
-    let out = run("curl (PowerDNS API)", &mut cmd)?;
-    let (text, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
-    let status = code
-        .trim()
-        .parse()
-        .map_err(|_| format!("curl printed no status: {out}"))?;
-    Ok((status, text.to_string()))
-}
-
-/// `dig +short @127.0.0.1 -p PORT NAME TYPE`: the answer lines. An error (not an empty answer)
-/// when dig could not talk to the server (dig prints that on stdout, see research/dns.md §0).
-pub fn dig(port: u16, name: &str, rtype: &str) -> Result<Vec<String>> {
-    let out = run(
-        "dig",
-        Command::new("dig")
-            .args(["+short", "+norecurse", "+time=2", "+tries=1"])
-            .arg("@127.0.0.1")
-            .args(["-p", &port.to_string(), name, rtype]),
-    )?;
-    let lines: Vec<String> = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    if let Some(bad) = lines.iter().find(|l| l.starts_with(';')) {
-        return Err(format!("dig: {bad}"));
-    }
-    Ok(lines)
-}
-
-pub mod etcd;
 
 // ----------------------------------------------------------------------------------- Envoy
 

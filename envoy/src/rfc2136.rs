@@ -1,11 +1,11 @@
 //! The RFC 2136 stack on loopback, as text: BIND 9.18 with its own DoH listener (plain HTTP/2),
 //! Knot 3.2, dnsdist 1.7 as a DoH relay, and the Envoy clusters that reach them. Used by
 //! `cargo xtask up --backend rfc2136` (demo values below) and by the core's RFC 2136 tests
-//! (`filter/core/tests/support/dns_servers.rs`, random ports in 21000–21999). Plain `std`. The
+//! (`filter/core/tests/support/dns_servers.rs`, on free ports). Plain `std`. The
 //! `prepare_*` functions write a server's files into an empty directory and return the command
 //! that runs it in the foreground; [`Bind`], [`Knot`], [`Dnsdist`] and [`PowerDnsUpdate`] run it
-//! as a [`Daemon`] (stopped by its pid on drop) and wait until it answers.
-//! research/doh.md has the why of every line.
+//! as a [`Daemon`] (stopped by its pid on drop) and wait until it answers. docs/rfc2136.md
+//! (Relays) explains the relays' settings.
 
 use std::fs;
 use std::io;

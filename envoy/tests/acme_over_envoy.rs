@@ -7,7 +7,7 @@
 //!   registration's `fulldomain` created in PowerDNS by the test.
 //!
 //! Each run checks the certificate's names with openssl and the TXT records with dig. Also the
-//! acme-dns refusals through Envoy. Ports 28000–28999 (the acme suite's range).
+//! acme-dns refusals through Envoy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -24,7 +24,6 @@ const WILDCARD: &str = "*.home.dyn.example.test";
 const CHALLENGE: &str = "_acme-challenge.home.dyn.example.test";
 
 fn stack(name: &str) -> Stack {
-    use_ports(28000, 29000);
     Stack::start(name)
 }
 

@@ -1,6 +1,5 @@
 //! Every dialect besides DynDNS2 through real Envoy + the built filter + real PowerDNS, checked
 //! with dig; the official ApertoDNS client (node) and an ACME DNS-01 hook against the gateway.
-//! Ports 22000–22999 (the dialects suite's range).
 
 mod support;
 
@@ -13,7 +12,6 @@ use support::*;
 const P: &str = "/.well-known/apertodns/v1";
 
 fn stack(name: &str) -> Stack {
-    use_ports(22000, 23000);
     Stack::start(name)
 }
 
@@ -278,7 +276,6 @@ fn dynv6_path_query_and_delete_update_dns_through_envoy() {
 
 #[test]
 fn an_operator_endpoint_with_aliases_updates_dns_through_envoy() {
-    use_ports(22000, 23000);
     let stack = Stack::start_with("custom_endpoint", |cfg| {
         cfg["endpoints"] = serde_json::json!([
             {"path": "/ddns", "params": {"hostname": ["host"], "ipv4": ["ip4"], "ipv6": [], "password": ["key"]}}
@@ -410,7 +407,6 @@ fn the_official_apertodns_client_works_unchanged_against_the_gateway() {
 
 #[test]
 fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
-    use_ports(22000, 23000);
     let port = free_port();
     let stack = Stack::start_full(
         "webhooks",
@@ -612,7 +608,6 @@ fn webhook_urls_naming_unlisted_hosts_are_refused_and_never_called() {
 
 #[test]
 fn dynv6_ipv6prefix_rewrites_the_devices_below_the_zone_through_envoy() {
-    use_ports(22000, 23000);
     let nas = format!("nas.{HOME}");
     let stack = Stack::start_with("dynv6_prefix", |cfg| {
         let users = cfg["users"].as_array_mut().unwrap();

@@ -1,34 +1,23 @@
-//! Many gateways, one store (issue 10): three real etcd members, one real PowerDNS and three
-//! real Envoys running the filter with the etcd store, on this suite's ports (26000–26999).
+//! Many gateways, one store: three real etcd members, one real PowerDNS and three real Envoys
+//! running the filter with the etcd store.
 //! Demo data is loaded with the admin command. Tests run one at a time (each is a whole stack).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use dynedge_envoy::etcd::{GatewayPorts, Gateways};
-use dynedge_envoy::{port_is_free, wasm_file};
+use dynedge_envoy::wasm_file;
 
 const HOME: &str = "home.dyn.example.test";
 const DEMO: &[&str] = &["-u", "demo:demo-password"];
 const TTL_S: u64 = 2;
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(26000);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn free_port() -> u16 {
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 26900, "the etcd suite's port range is used up");
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
 
 fn stack(name: &str) -> (MutexGuard<'static, ()>, Gateways) {
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -36,13 +25,7 @@ fn stack(name: &str) -> (MutexGuard<'static, ()>, Gateways) {
         .join("etcd-e2e")
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let ports = GatewayPorts {
-        etcd: (0..3).map(|_| (free_port(), free_port())).collect(),
-        dns: free_port(),
-        pdns_api: free_port(),
-        pdns_front: free_port(),
-        https: (0..3).map(|_| free_port()).collect(),
-    };
+    let ports = GatewayPorts::free(3);
     let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
     let g =
         Gateways::start(&dir, &ports, TTL_S, false, None, &wasm).unwrap_or_else(|e| panic!("{e}"));

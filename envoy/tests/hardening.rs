@@ -1,6 +1,6 @@
-//! Issue 7 through real Envoy + the built .wasm + real PowerDNS: the bad-input corpus, backend
+//! Hardening through real Envoy + the built .wasm + real PowerDNS: the bad-input corpus, backend
 //! faults, restarts, two gateways, expiry, rate limits, metrics, configuration reload, and no
-//! secret in any log. Ports 25000–25999. Figures are printed (`--nocapture`), never asserted.
+//! secret in any log. Figures are printed (`--nocapture`), never asserted.
 
 mod hard;
 
@@ -392,7 +392,7 @@ fn with_the_default_record_cache_a_second_gateway_can_answer_a_stale_nochg() {
     let y = b.update(&format!("hostname={HOME}&myip=203.0.113.20"));
     assert_eq!(y.body, "good 203.0.113.20\n");
     let stale = a.update(&format!("hostname={HOME}&myip=203.0.113.10"));
-    // If this fails because A answered `good`, the core learnt to see B's write (issue 10):
+    // If this fails because A answered `good`, the core learnt to see B's write:
     // update docs/hardening.md and the two-gateway advice.
     assert_eq!(stale.body, "nochg 203.0.113.10\n");
     assert_eq!(backend.records(HOME, "A"), ["203.0.113.20"]);

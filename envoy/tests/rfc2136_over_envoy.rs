@@ -1,8 +1,7 @@
 //! End to end for the RFC 2136 backend: DynDNS2 over HTTPS (curl) → Envoy 1.40 with the
 //! production bootstrap and the built filter → the DoH relay cluster
 //! (`envoy/rfc2136-*-cluster.yaml.tmpl`) → real BIND 9.18 (its own DoH), or real Knot 3.2 /
-//! PowerDNS 4.7 behind dnsdist 1.7. Records are checked with dig. Ports: the rfc2136 range
-//! 21000–21999.
+//! PowerDNS 4.7 behind dnsdist 1.7. Records are checked with dig.
 //!
 //! TXT for ACME goes through the ApertoDNS `/txt` endpoint. Clock skew (BADTIME) is covered at
 //! the core level (`filter/core/tests/rfc2136_relay.rs`): Envoy's clock cannot be moved.
@@ -13,12 +12,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use dynedge_envoy::rfc2136::{self, Bind, Dnsdist, Knot, PowerDnsUpdate, TsigKeyText};
-use dynedge_envoy::{
-    dig, port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig,
-};
+use dynedge_envoy::{dig, free_port, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig};
 
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 const HOME: &str = "home.dyn.example.test";
@@ -30,20 +26,6 @@ const KEY: TsigKeyText = TsigKeyText {
 };
 const OTHER_SECRET: &str =
     "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==";
-
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(21500);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            port < 22000,
-            "the rfc2136 e2e ports 21500–21999 are used up"
-        );
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
 
 fn test_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

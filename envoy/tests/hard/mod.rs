@@ -1,5 +1,5 @@
-//! The hardening fixture (issue 7): real PowerDNS and one or more real Envoys running the built
-//! filter, on the hardening suite's private ports (25000–25999), with Envoy's admin interface
+//! The hardening fixture: real PowerDNS and one or more real Envoys running the built filter,
+//! with Envoy's admin interface
 //! on loopback (cluster stats, `/stats` for the filter's metrics), wasm logs at info (the audit
 //! lines), and optionally file-based LDS (configuration reload). Fakes are named so.
 #![allow(dead_code)]
@@ -11,14 +11,14 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    envoy_binary, port_is_free, render_bootstrap, run, tail, wasm_file, workspace_root,
-    Certificate, Daemon, EnvoyConfig, PowerDns, DEMO_ZONE,
+    envoy_binary, render_bootstrap, run, tail, wasm_file, workspace_root, Certificate, Daemon,
+    EnvoyConfig, PowerDns, DEMO_ZONE,
 };
 use serde_json::Value;
 
@@ -28,23 +28,7 @@ pub const NEIGHBOUR: &str = "neighbour.dyn.example.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
-pub use dynedge_envoy::{log_files, secrets_in_logs, TEST_SECRETS as SECRETS};
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(25000);
-
-/// A port of the hardening range (25000–25999) that nothing listens on.
-pub fn free_port() -> u16 {
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            port < 26000,
-            "the hardening port range 25000–25999 is used up"
-        );
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
+pub use dynedge_envoy::{free_port, log_files, secrets_in_logs, TEST_SECRETS as SECRETS};
 
 /// Where every hardening test keeps its files (the secrets test greps the logs under it).
 pub fn suite_dir() -> PathBuf {

@@ -1,5 +1,5 @@
 //! The end-to-end fixture: a real PowerDNS and a real Envoy running the built filter, on this
-//! suite's private ports (20000–20999), and curl/dig/openssl to talk to them.
+//! ports from `free_port`, and curl/dig/openssl to talk to them.
 #![allow(dead_code)]
 // each test binary uses a different part of it
 // Test support: failing loudly is its job (clippy.toml allows these only inside #[test] fns).
@@ -9,13 +9,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use dynedge_envoy::free_port;
 use dynedge_envoy::{
-    port_is_free, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy,
-    DEMO_ZONE,
+    wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy, DEMO_ZONE,
 };
 
 pub const HOME: &str = "home.dyn.example.test";
@@ -26,7 +25,7 @@ pub const DEMO_PASSWORD: &str = "demo-password";
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
 
-/// The Layer 0 headers (ApertoDNS digest §12) every response must carry exactly once.
+/// The Layer 0 headers (docs/dialects.md, Protocol rules: Layer 0) every response must carry exactly once.
 pub const LAYER0: &[(&str, &str)] = &[
     (
         "strict-transport-security",
@@ -44,44 +43,6 @@ pub const LAYER0: &[(&str, &str)] = &[
         "no-store, no-cache, must-revalidate, private",
     ),
 ];
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
-static PORT_END: AtomicU16 = AtomicU16::new(21000);
-
-/// Moves this test binary to another port range (each engineer's suite has its own); call it
-/// before starting anything. Idempotent, so every test of a binary may call it.
-pub fn use_ports(start: u16, end: u16) {
-    if std::env::var_os("DYNEDGE_E2E_PORTS").is_some() {
-        return; // the environment decides
-    }
-    NEXT_PORT.fetch_max(start, Ordering::SeqCst);
-    PORT_END.store(end, Ordering::SeqCst);
-}
-
-/// A port of this suite's range that nothing listens on. `DYNEDGE_E2E_PORTS=START-END` moves
-/// every suite to another range (to run another engineer's suites on your own ports).
-pub fn free_port() -> u16 {
-    static FROM_ENV: std::sync::Once = std::sync::Once::new();
-    FROM_ENV.call_once(|| {
-        let range = std::env::var("DYNEDGE_E2E_PORTS").unwrap_or_default();
-        if let Some((a, b)) = range.split_once('-') {
-            if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse::<u16>()) {
-                NEXT_PORT.store(a, Ordering::SeqCst);
-                PORT_END.store(b.saturating_add(1), Ordering::SeqCst);
-            }
-        }
-    });
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            port < PORT_END.load(Ordering::SeqCst),
-            "the e2e port range is used up"
-        );
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
 
 /// A fresh directory for one test under cargo's test tmpdir.
 pub fn test_dir(name: &str) -> PathBuf {

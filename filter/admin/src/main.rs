@@ -5,9 +5,11 @@
 //! configuration with the core (with `--config`, against its zones too) and written with a
 //! compare-on-revision transaction, so two admins never silently overwrite each other.
 //! Passwords are read from stdin; no stored hash or token is ever printed.
+//! `dynedge validate FILE` and `dynedge schema` check a plugin configuration (`validate.rs`).
 
 mod etcd_http;
 mod password;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -20,7 +22,10 @@ use serde_json::{json, Value};
 
 use etcd_http::Etcd;
 
-const USAGE: &str = "usage: dynedge admin [--etcd URLS] [--prefix P] [--config PLUGIN.json] COMMAND
+const USAGE: &str =
+    "usage: dynedge validate FILE   (plugin configuration .json, or WasmPlugin .yaml)
+       dynedge schema          (the configuration's JSON Schema)
+       dynedge admin [--etcd URLS] [--prefix P] [--config PLUGIN.json] COMMAND
   user add NAME [--host FQDN]... [--zone ZONE]...   (password on stdin)
   user passwd NAME                                  (new password on stdin)
   user disable NAME | user enable NAME | user list
@@ -33,6 +38,9 @@ environment: DYNEDGE_ETCD (default http://127.0.0.1:2379), DYNEDGE_ETCD_PREFIX (
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = validate::command(&args) {
+        return code;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,7 +2,7 @@
 //!
 //! Clients send addresses in query strings, so everything here is text in, typed value out.
 //! `std`'s parsers are already strict (no `1.2.3`, no leading zeros, no zone ids); this module
-//! adds the range rules of the ApertoDNS digest §8 and the per-zone allow-list.
+//! adds the special ranges (docs/dialects.md, Protocol rules) and the per-zone allow-list.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -108,7 +108,7 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// The ranges every zone rejects unless it allows them (ApertoDNS digest §8).
+/// The ranges every zone rejects unless it allows them (docs/dialects.md, Protocol rules: special ranges).
 pub const SPECIAL_RANGES: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",

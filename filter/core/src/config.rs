@@ -13,6 +13,7 @@ use crate::names::Fqdn;
 
 /// A secret from the configuration. Never printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -50,6 +51,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 // ---------------------------------------------------------------- raw (what operators write)
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
@@ -82,6 +84,14 @@ struct RawConfig {
     expiry_sweep_interval_s: u64,
     /// Where credentials and host state live (`crate::store`); absent = this configuration.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            with = "Option<crate::store::RawStore>",
+            description = "Where credentials and host state live: `{\"type\": \"config\"}` (this \
+                configuration, the default) or `{\"type\": \"etcd\", ...}` (docs/etcd.md)."
+        )
+    )]
     store: Option<serde_json::Value>,
 }
 
@@ -97,6 +107,7 @@ fn default_record_cache_ttl() -> u64 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawZone {
     name: String,
@@ -115,6 +126,7 @@ fn default_ttl() -> u32 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum RawBackend {
     Powerdns {
@@ -126,7 +138,7 @@ enum RawBackend {
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
     },
-    /// RFC 2136 UPDATE + TSIG over a DoH relay (backends/rfc2136.rs).
+    /// RFC 2136 UPDATE + TSIG over a DoH relay (`backends/rfc2136/`).
     Rfc2136 {
         cluster: String,
         authority: String,
@@ -149,7 +161,7 @@ enum RawBackend {
 fn default_doh_path() -> String {
     "/dns-query".into()
 }
-/// Above dnsdist's 3.7 s "no downstream" answer and Knot's rare 1 s UPDATE (research/doh.md).
+/// Above dnsdist's 3.7 s "no downstream" answer and Knot's rare 1 s UPDATE (docs/rfc2136.md, Measured).
 fn default_doh_timeout() -> u64 {
     5000
 }
@@ -162,6 +174,7 @@ fn default_timeout() -> u64 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawUser {
     name: String,
@@ -179,6 +192,7 @@ fn yes() -> bool {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawToken {
     id: String,
@@ -199,6 +213,7 @@ fn all_scopes() -> Vec<String> {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDyndns2 {
     #[serde(default)]
@@ -371,6 +386,16 @@ fn check_http_target(
         return Err(err(format!("{path}.timeout_ms"), "must be 1..=60000"));
     }
     Ok(())
+}
+
+/// The JSON Schema of the plugin configuration, derived from the serde types [`Config::from_json`]
+/// reads (`examples/dynedge.schema.json`). It checks the shape; `from_json` also checks meaning
+/// (names, ranges, references between sections).
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawConfig);
+    schema.insert("title".into(), "dynedge plugin configuration".into());
+    schema.to_value()
 }
 
 /// A stable identity of a raw configuration, so VMs can tell whether theirs is current.

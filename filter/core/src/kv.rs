@@ -29,10 +29,15 @@ impl KvWrite {
     }
 }
 
-/// The key schema, in one place.
+/// The key schema. Three families live beside the code that owns them: the rate-limit counters
+/// (`dynedge:rl:*`, `limits.rs`), the ApertoDNS start time (`dynedge:apertodns:started_ms`,
+/// `dialects/apertodns.rs`) and the etcd store's sync time (`dynedge:store:etcd:synced_ms`,
+/// `store/etcd.rs`).
 pub mod keys {
-    /// Serialized configuration and its generation, written by the root context.
+    /// The raw configuration JSON as the proxy gave it, written by the proxy-wasm root context.
     pub const CONFIG: &str = "dynedge:config";
+    /// The hex SHA-256 of [`CONFIG`] (`config::fingerprint`): a VM whose compiled configuration
+    /// has another fingerprint compiles [`CONFIG`] again.
     pub const CONFIG_GENERATION: &str = "dynedge:config:generation";
 
     /// A cached successful password verification: value = expiry (unix seconds).
@@ -50,7 +55,8 @@ pub mod keys {
         format!("dynedge:expired:{name}")
     }
 
-    /// What the backend last held for a name and type: value = `written_at_s|v1,v2`.
+    /// What the backend last held for a name and type: value = `written_at_ms|v1\nv2` (unix
+    /// milliseconds, then the values one a line; nothing after `|` for an empty RRset).
     pub fn record(name: &str, rtype: &str) -> String {
         format!("dynedge:rr:{name}:{rtype}")
     }

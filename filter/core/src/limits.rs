@@ -15,6 +15,7 @@ use crate::kv::{KvView, KvWrite};
 
 /// One fixed window: at most `limit` events per `window_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     pub limit: u32,
@@ -22,6 +23,7 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimits {
     pub enabled: bool,

@@ -3,23 +3,23 @@
 //! A dialect parses its wire format, says how the request *presents* credentials
 //! ([`Credentials`]) and which scope it needs, and calls [`authorize`]. The ladder, in order:
 //!
-//! 1. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
-//!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
-//! 2. **client refusal**: the client's failure and request windows, and those of the user it
+//! 1. **client refusal**: the client's failure and request windows, and those of the user it
 //!    claims if that user exists (`limits::refuse_client`), before any Argon2 work;
+//! 2. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
+//!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
 //! 3. **authentication**: `auth::authenticate`, or a registered acme-dns account;
 //! 4. **counting**: a failure counts against the client's network, and against the user (and the
 //!    user on this network) only if the user exists; a success marks the client's network as
 //!    known to the user (`limits::mark_known`);
-//! 5. **scope**: the scope the route needs (lacking it counts as a failure, as before);
-//! 6. **ownership and host limits**, per target, when the job is made ([`Authorized::admit`]): a
+//! 5. **scope**: the scope the route needs (lacking it counts as a failure);
+//! 6. **ownership and host limits**, per target, when the job is made (`Authorized::admit`): a
 //!    target the identity may not update becomes `nohost`, repeats of one target are written
 //!    once and answered for each input, a host over `good_per_host` is `abuse`, and the job counts
 //!    against the client's and each host's good windows.
 //!
 //! Only this module constructs an [`Authorized`] (its fields are private) and [`Job::new`] takes
 //! one, so no dialect can plan a job without passing the ladder. The expiry sweep, which has no
-//! request, gets its own [`Authorized::sweep`]. Routes with no credentials by design take a
+//! request, gets its own `Authorized::sweep`. Routes with no credentials by design take a
 //! [`Public`] marker; new credentials (tokens, acme-dns accounts) pass [`mint`].
 //!
 //! [`Job::new`]: crate::exchange::Job::new
@@ -140,12 +140,6 @@ pub fn authorize(
     let client = req.client_ip(&cfg.trusted_proxies);
     let rl = &cfg.rate_limits;
     let now_s = env.now_s();
-    if matches!(creds, Credentials::Presented(Presented::None)) {
-        return Err(Refused::plain(Denied::Missing));
-    }
-    if stale(cfg, env) {
-        return Err(Refused::plain(Denied::Unavailable));
-    }
     // The user counted against: only one that exists, so made-up names cost nothing to store.
     let (claimed, account) = match &creds {
         Credentials::Presented(p) => (
@@ -165,6 +159,12 @@ pub fn authorize(
     if let Some(retry_after_s) = limits::refused_for(rl, env.kv, client, claimed.as_deref(), now_s)
     {
         return Err(Refused::plain(Denied::Limited { retry_after_s }));
+    }
+    if matches!(creds, Credentials::Presented(Presented::None)) {
+        return Err(Refused::plain(Denied::Missing));
+    }
+    if stale(cfg, env) {
+        return Err(Refused::plain(Denied::Unavailable));
     }
     let bad = |e: AuthError| Refused {
         denied: Denied::Bad(e),

@@ -45,7 +45,7 @@ impl fmt::Display for Code {
     }
 }
 
-/// Layer 0 headers (ApertoDNS digest §12) on every reply the core produces.
+/// Layer 0 headers (docs/dialects.md, Protocol rules: Layer 0) on every reply the core produces.
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     (
         "strict-transport-security",

@@ -1,6 +1,6 @@
 //! Time as text. The clock itself is an input (`Env::now_ms`); this only formats it.
 
-/// ISO 8601 UTC with milliseconds, e.g. `2025-01-01T12:00:00.000Z` (ApertoDNS digest §2).
+/// ISO 8601 UTC with milliseconds, e.g. `2025-01-01T12:00:00.000Z` (docs/dialects.md, Protocol rules: timestamps).
 // `days` is below 2^38 (u64 milliseconds / 86_400_000), so no step overflows an i64.
 #[allow(clippy::arithmetic_side_effects)]
 pub fn iso8601(ms: u64) -> String {

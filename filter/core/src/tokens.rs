@@ -64,7 +64,7 @@ pub fn index(kv: &dyn KvView, user: &str) -> Vec<IndexEntry> {
         .unwrap_or_default()
 }
 
-/// A new token `{provider}_{environment}_{32 base64url}` (digest §3.1).
+/// A new token `{provider}_{environment}_{32 base64url}` (docs/dialects.md, Protocol rules: tokens).
 pub fn generate(key: &[u8], provider: &str, environment: &str, env: &Env, salt: &str) -> String {
     let Some(bytes) = random_bytes(key, env, salt) else {
         return String::new();

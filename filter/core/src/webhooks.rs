@@ -21,6 +21,7 @@ use crate::names::Fqdn;
 
 /// `webhooks` in the plugin configuration; absent = webhooks off (`/info` says so).
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhooks {
     /// The proxy cluster that reaches subscribers (e.g. an Envoy dynamic forward proxy).

@@ -1,4 +1,4 @@
-//! The bad-input corpus (`tests/data/bad_requests.jsonl`, issue 7) against the core: every
+//! The bad-input corpus (`tests/data/bad_requests.jsonl`) against the core: every
 //! malformed request gets its clear error and never reaches the backend. The same corpus runs
 //! through real Envoy + the .wasm + PowerDNS in `envoy/tests/hardening.rs`.
 #![cfg(feature = "testing")]

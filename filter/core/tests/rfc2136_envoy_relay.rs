@@ -1,4 +1,4 @@
-//! The RFC 2136 backend through Envoy 1.40 (the clusters of `envoy/rfc2136-clusters.yaml.tmpl`)
+//! The RFC 2136 backend through Envoy 1.40 (the clusters of `envoy/rfc2136-{bind,dnsdist}-cluster.yaml.tmpl`)
 //! to BIND's own DoH and to dnsdist → Knot. The core builds and signs each UPDATE and verifies
 //! each answer; this test carries the bytes over one HTTP/1.1 keep-alive connection to Envoy,
 //! which speaks h2c upstream. It prints per-UPDATE latency figures (no timed assertions).

@@ -1,33 +1,19 @@
 //! Real parts for the end-to-end tests: PowerDNS, an upstream web server, certificates, the
-//! `dynedge-pingora` binary, curl and openssl. Every process is a child stopped on Drop.
-//! Ports come from this engineer's range, 24000–24999.
+//! `dynedge-pingora` binary, curl and openssl. Every process is a child stopped on Drop, on
+//! ports from `dynedge_envoy::free_port`.
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+pub use dynedge_envoy::free_port;
+
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
 pub const ZONE: &str = "dyn.example.test";
-
-/// A port in 24000–24999 that is free on 127.0.0.1 (TCP and UDP) right now.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 24000 + (std::process::id() % 40) as u16 * 25;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port = 24000 + (base - 24000 + n) % 1000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
-        }
-        assert!(n < 2000, "no free port in 24000-24999");
-    }
-}
 
 /// A child process killed (and reaped) when dropped.
 pub struct Proc {

@@ -1,5 +1,4 @@
 //! PowerDNS Authoritative HTTP API: `GET`/`PATCH /api/v1/servers/{id}/zones/{zone}.`
-//! (research/dns.md §3 has the recipe and the exact error bodies).
 
 use serde::Deserialize;
 use serde_json::json;

@@ -53,6 +53,7 @@ pub const PASSWORD_LEN: usize = 40;
 
 /// `acme_dns` in the plugin configuration.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAcmeDns {
     /// Where registrations live: `{subdomain}.{zone}`; must lie inside a configured zone.

@@ -39,6 +39,7 @@ const TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
 
 /// `apertodns` in the plugin configuration (all optional).
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAperto {
     #[serde(default)]
@@ -56,10 +57,15 @@ pub struct RawAperto {
     token_key: Option<Secret>,
     /// Per-token and per-address request limits of digest §13 (default on).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(description = "Per-token and per-address request limits (default on).")
+    )]
     rate_limits: Option<bool>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: String,

@@ -32,6 +32,7 @@ use crate::reply::{Code, Reply};
 use crate::request::{Params, Request};
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
     path: String,
@@ -43,6 +44,7 @@ pub struct RawEndpoint {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawParams {
     hostname: Option<Vec<String>>,

@@ -327,8 +327,8 @@ fn decode_record(kvs: &[Kv]) -> (HostRecord, i64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Read,
-    /// A type the etcd record does not know yet (never written through this store): DNS is
-    /// read once so that edits, deletions and the reported old values start from the truth.
+    /// A type the etcd record does not know yet (never written through this store) that an
+    /// edit or a deletion depends on: DNS is read once, so they start from what it holds.
     DnsRead(RrType),
     Claim,
     DnsWrite,
@@ -623,10 +623,18 @@ impl HostFlow {
         let Some(st) = self.states.get_mut(i) else {
             return;
         };
+        // Only edits and deletions depend on what is there; an address that replaces the type
+        // outright costs no read.
+        let depends = |r: &RrType| {
+            t.edits.iter().any(|(e, _)| e == r)
+                || t.want.iter().any(|(w, v)| w == r && v.is_empty())
+        };
         let unknown: Vec<RrType> = types
             .iter()
             .copied()
-            .filter(|r| !rec.rr.contains_key(r.as_str()) && !st.dns_base.contains_key(r))
+            .filter(|r| {
+                !rec.rr.contains_key(r.as_str()) && !st.dns_base.contains_key(r) && depends(r)
+            })
             .collect();
         if !unknown.is_empty() {
             st.waiting = Some((rec, rev));

@@ -30,6 +30,7 @@ pub enum StoreConfig {
 
 /// Where the etcd v3 JSON gateway is and how to use it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EtcdStore {
     /// The proxy's cluster (Envoy) or upstream (Pingora) of the etcd client URLs.
@@ -73,8 +74,9 @@ impl EtcdStore {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum RawStore {
+pub(crate) enum RawStore {
     Config {},
     Etcd(EtcdStore),
 }

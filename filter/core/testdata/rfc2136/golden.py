@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent golden bytes for backends/rfc2136.rs tests, made with dnspython (Debian
+"""Independent golden bytes for the tests of src/backends/rfc2136/, made with dnspython (Debian
 python3-dnspython 2.3). Prints hex lines the Rust tests embed:
 
   update-sha256  the UPDATE of `golden_update_is_byte_identical_to_dnspython` signed hmac-sha256

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates bad_requests.jsonl: the bad-input corpus (issue 7), one malformed request a line.
+"""Generates bad_requests.jsonl: the bad-input corpus, one malformed request a line.
 
 Run from this directory: python3 gen_bad_requests.py > bad_requests.jsonl
 Fields: id, category, method, path, headers [[name, value]], body, expect (the reply's code:

@@ -2,7 +2,7 @@
 //! BIND 9.18 with its own DoH listener (plain HTTP/2, h2c), Knot 3.2 and PowerDNS 4.7 (plain
 //! DNS), dnsdist 1.7 as a DoH → DNS relay, and Envoy as an HTTP hop. The servers' files and
 //! processes come from `dynedge_envoy::rfc2136` (the same code `cargo xtask up --backend
-//! rfc2136` runs); this module picks ports in the rfc2136 range 21000–21999 and directories.
+//! rfc2136` runs); this module picks their directories; ports come from `free_port`.
 //! Every server is stopped by its pid when its handle drops.
 
 use std::fs;
@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
+pub use dynedge_envoy::free_port;
 pub use dynedge_envoy::rfc2136::{self as stack, Bind, Dnsdist, Knot, PowerDnsUpdate, ZONE};
-use dynedge_envoy::{envoy_binary, port_is_free, Daemon};
+use dynedge_envoy::{envoy_binary, Daemon};
 
 pub const KEY_NAME: &str = "ddns-key";
 pub const KEY_SECRET: &str = "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=";
@@ -33,20 +34,6 @@ pub fn keys() -> [stack::TsigKeyText; 2] {
             secret: KEY512_SECRET,
         },
     ]
-}
-
-/// A free port in 21000–21999 (TCP and UDP), never handed out twice by this process.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % 40) as u16 * 20;
-    for _ in 0..1000 {
-        let off = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
-        let port = 21000 + (start + off) % 1000;
-        if port_is_free(port) {
-            return port;
-        }
-    }
-    panic!("no free port in 21000-21999");
 }
 
 /// A fresh directory under cargo's test tmpdir (kept after the run, for the logs).

@@ -81,12 +81,12 @@ pub fn update_message(id: u16, zone: &Fqdn, sets: &[RrSet]) -> Result<Message, B
             msg.add_pre_requisite(pre);
             guarded.push(name.clone());
         }
-        // Update (§2.5.2): delete the RRset: class ANY, TTL 0, no RDATA.
+        // Update (RFC 2136 §2.5.2): delete the RRset: class ANY, TTL 0, no RDATA.
         let mut del =
             Record::update0(name.clone(), 0, record_type(set.rtype)).into_record_of_rdata();
         del.dns_class = DNSClass::ANY;
         msg.add_update(del);
-        // Update (§2.5.1): add each RR with the zone's TTL.
+        // Update (RFC 2136 §2.5.1): add each RR with the zone's TTL.
         for value in &set.values {
             let mut add = Record::from_rdata(name.clone(), set.ttl, rdata(set.rtype, value)?);
             add.dns_class = DNSClass::IN;
