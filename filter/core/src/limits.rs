@@ -139,13 +139,13 @@ pub fn network(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
             let mask = u32::MAX
-                .checked_shl(32 - u32::from(v4.min(32)))
+                .checked_shl(32u32.saturating_sub(u32::from(v4)))
                 .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
         }
         IpAddr::V6(a) => {
             let mask = u128::MAX
-                .checked_shl(128 - u32::from(v6.min(128)))
+                .checked_shl(128u32.saturating_sub(u32::from(v6)))
                 .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
         }
@@ -504,7 +504,8 @@ pub struct RateState {
 /// The subject (which may come from the request) is hashed: a key has a fixed length.
 pub fn window_key(bucket: &str, subject: &str) -> String {
     let d = Sha256::digest(subject.as_bytes());
-    format!("dynedge:rl:api:{bucket}:{}", crate::auth::hex(&d[..16]))
+    let half = d.get(..16).unwrap_or(&d);
+    format!("dynedge:rl:api:{bucket}:{}", crate::auth::hex(half))
 }
 
 /// Counts this request in a fixed window stored as [`merge_count`] values and says where the

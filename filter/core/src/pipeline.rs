@@ -345,21 +345,26 @@ impl Authorized {
         let mut paired: Vec<String> = Vec::new();
         let mut marks: Vec<KvWrite> = Vec::new();
         for i in 0..hosts.len() {
-            let Some(t) = hosts[i].target.as_ref().filter(|_| hosts[i].code.is_none()) else {
+            let Some((before, rest)) = hosts.split_at_mut_checked(i) else {
+                continue;
+            };
+            let Some(h) = rest.first_mut() else {
+                continue;
+            };
+            let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                 continue;
             };
             if !self.may_target(cfg, &t.name) {
-                let label = hosts[i].label.clone();
-                hosts[i] = HostJob::decided(label, Code::Nohost);
+                *h = HostJob::decided(h.label.clone(), Code::Nohost);
                 continue;
             }
-            let same = hosts[..i].iter().position(|h| {
-                h.target.as_ref().is_some_and(|o| {
+            let same = before.iter().position(|o| {
+                o.target.as_ref().is_some_and(|o| {
                     o.name == t.name && o.ttl == t.ttl && o.want == t.want && o.edits == t.edits
                 })
             });
             if let Some(first) = same {
-                hosts[i].mirror(first);
+                h.mirror(first);
                 continue;
             }
             if sweep || !is_write(t) {
@@ -379,8 +384,7 @@ impl Authorized {
             let pending =
                 u32::try_from(written.iter().filter(|n| **n == name).count()).unwrap_or(u32::MAX);
             if limits::refuse_host(rl, env.kv, &name, pending, env.now_s()) {
-                let label = hosts[i].label.clone();
-                hosts[i] = HostJob::decided(label, Code::Abuse);
+                *h = HostJob::decided(h.label.clone(), Code::Abuse);
                 continue;
             }
             if let Some(f) = family {

@@ -25,6 +25,7 @@ mod message;
 mod tsig;
 
 #[cfg(test)]
+#[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod fixtures;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -188,7 +189,10 @@ pub fn check_write(
             "DNS UPDATE answered {rcode} but the answer's TSIG does not verify"
         )));
     }
-    if tsig.time.abs_diff(p.signed_at) > u64::from(FUDGE) + b.timeout_ms / 1000 + 1 {
+    let window = u64::from(FUDGE)
+        .saturating_add(b.timeout_ms / 1000)
+        .saturating_add(1);
+    if tsig.time.abs_diff(p.signed_at) > window {
         return Err(BackendError(
             "the answer's TSIG time is outside the fudge of our request".into(),
         ));
