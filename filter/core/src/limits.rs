@@ -626,6 +626,45 @@ mod tests {
     }
 
     #[test]
+    fn clients_count_by_network_and_a_known_network_is_exempt_from_the_user_window_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(network(ip("203.0.113.77"), 24, 56), ip("203.0.113.0"));
+        assert_eq!(
+            network(ip("2001:db8:1:2ff::7"), 24, 56),
+            ip("2001:db8:1:200::")
+        );
+        assert_eq!(network(ip("2001:db8::7"), 32, 128), ip("2001:db8::7"));
+        let rl = RateLimits::default();
+        let kv = MemoryKv::default();
+        let home = Some(ip("198.51.100.7"));
+        kv.apply(
+            &mark_known(&rl, &kv, "demo", home, 10)
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            mark_known(&rl, &kv, "demo", home, 20).is_none(),
+            "fresh: not written again"
+        );
+        for i in 0..rl.bad_per_user.limit {
+            bump(
+                &kv,
+                &count_bad(&rl, Some(ip(&format!("10.0.{i}.1"))), Some("demo")),
+                10,
+            );
+        }
+        assert!(!refuse_client(&rl, &kv, home, Some("demo"), 11));
+        assert!(refuse_client(
+            &rl,
+            &kv,
+            Some(ip("192.0.2.1")),
+            Some("demo"),
+            11
+        ));
+        assert!(!is_known(&rl, &kv, "demo", home, 10 + rl.known_client_s));
+    }
+
+    #[test]
     fn a_host_updated_too_often_is_refused() {
         let rl = RateLimits::default();
         let kv = MemoryKv::default();
