@@ -439,3 +439,23 @@ fn ip6lanprefix_gives_a_host_with_an_interface_id_prefix_plus_identifier() {
     assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8:18:2:1:2:3:4"]);
     assert_eq!(stack.records(HOME, "A"), ["192.0.2.18"]);
 }
+
+#[test]
+fn the_listener_answers_on_ipv6_loopback_too() {
+    let stack = Stack::start("ipv6_loopback");
+    if stack.proxy != dynedge_envoy::Proxy::Envoy {
+        // Only the Envoy bootstrap adds [::1]; the Pingora binary listens on one address.
+        return;
+    }
+    let url = format!(
+        "https://[::1]:{}/nic/update?hostname={HOME}&myip=192.0.2.19",
+        stack.envoy.port
+    );
+    let reply = stack.get_url(&url, &["-u", &format!("{DEMO_USER}:{DEMO_PASSWORD}")]);
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.19\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.19"]);
+}
