@@ -89,9 +89,12 @@ pub fn envoy_binary() -> Result<PathBuf> {
     }
 }
 
-/// True when nothing listens on 127.0.0.1:`port` (TCP and UDP).
+/// True when nothing listens on 127.0.0.1:`port` (TCP and UDP) nor on [::1]:`port` (TCP, where
+/// the Envoy listener also binds).
 pub fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+        && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        && TcpListener::bind(("::1", port)).is_ok()
 }
 
 /// A port free on 127.0.0.1 for TCP and UDP, as the kernel hands one out to `bind(0)`: test
@@ -743,6 +746,7 @@ mod tests {
             .collect();
         assert!(code.iter().all(|l| !l.contains("{{")), "{yaml}");
         assert!(yaml.contains("port_value: 8443"));
+        assert!(yaml.contains(r#"{address: "::1", port_value: 8443}"#));
         assert!(yaml.contains(r#"value: "{\"zones\": []}""#));
         assert!(yaml.contains("filename: \"/f.wasm\""));
     }

@@ -421,3 +421,41 @@ fn v4_then_v6_in_two_requests_is_one_update_under_a_per_host_limit_of_one() {
     assert_eq!(third.body, "abuse\n", "{third:#?}");
     assert_eq!(stack.records(HOME, "A"), ["192.0.2.16"]);
 }
+
+#[test]
+fn ip6lanprefix_gives_a_host_with_an_interface_id_prefix_plus_identifier() {
+    let stack = Stack::start_with("ip6lan_prefix", |cfg| {
+        cfg["users"][0]["hosts"][0] =
+            serde_json::json!({"name": HOME, "interface_id": "::1:2:3:4"});
+    });
+    let reply = stack.update_as_demo(&format!(
+        "hostname={HOME}&myip=192.0.2.18&myip6=2001:db8::18&ip6lanprefix=2001:db8:18:2::/64"
+    ));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.18 2001:db8:18:2:1:2:3:4\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8:18:2:1:2:3:4"]);
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.18"]);
+}
+
+#[test]
+fn the_listener_answers_on_ipv6_loopback_too() {
+    let stack = Stack::start("ipv6_loopback");
+    if stack.proxy != dynedge_envoy::Proxy::Envoy {
+        // Only the Envoy bootstrap adds [::1]; the Pingora binary listens on one address.
+        return;
+    }
+    let url = format!(
+        "https://[::1]:{}/nic/update?hostname={HOME}&myip=192.0.2.19",
+        stack.envoy.port
+    );
+    let reply = stack.get_url(&url, &["-u", &format!("{DEMO_USER}:{DEMO_PASSWORD}")]);
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.19\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.19"]);
+}

@@ -441,6 +441,7 @@ fn up(args: &[String]) -> Result<()> {
         &run_dir,
         &ports,
         envoy.daemon().log_path(),
+        proxy,
     );
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
@@ -477,15 +478,20 @@ fn up(args: &[String]) -> Result<()> {
     }
 }
 
-fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports, gateway_log: &Path) {
+fn print_try_lines(cacert: &Path, run_dir: &Path, ports: &Ports, gateway_log: &Path, proxy: Proxy) {
     let ca = cacert.display();
     let base = format!("https://127.0.0.1:{}", ports.https);
     let q = format!("{base}/nic/update?hostname={DEMO_HOST}");
     let dns = ports.dns;
+    // The Envoy bootstrap also listens on IPv6 loopback; the Pingora binary on one address.
+    let v6 = match proxy {
+        Proxy::Envoy => format!(" and https://[::1]:{}", ports.https),
+        Proxy::Pingora => String::new(),
+    };
     let dig = format!("dig +short @127.0.0.1 -p {dns} {DEMO_HOST}");
     println!(
         "
-dynedge is up: {base}  (DNS: 127.0.0.1:{dns}, zone {DEMO_ZONE})
+dynedge is up: {base}{v6}  (DNS: 127.0.0.1:{dns}, zone {DEMO_ZONE})
 certificate (for --cacert): {ca}
 
 Try (demo user demo / demo-password owns {DEMO_HOST}):

@@ -150,11 +150,16 @@ impl Stack {
 
     /// GET `path_and_query` over HTTPS with curl, plus `extra` curl arguments.
     pub fn get(&self, path_and_query: &str, extra: &[&str]) -> Reply {
+        self.get_url(&self.envoy.url(path_and_query), extra)
+    }
+
+    /// GET a whole `url` over HTTPS with curl, plus `extra` curl arguments.
+    pub fn get_url(&self, url: &str, extra: &[&str]) -> Reply {
         let out = Command::new("curl")
             .args(["-sS", "-i", "-m", "10", "--cacert"])
             .arg(self.cacert())
             .args(extra)
-            .arg(self.envoy.url(path_and_query))
+            .arg(url)
             .stdin(Stdio::null())
             .output()
             .unwrap();

@@ -54,6 +54,57 @@ pub fn parse_v6(text: &str) -> Result<Ipv6Addr, AddrError> {
     }
 }
 
+/// Parses a delegated IPv6 prefix (`2001:db8:1:2::/64`; no length means /64). Longer than /64
+/// is refused: the lower 64 bits belong to the interface identifier.
+pub fn parse_v6_prefix(text: &str) -> Result<Cidr, AddrError> {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (text, None),
+    };
+    let net = parse_v6(ip)?;
+    let prefix = match len {
+        None => 64,
+        Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= 64)
+            .ok_or(AddrError::Malformed)?,
+        Some(_) => return Err(AddrError::Malformed),
+    };
+    Ok(Cidr {
+        net: IpAddr::V6(net),
+        prefix,
+    })
+}
+
+/// `prefix`'s network bits followed by `iid`'s remaining bits; `None` for an IPv4 prefix.
+pub fn with_interface_id(prefix: &Cidr, iid: Ipv6Addr) -> Option<Ipv6Addr> {
+    let IpAddr::V6(net) = prefix.net else {
+        return None;
+    };
+    let mask = u128::MAX
+        .checked_shl(128u32.saturating_sub(u32::from(prefix.prefix)))
+        .unwrap_or(0);
+    Some(Ipv6Addr::from(
+        (u128::from(net) & mask) | (u128::from(iid) & !mask),
+    ))
+}
+
+/// A configured interface identifier: the lower 64 bits only, not all zero.
+pub fn parse_interface_id(text: &str) -> Result<Ipv6Addr, String> {
+    let iid = parse_v6(text).map_err(|e| format!("'{text}' {e}"))?;
+    let bits = u128::from(iid);
+    if bits == 0 {
+        return Err("an all-zero interface identifier names the subnet, not a host".into());
+    }
+    if bits >> 64 != 0 {
+        return Err(format!(
+            "'{text}' has bits inside the /64 prefix; write only the lower 64 bits (e.g. ::1:2:3:4)"
+        ));
+    }
+    Ok(iid)
+}
+
 /// An address range in CIDR notation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -239,5 +290,29 @@ mod tests {
         let p = AddrPolicy::new(vec!["192.0.2.0/24".parse().unwrap()]);
         assert!(p.check("192.0.2.9".parse().unwrap()).is_ok());
         assert!(p.check("10.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn lan_prefix_and_interface_id_combine() {
+        let p = parse_v6_prefix("2001:db8:1:2::").unwrap();
+        assert_eq!(p.to_string(), "2001:db8:1:2::/64");
+        let iid = parse_interface_id("::1:2:3:4").unwrap();
+        let want: Ipv6Addr = "2001:db8:1:2:1:2:3:4".parse().unwrap();
+        assert_eq!(with_interface_id(&p, iid), Some(want));
+        let p56 = parse_v6_prefix("2001:db8:1:200::/56").unwrap();
+        let want: Ipv6Addr = "2001:db8:1:200:1:2:3:4".parse().unwrap();
+        assert_eq!(with_interface_id(&p56, iid), Some(want));
+        for bad in [
+            "2001:db8::/65",
+            "2001:db8::/+5",
+            "2001:db8::/",
+            "192.0.2.0/24",
+            "x/64",
+        ] {
+            assert!(parse_v6_prefix(bad).is_err(), "{bad}");
+        }
+        assert!(parse_interface_id("::").is_err());
+        assert!(parse_interface_id("1::1").is_err());
+        assert!(parse_interface_id("1.2.3.4").is_err());
     }
 }

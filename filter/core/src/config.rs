@@ -180,11 +180,32 @@ struct RawUser {
     name: String,
     password_hash: Secret,
     #[serde(default)]
-    hosts: Vec<String>,
+    hosts: Vec<RawHost>,
     #[serde(default)]
     zones: Vec<String>,
     #[serde(default = "yes")]
     active: bool,
+}
+
+/// A user's host: its name, or the name with a fixed IPv6 interface identifier.
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+enum RawHost {
+    Name(String),
+    Entry(RawHostEntry),
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+struct RawHostEntry {
+    name: String,
+    /// The host's IPv6 interface identifier (lower 64 bits, e.g. `::1:2:3:4`, not all zero).
+    /// When a DynDNS2 update carries `ip6lanprefix`, the host's AAAA becomes that prefix
+    /// followed by this identifier.
+    #[serde(default)]
+    interface_id: Option<String>,
 }
 
 fn yes() -> bool {
@@ -325,6 +346,8 @@ pub struct Config {
     pub expiry_sweep_interval_s: u64,
     /// Who owns each explicitly granted host (a host has one owner).
     pub host_owner: HashMap<Fqdn, String>,
+    /// Hosts declared with a fixed IPv6 interface identifier (lower 64 bits, never zero).
+    pub interface_ids: HashMap<Fqdn, std::net::Ipv6Addr>,
     pub apertodns: crate::dialects::apertodns::ApertoSettings,
     /// Operator-defined update endpoints (ddns-service style), first match wins.
     pub endpoints: Vec<crate::dialects::custom::Endpoint>,
@@ -506,6 +529,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let mut users = HashMap::new();
     let mut host_owner: HashMap<Fqdn, String> = HashMap::new();
+    let mut interface_ids = HashMap::new();
     for (i, u) in raw.users.into_iter().enumerate() {
         let path = format!("users[{i}]");
         if u.name.is_empty() || u.name.contains(':') || u.name.chars().any(char::is_control) {
@@ -525,7 +549,16 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut hosts = BTreeSet::new();
         for (j, h) in u.hosts.iter().enumerate() {
             let hpath = format!("{path}.hosts[{j}]");
-            let fqdn = Fqdn::parse(h).map_err(|e| err(&hpath, e.to_string()))?;
+            let (name, iid) = match h {
+                RawHost::Name(n) => (n, None),
+                RawHost::Entry(e) => (&e.name, e.interface_id.as_deref()),
+            };
+            let fqdn = Fqdn::parse(name).map_err(|e| err(&hpath, e.to_string()))?;
+            if let Some(iid) = iid {
+                let iid = crate::addr::parse_interface_id(iid)
+                    .map_err(|m| err(format!("{hpath}.interface_id"), m))?;
+                interface_ids.insert(fqdn.clone(), iid);
+            }
             if !zone_known(&zones, &fqdn) {
                 return Err(err(hpath, format!("{fqdn} is in no configured zone")));
             }
@@ -675,6 +708,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         },
         expiry_sweep_interval_s: raw.expiry_sweep_interval_s.max(1),
         host_owner,
+        interface_ids,
         apertodns,
         endpoints,
         acme_dns,
@@ -756,6 +790,26 @@ pub(crate) mod tests {
         })
         .unwrap_err();
         assert!(e.message.contains("argon2id"), "{e}");
+    }
+
+    #[test]
+    fn interface_ids_are_checked_with_their_place() {
+        let host = |iid: &str| {
+            with(|v| {
+                v["users"][0]["hosts"][0] =
+                    serde_json::json!({"name": "home.dyn.example.test", "interface_id": iid});
+            })
+        };
+        let c = host("::1:2:3:4").unwrap();
+        let home = Fqdn::parse("home.dyn.example.test").unwrap();
+        assert_eq!(c.interface_ids[&home].to_string(), "::1:2:3:4");
+        assert!(c.users["demo"].hosts.contains(&home));
+        for bad in ["::", "2001:db8::1", "192.0.2.1", "nope"] {
+            let e = host(bad).unwrap_err();
+            assert_eq!(e.path, "users[0].hosts[0].interface_id", "{bad}: {e}");
+        }
+        assert!(host("::").unwrap_err().message.contains("all-zero"));
+        assert!(demo().interface_ids.is_empty());
     }
 
     #[test]

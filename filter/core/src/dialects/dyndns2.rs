@@ -94,6 +94,23 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
                 return Start::Reply(Outcome::reply(invalid_ip(json, param, &ip.to_string(), &e)));
             }
         }
+        // A host with an interface identifier lives in the router's LAN: the delegated prefix
+        // names it, and wins over `myip6` (the router's own address). Without an identifier
+        // the prefix says nothing about the host.
+        let mut v6 = addrs.v6;
+        if let (Some(prefix), Some(iid)) = (&addrs.lan_prefix, cfg.interface_ids.get(&name)) {
+            if let Some(ip) = addr::with_interface_id(prefix, *iid) {
+                if let Err(e) = zone.policy.check(IpAddr::V6(ip)) {
+                    return Start::Reply(Outcome::reply(invalid_ip(
+                        json,
+                        "ip6lanprefix",
+                        &ip.to_string(),
+                        &e,
+                    )));
+                }
+                v6 = Some(ip);
+            }
+        }
         let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
             hosts.push(HostJob::decided(name.to_string(), Code::Emergency));
             continue;
@@ -102,7 +119,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         if let Some(v4) = addrs.v4 {
             want.push((RrType::A, vec![v4.to_string()]));
         }
-        if let Some(v6) = addrs.v6 {
+        if let Some(v6) = v6 {
             want.push((RrType::Aaaa, vec![v6.to_string()]));
         }
         hosts.push(HostJob::update(Target {
@@ -158,12 +175,15 @@ struct Addresses {
     v6: Option<std::net::Ipv6Addr>,
     /// Every address with the parameter it came from, for the zone's range check.
     explicit: Vec<(&'static str, IpAddr)>,
+    /// `ip6lanprefix`: the router's delegated LAN prefix.
+    lan_prefix: Option<addr::Cidr>,
 }
 
 type ReplyFn = Box<dyn FnOnce(bool) -> Reply>;
 
 /// `myip` (a comma list of at most one address per family, `auto`, empty or absent) and
-/// `myip6`/`myipv6`/`ipv6`. With no address at all, the client's address is used.
+/// `myip6`/`myipv6`/`ipv6`, and `ip6lanprefix` (CIDR, /64 without a length). With no address
+/// at all, the client's address is used.
 fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, ReplyFn> {
     let dup = |e: ParamError| -> ReplyFn {
         Box::new(move |json| bad_request(json, "invalid_request", &e.to_string()))
@@ -172,6 +192,7 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
         v4: None,
         v6: None,
         explicit: vec![],
+        lan_prefix: None,
     };
     let set = |param: &'static str, ip: IpAddr, out: &mut Addresses| -> Result<(), ReplyFn> {
         let slot_taken = match ip {
@@ -217,6 +238,17 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
         })?;
         set(param, IpAddr::V6(ip), &mut out)?;
         auto = auto && !myip.is_empty();
+    }
+    if let Some(value) = params
+        .one("ip6lanprefix")
+        .map_err(dup)?
+        .filter(|v| !v.is_empty())
+    {
+        let prefix = addr::parse_v6_prefix(value).map_err(|e| -> ReplyFn {
+            let value = value.to_string();
+            Box::new(move |json| invalid_ip(json, "ip6lanprefix", &value, &e))
+        })?;
+        out.lan_prefix = Some(prefix);
     }
     if auto && out.v4.is_none() && out.v6.is_none() {
         let Some(client) = req.client_ip(&cfg.trusted_proxies) else {

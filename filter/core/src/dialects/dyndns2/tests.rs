@@ -657,3 +657,75 @@ fn rate_limits_can_be_switched_off() {
         .unwrap();
     assert_eq!(body(&r), "good 192.0.2.1\n");
 }
+
+/// The demo configuration with `home` declared with interface identifier `::1:2:3:4`.
+fn lan_host() -> Driver {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../../../../examples/dynedge.json")).unwrap();
+    v["users"][0]["hosts"][0] = serde_json::json!({"name": HOME, "interface_id": "::1:2:3:4"});
+    Driver::new(crate::Config::from_json(v.to_string().as_bytes()).unwrap())
+}
+
+#[test]
+fn ip6lanprefix_plus_interface_id_is_the_aaaa_then_nochg() {
+    let mut d = lan_host();
+    let q = "hostname=home.dyn.example.test&myip=192.0.2.7&ip6lanprefix=2001:db8:1:2::/64";
+    let r = d.send(update(q)).unwrap();
+    assert_eq!(body(&r), "good 192.0.2.7 2001:db8:1:2:1:2:3:4\n");
+    assert_eq!(d.pdns.records(HOME, "AAAA"), vec!["2001:db8:1:2:1:2:3:4"]);
+    let r = d.send(update(q)).unwrap();
+    assert_eq!(body(&r), "nochg 192.0.2.7 2001:db8:1:2:1:2:3:4\n");
+    // No length means /64.
+    let r = d
+        .send(update(
+            "hostname=home.dyn.example.test&myip=192.0.2.7&ip6lanprefix=2001:db8:1:3::",
+        ))
+        .unwrap();
+    assert_eq!(body(&r), "good 192.0.2.7 2001:db8:1:3:1:2:3:4\n");
+    assert_eq!(d.writes(), 2);
+}
+
+#[test]
+fn ip6lanprefix_wins_over_myip6_for_a_host_with_an_interface_id() {
+    let mut d = lan_host();
+    let r = d
+        .send(update(
+            "hostname=home.dyn.example.test&myip=192.0.2.7&myip6=2001:db8::7&ip6lanprefix=2001:db8:1:2::/64",
+        ))
+        .unwrap();
+    assert_eq!(body(&r), "good 192.0.2.7 2001:db8:1:2:1:2:3:4\n");
+}
+
+#[test]
+fn ip6lanprefix_is_ignored_for_a_host_without_an_interface_id() {
+    let mut d = Driver::demo();
+    let r = d
+        .send(update(
+            "hostname=home.dyn.example.test&myip=192.0.2.7&ip6lanprefix=2001:db8:1:2::/64",
+        ))
+        .unwrap();
+    assert_eq!(body(&r), "good 192.0.2.7\n");
+    assert!(d.pdns.records(HOME, "AAAA").is_empty());
+}
+
+#[test]
+fn ip6lanprefix_outside_the_zone_policy_or_malformed_is_400() {
+    let mut d = lan_host();
+    for prefix in ["fd00:1:2:3::/64", "2001:db8::/80", "192.0.2.0/24", "nope"] {
+        let r = d
+            .send(update(&format!(
+                "hostname=home.dyn.example.test&myip=192.0.2.7&ip6lanprefix={prefix}"
+            )))
+            .unwrap();
+        assert_eq!(r.status, 400, "{prefix}");
+        assert!(body(&r).contains("ip6lanprefix"), "{prefix}: {}", body(&r));
+    }
+    assert!(body(
+        &d.send(update(
+            "hostname=home.dyn.example.test&myip=192.0.2.7&ip6lanprefix=fd00:1:2:3::"
+        ))
+        .unwrap()
+    )
+    .contains("special range"));
+    assert_eq!(d.writes(), 0);
+}
