@@ -513,7 +513,6 @@ fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
 /// `localtest.me` by public DNS) are refused when subscribed; the listed name is delivered.
 #[test]
 fn webhook_urls_naming_unlisted_hosts_are_refused_and_never_called() {
-    use_ports(22000, 23000);
     let port = free_port();
     let stack = Stack::start_full(
         "webhooks_ssrf",

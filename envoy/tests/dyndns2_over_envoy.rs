@@ -365,3 +365,59 @@ fn a_path_token_stays_out_of_the_access_log_in_any_segment_layout() {
         "access log contains the token:\n{log}"
     );
 }
+
+#[test]
+fn a_trailing_dot_on_the_hostname_updates_the_same_host() {
+    let stack = Stack::start("trailing_dot");
+    let reply = stack.update_as_demo(&format!("hostname={HOME}.&myip=192.0.2.14"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.14\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.14"]);
+    let two = stack.update_as_demo(&format!("hostname={HOME}..&myip=192.0.2.15"));
+    assert_eq!(two.body, "notfqdn\n", "{two:#?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.14"]);
+}
+
+#[test]
+fn x_real_ip_through_a_trusted_proxy_is_the_client_address() {
+    // curl on 127.0.0.1 plays the proxy in front of the gateway.
+    let stack = Stack::start_with("x_real_ip", |cfg| {
+        cfg["trusted_proxies"] = serde_json::json!(["127.0.0.1/32"]);
+    });
+    let reply = stack.get(
+        &format!("/nic/update?hostname={HOME}"),
+        &[
+            "-u",
+            &format!("{DEMO_USER}:{DEMO_PASSWORD}"),
+            "-H",
+            "X-Real-IP: 192.0.2.98",
+            "-H",
+            "X-Forwarded-For: 192.0.2.99",
+        ],
+    );
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "good 192.0.2.98\n"),
+        "{reply:#?}"
+    );
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.98"]);
+}
+
+#[test]
+fn v4_then_v6_in_two_requests_is_one_update_under_a_per_host_limit_of_one() {
+    let stack = Stack::start_with("dual_stack_two_requests", |cfg| {
+        cfg["rate_limits"] = serde_json::json!({"good_per_host": {"limit": 1, "window_s": 600}});
+    });
+    let v4 = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.16"));
+    assert_eq!(v4.body, "good 192.0.2.16\n", "{v4:#?}");
+    let v6 = stack.update_as_demo(&format!("hostname={HOME}&myip6=2001:db8::16"));
+    assert_eq!(v6.body, "good 2001:db8::16\n", "{v6:#?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.16"]);
+    assert_eq!(stack.records(HOME, "AAAA"), ["2001:db8::16"]);
+    let third = stack.update_as_demo(&format!("hostname={HOME}&myip=192.0.2.17"));
+    assert_eq!(third.body, "abuse\n", "{third:#?}");
+    assert_eq!(stack.records(HOME, "A"), ["192.0.2.16"]);
+}

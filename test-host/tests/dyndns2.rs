@@ -535,23 +535,27 @@ fn bad_password_counters_are_shared_by_workers_and_end_in_abuse() {
 fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
     let mut rig = Rig::with(2, DEMO);
     let now_s = rig.host.now_ns() / 1_000_000_000;
+    // The limiter's keys are hashes of the client and user: ask the core for them.
+    let cfg = dynedge_core::Config::from_json(DEMO.as_bytes()).unwrap();
+    let keys: Vec<String> =
+        dynedge_core::limits::count_bad(&cfg.rate_limits, "192.0.2.200".parse().ok(), Some("demo"))
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+    let ip_key = keys[0].clone();
     // The counters exist already (one bad request earlier in this window). An absent key has
     // no CAS in proxy-wasm, so the first write to it is unconditional.
-    for key in ["dynedge:rl:bad:ip:192.0.2.200", "dynedge:rl:bad:user:demo"] {
+    for key in &keys {
         rig.host.set_shared_data(key, format!("{now_s}|1"));
     }
     // Another worker counts a bad request between our read and our CAS write, once.
-    rig.host
-        .interfere("dynedge:rl:bad:ip:", 1, move |_key, old| {
-            let old = (!old.is_empty()).then_some(old);
-            dynedge_core::limits::merge_count(old, now_s, 60)
-        });
+    rig.host.interfere(&ip_key, 1, move |_key, old| {
+        let old = (!old.is_empty()).then_some(old);
+        dynedge_core::limits::merge_count(old, now_s, 60)
+    });
     assert_eq!(rig.body(bad_password(0)), "badauth\n");
     assert_eq!(rig.host.cas_mismatches(), 1, "the race happened once");
-    let ip_counter = rig
-        .host
-        .shared_value("dynedge:rl:bad:ip:192.0.2.200")
-        .expect("counted");
+    let ip_counter = rig.host.shared_value(&ip_key).expect("counted");
     let count: u32 = String::from_utf8(ip_counter)
         .unwrap()
         .rsplit('|')

@@ -8,12 +8,11 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    port_is_free, wasm_file, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
+    free_port, wasm_file, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns,
     DEMO_ZONE,
 };
 use serde_json::Value;
@@ -22,18 +21,6 @@ use sha2::{Digest, Sha256};
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-
-static NEXT_PORT: AtomicU16 = AtomicU16::new(25300);
-
-fn free_port() -> u16 {
-    loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 25400, "ports 25300–25399 are used up");
-        if port_is_free(port) {
-            return port;
-        }
-    }
-}
 
 fn test_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -65,16 +65,14 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = 32u32
-                    .checked_sub(u32::from(self.prefix))
-                    .and_then(|shift| u32::MAX.checked_shl(shift))
+                let mask = u32::MAX
+                    .checked_shl(32u32.saturating_sub(u32::from(self.prefix)))
                     .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = 128u32
-                    .checked_sub(u32::from(self.prefix))
-                    .and_then(|shift| u128::MAX.checked_shl(shift))
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(u32::from(self.prefix)))
                     .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }

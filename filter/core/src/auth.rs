@@ -308,7 +308,7 @@ pub fn argon2_runs() -> u64 {
 /// Argon2 verification; the comparison inside `argon2` is constant-time.
 pub fn verify_password(phc: &str, password: &str) -> bool {
     #[cfg(any(test, feature = "testing"))]
-    ARGON2_RUNS.with(|c| c.set(c.get() + 1));
+    ARGON2_RUNS.with(|c| c.set(c.get().saturating_add(1)));
     PasswordHash::new(phc)
         .map(|h| {
             Argon2::default()

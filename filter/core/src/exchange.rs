@@ -258,9 +258,8 @@ impl Edit {
             }
             Edit::Keep => Ok(old.to_vec()),
             Edit::Prefix { net, len, policy } => {
-                let mask = 128u32
-                    .checked_sub(u32::from(*len))
-                    .and_then(|shift| u128::MAX.checked_shl(shift))
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(u32::from(*len)))
                     .unwrap_or(0);
                 let mut out = Vec::with_capacity(old.len());
                 for v in old {
@@ -496,7 +495,7 @@ impl Job {
             writes: admitted.writes,
             counts: admitted.counts,
             track_seen: true,
-            record_cache_ttl_ms: cfg.record_cache_ttl_s * 1000,
+            record_cache_ttl_ms: cfg.record_cache_ttl_s.saturating_mul(1000),
             webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
             pending: HashMap::new(),
@@ -507,7 +506,7 @@ impl Job {
 
     fn call(&mut self, p: Pending, c: Callout, out: &mut Vec<(CalloutId, Callout)>) {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         self.pending.insert(id, p);
         out.push((id, c));
     }
@@ -532,7 +531,9 @@ impl Job {
         let mut calls = Vec::new();
         if matches!(self.phase, Phase::Reading) {
             for i in 0..self.hosts.len() {
-                let h = &mut self.hosts[i];
+                let Some(h) = self.hosts.get_mut(i) else {
+                    continue;
+                };
                 let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                     continue;
                 };
@@ -561,7 +562,9 @@ impl Job {
                 random: env.random,
             };
             for i in 0..self.hosts.len() {
-                let h = &mut self.hosts[i];
+                let Some(h) = self.hosts.get_mut(i) else {
+                    continue;
+                };
                 let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                     continue;
                 };
@@ -591,7 +594,7 @@ impl Job {
                 }
                 match t.backend.write(&t.zone, &sets, benv) {
                     Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
-                    Err(e) => self.hosts[i].fail(e),
+                    Err(e) => h.fail(e),
                 }
             }
             if !calls.is_empty() {
@@ -623,7 +626,9 @@ impl Job {
         };
         match p {
             Pending::Read { host, rtype } => {
-                let h = &mut self.hosts[host];
+                let Some(h) = self.hosts.get_mut(host) else {
+                    return self.settled(env);
+                };
                 if let Some(t) = &h.target {
                     match t.backend.parse_read(&t.name, rtype, &result) {
                         Ok(values) => {
@@ -635,7 +640,9 @@ impl Job {
                 }
             }
             Pending::Write { host, check } => {
-                let h = &mut self.hosts[host];
+                let Some(h) = self.hosts.get_mut(host) else {
+                    return self.settled(env);
+                };
                 if let Some(t) = &h.target {
                     match t.backend.check_write(&check, &result) {
                         Ok(()) => {
@@ -658,6 +665,11 @@ impl Job {
                 }
             }
         }
+        self.settled(env)
+    }
+
+    /// After a callout's answer: wait for the others, else go on.
+    fn settled(&mut self, env: &Env) -> Step {
         if !self.pending.is_empty() {
             return Step::Wait;
         }

@@ -139,13 +139,13 @@ pub fn network(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
             let mask = u32::MAX
-                .checked_shl(32 - u32::from(v4.min(32)))
+                .checked_shl(32u32.saturating_sub(u32::from(v4)))
                 .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
         }
         IpAddr::V6(a) => {
             let mask = u128::MAX
-                .checked_shl(128 - u32::from(v6.min(128)))
+                .checked_shl(128u32.saturating_sub(u32::from(v6)))
                 .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
         }
@@ -194,6 +194,83 @@ const GOOD_CLIENT: &str = "good:client";
 const GOOD_HOST: &str = "good:host";
 const MINT_CLIENT: &str = "mint:client";
 const KNOWN: &str = "known";
+const DUAL_HOST: &str = "dual:host";
+
+/// Seconds within which an update of a host's other address family is the second half of the
+/// same update: routers that send IPv4 and IPv6 as two requests make one `good_per_host` count.
+pub const DUAL_STACK_S: u64 = 30;
+
+/// The one address family a host update touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn tag(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        }
+    }
+}
+
+/// The marker of the family last counted for `host`: a bucket key (bounded like the counters)
+/// and, in the value, the family, the time, and a digest of the host so a bucket shared with
+/// another host never pairs.
+fn dual_marker(rl: &RateLimits, host: &str) -> (String, String) {
+    (
+        keys::bucket(&rl.key, DUAL_HOST, host),
+        keys::exact(&rl.key, DUAL_HOST, host),
+    )
+}
+
+/// Is this update of `host`, touching only `family`, the second half of a dual-stack update
+/// (the other family of the same host counted less than [`DUAL_STACK_S`] ago)? Such an update
+/// is neither refused nor counted by `good_per_host`.
+pub fn completes_dual_stack(
+    rl: &RateLimits,
+    kv: &dyn KvView,
+    host: &str,
+    family: Family,
+    now_s: u64,
+) -> bool {
+    if !rl.enabled {
+        return false;
+    }
+    let (key, tag) = dual_marker(rl, host);
+    let Some(value) = kv.get(&key).and_then(|v| String::from_utf8(v).ok()) else {
+        return false;
+    };
+    let mut parts = value.splitn(3, '|');
+    let (Some(fam), Some(at), Some(who)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    fam != family.tag()
+        && who == tag
+        && at
+            .parse::<u64>()
+            .is_ok_and(|at| at <= now_s && now_s < at.saturating_add(DUAL_STACK_S))
+}
+
+/// The marker write for an admitted update of `host`: after a counted single-family update,
+/// remember its family; after the second half of a pair, forget it (the next one counts).
+pub fn mark_family(
+    rl: &RateLimits,
+    host: &str,
+    counted: Option<Family>,
+    now_s: u64,
+) -> Option<KvWrite> {
+    if !rl.enabled {
+        return None;
+    }
+    let (key, tag) = dual_marker(rl, host);
+    Some(match counted {
+        Some(f) => KvWrite::put(key, format!("{}|{now_s}|{tag}", f.tag()).into_bytes()),
+        None => KvWrite::remove(key),
+    })
+}
 
 fn bad_client_subject(ip: IpAddr) -> String {
     network(ip, 32, 56).to_string()
@@ -427,7 +504,8 @@ pub struct RateState {
 /// The subject (which may come from the request) is hashed: a key has a fixed length.
 pub fn window_key(bucket: &str, subject: &str) -> String {
     let d = Sha256::digest(subject.as_bytes());
-    format!("dynedge:rl:api:{bucket}:{}", crate::auth::hex(&d[..16]))
+    let half = d.get(..16).unwrap_or(&d);
+    format!("dynedge:rl:api:{bucket}:{}", crate::auth::hex(half))
 }
 
 /// Counts this request in a fixed window stored as [`merge_count`] values and says where the
@@ -545,6 +623,45 @@ mod tests {
             Some("other"),
             10
         ));
+    }
+
+    #[test]
+    fn clients_count_by_network_and_a_known_network_is_exempt_from_the_user_window_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(network(ip("203.0.113.77"), 24, 56), ip("203.0.113.0"));
+        assert_eq!(
+            network(ip("2001:db8:1:2ff::7"), 24, 56),
+            ip("2001:db8:1:200::")
+        );
+        assert_eq!(network(ip("2001:db8::7"), 32, 128), ip("2001:db8::7"));
+        let rl = RateLimits::default();
+        let kv = MemoryKv::default();
+        let home = Some(ip("198.51.100.7"));
+        kv.apply(
+            &mark_known(&rl, &kv, "demo", home, 10)
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            mark_known(&rl, &kv, "demo", home, 20).is_none(),
+            "fresh: not written again"
+        );
+        for i in 0..rl.bad_per_user.limit {
+            bump(
+                &kv,
+                &count_bad(&rl, Some(ip(&format!("10.0.{i}.1"))), Some("demo")),
+                10,
+            );
+        }
+        assert!(!refuse_client(&rl, &kv, home, Some("demo"), 11));
+        assert!(refuse_client(
+            &rl,
+            &kv,
+            Some(ip("192.0.2.1")),
+            Some("demo"),
+            11
+        ));
+        assert!(!is_known(&rl, &kv, "demo", home, 10 + rl.known_client_s));
     }
 
     #[test]

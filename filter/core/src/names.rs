@@ -43,6 +43,12 @@ impl Fqdn {
     }
 
     fn parse_with(input: &str, underscore: bool) -> Result<Fqdn, NameError> {
+        // An absolute name (`host.zone.`) is the same name; exactly one root dot is dropped, so
+        // `.`, `..` and `host..` still fail on their empty label.
+        let input = match input.strip_suffix('.') {
+            Some(relative) if !relative.is_empty() => relative,
+            _ => input,
+        };
         if input.is_empty() {
             return Err(NameError::Empty);
         }
@@ -127,7 +133,12 @@ mod tests {
         ),
         ("a-b.c1.test", Ok("a-b.c1.test")),
         ("localhost", Err(())),
-        ("home.dyn.example.test.", Err(())),
+        ("home.dyn.example.test.", Ok("home.dyn.example.test")),
+        ("Home.Dyn.Example.Test.", Ok("home.dyn.example.test")),
+        ("home.dyn.example.test..", Err(())),
+        (".", Err(())),
+        ("..", Err(())),
+        ("test.", Err(())),
         (".home.test", Err(())),
         ("a..test", Err(())),
         ("-a.test", Err(())),

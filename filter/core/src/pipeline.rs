@@ -28,6 +28,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::auth::{self, AuthError, Identity, Presented};
+use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
 use crate::exchange::{Edit, Env, HostJob};
 use crate::kv::KvWrite;
@@ -249,6 +250,24 @@ pub fn mint(cfg: &Config, req: &Request, env: &Env) -> Result<Vec<KvCount>, Refu
     ))
 }
 
+/// The one address family a target changes (A or AAAA only), for dual-stack pairing.
+fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
+    let mut types = t
+        .want
+        .iter()
+        .map(|(ty, _)| *ty)
+        .chain(t.edits.iter().map(|(ty, _)| *ty));
+    let first = types.next()?;
+    if types.any(|ty| ty != first) {
+        return None;
+    }
+    match first {
+        RrType::A => Some(limits::Family::V4),
+        RrType::Aaaa => Some(limits::Family::V6),
+        RrType::Txt => None,
+    }
+}
+
 fn is_write(t: &crate::exchange::Target) -> bool {
     !t.want.is_empty() || t.edits.iter().any(|(_, e)| *e != Edit::Keep)
 }
@@ -323,22 +342,29 @@ impl Authorized {
         let sweep = matches!(self.grants, Grants::Sweep);
         let mut writes_planned = false;
         let mut written: Vec<String> = Vec::new();
+        let mut paired: Vec<String> = Vec::new();
+        let mut marks: Vec<KvWrite> = Vec::new();
         for i in 0..hosts.len() {
-            let Some(t) = hosts[i].target.as_ref().filter(|_| hosts[i].code.is_none()) else {
+            let Some((before, rest)) = hosts.split_at_mut_checked(i) else {
+                continue;
+            };
+            let Some(h) = rest.first_mut() else {
+                continue;
+            };
+            let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                 continue;
             };
             if !self.may_target(cfg, &t.name) {
-                let label = hosts[i].label.clone();
-                hosts[i] = HostJob::decided(label, Code::Nohost);
+                *h = HostJob::decided(h.label.clone(), Code::Nohost);
                 continue;
             }
-            let same = hosts[..i].iter().position(|h| {
-                h.target.as_ref().is_some_and(|o| {
+            let same = before.iter().position(|o| {
+                o.target.as_ref().is_some_and(|o| {
                     o.name == t.name && o.ttl == t.ttl && o.want == t.want && o.edits == t.edits
                 })
             });
             if let Some(first) = same {
-                hosts[i].mirror(first);
+                h.mirror(first);
                 continue;
             }
             if sweep || !is_write(t) {
@@ -346,12 +372,23 @@ impl Authorized {
             }
             writes_planned = true;
             let name = t.name.to_string();
+            let family = one_family(t);
+            if family.is_some_and(|f| {
+                !paired.contains(&name)
+                    && limits::completes_dual_stack(rl, env.kv, &name, f, env.now_s())
+            }) {
+                marks.extend(limits::mark_family(rl, &name, None, env.now_s()));
+                paired.push(name);
+                continue;
+            }
             let pending =
                 u32::try_from(written.iter().filter(|n| **n == name).count()).unwrap_or(u32::MAX);
             if limits::refuse_host(rl, env.kv, &name, pending, env.now_s()) {
-                let label = hosts[i].label.clone();
-                hosts[i] = HostJob::decided(label, Code::Abuse);
+                *h = HostJob::decided(h.label.clone(), Code::Abuse);
                 continue;
+            }
+            if let Some(f) = family {
+                marks.extend(limits::mark_family(rl, &name, Some(f), env.now_s()));
             }
             written.push(name);
         }
@@ -360,9 +397,11 @@ impl Authorized {
         } else {
             limits::count_good(rl, self.client, written.iter().map(String::as_str))
         };
+        let mut writes = self.writes;
+        writes.extend(marks);
         Admitted {
             identity: self.identity,
-            writes: self.writes,
+            writes,
             counts,
         }
     }

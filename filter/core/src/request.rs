@@ -50,12 +50,22 @@ impl Request {
             .is_some_and(|a| a.to_ascii_lowercase().contains("application/json"))
     }
 
-    /// The client address: the peer, or, when the peer is a trusted proxy, the right-most
-    /// `X-Forwarded-For` entry that is not itself trusted.
+    /// The client address: the peer, or, when the peer is a trusted proxy, the address that
+    /// proxy names. `X-Real-IP` (one address, set by the proxy next to us) comes first unless
+    /// it is missing, garbled or itself a trusted proxy; then the right-most `X-Forwarded-For`
+    /// entry that is not itself trusted.
     pub fn client_ip(&self, trusted: &[Cidr]) -> Option<IpAddr> {
         let peer = self.peer?;
-        if !trusted.iter().any(|c| c.contains(peer)) {
+        let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+        if !is_trusted(peer) {
             return Some(peer);
+        }
+        if let Some(real) = self
+            .header("x-real-ip")
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .filter(|ip| !is_trusted(*ip))
+        {
+            return Some(real);
         }
         let Some(xff) = self.header("x-forwarded-for") else {
             return Some(peer);
@@ -65,7 +75,7 @@ impl Request {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) => {
                     client = ip;
-                    if !trusted.iter().any(|c| c.contains(ip)) {
+                    if !is_trusted(ip) {
                         break;
                     }
                 }
@@ -205,6 +215,38 @@ mod tests {
         let names = vec!["myip".to_string(), "ip4".to_string()];
         assert_eq!(p.first_of(&names).unwrap(), Some("192.0.2.1"));
         assert_eq!(p.first_of(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn real_ip_counts_only_through_trusted_hops_and_comes_first() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let with = |peer: &str, real: &str, xff: Option<&str>| {
+            let mut r = req(peer, xff);
+            r.headers.push(("X-Real-IP".into(), real.into()));
+            r.client_ip(&trusted)
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // untrusted peer: spoofed header ignored
+        assert_eq!(
+            with("198.51.100.1", "203.0.113.9", None),
+            ip("198.51.100.1")
+        );
+        // trusted peer: X-Real-IP, also over X-Forwarded-For
+        assert_eq!(with("10.0.0.1", " 2001:db8::9 ", None), ip("2001:db8::9"));
+        assert_eq!(
+            with("10.0.0.1", "203.0.113.9", Some("198.51.100.7")),
+            ip("203.0.113.9")
+        );
+        // garbled or trusted X-Real-IP: X-Forwarded-For, then the peer
+        assert_eq!(
+            with("10.0.0.1", "garbage", Some("198.51.100.7")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            with("10.0.0.1", "10.0.0.3", Some("198.51.100.7")),
+            ip("198.51.100.7")
+        );
+        assert_eq!(with("10.0.0.1", "10.0.0.3", None), ip("10.0.0.1"));
     }
 
     fn req(peer: &str, xff: Option<&str>) -> Request {

@@ -2,6 +2,11 @@
 //! that docs/logs.md documents for its event. The tables are read from the document itself.
 // Test support: failing loudly is its job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::arithmetic_side_effects
+)]
 
 use std::collections::BTreeMap;
 

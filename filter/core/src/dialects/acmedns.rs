@@ -233,13 +233,14 @@ fn uuid4(bytes: &[u8]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = auth::hex(&b);
+    let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
+        part(0..8),
+        part(8..12),
+        part(12..16),
+        part(16..20),
+        part(20..32)
     )
 }
 
@@ -504,4 +505,5 @@ fn user_caller(cfg: &Config, authorized: Authorized, subdomain: &str) -> Option<
 
 #[cfg(test)]
 #[path = "acmedns_tests.rs"]
+#[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests;

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::set_field;
 use crate::addr::{self, AddrError};
 use crate::auth::{self, AuthError, Presented};
 use crate::backends::RrType;
@@ -199,7 +200,8 @@ impl Ctx {
         details: Option<Value>,
     ) -> Reply {
         let mut body = error_body(code, message, details);
-        body["meta"] = json!({"request_id": self.request_id, "timestamp": iso8601(self.now_ms)});
+        let meta = json!({"request_id": self.request_id, "timestamp": iso8601(self.now_ms)});
+        set_field(&mut body, "meta", meta);
         self.finish(Reply::json(status, &body))
     }
 
@@ -220,7 +222,7 @@ impl Ctx {
 fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
     let mut error = json!({"code": code, "message": message});
     if let Some(d) = details {
-        error["details"] = d;
+        set_field(&mut error, "details", d);
     }
     json!({"success": false, "error": error})
 }
@@ -322,7 +324,7 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     let mut ctx = Ctx::new(req, env);
-    let rest = &req.path_only()[PREFIX.len()..];
+    let rest = req.path_only().strip_prefix(PREFIX).unwrap_or_default();
     let Some((ep, arg)) = Endpoint::parse(rest) else {
         return done(ctx.error(404, "not_found", "Endpoint not found"));
     };
@@ -423,8 +425,11 @@ fn rate_limited_after(ctx: &Ctx, after: u64) -> Reply {
         &format!("Rate limit exceeded. Retry after {after} seconds."),
         None,
     );
-    body["error"]["retry_after_seconds"] = json!(after);
-    body["meta"] = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
+    if let Some(error) = body.get_mut("error") {
+        set_field(error, "retry_after_seconds", json!(after));
+    }
+    let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
+    set_field(&mut body, "meta", meta);
     let reply = ctx.finish(Reply::json(429, &body));
     if reply.header("retry-after").is_some() {
         return reply;
@@ -1125,7 +1130,7 @@ fn update(
             "updated_at": updated_at.map(iso8601),
         });
         if changed {
-            data["propagation_estimate_seconds"] = json!(ttl);
+            set_field(&mut data, "propagation_estimate_seconds", json!(ttl));
         }
         ctx.ok(200, data)
     });
@@ -1214,18 +1219,18 @@ fn bulk(
     }
     let ctx = ctx.clone();
     let render = Box::new(move |results: &[HostOutcome]| {
-        let mut ok = 0;
+        let mut ok = 0usize;
         let mut list = Vec::with_capacity(results.len());
         for (o, pre) in results.iter().zip(pre.iter()) {
             if let Some(e) = pre {
                 list.push(json!({"hostname": o.host, "success": false, "error": e}));
             } else if o.code.is_success() {
-                ok += 1;
+                ok = ok.saturating_add(1);
                 let mut v =
                     json!({"hostname": o.host, "success": true, "changed": o.code == Code::Good});
                 for (rtype, key) in [(RrType::A, "ipv4"), (RrType::Aaaa, "ipv6")] {
                     if o.current.iter().any(|(r, _)| *r == rtype) {
-                        v[key] = json!(first_of(&o.current, rtype));
+                        set_field(&mut v, key, json!(first_of(&o.current, rtype)));
                     }
                 }
                 list.push(v);
@@ -1237,7 +1242,7 @@ fn bulk(
         }
         let total = results.len();
         let data = json!({
-            "summary": {"total": total, "successful": ok, "failed": total - ok},
+            "summary": {"total": total, "successful": ok, "failed": total.saturating_sub(ok)},
             "results": list,
         });
         if ok == total {
@@ -1247,8 +1252,9 @@ fn bulk(
         } else {
             // Digest §6.1 decision: all failed = 400 with the results and an error object.
             let mut body = error_body("validation_error", "All updates failed", None);
-            body["data"] = data;
-            body["meta"] = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
+            set_field(&mut body, "data", data);
+            let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
+            set_field(&mut body, "meta", meta);
             ctx.finish(Reply::json(400, &body))
         }
     });
@@ -1524,4 +1530,5 @@ fn txt_get(
 
 #[cfg(test)]
 #[path = "apertodns_tests.rs"]
+#[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests;

@@ -268,7 +268,7 @@ fn rejected_updates_name_the_problem_and_never_reach_the_backend() {
         (r#"{"hostname": 5}"#, 400, "validation_error"),
         (r#"{"hostname": "bad..name.test"}"#, 400, "invalid_hostname"),
         (
-            r#"{"hostname": "home.dyn.example.test."}"#,
+            r#"{"hostname": "home.dyn.example.test.."}"#,
             400,
             "invalid_hostname",
         ),

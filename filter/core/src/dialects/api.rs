@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::apertodns::{authenticate_with, done, done_with, Ctx};
+use super::set_field;
 use crate::auth::{self, hex, Identity};
 use crate::config::{Config, Scope};
 use crate::exchange::{Env, Start};
@@ -168,7 +169,7 @@ fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
             "id": t.id, "name": t.id, "scopes": scope_names(&t.scopes),
             "hosts": t.hosts.as_ref().map(|h| h.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
             "active": t.active, "revoked": false, "source": "config",
-            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s * 1000)),
+            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s.saturating_mul(1000))),
         }));
     }
     for e in tokens::index(env.kv, &id.user) {
@@ -181,7 +182,7 @@ fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
             "hosts": t.hosts, "expiresAt": t.expires_ms.map(iso8601),
             "active": !t.revoked && !expired, "revoked": t.revoked,
             "createdAt": iso8601(t.created_ms), "source": "api",
-            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s * 1000)),
+            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s.saturating_mul(1000))),
         }));
     }
     Value::Array(out)
@@ -354,7 +355,7 @@ fn create_token(
         &format!("{}\0{}\0{name}", id.user, ctx.request_id),
     );
     let hash = auth::token_hash(&token);
-    let tid = format!("tok_{}", &hash[..16]);
+    let tid = format!("tok_{}", hash.get(..16).unwrap_or(&hash));
     let stored = StoredToken {
         id: tid.clone(),
         user: id.user.clone(),
@@ -567,7 +568,8 @@ fn webhooks_api(
             h.update(env.now_ms.to_le_bytes());
             h.update(url.as_bytes());
             h.update(ctx.request_id.as_bytes());
-            let wid = format!("wh_{}", &hex(&h.finalize())[..16]);
+            let digest = hex(&h.finalize());
+            let wid = format!("wh_{}", digest.get(..16).unwrap_or(&digest));
             let secret = match check_secret(b.get("secret"))? {
                 Some(s) => s,
                 None => {
@@ -598,7 +600,7 @@ fn webhooks_api(
                 updated_ms: env.now_ms,
             };
             let mut data = webhook_json(&sub);
-            data["secret"] = json!(secret);
+            set_field(&mut data, "secret", json!(secret));
             subs.push(sub);
             let body = json!({"success": true, "data": data,
                               "warning": "Save this secret now. It will not be shown again.",
@@ -632,7 +634,9 @@ fn webhooks_api(
                     ))
                 }
             };
-            let s = &mut subs[pos];
+            let Some(s) = subs.get_mut(pos) else {
+                return Err(ctx.error(404, "webhook_not_found", "Webhook not found"));
+            };
             if let Some(u) = url {
                 s.url = u;
             }
@@ -654,6 +658,7 @@ fn webhooks_api(
 }
 
 #[cfg(test)]
+#[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests {
     use serde_json::{json, Value};
 

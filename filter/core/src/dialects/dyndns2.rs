@@ -298,7 +298,7 @@ pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
                 if r.code.is_success() {
                     for ip in &r.addrs {
                         let key = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
-                        v[key] = json!(ip.to_string());
+                        super::set_field(&mut v, key, json!(ip.to_string()));
                     }
                 }
                 v

@@ -331,7 +331,9 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
     }
     let prefix_text = match prefix {
         Prefix::Set(net, len) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128u32.saturating_sub(u32::from(len)))
+                .unwrap_or(0);
             Some(format!("{}/{len}", Ipv6Addr::from(u128::from(net) & mask)))
         }
         _ => None,

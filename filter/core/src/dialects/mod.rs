@@ -184,6 +184,14 @@ pub fn payload_too_large(req: &Request, route: Route) -> Reply {
     }
 }
 
+/// `doc[key] = value` for a JSON object, without serde_json's panic for anything else (which
+/// leaves it unchanged).
+pub(crate) fn set_field(doc: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(map) = doc.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
+}
+
 /// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
 pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
     Reply::json(

@@ -77,27 +77,31 @@ struct Asked {
     ttl: Option<String>,
 }
 
+fn layout(max_ips: usize) -> &'static str {
+    if max_ips == 0 {
+        "expected /delete-by-path/SECRET/FQDN"
+    } else {
+        "expected /update-by-path/SECRET/FQDN[/IP_1[/IP_2]]"
+    }
+}
+
 fn from_path(rest: &str, max_ips: usize) -> Result<Asked, Rejection> {
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    if segs.len() < 2 || segs.len() > 2 + max_ips || segs.iter().any(|s| s.is_empty()) {
-        return Err(param_error(
-            400,
-            if max_ips == 0 {
-                "expected /delete-by-path/SECRET/FQDN"
-            } else {
-                "expected /update-by-path/SECRET/FQDN[/IP_1[/IP_2]]"
-            },
-        ));
+    let [secret, fqdn, ips @ ..] = segs.as_slice() else {
+        return Err(param_error(400, layout(max_ips)));
+    };
+    if ips.len() > max_ips || segs.iter().any(|s| s.is_empty()) {
+        return Err(param_error(400, layout(max_ips)));
     }
     let dec = |s: &str| {
         super::apertodns::percent_decode(s)
             .ok_or_else(|| param_error(400, "broken percent-encoding in the path"))
     };
     Ok(Asked {
-        secret: Some(dec(segs[0])?),
-        fqdn: Some(dec(segs[1])?),
-        ip_1: segs.get(2).map(|s| dec(s)).transpose()?,
-        ip_2: segs.get(3).map(|s| dec(s)).transpose()?,
+        secret: Some(dec(secret)?),
+        fqdn: Some(dec(fqdn)?),
+        ip_1: ips.first().map(|s| dec(s)).transpose()?,
+        ip_2: ips.get(1).map(|s| dec(s)).transpose()?,
         ipv4: None,
         ipv6: None,
         ttl: None,
@@ -219,8 +223,8 @@ fn plan(
     }
     let path = req.path_only();
     let asked = match kind {
-        Kind::UpdateByPath => from_path(&path["/update-by-path/".len()..], 2),
-        Kind::DeleteByPath => from_path(&path["/delete-by-path/".len()..], 0),
+        Kind::UpdateByPath => from_path(path.strip_prefix("/update-by-path/").unwrap_or(""), 2),
+        Kind::DeleteByPath => from_path(path.strip_prefix("/delete-by-path/").unwrap_or(""), 0),
         Kind::UpdateByQuery => from_query(cfg, req.query()),
     }
     .map_err(plain)?;

@@ -66,7 +66,7 @@ pub fn prefix_end(prefix: &str) -> String {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
-            end.push(last + 1);
+            end.push(last.saturating_add(1));
             return b64(&end);
         }
     }
@@ -222,7 +222,7 @@ pub fn parse_txn(result: &CalloutResult) -> Result<TxnResult, EtcdError> {
         .unwrap_or_default();
     Ok(TxnResult {
         succeeded: v.get("succeeded").and_then(Value::as_bool).unwrap_or(false),
-        revision: int(&v["header"]["revision"]),
+        revision: v.pointer("/header/revision").map_or(0, int),
         ranges,
     })
 }
@@ -258,6 +258,9 @@ pub fn sync_apply(base_raw: &[u8], result: &CalloutResult) -> Result<Vec<u8>, St
             })
             .collect()
     };
+    let Some(map) = cfg.as_object_mut() else {
+        return Err("plugin configuration: not a JSON object".into());
+    };
     if let Some(Value::Object(over)) = settings
         .first()
         .map(|kv| serde_json::from_slice::<Value>(&kv.value))
@@ -266,12 +269,12 @@ pub fn sync_apply(base_raw: &[u8], result: &CalloutResult) -> Result<Vec<u8>, St
     {
         for (k, v) in over {
             if k != "store" && k != "users" && k != "tokens" {
-                cfg[k] = v;
+                map.insert(k, v);
             }
         }
     }
-    cfg["users"] = Value::Array(parse_all(users)?);
-    cfg["tokens"] = Value::Array(parse_all(tokens)?);
+    map.insert("users".into(), Value::Array(parse_all(users)?));
+    map.insert("tokens".into(), Value::Array(parse_all(tokens)?));
     Ok(cfg.to_string().into_bytes())
 }
 
@@ -379,7 +382,8 @@ impl HostFlow {
             store,
             states: (0..hosts)
                 .map(|i| HostState {
-                    claim: random.rotate_left(i as u32 * 7) ^ (i as u64 + 1),
+                    claim: random.rotate_left((i as u32).wrapping_mul(7))
+                        ^ (i as u64).wrapping_add(1),
                     record: HostRecord::default(),
                     revision: 0,
                     attempts: 0,
@@ -406,9 +410,9 @@ impl HostFlow {
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         if !matches!(op, Op::DnsWrite | Op::DnsRead(_)) {
-            self.etcd_calls += 1;
+            self.etcd_calls = self.etcd_calls.saturating_add(1);
         }
         out.push((id, callout.clone()));
         self.pending.insert(
@@ -474,12 +478,12 @@ impl HostFlow {
             // Safe for every call: reads are reads, a CAS that did apply is recognised by its
             // claim id, and a DNS write is idempotent while our claim holds.
             if f.retries < limit {
-                f.retries += 1;
+                f.retries = f.retries.saturating_add(1);
                 if f.op != Op::DnsWrite {
-                    self.etcd_calls += 1;
+                    self.etcd_calls = self.etcd_calls.saturating_add(1);
                 }
                 let nid = self.next_id;
-                self.next_id += 1;
+                self.next_id = self.next_id.wrapping_add(1);
                 out.push((nid, f.callout.clone()));
                 self.pending.insert(nid, f);
                 return out;
@@ -496,7 +500,9 @@ impl HostFlow {
                 };
                 match read {
                     Ok(values) => {
-                        let st = &mut self.states[i];
+                        let Some(st) = self.states.get_mut(i) else {
+                            return out;
+                        };
                         st.dns_base.insert(rtype, values);
                         st.reads_left = st.reads_left.saturating_sub(1);
                         if st.reads_left == 0 {
@@ -517,14 +523,16 @@ impl HostFlow {
             },
             Op::Claim => match parse_txn(&result) {
                 Ok(t) if t.succeeded => {
-                    self.states[i].revision = t.revision;
+                    if let Some(st) = self.states.get_mut(i) {
+                        st.revision = t.revision;
+                    }
                     self.write_dns(i, h, env, &mut out);
                 }
                 Ok(t) => {
                     let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
-                    if rec.claim == self.states[i].claim {
+                    if let Some(st) = self.states.get_mut(i).filter(|st| st.claim == rec.claim) {
                         // Our own claim, applied by an attempt whose answer was lost.
-                        self.states[i].revision = rev;
+                        st.revision = rev;
                         self.write_dns(i, h, env, &mut out);
                     } else {
                         self.decide(i, h, rec, rev, env, &mut out);
@@ -539,7 +547,9 @@ impl HostFlow {
                 };
                 match checked {
                     Ok(()) => {
-                        let st = &mut self.states[i];
+                        let Some(st) = self.states.get_mut(i) else {
+                            return out;
+                        };
                         st.record.state = OK.into();
                         st.record.at_ms = env.now_ms;
                         let value = serde_json::to_vec(&st.record).unwrap_or_default();
@@ -547,7 +557,7 @@ impl HostFlow {
                         let c = compare_and_put(&self.store, &key, st.revision, &value);
                         self.send(i, Op::Confirm, c, None, &mut out);
                     }
-                    Err(e) if self.states[i].repairing => {
+                    Err(e) if self.states.get(i).is_some_and(|st| st.repairing) => {
                         // Our earlier write may be the last one DNS saw: the record must not
                         // stay `ok` for a value DNS may not hold.
                         h.error = Some(e.0);
@@ -565,7 +575,9 @@ impl HostFlow {
                 }
                 Ok(t) => {
                     let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
-                    let st = &mut self.states[i];
+                    let Some(st) = self.states.get_mut(i) else {
+                        return out;
+                    };
                     if rec.claim == st.claim && rec.state == OK && rec.rr == st.record.rr {
                         h.code = Some(Code::Good); // our confirm, answered late
                     } else {
@@ -580,9 +592,9 @@ impl HostFlow {
                 }
                 Ok(t) => {
                     let (rec, rev) = decode_record(t.ranges.first().map_or(&[][..], |v| v));
-                    if rec.state == OK {
-                        self.states[i].record = rec;
-                        self.states[i].revision = rev;
+                    if let Some(st) = self.states.get_mut(i).filter(|_| rec.state == OK) {
+                        st.record = rec;
+                        st.revision = rev;
                         self.taint(i, h, &mut out);
                     } else {
                         h.code = Some(Code::Dnserr);
@@ -608,7 +620,9 @@ impl HostFlow {
     ) {
         let Some(t) = &h.target else { return };
         let types = t.types();
-        let st = &mut self.states[i];
+        let Some(st) = self.states.get_mut(i) else {
+            return;
+        };
         // Only edits and deletions depend on what is there; an address that replaces the type
         // outright costs no read.
         let depends = |r: &RrType| {
@@ -683,7 +697,7 @@ impl HostFlow {
             h.code = Some(Code::Nochg);
             return;
         }
-        st.attempts += 1;
+        st.attempts = st.attempts.saturating_add(1);
         if st.attempts > MAX_ATTEMPTS {
             fail(h, Code::Emergency, "etcd store: too much contention".into());
             return;
@@ -711,7 +725,9 @@ impl HostFlow {
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
         let Some(t) = &h.target else { return };
-        let st = &self.states[i];
+        let Some(st) = self.states.get(i) else {
+            return;
+        };
         let rec = &st.record;
         let sets: Vec<RrSet> = st
             .types
@@ -745,8 +761,10 @@ impl HostFlow {
         env: &Env,
         out: &mut Vec<(CalloutId, Callout)>,
     ) {
-        let st = &mut self.states[i];
-        st.attempts += 1;
+        let Some(st) = self.states.get_mut(i) else {
+            return;
+        };
+        st.attempts = st.attempts.saturating_add(1);
         if st.attempts > MAX_ATTEMPTS {
             fail(h, Code::Emergency, "etcd store: too much contention".into());
             return;
@@ -772,8 +790,10 @@ impl HostFlow {
     }
 
     fn taint(&mut self, i: usize, h: &mut HostJob, out: &mut Vec<(CalloutId, Callout)>) {
-        let st = &mut self.states[i];
-        st.attempts += 1;
+        let Some(st) = self.states.get_mut(i) else {
+            return;
+        };
+        st.attempts = st.attempts.saturating_add(1);
         if st.attempts > MAX_ATTEMPTS {
             fail(h, Code::Emergency, "etcd store: too much contention".into());
             return;

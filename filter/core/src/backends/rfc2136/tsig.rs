@@ -97,18 +97,18 @@ pub fn read_answer(wire: &[u8], request_mac: &[u8], key: &TsigKey) -> Result<Ans
         mut counts,
     } = hickory_proto::op::Header::read(&mut dec).map_err(proto)?;
     counts.additionals = counts.additionals.saturating_sub(1);
-    let start = wire.len() - dec.len();
+    let start = wire.len().saturating_sub(dec.len());
     for _ in 0..counts.queries {
         Query::read(&mut dec).map_err(proto)?;
     }
     let op = metadata.op_code;
-    let before = (counts.answers as usize) + (counts.authorities as usize);
+    let before = usize::from(counts.answers).saturating_add(usize::from(counts.authorities));
     Message::read_records(&mut dec, before, false, op).map_err(proto)?;
     Message::read_records(&mut dec, counts.additionals as usize, true, op).map_err(proto)?;
-    let end = wire.len() - dec.len();
+    let end = wire.len().saturating_sub(dec.len());
     metadata.id = tsig.oid;
 
-    let mut buf = Vec::with_capacity(wire.len() + request_mac.len() + 64);
+    let mut buf = Vec::with_capacity(wire.len().saturating_add(request_mac.len()));
     {
         let mut enc = BinEncoder::new(&mut buf);
         let mac_len = u16::try_from(request_mac.len()).map_err(proto)?;
@@ -117,7 +117,8 @@ pub fn read_answer(wire: &[u8], request_mac: &[u8], key: &TsigKey) -> Result<Ans
         hickory_proto::op::Header { metadata, counts }
             .emit(&mut enc)
             .map_err(proto)?;
-        enc.emit_vec(&wire[start..end]).map_err(proto)?;
+        let signed = wire.get(start..end).ok_or_else(|| proto("record bounds"))?;
+        enc.emit_vec(signed).map_err(proto)?;
         tsig.emit_tsig_for_mac(&mut enc, &tsig_name)
             .map_err(proto)?;
     }

@@ -137,6 +137,75 @@ fn forwarded_for_counts_through_a_trusted_proxy() {
 }
 
 #[test]
+fn real_ip_counts_through_a_trusted_proxy_only() {
+    let mut d = Driver::demo();
+    let spoofed = d
+        .send(update("hostname=home.dyn.example.test").header("x-real-ip", "198.51.100.9"))
+        .unwrap();
+    assert_eq!(body(&spoofed), "good 192.0.2.200\n");
+    d.cfg.trusted_proxies = vec!["192.0.2.200/32".parse().unwrap()];
+    let r = d
+        .send(
+            update("hostname=home.dyn.example.test")
+                .header("x-real-ip", "198.51.100.9")
+                .header("x-forwarded-for", "198.51.100.10"),
+        )
+        .unwrap();
+    assert_eq!(body(&r), "good 198.51.100.9\n");
+}
+
+fn one_update_per_minute(d: &mut Driver) {
+    d.cfg.rate_limits.good_per_host = crate::limits::Window {
+        limit: 1,
+        window_s: 60,
+    };
+}
+
+#[test]
+fn v4_then_v6_as_two_requests_counts_as_one_host_update() {
+    let mut d = Driver::demo();
+    one_update_per_minute(&mut d);
+    let v4 = d.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    assert_eq!(body(&v4.unwrap()), "good 192.0.2.7\n");
+    d.advance_ms(5_000);
+    let v6 = d.send(update("hostname=home.dyn.example.test&myip=2001:db8::7"));
+    assert_eq!(body(&v6.unwrap()), "good 2001:db8::7\n");
+    assert_eq!(d.pdns.records(HOME, "AAAA"), vec!["2001:db8::7"]);
+    // The pair used the marker: a third update in the window is one too many.
+    d.advance_ms(5_000);
+    let again = d.send(update("hostname=home.dyn.example.test&myip=2001:db8::8"));
+    assert_eq!(body(&again.unwrap()), "abuse\n");
+    let v4 = d.send(update("hostname=home.dyn.example.test&myip=192.0.2.8"));
+    assert_eq!(body(&v4.unwrap()), "abuse\n");
+}
+
+#[test]
+fn the_same_family_twice_or_the_other_one_late_counts_twice() {
+    let mut d = Driver::demo();
+    one_update_per_minute(&mut d);
+    d.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
+    let same = d.send(update("hostname=home.dyn.example.test&myip=192.0.2.8"));
+    assert_eq!(body(&same.unwrap()), "abuse\n");
+    d.advance_ms((crate::limits::DUAL_STACK_S + 1) * 1000);
+    let late = d.send(update("hostname=home.dyn.example.test&myip=2001:db8::7"));
+    assert_eq!(body(&late.unwrap()), "abuse\n");
+}
+
+#[test]
+fn a_trailing_dot_names_the_same_host() {
+    let mut d = Driver::demo();
+    let r = d
+        .send(update("hostname=Home.dyn.example.test.&myip=192.0.2.7"))
+        .unwrap();
+    assert_eq!((r.status, body(&r)), (200, "good 192.0.2.7\n"));
+    assert_eq!(d.pdns.records(HOME, "A"), vec!["192.0.2.7"]);
+    let r = d
+        .send(update("hostname=home.dyn.example.test..&myip=192.0.2.7"))
+        .unwrap();
+    assert_eq!(body(&r), "notfqdn\n");
+}
+
+#[test]
 fn multi_host_reply_has_one_line_per_host_in_order() {
     let mut d = Driver::demo();
     let r = d
