@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dynedge_core::expiry;
 use dynedge_core::{
-    CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Notify, Outcome, Reply, Request,
-    Step,
+    CalloutId, CalloutResult, Config, Delivery, Env, Exchange, MemoryKv, Notify, Outcome, Reply,
+    Request, Step,
 };
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
@@ -34,7 +34,24 @@ pub struct Gateway {
     clusters: Clusters,
     connector: Connector,
     counters: Mutex<BTreeMap<String, u64>>,
+    histograms: Mutex<BTreeMap<String, Histogram>>,
     log: LogSink,
+}
+
+/// The samples of one histogram the core reports (e.g. `dynedge.dyndns2.backend_ms`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub count: u64,
+    pub sum: u64,
+    pub max: u64,
+}
+
+impl Histogram {
+    fn record(&mut self, value: u64) {
+        self.count = self.count.saturating_add(1);
+        self.sum = self.sum.saturating_add(value);
+        self.max = self.max.max(value);
+    }
 }
 
 /// Writes each audit line to standard output.
@@ -58,6 +75,7 @@ impl Gateway {
             clusters,
             connector,
             counters: Mutex::new(BTreeMap::new()),
+            histograms: Mutex::new(BTreeMap::new()),
             log: stdout_log(),
         })
     }
@@ -93,6 +111,14 @@ impl Gateway {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// The histogram samples the core reported, by name.
+    pub fn histograms(&self) -> BTreeMap<String, Histogram> {
+        self.histograms
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
     /// The shared in-process KV (proxy-wasm shared data's equivalent).
     pub fn kv(&self) -> &MemoryKv {
         &self.kv
@@ -117,21 +143,18 @@ impl Gateway {
             let body = read_body(session, limit).await?;
             step = ex.on_body(&cfg, body, &self.env());
         }
-        let outcome = match self
+        let mut outcome = match self
             .drive_calls(step, |id, result, env| ex.on_callout(id, result, env))
             .await
         {
             Step::Pass => return Ok(false),
             Step::Done(outcome) => outcome,
-            // NeedBody comes only first; Call and Wait never come back from drive_calls.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => {
-                Outcome::reply(Reply::text(500, "911\n"))
-            }
+            // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
+            // Call never comes back from drive_calls. The core answers in the dialect.
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&self.env()),
         };
-        let reply = outcome
-            .reply
-            .clone()
-            .unwrap_or_else(|| Reply::text(500, "911\n"));
+        // An exchange's outcome always carries a reply (`abort`'s too).
+        let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
         self.record(outcome);
         write_reply(session, &reply).await?;
         Ok(true)
@@ -153,7 +176,8 @@ impl Gateway {
     }
 
     /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
-    /// the core returns something else (`Pass`, `NeedBody` or `Done`).
+    /// the core returns something else (`Pass`, `NeedBody` or `Done`), or `Wait` when no
+    /// callout is outstanding any more.
     async fn drive_calls(
         self: &Arc<Self>,
         mut step: Step,
@@ -176,35 +200,52 @@ impl Gateway {
                     // A callout task never panics; were one lost, the core would wait on
                     // until the other results or the client's own timeout end it.
                     Some(Err(_)) => Step::Wait,
-                    None => {
-                        return Step::Done(Outcome::reply(Reply::text(
-                            500,
-                            "911 no callout outstanding\n",
-                        )))
-                    }
+                    // The core still waits, but nothing is left to wait on.
+                    None => return Step::Wait,
                 },
                 other => return other,
             };
         }
     }
 
-    /// Applies an outcome: KV writes and rate-limit counts, audit lines, counters; webhook
-    /// deliveries go out in the background (never awaited by the request).
+    /// Applies an outcome except its reply (sent by the caller): KV writes and rate-limit
+    /// counts, audit lines, counters, histogram samples; webhook deliveries go out in the
+    /// background (never awaited by the request).
     fn record(self: &Arc<Self>, outcome: Outcome) {
-        for n in outcome.notify {
+        // Exhaustive: a new field of `Outcome` does not compile until it is applied here.
+        let Outcome {
+            reply: _,
+            writes,
+            log,
+            counters,
+            notify,
+            counts,
+            samples,
+        } = outcome;
+        for n in notify {
             let gw = self.clone();
             tokio::spawn(async move { gw.deliver(n).await });
         }
-        self.kv.apply(&outcome.writes);
-        for c in &outcome.counts {
+        self.kv.apply(&writes);
+        for c in &counts {
             self.kv.count(c, now_ms() / 1000);
         }
-        for line in &outcome.log {
+        for line in &log {
             (self.log)(line);
         }
+        self.count(counters);
+        if let Ok(mut histograms) = self.histograms.lock() {
+            for (name, value) in samples {
+                histograms.entry(name).or_default().record(value);
+            }
+        }
+    }
+
+    fn count(&self, names: impl IntoIterator<Item = String>) {
         if let Ok(mut counters) = self.counters.lock() {
-            for name in outcome.counters {
-                *counters.entry(name).or_insert(0) += 1;
+            for name in names {
+                let n = counters.entry(name).or_insert(0);
+                *n = n.saturating_add(1);
             }
         }
     }
@@ -215,32 +256,20 @@ impl Gateway {
     async fn deliver(&self, mut n: Notify) {
         loop {
             let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
-            match n.next(&result) {
-                Some((delay_ms, again)) => {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let delivery = n.next(&result);
+            if let Some(name) = delivery.counter() {
+                self.count([name.to_string()]);
+            }
+            match delivery {
+                Delivery::Retry { after_ms, again } => {
+                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
                     n = again;
                 }
-                None => {
-                    let ok = matches!(result, CalloutResult::Response { status, .. } if (200..300).contains(&status));
-                    let name = if ok {
-                        "dynedge.webhook.delivered"
-                    } else {
-                        let why = match &result {
-                            CalloutResult::Response { status, .. } => format!("HTTP {status}"),
-                            CalloutResult::Failed(why) => why.clone(),
-                        };
-                        eprintln!(
-                            "dynedge-pingora: webhook via {} given up after {} attempts: {why}",
-                            n.callout.cluster,
-                            n.attempt + 1
-                        );
-                        "dynedge.webhook.given_up"
-                    };
-                    if let Ok(mut counters) = self.counters.lock() {
-                        *counters.entry(name.to_string()).or_insert(0) += 1;
-                    }
+                Delivery::GaveUp { log } => {
+                    eprintln!("{log}");
                     return;
                 }
+                Delivery::Delivered => return,
             }
         }
     }

@@ -266,7 +266,8 @@ async fn drain_body(session: &mut Session) -> pingora::Result<()> {
     Ok(())
 }
 
-/// The counters as text, one `name: value` line each (Envoy admin `/stats` style), on
+/// The counters as text, one `name: value` line each (Envoy admin `/stats` style), then the
+/// histograms, one `name: count=N sum=S max=M` line each, on
 /// `GET /stats`; anything else is a 404. Serve it on a loopback-only listener.
 pub struct StatsEndpoint {
     pub gateway: Arc<Gateway>,
@@ -280,12 +281,16 @@ impl ProxyHttp for StatsEndpoint {
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> pingora::Result<bool> {
         let reply = if session.req_header().uri.path() == "/stats" {
-            let text: String = self
-                .gateway
-                .counters()
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}\n"))
-                .collect();
+            let counters = self.gateway.counters();
+            let histograms = self.gateway.histograms();
+            let text: String =
+                counters
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\n"))
+                    .chain(histograms.iter().map(|(k, h)| {
+                        format!("{k}: count={} sum={} max={}\n", h.count, h.sum, h.max)
+                    }))
+                    .collect();
             Reply::text(200, text)
         } else {
             Reply::text(404, "not found\n")

@@ -361,6 +361,23 @@ fn the_stats_listener_counts_results_per_dialect() {
 }
 
 #[test]
+fn an_update_records_its_backend_latency_in_the_stats_histogram() {
+    let s = Stack::start("latency");
+    let url = format!("http://127.0.0.1:{}/stats", s.gw.stats_port);
+    let before = support::curl(&url, &s.dir.join("ca.pem"), &[]);
+    assert!(!before.body.contains("backend_ms"), "{}", before.body);
+    let q = format!("hostname={HOST}&myip=192.0.2.20");
+    assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.20\n");
+    let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
+    let line = stats
+        .body
+        .lines()
+        .find(|l| l.starts_with("dynedge.dyndns2.backend_ms: "))
+        .unwrap_or_else(|| panic!("no latency histogram in {}", stats.body));
+    assert!(line.contains(" count=1 "), "{line}");
+}
+
+#[test]
 fn a_host_silent_beyond_its_expiry_ttl_loses_its_address_until_it_updates_again() {
     let cfg = support::demo_config()
         .replace(r#""ttl": 60,"#, r#""ttl": 60, "expiry_ttl_s": 2,"#)

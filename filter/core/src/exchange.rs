@@ -143,6 +143,16 @@ impl Exchange {
         step
     }
 
+    /// Ends the exchange when the host can deliver no more callout results (a lost task):
+    /// every outstanding call counts as failed and the dialect renders the reply, exactly as
+    /// if each had come back `CalloutResult::Failed`. Always carries a reply.
+    pub fn abort(&mut self, env: &Env) -> Outcome {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Running(mut job) => job.abort(env),
+            State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Finished)
     }
@@ -664,6 +674,17 @@ impl Job {
             return Step::Wait;
         }
         self.advance(env)
+    }
+
+    /// Every host still waiting on a call fails (`dnserr` in the dialect's reply).
+    fn abort(&mut self, env: &Env) -> Outcome {
+        self.pending.clear();
+        for h in &mut self.hosts {
+            if h.code.is_none() && h.mirror_of.is_none() {
+                h.fail(BackendError("no answer from the backend".into()));
+            }
+        }
+        self.finish(env)
     }
 
     fn finish(&mut self, env: &Env) -> Outcome {

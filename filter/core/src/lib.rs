@@ -33,4 +33,4 @@ pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;
-pub use webhooks::Notify;
+pub use webhooks::{Delivery, Notify};

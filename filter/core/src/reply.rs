@@ -91,6 +91,11 @@ impl Reply {
         Reply::new(status, "text/plain; charset=utf-8", body.into())
     }
 
+    /// `911` with a 500: the answer when nothing better is known (no dialect to render it).
+    pub fn emergency() -> Reply {
+        Reply::text(500, format!("{}\n", Code::Emergency.as_str()))
+    }
+
     pub fn json(status: u16, value: &serde_json::Value) -> Reply {
         Reply::new(status, "application/json", value.to_string())
     }

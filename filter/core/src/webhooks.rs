@@ -330,18 +330,51 @@ impl Notify {
         })
     }
 
-    /// After a result: `None` when done (2xx) or out of retries; otherwise the delay before
-    /// dispatching the returned (same, next-attempt) call again.
-    pub fn next(&self, result: &CalloutResult) -> Option<(u64, Notify)> {
-        let ok =
-            matches!(result, CalloutResult::Response { status, .. } if (200..300).contains(status));
-        if ok || self.attempt >= self.max_retries {
-            return None;
+    /// What a delivery's result means: delivered (2xx), retry later, or given up (out of
+    /// retries). The one classification every adapter applies.
+    pub fn next(&self, result: &CalloutResult) -> Delivery {
+        let why = match result {
+            CalloutResult::Response { status, .. } if (200..300).contains(status) => {
+                return Delivery::Delivered
+            }
+            CalloutResult::Response { status, .. } => format!("HTTP {status}"),
+            CalloutResult::Failed(why) => why.clone(),
+        };
+        if self.attempt >= self.max_retries {
+            return Delivery::GaveUp {
+                log: format!(
+                    "dynedge: webhook via {} given up after {} attempts: {why}",
+                    self.callout.cluster,
+                    self.attempt.saturating_add(1)
+                ),
+            };
         }
-        let delay = self.retry_base_ms.saturating_mul(1 << self.attempt.min(16));
+        let after_ms = self.retry_base_ms.saturating_mul(1 << self.attempt.min(16));
         let mut again = self.clone();
         again.attempt = again.attempt.saturating_add(1);
-        Some((delay, again))
+        Delivery::Retry { after_ms, again }
+    }
+}
+
+/// A webhook delivery after one attempt ([`Notify::next`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Dispatch `again` after `after_ms`.
+    Retry { after_ms: u64, again: Notify },
+    /// Out of retries; `log` says why (an error line for the host's log, no secret in it).
+    GaveUp { log: String },
+}
+
+impl Delivery {
+    /// The counter to increment once the delivery is over (`None` while it is retried).
+    pub fn counter(&self) -> Option<&'static str> {
+        match self {
+            Delivery::Delivered => Some("dynedge.webhook.delivered"),
+            Delivery::GaveUp { .. } => Some("dynedge.webhook.given_up"),
+            Delivery::Retry { .. } => None,
+        }
     }
 }
 
@@ -610,23 +643,38 @@ mod tests {
             retry_base_ms: 1000,
         };
         let fail = CalloutResult::Failed("reset".into());
-        let (d1, n1) = n.next(&fail).unwrap();
-        let (d2, n2) = n1
-            .next(&CalloutResult::Response {
-                status: 500,
-                headers: vec![],
-                body: vec![],
-            })
-            .unwrap();
-        let (d3, n3) = n2.next(&fail).unwrap();
+        let retry = |d: Delivery| match d {
+            Delivery::Retry { after_ms, again } => (after_ms, again),
+            other => panic!("expected a retry, got {other:?}"),
+        };
+        let (d1, n1) = retry(n.next(&fail));
+        let (d2, n2) = retry(n1.next(&CalloutResult::Response {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        }));
+        let (d3, n3) = retry(n2.next(&fail));
         assert_eq!((d1, d2, d3), (1000, 2000, 4000));
-        assert!(n3.next(&fail).is_none(), "three retries, then give up");
+        let gave_up = n3.next(&fail);
+        assert_eq!(
+            gave_up,
+            Delivery::GaveUp {
+                log: "dynedge: webhook via c given up after 4 attempts: reset".into()
+            },
+            "three retries, then give up"
+        );
+        assert_eq!(gave_up.counter(), Some("dynedge.webhook.given_up"));
         let ok = CalloutResult::Response {
             status: 204,
             headers: vec![],
             body: vec![],
         };
-        assert!(n.next(&ok).is_none(), "a 2xx ends it");
+        assert_eq!(n3.next(&ok), Delivery::Delivered, "a 2xx ends it");
+        assert_eq!(
+            Delivery::Delivered.counter(),
+            Some("dynedge.webhook.delivered")
+        );
+        assert_eq!(retry(n.next(&fail)).0, 1000);
         assert_eq!(Notify::from_bytes(&n3.to_bytes()), Some(n3), "round trip");
     }
 }

@@ -1,6 +1,7 @@
 //! The backend latency the core measures reaches the adapter as a histogram sample.
 #![allow(
     clippy::indexing_slicing,
+    clippy::expect_used,
     clippy::string_slice,
     clippy::arithmetic_side_effects
 )]
@@ -60,4 +61,30 @@ fn a_rejected_request_reports_no_latency_sample() {
     let (out, calls) = run(req, 37);
     assert_eq!(calls, 0);
     assert!(out.samples.is_empty(), "{:?}", out.samples);
+}
+
+#[test]
+fn an_exchange_whose_callouts_are_lost_answers_in_its_dialect() {
+    let cfg = cheap_demo();
+    let kv = MemoryKv::default();
+    let env = Env {
+        now_ms: 1_700_000_000_000,
+        random: 1,
+        kv: &kv,
+    };
+    let req = get("/nic/update?hostname=home.dyn.example.test&myip=192.0.2.1")
+        .basic("demo", "demo-password");
+    let (mut ex, step) = Exchange::start(cfg, req, true, &env);
+    assert!(matches!(step, Step::Call(_)), "{step:?}");
+    // The host lost every call: the dialect, not the adapter, words the failure.
+    let out = ex.abort(&env);
+    let reply = out.reply.expect("an aborted exchange still answers");
+    assert_eq!(String::from_utf8_lossy(&reply.body), "dnserr\n");
+    assert!(out.counters.contains(&"dynedge.dyndns2.dnserr".to_string()));
+    assert!(ex.is_finished());
+    let again = ex
+        .abort(&env)
+        .reply
+        .expect("a finished exchange still answers");
+    assert_eq!(again.status, 500);
 }

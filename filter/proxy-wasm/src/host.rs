@@ -7,7 +7,7 @@ use dynedge_core::kv::keys;
 use dynedge_core::limits::{merge_count, KvCount};
 use std::time::Duration;
 
-use dynedge_core::{Callout, CalloutId, CalloutResult, KvView, KvWrite, Outcome};
+use dynedge_core::{Callout, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
@@ -134,19 +134,31 @@ pub fn call_result<C: Context + ?Sized>(
     }
 }
 
-/// Everything of a finished exchange except the reply: KV writes, counts, audit log, metrics.
-pub fn record(outcome: &Outcome, metrics: &Metrics, now_s: u64) {
-    apply(&outcome.writes);
-    count(&outcome.counts, now_s);
-    for line in &outcome.log {
+/// Applies a finished outcome's KV writes, counts, audit log and metrics; returns what the
+/// caller still owes: the reply to send, then the webhook deliveries to hand over.
+pub fn record(outcome: Outcome, metrics: &Metrics, now_s: u64) -> (Option<Reply>, Vec<Notify>) {
+    // Exhaustive: a new field of `Outcome` does not compile until it is applied here.
+    let Outcome {
+        reply,
+        writes,
+        log: lines,
+        counters,
+        notify,
+        counts,
+        samples,
+    } = outcome;
+    apply(&writes);
+    count(&counts, now_s);
+    for line in &lines {
         log(LogLevel::Info, line);
     }
-    for c in &outcome.counters {
+    for c in &counters {
         metrics.increment(c);
     }
-    for (name, value) in &outcome.samples {
+    for (name, value) in &samples {
         metrics.record(name, *value);
     }
+    (reply, notify)
 }
 
 /// Counters and histograms by name, defined on first use (per VM; Envoy aggregates them).

@@ -97,8 +97,8 @@ impl DynedgeHttp {
                 action
             }
             Step::Done(outcome) => {
-                host::record(&outcome, &self.metrics, self.now_ms() / 1000);
-                if let Some(reply) = outcome.reply {
+                let (reply, notify) = host::record(outcome, &self.metrics, self.now_ms() / 1000);
+                if let Some(reply) = reply {
                     let headers: Vec<(&str, &str)> = reply
                         .headers
                         .iter()
@@ -107,7 +107,7 @@ impl DynedgeHttp {
                     self.send_http_response(u32::from(reply.status), headers, Some(&reply.body));
                 }
                 // After the reply: webhooks never delay it.
-                self.outbox.borrow_mut().extend(outcome.notify);
+                self.outbox.borrow_mut().extend(notify);
                 Action::Pause
             }
         }

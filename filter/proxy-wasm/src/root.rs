@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use dynedge_core::expiry::{self, Sweep};
 use dynedge_core::kv::keys;
-use dynedge_core::{CalloutId, CalloutResult, Config, Env, Notify, Step};
+use dynedge_core::{CalloutId, CalloutResult, Config, Delivery, Env, Notify, Step};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
@@ -251,19 +251,17 @@ impl DynedgeRoot {
 
     /// A delivery's result: done, or scheduled again (the core decides, `Notify::next`).
     fn notified(&mut self, n: Notify, result: &CalloutResult) {
-        match n.next(result) {
-            Some((delay_ms, again)) => {
-                let at = self.env().now_ms.saturating_add(delay_ms);
+        let delivery = n.next(result);
+        if let Some(name) = delivery.counter() {
+            self.metrics.increment(name);
+        }
+        match delivery {
+            Delivery::Retry { after_ms, again } => {
+                let at = self.env().now_ms.saturating_add(after_ms);
                 self.retries.push((at, again));
             }
-            None => {
-                let ok = matches!(result, CalloutResult::Response { status, .. } if (200..300).contains(status));
-                self.metrics.increment(if ok {
-                    "dynedge.webhook.delivered"
-                } else {
-                    "dynedge.webhook.given_up"
-                });
-            }
+            Delivery::GaveUp { log } => host::log(LogLevel::Warn, &log),
+            Delivery::Delivered => {}
         }
     }
 
@@ -287,7 +285,8 @@ impl DynedgeRoot {
             }
             Step::Done(outcome) => {
                 self.sweep = None;
-                host::record(&outcome, &self.metrics, self.env().now_s());
+                // A sweep has no reply and notifies nobody.
+                let _ = host::record(outcome, &self.metrics, self.env().now_s());
             }
             Step::Pass | Step::NeedBody { .. } | Step::Wait => {}
         }
