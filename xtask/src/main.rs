@@ -71,7 +71,8 @@ fn main() -> ExitCode {
                  [--store etcd [--gateways N]] [--cert FILE --key FILE] | test [--smoke] | doctor | wasm \
                  | deps [--for-tests] \
                  | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M] \
-                 | fuzz [--seconds N] [--target NAME]>"
+                 | fuzz [--seconds N] [--target NAME] \
+                 | oci [--no-build] [--out DIR] [--tag TAG] [--push REF [--insecure]]>"
             );
             return ExitCode::from(2);
         }

@@ -189,6 +189,18 @@ pub const TOOLS: &[Tool] = &[
         "dialects suite (official ApertoDNS client)",
     ),
     deb("wrk", "wrk", Test, "etcd_bench, cargo xtask bench"),
+    deb(
+        "docker-registry",
+        "docker-registry",
+        Test,
+        "OCI suite (local registry)",
+    ),
+    deb(
+        "skopeo",
+        "skopeo",
+        Test,
+        "OCI suite, cargo xtask oci --push",
+    ),
 ];
 
 /// One tool as found on this machine.
@@ -757,6 +769,8 @@ mod tests {
             "ddclient",
             "inadyn",
             "wrk",
+            "docker-registry",
+            "skopeo",
             "kill",
             "envoy",
             "pdns_server",
