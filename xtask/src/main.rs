@@ -588,7 +588,7 @@ fn count_before(text: &str, word: &str) -> u64 {
 const TEST_FUZZ_SECONDS: u64 = 20;
 
 /// Every log the suites left (`target/tmp`) and everything they printed, searched for every
-/// secret the tests use (issue 7: secrets are redacted everywhere).
+/// secret the tests use: secrets are redacted everywhere.
 fn secrets_suite(suites: &[Suite]) -> Suite {
     step("secrets: searching every test log and the test output for the test secrets");
     let started = Instant::now();

@@ -1,6 +1,6 @@
 //! Credentials: which ones a request presents, and who they prove it is.
 //!
-//! Order (DESIGN.md): Bearer token, then Basic, then query `username`/`password`. The first
+//! Order: Bearer token, then Basic, then query `username`/`password`. The first
 //! form present decides; a wrong Bearer token does not fall through to a query password.
 //! API tokens are high-entropy, so a SHA-256 lookup is enough; passwords are Argon2id, and a
 //! successful verification is cached in the KV under a keyed hash so routers that ping every

@@ -479,7 +479,7 @@ pub fn mint(
     }])
 }
 
-/// A per-endpoint request window (ApertoDNS digest §13: 60/min per token for `/update`, ...).
+/// A per-endpoint request window (docs/dialects.md, Protocol rules: rate limits; 60/min per token for `/update`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub requests: u32,

@@ -1,4 +1,4 @@
-//! Webhooks on IP change (ApertoDNS Layer 3, digest §10): HMAC-signed JSON POSTs.
+//! Webhooks on IP change (ApertoDNS Layer 3; docs/dialects.md, Webhook delivery): HMAC-signed JSON POSTs.
 //!
 //! The core never waits for them. A finished update returns them in `Outcome::notify`; the adapter
 //! dispatches each after sending the reply and, when [`Notify::next`] says so, dispatches the
@@ -152,7 +152,7 @@ impl WebhookSettings {
     }
 }
 
-/// Events a subscription may ask for (delivery names, digest §10).
+/// Events a subscription may ask for (delivery names).
 pub const EVENTS: &[&str] = &[
     "ip_changed",
     "hostname_created",
@@ -259,7 +259,7 @@ pub fn check_url(url: &str, policy: &UrlPolicy) -> Result<Endpoint, String> {
     })
 }
 
-/// `sha256=` + hex HMAC-SHA256(secret, "{timestamp}.{body}") (digest §10).
+/// `sha256=` + hex HMAC-SHA256(secret, "{timestamp}.{body}").
 pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
         return String::new();

@@ -1,9 +1,8 @@
-//! ApertoDNS protocol v1 (Layers 0–3) under `/.well-known/apertodns/v1/`, to the letter of
-//! `spec/apertodns/README.md` (the digest; its **Decision** lines are followed and cited as
-//! "digest §n"). Every reply on the prefix is JSON `{"success": ...}` with the Layer 0 headers,
+//! ApertoDNS protocol v1 (Layers 0–3) under `/.well-known/apertodns/v1/`. The rules it follows
+//! are listed by name in docs/dialects.md, "Protocol rules". Every reply on the prefix is JSON `{"success": ...}` with the Layer 0 headers,
 //! `X-Request-ID`, and `X-RateLimit-*` where a limit applies.
 //!
-//! Guard ladder (digest §5.4): route → method → rate limit for public endpoints → credentials
+//! Guard ladder (Protocol rules: guard ladder): route → method → rate limit for public endpoints → credentials
 //! (Bearer or X-API-Key only) → rate limit per token → JSON → fields (hostname, format, ttl,
 //! literal addresses) → scope → ownership → `"auto"` → backend.
 
@@ -55,7 +54,7 @@ pub struct RawAperto {
     /// (`/api/tokens`, `/api/webhooks`); without it those cannot create anything.
     #[serde(default)]
     token_key: Option<Secret>,
-    /// Per-token and per-address request limits of digest §13 (default on).
+    /// Per-token and per-address request limits (Protocol rules: rate limits; default on).
     #[serde(default)]
     #[cfg_attr(
         feature = "schema",
@@ -205,7 +204,7 @@ impl Ctx {
         self.finish(Reply::json(status, &body))
     }
 
-    /// 400 `validation_error` with `details.fields` (digest §11.2), which the official client
+    /// 400 `validation_error` with `details.fields` (Protocol rules: validation errors), which the official client
     /// turns into its `ValidationError`.
     pub fn validation(&self, field: &str, code: &str, message: &str, provided: Value) -> Reply {
         self.error_with(
@@ -292,7 +291,7 @@ impl Endpoint {
         }
     }
 
-    /// Rate-limit bucket and default limit (digest §13).
+    /// Rate-limit bucket and default limit (Protocol rules: rate limits).
     fn limit(self, method: &str) -> (&'static str, Limit) {
         let l = |requests| Limit {
             requests,
@@ -443,7 +442,7 @@ pub type ErrFn = Box<dyn FnOnce(&Ctx) -> Reply>;
 /// A refusal: its reply (which needs the request context) and what it counts against.
 pub type AuthRefusal = (ErrFn, Vec<limits::KvCount>);
 
-/// Bearer or `X-API-Key` (digest §3.2); Basic and anything else is 401 on this prefix.
+/// Bearer or `X-API-Key` (Protocol rules: credentials); Basic and anything else is 401 on this prefix.
 pub fn authenticate(cfg: &Config, req: &Request, env: &Env) -> Result<Authorized, AuthRefusal> {
     authenticate_with(cfg, req, env, false)
 }
@@ -530,8 +529,8 @@ fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(), Reply> {
     }
 }
 
-/// Ownership: one answer for unknown and foreign names (digest §5.4); a name the user owns
-/// but the token may not touch is `hostname_forbidden` (digest §3.5).
+/// Ownership: one answer for unknown and foreign names (Protocol rules: ownership); a name the user owns
+/// but the token may not touch is `hostname_forbidden`.
 fn owned_zone<'c>(cfg: &'c Config, id: &Authorized, name: &Fqdn) -> Result<&'c Zone, FieldError> {
     id.host(cfg, name).map_err(|e| match e {
         HostDenied::TokenRestricted => FieldError::status(
@@ -640,7 +639,7 @@ fn body_object(req: &Request, ctx: &Ctx) -> Result<Map<String, Value>, Reply> {
     }
 }
 
-/// An address field: absent, `null`, `"auto"`, or a literal (digest §5.1 tri-state).
+/// An address field: absent, `null`, `"auto"`, or a literal (Protocol rules: address fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AddrField {
     Absent,
@@ -762,7 +761,7 @@ fn policy_check(zone: &Zone, name: &'static str, ip: IpAddr) -> Result<(), Field
     })
 }
 
-/// The TXT member the official client sends inside `/update` (digest §6.8).
+/// The TXT member the official client sends inside `/update` (Protocol rules: ACME names).
 struct TxtMember {
     name: Fqdn,
     /// The host under `_acme-challenge.`, whose ownership the write needs.
@@ -868,7 +867,7 @@ fn parse_item(
     })
 }
 
-/// `_acme-challenge.` + a hostname (digest §6.7): (the TXT owner name, the host under it).
+/// `_acme-challenge.` + a hostname (Protocol rules: ACME names): (the TXT owner name, the host under it).
 fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
     let lower = input.to_ascii_lowercase();
     let Some(rest) = lower.strip_prefix(TXT_PREFIX) else {
@@ -955,7 +954,7 @@ fn resolve(
                 policy_check(zone, "ipv6", ip)?;
                 v6 = AddrOp::Set(ip);
             }
-            // Digest §5.2 decision: ignored when IPv4 is also asked for, else an error.
+            // Protocol rules, address fields: ignored when IPv4 is also asked for, else an error.
             _ if item.ipv4 != AddrField::Absent => {}
             _ => {
                 return Err(FieldError::new(
@@ -1250,7 +1249,7 @@ fn bulk(
         } else if ok > 0 {
             ctx.ok(207, data)
         } else {
-            // Digest §6.1 decision: all failed = 400 with the results and an error object.
+            // Protocol rules, bulk results: all failed = 400 with the results and an error object.
             let mut body = error_body("validation_error", "All updates failed", None);
             set_field(&mut body, "data", data);
             let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});

@@ -610,7 +610,7 @@ fn rate_limit_answers_429_with_retry_after_and_makes_no_call() {
 
 #[test]
 fn client_set_txt_and_delete_txt_through_update_accumulate_at_the_acme_name() {
-    // ApertoDNSClient.setTxt(hostname, "_acme-challenge", value) and deleteTxt (digest §6.8).
+    // ApertoDNSClient.setTxt(hostname, "_acme-challenge", value) and deleteTxt (Protocol rules: ACME names).
     let mut d = demo();
     d.pdns.set(HOME, "A", &["192.0.2.1"]);
     let acme = "_acme-challenge.home.dyn.example.test";

@@ -1,4 +1,4 @@
-//! Provider management under `/api/*` (ApertoDNS digest §15: not part of the protocol, so not
+//! Provider management under `/api/*` (docs/dialects.md, Management API: not part of the protocol, so not
 //! under the well-known prefix): API tokens and webhook subscriptions, both kept in the shared KV
 //! (`tokens.rs`, `webhooks.rs` describe the schema). Replies use the ApertoDNS JSON envelope.
 //!

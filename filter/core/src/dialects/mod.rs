@@ -35,7 +35,7 @@ pub enum Route {
     Health,
     /// Everything under `/.well-known/apertodns/v1/`.
     Aperto,
-    /// Provider management under `/api/tokens` and `/api/webhooks` (ApertoDNS digest §15).
+    /// Provider management under `/api/tokens` and `/api/webhooks` (docs/dialects.md, Management API).
     ManagementApi,
     /// dynv6 `/api/update`.
     Dynv6,
