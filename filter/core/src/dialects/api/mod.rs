@@ -1,6 +1,6 @@
 //! Provider management under `/api/*` (docs/dialects.md, Management API: not part of the protocol, so not
 //! under the well-known prefix): API tokens and webhook subscriptions, both kept in the shared KV
-//! (`tokens.rs`, `webhooks.rs` describe the schema). Replies use the ApertoDNS JSON envelope.
+//! (`crate::tokens`, `crate::webhooks` describe the schema). Replies use the ApertoDNS JSON envelope.
 //!
 //! - `GET /api/tokens`, `POST /api/tokens` (201, the token shown once), `DELETE /api/tokens/{id}`
 //! - `GET /api/webhooks`, `POST /api/webhooks` (201, the secret shown once),
@@ -8,7 +8,6 @@
 //!
 //! Who may manage: a user with a Basic password, or an API token with the `admin` scope. A token
 //! never grants more than it holds (scopes and hosts).
-
 //!
 //! Here: routing, the manager's credentials and the minting limit; `tokens` and `webhooks` hold
 //! the two collections.
