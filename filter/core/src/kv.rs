@@ -31,7 +31,7 @@ impl KvWrite {
 
 /// The key schema. Three families live beside the code that owns them: the rate-limit counters
 /// (`dynedge:rl:*`, `limits.rs`), the ApertoDNS start time (`dynedge:apertodns:started_ms`,
-/// `dialects/apertodns.rs`) and the etcd store's sync time (`dynedge:store:etcd:synced_ms`,
+/// `dialects/apertodns/public.rs`) and the etcd store's sync time (`dynedge:store:etcd:synced_ms`,
 /// `store/etcd.rs`).
 pub mod keys {
     /// The raw configuration JSON as the proxy gave it, written by the proxy-wasm root context.

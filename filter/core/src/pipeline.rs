@@ -328,7 +328,7 @@ impl Authorized {
                 auth::may_update(cfg, &self.identity, name)
                     || name
                         .as_str()
-                        .strip_prefix(crate::dialects::apertodns::TXT_PREFIX)
+                        .strip_prefix(crate::dialects::acme::TXT_PREFIX)
                         .and_then(|h| Fqdn::parse(h).ok())
                         .is_some_and(|h| auth::may_update(cfg, &self.identity, &h))
             }

@@ -33,7 +33,8 @@ use crate::addr::Cidr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope, Zone};
-use crate::dialects::apertodns::{self, ApertoSettings};
+use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
+use crate::dialects::apertodns::ApertoSettings;
 use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
 use crate::kv::{keys, KvView, KvWrite};
 use crate::limits::KvCount;
@@ -457,7 +458,7 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
         name: caller.name.clone(),
         zone: zone.name.clone(),
         backend,
-        ttl: apertodns::DEFAULT_TXT_TTL,
+        ttl: DEFAULT_TXT_TTL,
         want: vec![(RrType::Txt, values.clone())],
         edits: vec![],
     };
@@ -499,7 +500,7 @@ fn account_caller(s: &AcmeDnsSettings, authorized: Authorized, subdomain: &str) 
 fn user_caller(cfg: &Config, authorized: Authorized, subdomain: &str) -> Option<Caller> {
     let host = Fqdn::parse(subdomain.trim_end_matches('.')).ok()?;
     authorized.host(cfg, &host).ok()?;
-    let name = Fqdn::parse_service(&format!("{}{host}", apertodns::TXT_PREFIX)).ok()?;
+    let name = acme::challenge_name(&host).ok()?;
     Some(Caller { authorized, name })
 }
 

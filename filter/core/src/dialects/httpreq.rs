@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
-use crate::dialects::apertodns;
+use crate::dialects::acme::{DEFAULT_TXT_TTL, TXT_PREFIX};
 use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
@@ -58,7 +58,7 @@ fn parse_body(body: &[u8]) -> Result<(String, String), &'static str> {
         let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         let domain = domain.trim_end_matches('.');
         let domain = domain.strip_prefix("*.").unwrap_or(domain);
-        return Ok((format!("{}{domain}", apertodns::TXT_PREFIX), value));
+        return Ok((format!("{TXT_PREFIX}{domain}"), value));
     }
     Err("expected {\"fqdn\", \"value\"} or, in RAW mode, {\"domain\", \"token\", \"keyAuth\"}")
 }
@@ -100,7 +100,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
         Err(m) => return refuse(400, m),
     };
     let lower = fqdn.trim_end_matches('.').to_ascii_lowercase();
-    let Some(host) = lower.strip_prefix(apertodns::TXT_PREFIX) else {
+    let Some(host) = lower.strip_prefix(TXT_PREFIX) else {
         return refuse(400, "the name must start with _acme-challenge.");
     };
     let (Ok(host), Ok(name)) = (Fqdn::parse(host), Fqdn::parse_service(&lower)) else {
@@ -132,7 +132,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
         name: name.clone(),
         zone: zone.name.clone(),
         backend,
-        ttl: apertodns::DEFAULT_TXT_TTL,
+        ttl: DEFAULT_TXT_TTL,
         want: vec![],
         edits: vec![(RrType::Txt, edit)],
     };

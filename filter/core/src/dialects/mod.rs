@@ -1,9 +1,10 @@
 //! Dialects: each turns its wire format into an update [`Job`] (or an immediate reply) and
 //! renders the job's results. Auth, ownership, planning and backends are shared.
 
+pub(crate) mod acme;
 pub mod acmedns;
 pub mod apertodns;
-pub mod api;
+mod api;
 pub mod custom;
 pub mod dyndns2;
 pub mod dynv6;
@@ -114,7 +115,7 @@ pub fn loggable_path(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     let mut exact = None;
     for seg in segments.by_ref() {
-        let norm = apertodns::percent_decode(seg)
+        let norm = percent_decode(seg)
             .unwrap_or_else(|| seg.to_string())
             .to_ascii_lowercase();
         let head = norm.split(';').next().unwrap_or_default();
@@ -182,6 +183,16 @@ pub fn payload_too_large(req: &Request, route: Route) -> Reply {
     } else {
         Reply::text(413, format!("payload_too_large: {msg}\n"))
     }
+}
+
+/// A percent-encoded path segment (`encodeURIComponent` on the client side).
+fn percent_decode(s: &str) -> Option<String> {
+    crate::request::Params::parse(&format!("v={}", s.replace('+', "%2B")))
+        .ok()?
+        .one("v")
+        .ok()
+        .flatten()
+        .map(str::to_string)
 }
 
 /// `doc[key] = value` for a JSON object, without serde_json's panic for anything else (which

@@ -94,7 +94,7 @@ fn from_path(rest: &str, max_ips: usize) -> Result<Asked, Rejection> {
         return Err(param_error(400, layout(max_ips)));
     }
     let dec = |s: &str| {
-        super::apertodns::percent_decode(s)
+        super::percent_decode(s)
             .ok_or_else(|| param_error(400, "broken percent-encoding in the path"))
     };
     Ok(Asked {

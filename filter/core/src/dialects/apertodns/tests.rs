@@ -942,7 +942,7 @@ fn txt_requests_are_validated_before_any_call() {
 #[test]
 fn an_ip_change_emits_a_signed_webhook_and_no_change_emits_none() {
     let mut cfg: Value =
-        serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        serde_json::from_slice(include_bytes!("../../../../../examples/dynedge.json")).unwrap();
     cfg["webhooks"] = json!({"cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"]});
     let mut d = Driver::new(crate::config::Config::from_json(cfg.to_string().as_bytes()).unwrap());
     d.now_ms = 1_735_732_800_000;

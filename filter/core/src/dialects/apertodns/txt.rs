@@ -1,0 +1,264 @@
+//! TXT records for ACME challenges: `POST`/`DELETE /txt`, `GET /txt/{name}`, and the `txt`
+//! member of `/update`. Names must be `_acme-challenge.` + a host the caller owns.
+
+use serde_json::{json, Map, Value};
+
+use super::auth::{need_scope, owned_zone};
+use super::fields::{body_object, ttl_field, FieldError};
+use super::plan::{backend_of, keep_target, outcome_error, values_of};
+use super::{job, Ctx};
+use crate::backends::RrType;
+use crate::config::{Config, Scope};
+use crate::dialects::acme::{self, DEFAULT_TXT_TTL, TXT_PREFIX};
+use crate::dialects::percent_decode;
+use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Target};
+use crate::names::Fqdn;
+use crate::pipeline::Authorized;
+use crate::reply::Reply;
+use crate::request::Request;
+use crate::time::iso8601;
+
+/// The TXT member the official client sends inside `/update` (Protocol rules: ACME names).
+pub(super) struct TxtMember {
+    pub(super) name: Fqdn,
+    /// The host under `_acme-challenge.`, whose ownership the write needs.
+    pub(super) host: Fqdn,
+    pub(super) value: Option<String>,
+    pub(super) delete: bool,
+}
+
+pub(super) fn parse_txt_member(
+    t: &Map<String, Value>,
+    hostname: &Fqdn,
+) -> Result<TxtMember, FieldError> {
+    let label = match t.get("name") {
+        Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+        other => {
+            return Err(FieldError::validation(
+                "txt.name",
+                "required",
+                "txt.name is required (e.g. \"_acme-challenge\")",
+                other.cloned().unwrap_or(Value::Null),
+            ))
+        }
+    };
+    let action = t.get("action").and_then(Value::as_str).unwrap_or("set");
+    let value = match t.get("value") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(FieldError::validation(
+                "txt.value",
+                "invalid_type",
+                "txt.value must be a string",
+                other.clone(),
+            ))
+        }
+    };
+    let delete = match action {
+        "set" => false,
+        "delete" => true,
+        _ => {
+            return Err(FieldError::validation(
+                "txt.action",
+                "invalid_value",
+                "txt.action must be \"set\" or \"delete\"",
+                json!(action),
+            ))
+        }
+    };
+    let (name, host) = txt_name(&format!("{label}.{hostname}"))?;
+    if !delete && value.is_none() {
+        return Err(FieldError::validation(
+            "txt.value",
+            "required",
+            "txt.value is required to set a TXT record",
+            Value::Null,
+        ));
+    }
+    if let Some(v) = &value {
+        txt_value_check(v)?;
+    }
+    Ok(TxtMember {
+        name,
+        host,
+        value,
+        delete,
+    })
+}
+
+/// `_acme-challenge.` + a hostname (Protocol rules: ACME names): (the TXT owner name, the host under it).
+fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
+    let lower = input.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix(TXT_PREFIX) else {
+        return Err(FieldError::new(
+            "txt_invalid_name",
+            "TXT name must start with _acme-challenge.",
+        ));
+    };
+    let bad = |e: crate::names::NameError| {
+        FieldError::new("invalid_hostname", format!("Invalid hostname format: {e}"))
+    };
+    let host = Fqdn::parse(rest).map_err(bad)?;
+    let full = acme::challenge_name(&host).map_err(bad)?;
+    Ok((full, host))
+}
+
+fn txt_value_check(v: &str) -> Result<(), FieldError> {
+    if v.chars().count() > 255 {
+        return Err(FieldError::new(
+            "txt_value_too_long",
+            "TXT value must be at most 255 characters",
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::validation(
+            "value",
+            "invalid_format",
+            "TXT value must not contain control characters",
+            Value::Null,
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn txt(
+    cfg: &Config,
+    req: &Request,
+    env: &Env,
+    ctx: &Ctx,
+    id: Authorized,
+) -> Result<Box<Job>, Reply> {
+    let obj = body_object(req, ctx)?;
+    let delete = req.method == "DELETE";
+    let raw_name = match obj.get("hostname") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => {
+            return Err(ctx.validation("hostname", "required", "hostname is required", Value::Null))
+        }
+        Some(other) => {
+            return Err(ctx.validation(
+                "hostname",
+                "invalid_type",
+                "hostname must be a string",
+                other.clone(),
+            ))
+        }
+    };
+    let (name, host) = txt_name(&raw_name).map_err(|e| e.reply(ctx))?;
+    let value = match obj.get("value") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) if delete => None,
+        None | Some(Value::Null) => {
+            return Err(ctx.validation("value", "required", "value is required", Value::Null))
+        }
+        Some(other) => {
+            return Err(ctx.validation(
+                "value",
+                "invalid_type",
+                "value must be a string",
+                other.clone(),
+            ))
+        }
+    };
+    if let Some(v) = &value {
+        txt_value_check(v).map_err(|e| e.reply(ctx))?;
+    }
+    let ttl = if delete {
+        DEFAULT_TXT_TTL
+    } else {
+        ttl_field(obj.get("ttl"), DEFAULT_TXT_TTL).map_err(|e| e.reply(ctx))?
+    };
+    need_scope(ctx, &id, Scope::Txt)?;
+    let zone = owned_zone(cfg, &id, &host).map_err(|e| e.reply(ctx))?;
+    let edit = if delete {
+        Edit::Remove {
+            values: value.clone().map(|v| vec![v]),
+            must_exist: false,
+        }
+    } else {
+        Edit::Add {
+            values: value.clone().into_iter().collect(),
+            max: cfg.apertodns.txt_max_records,
+        }
+    };
+    let target = Target {
+        name,
+        zone: zone.name.clone(),
+        backend: backend_of(cfg, zone).map_err(|e| e.reply(ctx))?,
+        ttl,
+        want: vec![],
+        edits: vec![(RrType::Txt, edit)],
+    };
+    let ctx = ctx.clone();
+    let render = Box::new(move |results: &[HostOutcome]| {
+        let Some(o) = results.first() else {
+            return ctx.error(500, "server_error", "Internal server error");
+        };
+        if !o.code.is_success() {
+            let (status, code, msg) = outcome_error(o);
+            return ctx.error(status, code, &msg);
+        }
+        let now = values_of(&o.current, RrType::Txt).len();
+        if delete {
+            let removed = values_of(&o.previous, RrType::Txt)
+                .len()
+                .saturating_sub(now);
+            ctx.ok(
+                200,
+                json!({"hostname": o.host, "deleted": removed > 0, "values_removed": removed,
+                       "remaining_count": now, "timestamp": iso8601(ctx.now_ms)}),
+            )
+        } else {
+            ctx.ok(
+                200,
+                json!({"hostname": o.host, "value": value, "ttl": ttl, "record_count": now,
+                       "timestamp": iso8601(ctx.now_ms)}),
+            )
+        }
+    });
+    Ok(job(
+        cfg,
+        req,
+        env,
+        id,
+        vec![HostJob::update(target)],
+        render,
+    ))
+}
+
+pub(super) fn txt_get(
+    cfg: &Config,
+    req: &Request,
+    env: &Env,
+    ctx: &Ctx,
+    id: Authorized,
+    raw: &str,
+) -> Result<Box<Job>, Reply> {
+    let decoded = percent_decode(raw)
+        .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
+    let (name, host) = txt_name(&decoded).map_err(|e| e.reply(ctx))?;
+    need_scope(ctx, &id, Scope::Txt)?;
+    let zone = owned_zone(cfg, &id, &host).map_err(|e| e.reply(ctx))?;
+    let target = keep_target(cfg, zone, name, &[RrType::Txt]).map_err(|e| e.reply(ctx))?;
+    let ctx = ctx.clone();
+    let render = Box::new(move |results: &[HostOutcome]| {
+        let Some(o) = results.first().filter(|o| o.code.is_success()) else {
+            return ctx.error(502, "dns_error", "DNS backend error");
+        };
+        let values = values_of(&o.current, RrType::Txt);
+        ctx.ok(
+            200,
+            json!({"hostname": o.host, "values": values, "ttl": DEFAULT_TXT_TTL,
+                   "record_count": values.len()}),
+        )
+    });
+    Ok(job(
+        cfg,
+        req,
+        env,
+        id,
+        vec![HostJob::update(target)],
+        render,
+    ))
+}
