@@ -270,7 +270,7 @@ fn the_access_log_has_one_line_per_request_without_query_or_credentials() {
     assert_eq!(r.body, "good 192.0.2.16\n");
     let r = s.gw.https("/hello.txt", &["--http1.1"]);
     assert_eq!(r.status, 200);
-    let log = s.gw.access_log();
+    let log = s.gw.access_log_lines(2);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
     assert!(

@@ -305,6 +305,20 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
+    /// The access log once it has at least `lines` lines: the gateway writes a request's line
+    /// after its reply has gone out, so a client can be faster than the log. Gives up after 5 s
+    /// and returns what is there (the caller's assertion then shows it).
+    pub fn access_log_lines(&self, lines: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if log.lines().count() >= lines || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
     }
