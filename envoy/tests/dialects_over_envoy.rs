@@ -405,6 +405,23 @@ fn the_official_apertodns_client_works_unchanged_against_the_gateway() {
     );
 }
 
+/// The webhook receiver's log lines (one JSON object per delivery) once there are at least
+/// `count`, or what is there after 15 s (the caller's assertion then shows it).
+fn deliveries(log: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= count || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
     let port = free_port();
@@ -473,18 +490,7 @@ fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
     );
     assert_eq!(r.status, 200, "{r:#?}");
     // Delivered after the reply: first answered 500, then retried and accepted.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let lines = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 2 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let lines = deliveries(&log, 2);
     assert_eq!(lines.len(), 2, "{lines:#?}\n{}", stack.envoy.daemon_log());
     assert_eq!(
         (lines[0]["status"].as_u64(), lines[1]["status"].as_u64()),
@@ -581,18 +587,7 @@ fn webhook_urls_naming_unlisted_hosts_are_refused_and_never_called() {
         &format!(r#"{{"hostname":"{HOME}","ipv4":"203.0.113.98"}}"#),
     );
     assert_eq!(r.status, 200, "{r:#?}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let lines = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if !lines.is_empty() || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let lines = deliveries(&log, 1);
     // Any refused subscription would have been delivered in the same round: wait for stragglers.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
