@@ -155,7 +155,7 @@ pub fn config(data: &[u8]) {
         assert!(cfg.backends.contains_key(&z.backend), "dangling backend");
     }
     for u in cfg.users.values() {
-        assert!(auth::check_phc(&u.password_hash.0).is_ok());
+        assert!(crate::config::check_phc(&u.password_hash.0).is_ok());
     }
 }
 

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod hex;
 pub mod hoststate;
 pub mod kv;
 pub mod limits;
