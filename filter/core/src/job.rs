@@ -243,7 +243,7 @@ impl HostJob {
 
     fn fail(&mut self, e: BackendError) {
         self.code = Some(Code::Dnserr);
-        self.error = Some(e.0);
+        self.error = Some(e.to_string());
     }
 }
 
@@ -419,7 +419,7 @@ impl Job {
         }
         for h in &mut self.hosts {
             if h.code.is_none() && h.mirror_of.is_none() {
-                h.fail(BackendError("no answer from the backend".into()));
+                h.fail(BackendError::NoAnswer);
             }
         }
         self.finish(env)

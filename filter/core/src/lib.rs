@@ -28,7 +28,7 @@ pub mod time;
 pub mod tokens;
 pub mod webhooks;
 
-pub use backends::{Callout, CalloutResult};
+pub use backends::{Callout, CalloutFailure, CalloutResult, Method};
 pub use config::{Config, ConfigError};
 pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};

@@ -421,7 +421,12 @@ mod tests {
         assert_eq!(status(&o), 400, "{}", body(&o));
         assert!(body(&o).contains("invalid"), "{}", body(&o));
         assert_eq!(d.pdns.get(nas, "AAAA"), vec!["2001:db8:1::5"]);
-        assert!(d.calls.iter().all(|c| c.method != "PATCH"), "no write");
+        assert!(
+            d.calls
+                .iter()
+                .all(|c| c.method != crate::backends::Method::Patch),
+            "no write"
+        );
         let o = d.run(
             get(&format!(
                 "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fec0::/9"

@@ -439,7 +439,12 @@ mod tests {
             body(&o),
             "UPDATED: home.dyn.example.test A None -> 192.0.2.8\n"
         );
-        let patch = d.calls.iter().rev().find(|c| c.method == "PATCH").unwrap();
+        let patch = d
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.method == crate::backends::Method::Patch)
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&patch.body).unwrap();
         assert_eq!(doc["rrsets"][0]["ttl"], 120);
         let o = d.run(
