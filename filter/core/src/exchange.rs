@@ -6,8 +6,9 @@
 
 use crate::backends::{Callout, CalloutResult};
 use crate::config::Config;
+use crate::dialects::Render;
 use crate::dialects::{self, Route};
-use crate::job::Job;
+use crate::job::{Job, Progress};
 use crate::kv::{KvView, KvWrite};
 use crate::reply::Reply;
 use crate::request::Request;
@@ -82,7 +83,7 @@ pub struct Exchange {
 
 enum State {
     AwaitingBody(Request, Route),
-    Running(Box<Job>),
+    Running(Box<Job>, Render),
     Finished,
 }
 
@@ -126,10 +127,10 @@ impl Exchange {
 
     /// A callout's result. Unknown or late ids are ignored.
     pub fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
-        let State::Running(job) = &mut self.state else {
+        let State::Running(job, render) = &mut self.state else {
             return Step::Wait;
         };
-        let step = job.on_callout(id, result, env);
+        let step = reply_with(job.on_callout(id, result, env), render);
         if matches!(step, Step::Done(_)) {
             self.state = State::Finished;
         }
@@ -141,7 +142,11 @@ impl Exchange {
     /// if each had come back `CalloutResult::Failed`. Always carries a reply.
     pub fn abort(&mut self, env: &Env) -> Outcome {
         match std::mem::replace(&mut self.state, State::Finished) {
-            State::Running(mut job) => job.abort(env),
+            State::Running(mut job, render) => {
+                let (mut outcome, hosts) = job.abort(env);
+                outcome.reply = Some(render.render(&hosts));
+                outcome
+            }
             State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
         }
     }
@@ -155,10 +160,10 @@ impl Exchange {
             // While the etcd credential snapshot is missing or stale the pipeline verifies and
             // counts nothing (`pipeline::Denied::Unavailable`).
             Start::Reply(outcome) => Step::Done(outcome),
-            Start::Job(mut job) => {
-                let step = job.advance(env);
+            Start::Job(mut job, render) => {
+                let step = reply_with(job.advance(env), &render);
                 if !matches!(step, Step::Done(_)) {
-                    self.state = State::Running(job);
+                    self.state = State::Running(job, render);
                 }
                 step
             }
@@ -166,8 +171,21 @@ impl Exchange {
     }
 }
 
-/// What a dialect makes of a request: an immediate reply, or an update job.
+/// What a dialect makes of a request: an immediate reply, or an update job and the shape of
+/// the reply its outcomes become.
 pub enum Start {
     Reply(Outcome),
-    Job(Box<Job>),
+    Job(Box<Job>, Render),
+}
+
+/// The job's progress as a step; a finished job's outcomes rendered into the dialect's reply.
+fn reply_with(progress: Progress, render: &Render) -> Step {
+    match progress {
+        Progress::Call(calls) => Step::Call(calls),
+        Progress::Wait => Step::Wait,
+        Progress::Done(mut outcome, hosts) => {
+            outcome.reply = Some(render.render(&hosts));
+            Step::Done(outcome)
+        }
+    }
 }
