@@ -62,6 +62,8 @@ struct Rejection {
     retry_after_s: Option<u64>,
     /// What a failed authentication counts against.
     counts: Vec<KvCount>,
+    /// Audit lines of the refusal.
+    log: Vec<String>,
 }
 
 fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
@@ -71,6 +73,7 @@ fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection
         text: text.into(),
         retry_after_s: None,
         counts: vec![],
+        log: vec![],
     }
 }
 
@@ -99,6 +102,7 @@ impl Rejection {
             Denied::Unavailable => reject(503, "911", "try again later"),
         };
         out.counts = r.counts;
+        out.log = r.log;
         out
     }
 }
@@ -137,6 +141,7 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         Err(r) => {
             let mut out = Outcome::reply(r.reply(json));
             out.counts = r.counts;
+            out.log = r.log;
             Start::Reply(out)
         }
     }
@@ -357,6 +362,11 @@ fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool)
         let (status, code, text) = match bad.code {
             Code::Dnserr => (502, "dnserr", "DNS update failed"),
             Code::Abuse => (429, "abuse", "too many updates"),
+            Code::Nohost => (
+                403,
+                "nohost",
+                "the token may not change this record type here",
+            ),
             _ => (500, "911", "internal error"),
         };
         return error_reply(json, status, code, text);
