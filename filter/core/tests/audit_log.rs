@@ -158,7 +158,11 @@ fn every_audit_line_has_exactly_the_documented_fields_and_types() {
     let doc = documented();
     assert_eq!(
         doc.keys().collect::<Vec<_>>(),
-        ["acme-dns.register", "dynedge.token_refused", "dynedge.update"]
+        [
+            "acme-dns.register",
+            "dynedge.token_refused",
+            "dynedge.update"
+        ]
     );
     let lines = lines_of_every_kind();
     let mut seen = BTreeMap::<String, usize>::new();
