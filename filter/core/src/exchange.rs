@@ -459,6 +459,8 @@ pub struct Job {
     phase: Phase,
     /// The etcd store's protocol, which replaces the read/write phases (`store::etcd`).
     etcd: Option<crate::store::etcd::HostFlow>,
+    /// `Retry-After` of a 429 for a host over its update limit (`rate_limits.good_per_host`).
+    host_retry_after_s: u64,
 }
 
 impl Job {
@@ -497,6 +499,7 @@ impl Job {
             track_seen: true,
             record_cache_ttl_ms: cfg.record_cache_ttl_s.saturating_mul(1000),
             webhooks: cfg.webhooks.clone(),
+            host_retry_after_s: cfg.rate_limits.good_per_host.window_s,
             started_ms: env.now_ms,
             pending: HashMap::new(),
             next_id: 0,
@@ -784,8 +787,16 @@ impl Job {
             vec![]
         };
         let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
+        let mut reply = (self.render)(&outcomes);
+        // A host over its update limit: whichever dialect answered 429 says when to come back.
+        if reply.status == 429
+            && reply.header("retry-after").is_none()
+            && outcomes.iter().any(|o| o.code == Code::Abuse)
+        {
+            reply = reply.with_header("retry-after", &self.host_retry_after_s.to_string());
+        }
         Outcome {
-            reply: Some((self.render)(&outcomes)),
+            reply: Some(reply),
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
