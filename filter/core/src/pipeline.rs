@@ -22,7 +22,7 @@
 //! request, gets its own `Authorized::sweep`. Routes with no credentials by design take a
 //! [`Public`] marker; new credentials (tokens, acme-dns accounts) pass [`mint`].
 //!
-//! [`Job::new`]: crate::exchange::Job::new
+//! [`Job::new`]: crate::job::Job::new
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -30,7 +30,8 @@ use std::net::IpAddr;
 use crate::auth::{self, AuthError, Identity, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
-use crate::exchange::{Edit, Env, HostJob};
+use crate::exchange::Env;
+use crate::job::{Edit, HostJob};
 use crate::kv::KvWrite;
 use crate::limits::{self, KvCount};
 use crate::names::Fqdn;
@@ -292,7 +293,7 @@ pub fn mint(cfg: &Config, req: &Request, env: &Env) -> Result<Vec<KvCount>, Refu
 }
 
 /// The one address family a target changes (A or AAAA only), for dual-stack pairing.
-fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
+fn one_family(t: &crate::job::Target) -> Option<limits::Family> {
     let mut types = t
         .want
         .iter()
@@ -309,12 +310,12 @@ fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
     }
 }
 
-fn is_write(t: &crate::exchange::Target) -> bool {
+fn is_write(t: &crate::job::Target) -> bool {
     !t.want.is_empty() || t.edits.iter().any(|(_, e)| *e != Edit::Keep)
 }
 
 /// The record types a target writes (reads, `Edit::Keep`, need only the host).
-fn written_types(t: &crate::exchange::Target) -> impl Iterator<Item = RrType> + '_ {
+fn written_types(t: &crate::job::Target) -> impl Iterator<Item = RrType> + '_ {
     t.want.iter().map(|(ty, _)| *ty).chain(
         t.edits
             .iter()
