@@ -7,6 +7,7 @@
 //! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
 //! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
 
+pub mod dnssec;
 pub mod etcd;
 mod powerdns;
 pub mod rfc2136;
