@@ -7,7 +7,8 @@
 
 use crate::backends::{CalloutResult, RrType};
 use crate::config::Config;
-use crate::exchange::{CalloutId, Env, HostJob, Job, Outcome, Step, Target};
+use crate::exchange::{CalloutId, Env, Outcome, Step};
+use crate::job::{HostJob, Job, Target};
 use crate::kv::{keys, KvWrite};
 use crate::reply::{Code, Reply};
 use crate::request::Request;
@@ -53,7 +54,7 @@ pub fn start(cfg: &Config, env: &Env) -> Option<(Sweep, Step)> {
     if hosts.is_empty() {
         return None;
     }
-    let render = Box::new(|_: &[crate::exchange::HostOutcome]| Reply::text(200, ""));
+    let render = Box::new(|_: &[crate::job::HostOutcome]| Reply::text(200, ""));
     let mut job = Job::new(
         cfg,
         "expiry",

@@ -14,6 +14,7 @@ pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod hoststate;
+pub mod job;
 pub mod kv;
 pub mod limits;
 pub mod names;

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 
 use super::EtcdStore;
 use crate::backends::{BackendEnv, Callout, CalloutResult, RrSet, RrType, WriteCheck};
-use crate::exchange::{CalloutId, Env, HostJob};
+use crate::exchange::{CalloutId, Env};
+use crate::job::HostJob;
 use crate::kv::KvView;
 use crate::reply::Code;
 
@@ -677,7 +678,7 @@ impl HostFlow {
         let same = desired.iter().all(|(rtype, want)| {
             rec.rr
                 .get(rtype.as_str())
-                .is_some_and(|have| crate::exchange::same_values(*rtype, have, want))
+                .is_some_and(|have| crate::job::same_values(*rtype, have, want))
         });
         let name = t.name.clone();
         if st.first_read {
@@ -770,7 +771,7 @@ impl HostFlow {
             return;
         }
         let already = st.types.iter().all(|rtype| {
-            crate::exchange::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
+            crate::job::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
         });
         st.repairing = true;
         st.revision = rev;

@@ -32,7 +32,8 @@ use self::txt::{txt, txt_get};
 use self::update::update;
 use super::set_field;
 use crate::config::Config;
-use crate::exchange::{Env, HostJob, Job, Outcome, Start};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, Job};
 use crate::kv::KvWrite;
 use crate::limits::{self, Limit, RateState};
 use crate::pipeline::{self, Authorized};
@@ -337,7 +338,7 @@ fn job(
     env: &Env,
     id: Authorized,
     hosts: Vec<HostJob>,
-    render: crate::exchange::Renderer,
+    render: crate::job::Renderer,
 ) -> Box<Job> {
     Job::new(cfg, "apertodns", id, req, hosts, render, env)
 }
