@@ -58,6 +58,10 @@ pub fn up(args: &[String]) -> Result<()> {
     };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
     let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
+    let dnssec = args.iter().any(|a| a == "--dnssec");
+    if dnssec && flag_value(args, "--store")?.is_some_and(|s| s != "config") {
+        return Err("--dnssec signs the zone of the configuration store's demo only".into());
+    }
     tools::ensure(Need::Up)?;
     let no_build = args.iter().any(|a| a == "--no-build");
     let wasm = match (proxy, no_build) {
@@ -123,7 +127,7 @@ pub fn up(args: &[String]) -> Result<()> {
         }
     }
 
-    let mut dns = DemoDns::start(backend, &run_dir, &ports)?;
+    let (mut dns, anchor) = DemoDns::start(backend, &run_dir, &ports, dnssec)?;
 
     let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
         (Some(cert), Some(key)) => Certificate {
@@ -181,6 +185,7 @@ pub fn up(args: &[String]) -> Result<()> {
         &ports,
         envoy.daemon().log_path(),
         proxy,
+        anchor.as_ref(),
     );
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
