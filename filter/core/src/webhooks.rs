@@ -185,7 +185,7 @@ impl Notify {
         Some(Notify {
             callout: Callout {
                 cluster: w.cluster,
-                method: "POST",
+                method: crate::backends::Method::Post,
                 authority: w.authority,
                 path: w.path,
                 headers: w.headers,
@@ -206,7 +206,7 @@ impl Notify {
                 return Delivery::Delivered
             }
             CalloutResult::Response { status, .. } => format!("HTTP {status}"),
-            CalloutResult::Failed(why) => why.clone(),
+            CalloutResult::Failed(why) => why.to_string(),
         };
         if self.attempt >= self.max_retries {
             return Delivery::GaveUp {
@@ -319,7 +319,7 @@ pub fn deliveries(
             out.push(Notify {
                 callout: Callout {
                     cluster: s.cluster.clone(),
-                    method: "POST",
+                    method: crate::backends::Method::Post,
                     authority: ep.authority.clone(),
                     path: ep.path.clone(),
                     headers,
@@ -500,7 +500,7 @@ mod tests {
         let n = Notify {
             callout: Callout {
                 cluster: "c".into(),
-                method: "POST",
+                method: crate::backends::Method::Post,
                 authority: "a".into(),
                 path: "/".into(),
                 headers: vec![],
@@ -511,7 +511,8 @@ mod tests {
             max_retries: 3,
             retry_base_ms: 1000,
         };
-        let fail = CalloutResult::Failed("reset".into());
+        let fail =
+            CalloutResult::Failed(crate::backends::CalloutFailure::Connection("reset".into()));
         let retry = |d: Delivery| match d {
             Delivery::Retry { after_ms, again } => (after_ms, again),
             other => panic!("expected a retry, got {other:?}"),
@@ -528,7 +529,8 @@ mod tests {
         assert_eq!(
             gave_up,
             Delivery::GaveUp {
-                log: "dynedge: webhook via c given up after 4 attempts: reset".into()
+                log: "dynedge: webhook via c given up after 4 attempts: connection failed: reset"
+                    .into()
             },
             "three retries, then give up"
         );

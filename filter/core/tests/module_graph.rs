@@ -393,7 +393,7 @@ fn describe(g: &BTreeMap<String, BTreeSet<String>>, comp: &[String]) -> String {
 /// How many files still sit in a cycle (docs/architecture.md, Module structure, lists them):
 /// the dialects with the pipeline and the exchange, and the backends' facade with its parts. A
 /// new cycle, or a file drawn into an old one, fails; the figure may only go down, to 0.
-const FILES_IN_CYCLES_LEFT: usize = 34;
+const FILES_IN_CYCLES_LEFT: usize = 33;
 
 #[test]
 fn the_core_has_no_import_cycle() {

@@ -7,6 +7,7 @@ use argon2::password_hash::PasswordHash;
 use serde::Deserialize;
 
 use super::error::{err, ConfigError, Secret};
+use super::scope::Scope;
 use super::zones::Zone;
 use crate::names::Fqdn;
 
@@ -64,30 +65,25 @@ pub(super) struct RawToken {
     hosts: Option<Vec<String>>,
     #[serde(default = "yes")]
     active: bool,
+    /// CIDR ranges the client address must fall inside (IPv4, IPv6); absent = anywhere.
+    #[serde(default)]
+    allowed_subnets: Vec<String>,
+    /// When the token was issued (unix seconds): the start of `max_age_s`.
+    #[serde(default)]
+    created_s: Option<u64>,
+    /// The token stops working this long after `created_s`.
+    #[serde(default)]
+    max_age_s: Option<u64>,
+    /// The token stops working when unused this long (last use as this gateway recorded it).
+    #[serde(default)]
+    max_unused_period_s: Option<u64>,
+    /// Which record types the token may write at which hosts; absent = all of them.
+    #[serde(default)]
+    policies: Option<Vec<crate::tokens::RawPolicy>>,
 }
 
 fn all_scopes() -> Vec<String> {
     Scope::ALL.iter().map(|s| s.name().to_string()).collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    Update,
-    Txt,
-    Read,
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Update, Scope::Txt, Scope::Read, Scope::Admin];
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Update => "update",
-            Scope::Txt => "txt",
-            Scope::Read => "read",
-            Scope::Admin => "admin",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +103,7 @@ pub struct Token {
     pub scopes: BTreeSet<Scope>,
     pub hosts: Option<BTreeSet<Fqdn>>,
     pub active: bool,
+    pub rules: crate::tokens::TokenRules,
 }
 
 impl User {
@@ -261,6 +258,26 @@ pub(super) fn compile_tokens(
                 Some(set)
             }
         };
+        let raw_rules = crate::tokens::RawRules {
+            allowed_subnets: t.allowed_subnets,
+            max_age_s: t.max_age_s,
+            max_unused_period_s: t.max_unused_period_s,
+            policies: t.policies,
+        };
+        let rules = crate::tokens::TokenRules::compile(&raw_rules, t.created_s)
+            .map_err(|e| err(format!("{path}.{}", e.field), e.message))?;
+        if let Some((j, h)) = rules
+            .policies
+            .iter()
+            .flatten()
+            .enumerate()
+            .find_map(|(j, p)| p.host.as_ref().filter(|h| !user.owns(h)).map(|h| (j, h)))
+        {
+            return Err(err(
+                format!("{path}.policies[{j}].host"),
+                format!("user '{}' does not own {h}", t.user),
+            ));
+        }
         tokens.insert(
             hash,
             Token {
@@ -269,6 +286,7 @@ pub(super) fn compile_tokens(
                 scopes,
                 hosts,
                 active: t.active,
+                rules,
             },
         );
     }

@@ -10,12 +10,14 @@ use serde::Deserialize;
 mod backends;
 mod credentials;
 mod error;
+mod scope;
 mod zones;
 
 pub use crate::backends::settings::{Backend, PowerDnsBackend};
-pub use credentials::{check_phc, Scope, Token, User};
+pub use credentials::{check_phc, Token, User};
 use error::err;
 pub use error::{ConfigError, Secret};
+pub use scope::Scope;
 pub use zones::Zone;
 
 use crate::addr::Cidr;
