@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use dynedge_core::backends::{Callout, CalloutResult, Method};
 use dynedge_core::testing::{FakePowerDns, Fault};
+use dynedge_core::{Callout, CalloutResult, Method};
 use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
@@ -530,11 +530,14 @@ fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
     let now_s = rig.host.now_ns() / 1_000_000_000;
     // The limiter's keys are hashes of the client and user: ask the core for them.
     let cfg = dynedge_core::Config::from_json(DEMO.as_bytes()).unwrap();
-    let keys: Vec<String> =
-        dynedge_core::limits::count_bad(&cfg.rate_limits, "192.0.2.200".parse().ok(), Some("demo"))
-            .into_iter()
-            .map(|c| c.key)
-            .collect();
+    let keys: Vec<String> = dynedge_core::testing::count_bad(
+        &cfg.rate_limits,
+        "192.0.2.200".parse().ok(),
+        Some("demo"),
+    )
+    .into_iter()
+    .map(|c| c.key)
+    .collect();
     let ip_key = keys[0].clone();
     // The counters exist already (one bad request earlier in this window). An absent key has
     // no CAS in proxy-wasm, so the first write to it is unconditional.
@@ -544,7 +547,7 @@ fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
     // Another worker counts a bad request between our read and our CAS write, once.
     rig.host.interfere(&ip_key, 1, move |_key, old| {
         let old = (!old.is_empty()).then_some(old);
-        dynedge_core::limits::merge_count(old, now_s, 60)
+        dynedge_core::merge_count(old, now_s, 60)
     });
     assert_eq!(rig.body(bad_password(0)), "badauth\n");
     assert_eq!(rig.host.cas_mismatches(), 1, "the race happened once");

@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use dynedge_core::store::etcd::{self as store, Kv};
-use dynedge_core::store::EtcdStore;
+use dynedge_core::adapter::etcd::{self as store, EtcdStore, Kv};
 use dynedge_core::{CalloutResult, Config};
 use serde_json::{json, Value};
 
@@ -300,7 +299,7 @@ impl Admin {
     }
 
     fn host(&self, user: &str, host: &str, grant: bool) -> Result<(), String> {
-        let fqdn = dynedge_core::names::Fqdn::parse(host).map_err(|e| format!("{host}: {e}"))?;
+        let fqdn = dynedge_core::adapter::Fqdn::parse(host).map_err(|e| format!("{host}: {e}"))?;
         self.edit_user(user, |u| {
             let mut hosts: Vec<String> = u["hosts"]
                 .as_array()
@@ -341,7 +340,7 @@ impl Admin {
             return Err(format!("token id '{id}' exists"));
         }
         let mut token = json!({"id": id, "user": user,
-                               "sha256": dynedge_core::auth::token_hash(&secret),
+                               "sha256": dynedge_core::adapter::token_hash(&secret),
                                "scopes": scopes, "active": true});
         if !hosts.is_empty() {
             token["hosts"] = json!(hosts);

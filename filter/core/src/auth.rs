@@ -354,7 +354,7 @@ thread_local! {
 }
 
 /// How many Argon2 verifications this thread has run (tests: proof that a refusal came first).
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub fn argon2_runs() -> u64 {
     ARGON2_RUNS.with(std::cell::Cell::get)
 }
