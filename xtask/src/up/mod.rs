@@ -77,12 +77,6 @@ pub fn up(args: &[String]) -> Result<()> {
         }
     };
     if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
-        if proxy == Proxy::Pingora {
-            return Err(format!(
-                "--store {store} runs Envoy gateways only: the Pingora module does not run the \
-                 etcd store's sync yet"
-            ));
-        }
         if store != "etcd" {
             return Err(format!("--store {store}: config or etcd"));
         }
@@ -106,6 +100,7 @@ pub fn up(args: &[String]) -> Result<()> {
                 etcd: etcd_port,
             },
             gateways,
+            proxy,
             certificate,
             &wasm,
             &run_dir.join("etcd"),
