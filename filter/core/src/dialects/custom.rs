@@ -132,6 +132,11 @@ pub fn compile(raw: Vec<RawEndpoint>) -> Result<Vec<Endpoint>, ConfigError> {
     Ok(out)
 }
 
+/// A code without addresses (every code but `good`/`nochg`).
+pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+    reply(code, mode, json, None, None)
+}
+
 fn reply(code: Code, mode: StatusMode, json: bool, v4: Option<&str>, v6: Option<&str>) -> Reply {
     let status = status_of(code, mode);
     if json {

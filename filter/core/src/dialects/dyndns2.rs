@@ -288,7 +288,7 @@ pub fn status_of(code: Code, mode: StatusMode) -> u16 {
     }
 }
 
-fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
     let status = status_of(code, mode);
     if json {
         Reply::json(status, &json!({ "status": code.as_str() }))

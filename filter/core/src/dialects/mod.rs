@@ -17,7 +17,7 @@ use crate::exchange::{Env, Start};
 use crate::job::HostOutcome;
 use crate::names::Fqdn;
 use crate::pipeline;
-use crate::reply::Reply;
+use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 /// How a DynDNS2 endpoint maps reply codes to HTTP statuses.
@@ -222,6 +222,23 @@ pub fn payload_too_large(req: &Request, route: Route) -> Reply {
         )
     } else {
         Reply::text(413, format!("payload_too_large: {msg}\n"))
+    }
+}
+
+/// A server-side failure (`911`) in the route's own words: the answer of an exchange that ends
+/// before its dialect could answer (the host lost the request while its body was awaited).
+pub fn emergency(cfg: &Config, req: &Request, route: Route) -> Reply {
+    let json = req.wants_json();
+    match route {
+        Route::Dyndns2(mode) => dyndns2::code_reply(Code::Emergency, mode, json),
+        Route::Custom(i) => match cfg.endpoints.get(i) {
+            Some(ep) => custom::code_reply(Code::Emergency, ep.mode, json),
+            None => Reply::emergency(),
+        },
+        Route::Aperto | Route::ManagementApi => {
+            apertodns::error_reply(500, "server_error", "Internal server error", None)
+        }
+        _ => error_reply(json, 500, Code::Emergency.as_str(), "internal error"),
     }
 }
 
