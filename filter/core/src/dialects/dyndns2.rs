@@ -152,6 +152,7 @@ fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
         out.counters.push("dynedge.dyndns2.badauth".into());
     }
     out.counts = r.counts;
+    out.log = r.log;
     Start::Reply(out)
 }
 
