@@ -15,7 +15,7 @@ use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{ParamError, Params, Request};
 
 /// Names accepted for the IPv6 address besides a v6 value in `myip`.
@@ -29,7 +29,13 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
     }
     let params = match read_params(req) {
         Ok(p) => p,
-        Err(e) => return Start::Reply(Outcome::reply(bad_request(json, "invalid_request", &e))),
+        Err(e) => {
+            return Start::Reply(Outcome::reply(bad_request(
+                json,
+                ErrorCode::InvalidRequest,
+                &e,
+            )))
+        }
     };
     if cfg.dyndns2.require_user_agent && req.header("user-agent").is_none_or(str::is_empty) {
         return early(Code::Badagent);
@@ -41,7 +47,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         (Err(e), _) | (_, Err(e)) => {
             return Start::Reply(Outcome::reply(bad_request(
                 json,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 &e.to_string(),
             )))
         }
@@ -59,7 +65,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         Err(e) => {
             return Start::Reply(Outcome::reply(bad_request(
                 json,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 &e.to_string(),
             )))
         }
@@ -188,7 +194,7 @@ type ReplyFn = Box<dyn FnOnce(bool) -> Reply>;
 /// at all, the client's address is used.
 fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, ReplyFn> {
     let dup = |e: ParamError| -> ReplyFn {
-        Box::new(move |json| bad_request(json, "invalid_request", &e.to_string()))
+        Box::new(move |json| bad_request(json, ErrorCode::InvalidRequest, &e.to_string()))
     };
     let mut out = Addresses {
         v4: None,
@@ -205,7 +211,7 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
             return Err(Box::new(move |json| {
                 bad_request(
                     json,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     &format!("parameter {param}: two addresses of the same family"),
                 )
             }));
@@ -298,7 +304,7 @@ pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
     }
 }
 
-fn bad_request(json: bool, code: &str, message: &str) -> Reply {
+fn bad_request(json: bool, code: ErrorCode, message: &str) -> Reply {
     if json {
         Reply::json(
             400,
@@ -313,7 +319,7 @@ fn invalid_ip(json: bool, param: &str, value: &str, e: &AddrError) -> Reply {
     let shown: String = value.chars().take(64).collect();
     bad_request(
         json,
-        "invalid_ip",
+        ErrorCode::InvalidIp,
         &format!("parameter {param}: '{shown}' {e}"),
     )
 }
@@ -342,7 +348,7 @@ pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
             .iter()
             .find(|r| !r.code.is_success())
             .or(results.first())
-            .map_or("911", |r| r.code.as_str());
+            .map_or(Code::Emergency, |r| r.code);
         return Reply::json(status, &json!({"status": overall, "results": items}));
     }
     let mut body = String::new();

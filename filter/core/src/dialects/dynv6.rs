@@ -28,7 +28,7 @@ use crate::job::{Edit, HostJob, HostOutcome, Job, Refusal, Target};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 /// Parameter names for the zone, first present wins.
@@ -57,7 +57,7 @@ enum Prefix {
 
 struct Rejection {
     status: u16,
-    code: &'static str,
+    code: ErrorCode,
     text: String,
     /// `Retry-After` (429 over a rate limit).
     retry_after_s: Option<u64>,
@@ -67,10 +67,10 @@ struct Rejection {
     log: Vec<String>,
 }
 
-fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
+fn reject(status: u16, code: impl Into<ErrorCode>, text: impl Into<String>) -> Rejection {
     Rejection {
         status,
-        code,
+        code: code.into(),
         text: text.into(),
         retry_after_s: None,
         counts: vec![],
@@ -96,11 +96,11 @@ impl Rejection {
         let mut out = match r.denied {
             Denied::Limited { retry_after_s } => Rejection {
                 retry_after_s: Some(retry_after_s),
-                ..reject(429, "abuse", "too many requests")
+                ..reject(429, Code::Abuse, "too many requests")
             },
-            Denied::Missing => reject(401, "badauth", "missing authentication token"),
-            Denied::Bad(_) => reject(401, "badauth", "invalid authentication token"),
-            Denied::Unavailable => reject(503, "911", "try again later"),
+            Denied::Missing => reject(401, Code::Badauth, "missing authentication token"),
+            Denied::Bad(_) => reject(401, Code::Badauth, "invalid authentication token"),
+            Denied::Unavailable => reject(503, Code::Emergency, "try again later"),
         };
         out.counts = r.counts;
         out.log = r.log;
@@ -123,7 +123,7 @@ fn six_to_four(v4: Ipv4Addr) -> Ipv6Addr {
 }
 
 fn parse_cidr6(text: &str, param: &str) -> Result<(Ipv6Addr, u8), Rejection> {
-    let bad = || reject(400, "invalid_ip", format!("invalid {param}"));
+    let bad = || reject(400, ErrorCode::InvalidIp, format!("invalid {param}"));
     let (ip, len) = match text.split_once('/') {
         Some((ip, len)) => (ip, len.parse::<u8>().map_err(|_| bad())?),
         None => (text, 64),
@@ -155,14 +155,18 @@ fn plan(
     json: bool,
 ) -> Result<(Box<Job>, Render), Rejection> {
     if req.method != "GET" && req.method != "POST" {
-        return Err(reject(405, "method_not_allowed", "method not allowed"));
+        return Err(reject(
+            405,
+            ErrorCode::MethodNotAllowed,
+            "method not allowed",
+        ));
     }
-    let params =
-        Params::parse(req.query()).map_err(|e| reject(400, "invalid_request", e.to_string()))?;
+    let params = Params::parse(req.query())
+        .map_err(|e| reject(400, ErrorCode::InvalidRequest, e.to_string()))?;
     let one = |n: &str| {
         params
             .one(n)
-            .map_err(|e| reject(400, "invalid_request", e.to_string()))
+            .map_err(|e| reject(400, ErrorCode::InvalidRequest, e.to_string()))
             .map(|v| v.filter(|s| !s.is_empty()))
     };
     let token = one("token")?;
@@ -181,9 +185,10 @@ fn plan(
             break;
         }
     }
-    let zone_raw = zone_raw.ok_or_else(|| reject(400, "notfqdn", "zone not specified"))?;
-    let zone_name = Fqdn::parse(zone_raw).map_err(|_| reject(400, "notfqdn", "invalid zone"))?;
-    let not_found = || reject(404, "nohost", "zone not found");
+    let zone_raw = zone_raw.ok_or_else(|| reject(400, Code::Notfqdn, "zone not specified"))?;
+    let zone_name =
+        Fqdn::parse(zone_raw).map_err(|_| reject(400, Code::Notfqdn, "invalid zone"))?;
+    let not_found = || reject(404, Code::Nohost, "zone not found");
     let zone: &Zone = identity.host(cfg, &zone_name).map_err(|_| not_found())?;
     let backend = cfg
         .backends
@@ -192,9 +197,13 @@ fn plan(
         .ok_or_else(not_found)?;
     let client = req.client_ip(&cfg.trusted_proxies);
     let check = |ip: IpAddr, param: &str| {
-        zone.policy
-            .check(ip)
-            .map_err(|e| reject(400, "invalid_ip", format!("invalid {param}: {ip} {e}")))
+        zone.policy.check(ip).map_err(|e| {
+            reject(
+                400,
+                ErrorCode::InvalidIp,
+                format!("invalid {param}: {ip} {e}"),
+            )
+        })
     };
 
     let v4 = match one("ipv4")? {
@@ -205,13 +214,14 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv4 address from this connection",
                 ))
             }
         },
         Some(a) => V4::Set(
-            addr::parse_v4(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv4 address"))?,
+            addr::parse_v4(a)
+                .map_err(|_| reject(400, ErrorCode::InvalidIp, "invalid IPv4 address"))?,
         ),
     };
     if let V4::Set(a) = v4 {
@@ -219,7 +229,11 @@ fn plan(
     }
     let v4_for_6to4 = || match (v4, client) {
         (V4::Set(a), _) | (_, Some(IpAddr::V4(a))) => Ok(a),
-        _ => Err(reject(400, "invalid_ip", "6to4 needs an IPv4 address")),
+        _ => Err(reject(
+            400,
+            ErrorCode::InvalidIp,
+            "6to4 needs an IPv4 address",
+        )),
     };
     let mut implied_prefix = None;
     let v6 = match one("ipv6")? {
@@ -230,7 +244,7 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv6 address from this connection",
                 ))
             }
@@ -245,7 +259,8 @@ fn plan(
             V6::Set(ip)
         }
         Some(a) => V6::Set(
-            addr::parse_v6(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv6 address"))?,
+            addr::parse_v6(a)
+                .map_err(|_| reject(400, ErrorCode::InvalidIp, "invalid IPv6 address"))?,
         ),
     };
     if let V6::Set(a) = v6 {
@@ -259,7 +274,7 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv6 prefix from this connection",
                 ))
             }
@@ -369,17 +384,17 @@ pub(super) fn render(
                 "invalid ipv6prefix: {} would get {addr}, which its zone does not accept",
                 bad.host
             );
-            return reject(400, "invalid_ip", text).reply(json);
+            return reject(400, ErrorCode::InvalidIp, text).reply(json);
         }
         let (status, code, text) = match bad.code {
-            Code::Dnserr => (502, "dnserr", "DNS update failed"),
-            Code::Abuse => (429, "abuse", "too many updates"),
+            Code::Dnserr => (502, Code::Dnserr, "DNS update failed"),
+            Code::Abuse => (429, Code::Abuse, "too many updates"),
             Code::Nohost => (
                 403,
-                "nohost",
+                Code::Nohost,
                 "the token may not change this record type here",
             ),
-            _ => (500, "911", "internal error"),
+            _ => (500, Code::Emergency, "internal error"),
         };
         return error_reply(json, status, code, text);
     }

@@ -17,7 +17,7 @@ use crate::exchange::{Env, Start};
 use crate::job::HostOutcome;
 use crate::names::Fqdn;
 use crate::pipeline;
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
 /// How a DynDNS2 endpoint maps reply codes to HTTP statuses.
@@ -213,12 +213,12 @@ pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
 pub fn payload_too_large(req: &Request, route: Route) -> Reply {
     let msg = "request body too large";
     if matches!(route, Route::Aperto | Route::ManagementApi) {
-        return apertodns::error_reply(413, "payload_too_large", msg, None);
+        return apertodns::error_reply(413, ErrorCode::PayloadTooLarge, msg, None);
     }
     if req.wants_json() {
         Reply::json(
             413,
-            &serde_json::json!({"status": "error", "code": "payload_too_large", "message": msg}),
+            &serde_json::json!({"status": "error", "code": ErrorCode::PayloadTooLarge, "message": msg}),
         )
     } else {
         Reply::text(413, format!("payload_too_large: {msg}\n"))
@@ -236,9 +236,9 @@ pub fn emergency(cfg: &Config, req: &Request, route: Route) -> Reply {
             None => Reply::emergency(),
         },
         Route::Aperto | Route::ManagementApi => {
-            apertodns::error_reply(500, "server_error", "Internal server error", None)
+            apertodns::error_reply(500, ErrorCode::ServerError, "Internal server error", None)
         }
-        _ => error_reply(json, 500, Code::Emergency.as_str(), "internal error"),
+        _ => error_reply(json, 500, Code::Emergency, "internal error"),
     }
 }
 
@@ -261,7 +261,7 @@ pub(crate) fn set_field(doc: &mut serde_json::Value, key: &str, value: serde_jso
 }
 
 /// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
-pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
+pub fn json_error(status: u16, code: ErrorCode, message: &str) -> Reply {
     Reply::json(
         status,
         &serde_json::json!({"status": "error", "code": code, "message": message}),
@@ -269,7 +269,8 @@ pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
 }
 
 /// An error as plain text (`code: message`) or, with `Accept: application/json`, [`json_error`].
-pub fn error_reply(json: bool, status: u16, code: &str, message: &str) -> Reply {
+pub fn error_reply(json: bool, status: u16, code: impl Into<ErrorCode>, message: &str) -> Reply {
+    let code = code.into();
     if json {
         json_error(status, code, message)
     } else {

@@ -23,7 +23,7 @@ use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +33,10 @@ pub enum Kind {
     DeleteByPath,
 }
 
-/// The app's status words.
-const PARAMETER_ERROR: &str = "PARAMETER_ERROR";
-const DNS_SERVER_ERROR: &str = "DNS_SERVER_ERROR";
-
 struct Rejection {
     status: u16,
-    word: &'static str,
+    /// The app's status word.
+    word: ErrorCode,
     message: String,
     /// `Retry-After` of a 429 over a rate limit.
     retry_after_s: Option<u64>,
@@ -48,7 +45,7 @@ struct Rejection {
 fn param_error(status: u16, message: impl Into<String>) -> Rejection {
     Rejection {
         status,
-        word: PARAMETER_ERROR,
+        word: ErrorCode::ParameterError,
         message: message.into(),
         retry_after_s: None,
     }
@@ -57,9 +54,11 @@ fn param_error(status: u16, message: impl Into<String>) -> Rejection {
 impl Rejection {
     fn reply(&self, json: bool) -> Reply {
         let reply = if json {
-            super::json_error(self.status, &self.word.to_ascii_lowercase(), &self.message)
+            super::json_error(self.status, self.word, &self.message)
         } else {
-            Reply::text(self.status, format!("{}: {}\n", self.word, self.message))
+            // The app writes its words in capitals in text.
+            let word = self.word.as_str().to_ascii_uppercase();
+            Reply::text(self.status, format!("{word}: {}\n", self.message))
         };
         match self.retry_after_s {
             Some(s) => reply.with_header("retry-after", &s.to_string()),
@@ -317,7 +316,7 @@ fn plan(
 
 pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
     let Some(o) = results.first() else {
-        return super::error_reply(json, 500, "server_error", "no result");
+        return super::error_reply(json, 500, ErrorCode::ServerError, "no result");
     };
     if !o.code.is_success() {
         let (status, msg) = match o.code {
@@ -328,7 +327,7 @@ pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply
         };
         return Rejection {
             status,
-            word: DNS_SERVER_ERROR,
+            word: ErrorCode::DnsServerError,
             message: msg.into(),
             retry_after_s: None,
         }

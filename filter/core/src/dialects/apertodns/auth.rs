@@ -9,7 +9,7 @@ use crate::exchange::Env;
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Authorized, Denied, HostDenied};
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
 /// A reply that still needs the request context.
@@ -60,7 +60,7 @@ pub(in crate::dialects) fn authenticate_with(
 ) -> Result<Authorized, AuthRefusal> {
     let unauthorized = |m: &'static str| -> ErrFn {
         Box::new(move |ctx: &Ctx| {
-            ctx.error(401, "unauthorized", m)
+            ctx.error(401, ErrorCode::Unauthorized, m)
                 .with_header("www-authenticate", "Bearer realm=\"dynedge\"")
         })
     };
@@ -79,7 +79,7 @@ pub(in crate::dialects) fn authenticate_with(
         (Denied::Unavailable, _) => Box::new(|ctx: &Ctx| {
             ctx.error(
                 503,
-                "service_unavailable",
+                ErrorCode::ServiceUnavailable,
                 "Credentials cannot be checked right now; try again later",
             )
         }),
@@ -87,10 +87,10 @@ pub(in crate::dialects) fn authenticate_with(
         (Denied::Bad(_), Some(m)) => unauthorized(m),
         (Denied::Bad(e), None) => {
             let (code, msg) = match e {
-                AuthError::Revoked => ("token_revoked", "Token has been revoked"),
-                AuthError::Expired => ("token_expired", "Token has expired"),
-                AuthError::Missing => ("unauthorized", "Bearer token required"),
-                AuthError::Bad => ("invalid_token", "Invalid or expired token"),
+                AuthError::Revoked => (ErrorCode::TokenRevoked, "Token has been revoked"),
+                AuthError::Expired => (ErrorCode::TokenExpired, "Token has expired"),
+                AuthError::Missing => (ErrorCode::Unauthorized, "Bearer token required"),
+                AuthError::Bad => (ErrorCode::InvalidToken, "Invalid or expired token"),
             };
             Box::new(move |ctx: &Ctx| ctx.error(401, code, msg))
         }
@@ -104,7 +104,7 @@ pub(super) fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(),
     } else {
         Err(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Insufficient permissions: the token lacks the scope for this endpoint",
         ))
     }
@@ -120,11 +120,13 @@ pub(super) fn owned_zone<'c>(
     id.host(cfg, name).map_err(|e| match e {
         HostDenied::TokenRestricted => FieldError::status(
             403,
-            "hostname_forbidden",
+            ErrorCode::HostnameForbidden,
             "Token not authorized for this hostname",
         ),
-        HostDenied::NotOwned => {
-            FieldError::status(403, "hostname_not_owned", "User does not own this hostname")
-        }
+        HostDenied::NotOwned => FieldError::status(
+            403,
+            ErrorCode::HostnameNotOwned,
+            "User does not own this hostname",
+        ),
     })
 }
