@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::json;
 
-use super::{error_reply, Render};
+use super::{error_reply, Rejection, Render};
 use crate::addr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
@@ -55,56 +55,53 @@ enum Prefix {
     Set(Ipv6Addr, u8),
 }
 
-struct Rejection {
-    status: u16,
-    code: ErrorCode,
-    text: String,
-    /// `Retry-After` (429 over a rate limit).
-    retry_after_s: Option<u64>,
+/// A rejection with what the guard pipeline counted and logged on the way.
+struct Denial {
+    rejection: Rejection,
     /// What a failed authentication counts against.
     counts: Vec<KvCount>,
     /// Audit lines of the refusal.
     log: Vec<String>,
 }
 
-fn reject(status: u16, code: impl Into<ErrorCode>, text: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        code: code.into(),
-        text: text.into(),
-        retry_after_s: None,
-        counts: vec![],
-        log: vec![],
+impl From<Rejection> for Denial {
+    fn from(rejection: Rejection) -> Denial {
+        Denial {
+            rejection,
+            counts: vec![],
+            log: vec![],
+        }
     }
 }
 
-impl Rejection {
-    fn reply(&self, json: bool) -> Reply {
-        let reply = if json {
-            super::json_error(self.status, self.code, &self.text)
-        } else {
-            Reply::text(self.status, format!("{}\n", self.text))
-        };
-        match self.retry_after_s {
-            Some(s) => reply.with_header("retry-after", &s.to_string()),
-            None => reply,
-        }
-    }
+fn reject(status: u16, code: impl Into<ErrorCode>, text: impl Into<String>) -> Rejection {
+    Rejection::new(status, code, text)
+}
 
+/// dynv6's wording: the message alone as text, else the JSON error body.
+fn reply(r: &Rejection, json: bool) -> Reply {
+    if json {
+        return r.reply(json);
+    }
+    r.finish(Reply::text(r.status, format!("{}\n", r.message)))
+}
+
+impl Denial {
     /// A refusal of the guard pipeline in dynv6's words.
-    fn refused(r: Refused) -> Rejection {
-        let mut out = match r.denied {
-            Denied::Limited { retry_after_s } => Rejection {
-                retry_after_s: Some(retry_after_s),
-                ..reject(429, Code::Abuse, "too many requests")
-            },
+    fn refused(r: Refused) -> Denial {
+        let rejection = match r.denied {
+            Denied::Limited { retry_after_s } => {
+                reject(429, Code::Abuse, "too many requests").retry_after(retry_after_s)
+            }
             Denied::Missing => reject(401, Code::Badauth, "missing authentication token"),
             Denied::Bad(_) => reject(401, Code::Badauth, "invalid authentication token"),
             Denied::Unavailable => reject(503, Code::Emergency, "try again later"),
         };
-        out.counts = r.counts;
-        out.log = r.log;
-        out
+        Denial {
+            rejection,
+            counts: r.counts,
+            log: r.log,
+        }
     }
 }
 
@@ -140,7 +137,7 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     match plan(cfg, req, env, json) {
         Ok((job, render)) => Start::Job(job, render),
         Err(r) => {
-            let mut out = Outcome::reply(r.reply(json));
+            let mut out = Outcome::reply(reply(&r.rejection, json));
             out.counts = r.counts;
             out.log = r.log;
             Start::Reply(out)
@@ -148,18 +145,9 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
 }
 
-fn plan(
-    cfg: &Config,
-    req: &Request,
-    env: &Env,
-    json: bool,
-) -> Result<(Box<Job>, Render), Rejection> {
+fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<(Box<Job>, Render), Denial> {
     if req.method != "GET" && req.method != "POST" {
-        return Err(reject(
-            405,
-            ErrorCode::MethodNotAllowed,
-            "method not allowed",
-        ));
+        return Err(reject(405, ErrorCode::MethodNotAllowed, "method not allowed").into());
     }
     let params = Params::parse(req.query())
         .map_err(|e| reject(400, ErrorCode::InvalidRequest, e.to_string()))?;
@@ -176,7 +164,7 @@ fn plan(
         (None, None) => Presented::None,
     };
     let identity = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
-        .map_err(Rejection::refused)?;
+        .map_err(Denial::refused)?;
 
     let mut zone_raw = None;
     for n in ZONE_PARAMS {
@@ -216,7 +204,8 @@ fn plan(
                     400,
                     ErrorCode::InvalidIp,
                     "cannot detect an IPv4 address from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(a) => V4::Set(
@@ -246,7 +235,8 @@ fn plan(
                     400,
                     ErrorCode::InvalidIp,
                     "cannot detect an IPv6 address from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(a) if a.eq_ignore_ascii_case("6to4") => {
@@ -276,7 +266,8 @@ fn plan(
                     400,
                     ErrorCode::InvalidIp,
                     "cannot detect an IPv6 prefix from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(p) if p.eq_ignore_ascii_case("6to4") => Prefix::Set(six_to_four(v4_for_6to4()?), 48),
@@ -384,7 +375,7 @@ pub(super) fn render(
                 "invalid ipv6prefix: {} would get {addr}, which its zone does not accept",
                 bad.host
             );
-            return reject(400, ErrorCode::InvalidIp, text).reply(json);
+            return reply(&reject(400, ErrorCode::InvalidIp, text), json);
         }
         let (status, code, text) = match bad.code {
             Code::Dnserr => (502, Code::Dnserr, "DNS update failed"),

@@ -260,6 +260,48 @@ pub(crate) fn set_field(doc: &mut serde_json::Value, key: &str, value: serde_jso
     }
 }
 
+/// Why a dialect refused a request while parsing it: the HTTP status, the wire code, what to
+/// tell the client, and when to come back (a rate limit's `Retry-After`). A dialect words it in
+/// its own format, or with [`Rejection::reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl Rejection {
+    pub fn new(status: u16, code: impl Into<ErrorCode>, message: impl Into<String>) -> Rejection {
+        Rejection {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn retry_after(self, s: u64) -> Rejection {
+        Rejection {
+            retry_after_s: Some(s),
+            ..self
+        }
+    }
+
+    /// `code: message` as text, or the JSON error body ([`error_reply`]).
+    pub fn reply(&self, json: bool) -> Reply {
+        self.finish(error_reply(json, self.status, self.code, &self.message))
+    }
+
+    /// A dialect's own wording of this rejection, with its `Retry-After`.
+    pub fn finish(&self, reply: Reply) -> Reply {
+        match self.retry_after_s {
+            Some(s) => reply.with_header("retry-after", &s.to_string()),
+            None => reply,
+        }
+    }
+}
+
 /// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
 pub fn json_error(status: u16, code: ErrorCode, message: &str) -> Reply {
     Reply::json(
