@@ -2,9 +2,10 @@
 //! scope check, and ownership of the hostname a request names.
 
 use super::fields::FieldError;
-use super::{rate_limited_after, Ctx};
+use super::Ctx;
 use crate::auth::{self, AuthError, Presented};
 use crate::config::{Config, Scope, Zone};
+use crate::dialects::Rejection;
 use crate::exchange::Env;
 use crate::limits;
 use crate::names::Fqdn;
@@ -12,12 +13,9 @@ use crate::pipeline::{self, Authorized, Denied, HostDenied};
 use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
-/// A reply that still needs the request context.
-pub(in crate::dialects) type ErrFn = Box<dyn FnOnce(&Ctx) -> Reply>;
-
-/// A refusal: its reply (which needs the request context), what it counts against, and its
-/// audit lines.
-pub(in crate::dialects) type AuthRefusal = (ErrFn, Vec<limits::KvCount>, Vec<String>);
+/// A refusal: why (worded with the request context by [`Ctx::rejected`]), what it counts
+/// against, and its audit lines.
+pub(in crate::dialects) type AuthRefusal = (Rejection, Vec<limits::KvCount>, Vec<String>);
 
 /// Bearer or `X-API-Key` (Protocol rules: credentials); Basic and anything else is 401 on this prefix.
 pub(super) fn authenticate(
@@ -58,12 +56,7 @@ pub(in crate::dialects) fn authenticate_with(
     env: &Env,
     allow_basic: bool,
 ) -> Result<Authorized, AuthRefusal> {
-    let unauthorized = |m: &'static str| -> ErrFn {
-        Box::new(move |ctx: &Ctx| {
-            ctx.error(401, ErrorCode::Unauthorized, m)
-                .with_header("www-authenticate", "Bearer realm=\"dynedge\"")
-        })
-    };
+    let unauthorized = |m: &'static str| Rejection::new(401, ErrorCode::Unauthorized, m);
     let (p, malformed) = match presented(req, allow_basic) {
         Ok(p) => (p, None),
         Err(m) => (Presented::Bearer(String::new()), Some(m)),
@@ -72,17 +65,15 @@ pub(in crate::dialects) fn authenticate_with(
         Ok(a) => return Ok(a),
         Err(r) => r,
     };
-    let reply: ErrFn = match (r.denied, malformed) {
+    let rejection = match (r.denied, malformed) {
         (Denied::Limited { retry_after_s }, _) => {
-            Box::new(move |ctx: &Ctx| rate_limited_after(ctx, retry_after_s))
+            Rejection::new(429, ErrorCode::RateLimited, "").retry_after(retry_after_s)
         }
-        (Denied::Unavailable, _) => Box::new(|ctx: &Ctx| {
-            ctx.error(
-                503,
-                ErrorCode::ServiceUnavailable,
-                "Credentials cannot be checked right now; try again later",
-            )
-        }),
+        (Denied::Unavailable, _) => Rejection::new(
+            503,
+            ErrorCode::ServiceUnavailable,
+            "Credentials cannot be checked right now; try again later",
+        ),
         (Denied::Missing, _) => unauthorized("Bearer token required"),
         (Denied::Bad(_), Some(m)) => unauthorized(m),
         (Denied::Bad(e), None) => {
@@ -92,10 +83,10 @@ pub(in crate::dialects) fn authenticate_with(
                 AuthError::Missing => (ErrorCode::Unauthorized, "Bearer token required"),
                 AuthError::Bad => (ErrorCode::InvalidToken, "Invalid or expired token"),
             };
-            Box::new(move |ctx: &Ctx| ctx.error(401, code, msg))
+            Rejection::new(401, code, msg)
         }
     };
-    Err((reply, r.counts, r.log))
+    Err((rejection, r.counts, r.log))
 }
 
 pub(super) fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(), Reply> {

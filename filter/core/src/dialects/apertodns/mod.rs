@@ -30,7 +30,7 @@ use self::public::{health, info};
 use self::status::{domains, status};
 use self::txt::{txt, txt_get};
 use self::update::update;
-use super::set_field;
+use super::{set_field, Rejection};
 use crate::config::Config;
 use crate::exchange::{Env, Outcome, Start};
 use crate::hoststate::HostMeta;
@@ -92,6 +92,19 @@ impl Ctx {
             status,
             &json!({"success": true, "data": data, "meta": {"request_id": self.request_id}}),
         ))
+    }
+
+    /// A refusal of the credentials: 429 with when to come back, or the error (a 401 asks
+    /// for a Bearer token).
+    pub(in crate::dialects) fn rejected(&self, r: &Rejection) -> Reply {
+        if let (ErrorCode::RateLimited, Some(after)) = (r.code, r.retry_after_s) {
+            return rate_limited_after(self, after);
+        }
+        let reply = self.error(r.status, r.code, &r.message);
+        if r.status == 401 {
+            return reply.with_header("www-authenticate", "Bearer realm=\"dynedge\"");
+        }
+        reply
     }
 
     pub(super) fn error(&self, status: u16, code: ErrorCode, message: &str) -> Reply {
@@ -274,7 +287,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             writes.extend(a.writes());
             a
         }
-        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
+        Err((r, bad, log)) => return logged(done_with(ctx.rejected(&r), vec![], bad), log),
     };
     if cfg.apertodns.rate_limits {
         let subject = identity

@@ -60,7 +60,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
     let (identity, writes) = match authenticate_with(cfg, req, env, true) {
         Ok(a) => (a.identity().clone(), a.writes()),
-        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
+        Err((r, bad, log)) => return logged(done_with(ctx.rejected(&r), vec![], bad), log),
     };
     if identity.token_id.is_some() && !identity.scopes.contains(&Scope::Admin) {
         return done(ctx.error(
