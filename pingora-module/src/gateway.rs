@@ -185,7 +185,7 @@ impl Gateway {
             Step::Done(outcome) => outcome,
             // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
             // Call never comes back from drive_calls. The core answers in the dialect.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&self.env()),
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&cfg, &self.env()),
         };
         // An exchange's outcome always carries a reply (`abort`'s too).
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
