@@ -9,28 +9,13 @@ use crate::config::Config;
 use crate::dialects::Render;
 use crate::dialects::{self, Route};
 use crate::job::{HostOutcome, Job, Progress};
-use crate::kv::{KvView, KvWrite};
+use crate::kv::KvWrite;
 use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub use crate::webhooks::Notify;
 
-/// Inputs from the host that the core must not invent.
-pub struct Env<'a> {
-    /// Wall clock, milliseconds since the Unix epoch.
-    pub now_ms: u64,
-    /// Fresh randomness for DNS ids and nonces.
-    pub random: u64,
-    pub kv: &'a dyn KvView,
-}
-
-impl Env<'_> {
-    pub fn now_s(&self) -> u64 {
-        self.now_ms / 1000
-    }
-}
-
-pub type CalloutId = u32;
+pub use crate::env::{CalloutId, Env};
 
 /// What the adapter must do next.
 #[must_use = "the adapter must perform every Step"]

@@ -364,7 +364,7 @@ impl Authorized {
         let user_owns = cfg
             .users
             .get(&self.identity.user)
-            .is_some_and(|u| auth::user_owns(u, name));
+            .is_some_and(|u| u.owns(name));
         Err(if user_owns && matches!(self.grants, Grants::Owner) {
             HostDenied::TokenRestricted
         } else {

@@ -32,9 +32,8 @@ use serde_json::{json, Map, Value};
 use crate::addr::Cidr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
-use crate::config::{Config, ConfigError, Scope, Zone};
+use crate::config::{Config, Scope};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
-use crate::dialects::apertodns::ApertoSettings;
 use crate::dialects::Render;
 use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
@@ -45,101 +44,14 @@ use crate::pipeline::{self, Authorized, Credentials, Denied, Refused};
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
-pub const DEFAULT_PREFIX: &str = "/acme-dns";
+mod settings;
+pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration, DEFAULT_PREFIX};
+
 /// acme-dns keeps this many values per name (a wildcard and its apex share one name).
 pub const KEPT_VALUES: usize = 2;
 /// The length of an ACME DNS-01 value (base64url of a SHA-256 digest), all acme-dns accepts.
 pub const TXT_LEN: usize = 43;
 pub const PASSWORD_LEN: usize = 40;
-
-// ------------------------------------------------------------------ configuration
-
-/// `acme_dns` in the plugin configuration.
-#[derive(Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RawAcmeDns {
-    /// Where registrations live: `{subdomain}.{zone}`; must lie inside a configured zone.
-    zone: String,
-    /// `open` (default, as acme-dns), `closed` (no `/register`), `token` (a dynedge password or
-    /// API token with the `txt` scope must come with `/register`).
-    #[serde(default)]
-    registration: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    /// Also serve `POST /register` and `POST /update` + `X-Api-User` at the root (default on).
-    #[serde(default)]
-    root_paths: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registration {
-    Open,
-    Closed,
-    Token,
-}
-
-#[derive(Debug, Clone)]
-pub struct AcmeDnsSettings {
-    pub zone: Fqdn,
-    pub registration: Registration,
-    pub prefix: String,
-    pub root_paths: bool,
-}
-
-impl AcmeDnsSettings {
-    pub fn compile(
-        raw: RawAcmeDns,
-        zones: &[Zone],
-        aperto: &ApertoSettings,
-    ) -> Result<AcmeDnsSettings, ConfigError> {
-        let e = |path: &str, m: String| ConfigError {
-            path: format!("acme_dns.{path}"),
-            message: m,
-        };
-        let zone = Fqdn::parse(&raw.zone).map_err(|x| e("zone", x.to_string()))?;
-        if !zones.iter().any(|z| zone.is_within(&z.name)) {
-            return Err(e(
-                "zone",
-                format!("{zone} is not inside a configured zone (its records need a backend)"),
-            ));
-        }
-        let registration = match raw.registration.as_deref().unwrap_or("open") {
-            "open" => Registration::Open,
-            "closed" => Registration::Closed,
-            "token" => Registration::Token,
-            other => {
-                return Err(e(
-                    "registration",
-                    format!("'{other}': expected open, closed or token"),
-                ))
-            }
-        };
-        if registration != Registration::Closed && aperto.token_key.is_none() {
-            return Err(e(
-                "registration",
-                "registering accounts needs apertodns.token_key (it seeds new credentials)".into(),
-            ));
-        }
-        let prefix = raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.into());
-        if !prefix.starts_with('/')
-            || prefix.ends_with('/')
-            || prefix.len() < 2
-            || prefix.contains(['?', '#', ' '])
-        {
-            return Err(e(
-                "prefix",
-                format!("'{prefix}': a path like /acme-dns (leading /, no trailing /)"),
-            ));
-        }
-        Ok(AcmeDnsSettings {
-            zone,
-            registration,
-            prefix,
-            root_paths: raw.root_paths.unwrap_or(true),
-        })
-    }
-}
 
 // ------------------------------------------------------------------ routing
 

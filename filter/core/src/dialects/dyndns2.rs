@@ -18,6 +18,8 @@ use crate::pipeline::{self, Denied, Refused};
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{ParamError, Params, Request};
 
+pub mod settings;
+
 /// Names accepted for the IPv6 address besides a v6 value in `myip`.
 const V6_PARAMS: &[&str] = &["myip6", "myipv6", "ipv6"];
 

@@ -20,14 +20,7 @@ use crate::pipeline;
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
-/// How a DynDNS2 endpoint maps reply codes to HTTP statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMode {
-    /// dyn.com and ApertoDNS Layer 1: 200 for every code (old routers read only the body).
-    Always200,
-    /// CertaDNS: 401 badauth, 404 nohost, 429 abuse, 500 dnserr, ...
-    CertaDns,
-}
+pub use dyndns2::settings::StatusMode;
 
 /// The shape of a finished update job's reply, with what the shape needs. The dialect that
 /// parsed the request chooses it; [`Render::render`] turns the hosts' outcomes into the reply.
