@@ -28,7 +28,9 @@ pub const NEIGHBOUR: &str = "neighbour.dyn.example.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
-pub use dynedge_envoy::{free_port, log_files, secrets_in_logs, TEST_SECRETS as SECRETS};
+pub use dynedge_envoy::{
+    free_port, log_files, poll_until, secrets_in_logs, within, TEST_SECRETS as SECRETS,
+};
 
 /// Where every hardening test keeps its files (the secrets test greps the logs under it).
 pub fn suite_dir() -> PathBuf {
@@ -226,23 +228,16 @@ impl Gateway {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let served = poll_until(within(60), "Envoy serving /health", || {
             if let Err(e) = self.daemon.check_alive() {
                 panic!("{e}");
             }
-            if self
-                .try_get("/health", &[])
+            self.try_get("/health", &[])
                 .is_some_and(|r| r.status == 200)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Envoy did not serve /health within 60 s:\n{}",
-                tail(&self.daemon.log_text(), 40)
-            );
-            thread::sleep(Duration::from_millis(100));
+                .then_some(())
+        });
+        if let Err(e) = served {
+            panic!("{e}:\n{}", tail(&self.daemon.log_text(), 40));
         }
     }
 
