@@ -272,6 +272,7 @@ impl Maintenance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::{CalloutFailure, Method};
     use crate::kv::MemoryKv;
     use serde_json::json;
 
@@ -352,7 +353,7 @@ mod tests {
         let fx = m.tick(&cfg, &env(&kv, 1));
         let fx = m.on_callout(
             fx.calls[0].0,
-            CalloutResult::Failed("refused".into()),
+            CalloutResult::Failed(CalloutFailure::Connection("refused".into())),
             &env(&kv, 2),
         );
         assert!(fx.synced.is_none() && fx.writes.is_empty());
@@ -370,7 +371,7 @@ mod tests {
         let _ = m.tick(&cfg, &env(&kv, 1)); // the sync
         let hook = Callout {
             cluster: "webhooks".into(),
-            method: "POST",
+            method: Method::Post,
             authority: "hooks".into(),
             path: "/".into(),
             headers: vec![],
@@ -388,7 +389,7 @@ mod tests {
         assert_eq!(fx.calls.len(), 1);
         let fx = m.on_callout(
             fx.calls[0].0,
-            CalloutResult::Failed("down".into()),
+            CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100),
         );
         assert!(fx.counters.is_empty() && fx.errors.is_empty());
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(hooks.len(), 1);
         let fx = m.on_callout(
             hooks[0].0,
-            CalloutResult::Failed("down".into()),
+            CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100_001),
         );
         assert_eq!(fx.counters, vec!["dynedge.webhook.given_up"]);
@@ -420,7 +421,11 @@ mod tests {
         let fx = m.tick(&plain, &env(&kv, 5));
         assert!(fx.calls.is_empty() && fx.outcome.is_none());
         // Unknown ids change nothing.
-        let fx = m.on_callout(99, CalloutResult::Failed("x".into()), &env(&kv, 6));
+        let fx = m.on_callout(
+            99,
+            CalloutResult::Failed(CalloutFailure::NoResponse),
+            &env(&kv, 6),
+        );
         assert!(fx.calls.is_empty() && fx.errors.is_empty());
     }
 }

@@ -13,11 +13,13 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
+use super::Render;
 use crate::addr;
 use crate::auth::Presented;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
-use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
@@ -199,16 +201,18 @@ fn addresses(a: &Asked) -> Result<(Option<IpAddr>, Option<IpAddr>), Rejection> {
 pub fn handle(cfg: &Config, req: &Request, kind: Kind, env: &Env) -> Start {
     let json = req.wants_json();
     match plan(cfg, req, kind, env, json) {
-        Ok(job) => Start::Job(job),
-        Err((r, counts)) => {
+        Ok((job, render)) => Start::Job(job, render),
+        Err((r, counts, log)) => {
             let mut out = Outcome::reply(r.reply(json));
             out.counts = counts;
+            out.log = log;
             Start::Reply(out)
         }
     }
 }
 
-type Refused = (Rejection, Vec<limits::KvCount>);
+/// A rejection, what it counts against, and its audit lines.
+type Refused = (Rejection, Vec<limits::KvCount>, Vec<String>);
 
 fn plan(
     cfg: &Config,
@@ -216,8 +220,8 @@ fn plan(
     kind: Kind,
     env: &Env,
     json: bool,
-) -> Result<Box<Job>, Refused> {
-    let plain = |r: Rejection| (r, vec![]);
+) -> Result<(Box<Job>, Render), Refused> {
+    let plain = |r: Rejection| (r, vec![], vec![]);
     if req.method != "GET" {
         return Err(plain(param_error(405, "only GET is supported")));
     }
@@ -244,7 +248,7 @@ fn plan(
                 Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
                 Denied::Unavailable => param_error(503, "Try again later."),
             };
-            (rejection, r.counts)
+            (rejection, r.counts, r.log)
         })?;
     let fqdn_raw = asked
         .fqdn
@@ -304,15 +308,14 @@ fn plan(
         edits: vec![],
     });
     let delete = kind == Kind::DeleteByPath;
-    let render = Box::new(move |results: &[HostOutcome]| render(results, delete, json));
-    let mut job = Job::new(cfg, "path_query", authorized, req, vec![host], render, env);
+    let mut job = Job::new(cfg, "path_query", authorized, req, vec![host], env);
     if delete {
         job.track_seen = false;
     }
-    Ok(job)
+    Ok((job, Render::PathQuery { delete, json }))
 }
 
-fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
+pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
     let Some(o) = results.first() else {
         return super::error_reply(json, 500, "server_error", "no result");
     };
@@ -320,6 +323,7 @@ fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
         let (status, msg) = match o.code {
             Code::Dnserr => (502, "The DNS server did not accept the update."),
             Code::Abuse => (429, "Too many requests."),
+            Code::Nohost => (403, "The token may not change this record type here."),
             _ => (500, "Internal error."),
         };
         return Rejection {
@@ -438,7 +442,12 @@ mod tests {
             body(&o),
             "UPDATED: home.dyn.example.test A None -> 192.0.2.8\n"
         );
-        let patch = d.calls.iter().rev().find(|c| c.method == "PATCH").unwrap();
+        let patch = d
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.method == crate::backends::Method::Patch)
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&patch.body).unwrap();
         assert_eq!(doc["rrsets"][0]["ttl"], 120);
         let o = d.run(

@@ -5,7 +5,7 @@
 use super::fields::{AddrOp, FieldError, Resolved};
 use crate::backends::RrType;
 use crate::config::{Config, Zone};
-use crate::exchange::{Edit, HostOutcome, Refusal, Target};
+use crate::job::{Edit, HostOutcome, Refusal, Target};
 use crate::names::Fqdn;
 use crate::reply::Code;
 
@@ -80,6 +80,12 @@ pub(super) fn outcome_error(o: &HostOutcome) -> (u16, &'static str, String) {
             format!("No {} record to delete", rtype.as_str()),
         ),
         (None, Code::Dnserr) => (502, "dns_error", "DNS backend error".into()),
+        // The guard's last word: the token's policies do not cover this record type here.
+        (None, Code::Nohost) => (
+            403,
+            "hostname_forbidden",
+            "Token not authorized for this record type at this hostname".into(),
+        ),
         (None, Code::Abuse) => (
             429,
             "rate_limited",
