@@ -525,6 +525,12 @@ fn dynv6_refuses_the_sixth_wrong_token_with_429_before_the_right_one_is_accepted
 
 #[test]
 fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_histogram() {
+    if dynedge_envoy::envoy_only(
+        "Envoy's admin /stats (histogram quantiles); dynedge-pingora's /stats is tested in \
+         pingora-module/tests/standalone.rs",
+    ) {
+        return;
+    }
     let dir = test_dir("metrics");
     let backend = Backend::start(&dir);
     let cfg = plugin_config(backend.api_port(), 0, |_| {});
@@ -586,6 +592,12 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
 
 #[test]
 fn the_plugin_configuration_reloads_through_lds_while_a_load_runs_without_a_failed_request() {
+    if dynedge_envoy::envoy_only(
+        "reloads through Envoy's LDS; dynedge-pingora reloads on SIGHUP, tested in \
+         pingora-module/tests/standalone.rs",
+    ) {
+        return;
+    }
     let dir = test_dir("reload");
     let backend = Backend::start(&dir);
     let config_with_ttl = |ttl: u32| {
