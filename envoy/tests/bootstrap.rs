@@ -3,7 +3,7 @@
 
 mod support;
 
-use dynedge_envoy::{wasm_file, Certificate, Envoy, EnvoyConfig, Proxy};
+use dynedge_envoy::{envoy_only, wasm_file, Certificate, Envoy, EnvoyConfig, Proxy};
 use support::*;
 
 #[test]
@@ -81,16 +81,18 @@ except (OSError, ssl.SSLError) as e:
 /// connection): the bootstrap's handshake, header, request and idle timeouts.
 #[test]
 fn slow_clients_are_disconnected_by_the_bootstrap_timeouts() {
-    let proxy = Proxy::from_env().unwrap();
-    let wasm = match proxy {
-        Proxy::Envoy => wasm_file().unwrap_or_else(|e| panic!("{e}")),
-        Proxy::Pingora => Default::default(),
-    };
+    if envoy_only(
+        "the bootstrap's handshake, header, request and idle timeouts; dynedge-pingora sets \
+         none of its own: run against it, all four slow clients stay connected for 45 s \
+         (docs/pingora.md, Limits)",
+    ) {
+        return;
+    }
+    let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
     let dir = test_dir("slow_clients");
     let cert = Certificate::self_signed(&dir.join("tls")).unwrap();
     let port = free_port();
-    let envoy = Envoy::start_proxy(
-        proxy,
+    let envoy = Envoy::start(
         &dir.join("envoy"),
         &EnvoyConfig {
             listen_address: "127.0.0.1".into(),
