@@ -272,8 +272,10 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Performs one callout (never an error: a failure is a result the core handles).
+    /// Performs one callout (never an error: a failure is a result the core handles), and
+    /// counts it as Envoy counts a cluster's requests (`cluster.NAME.upstream_rq_total`).
     pub(crate) async fn perform(&self, c: &Callout) -> CalloutResult {
+        self.count([format!("cluster.{}.upstream_rq_total", c.cluster)]);
         callout::perform(&self.connector, &self.clusters, c).await
     }
 }
