@@ -4,21 +4,18 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use dynedge_core::expiry;
+use dynedge_core::maintenance::Maintenance;
 use dynedge_core::{
-    CalloutId, CalloutResult, Config, Delivery, Env, Exchange, MemoryKv, Notify, Outcome, Reply,
-    Request, Step,
+    Callout, CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Outcome, Reply, Request,
+    Step,
 };
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
@@ -36,6 +33,8 @@ pub struct Gateway {
     counters: Mutex<BTreeMap<String, u64>>,
     histograms: Mutex<BTreeMap<String, Histogram>>,
     log: LogSink,
+    /// The sync, sweep and webhook schedule (run by [`crate::Maintainer`]).
+    pub(crate) maintenance: Mutex<Maintenance>,
 }
 
 /// The samples of one histogram the core reports (e.g. `dynedge.dyndns2.backend_ms`).
@@ -62,7 +61,25 @@ pub fn stdout_log() -> LogSink {
 impl Gateway {
     /// A gateway for `config`, whose backends are reached through `clusters`. Share it with
     /// an `Arc` between every service of the server.
+    /// The etcd store needs the plugin JSON itself: use [`Gateway::from_json`].
     pub fn new(config: Config, clusters: Clusters) -> Result<Gateway, String> {
+        if config.store.etcd().is_some() {
+            return Err(
+                "the etcd store merges its credentials into the plugin JSON: \
+                        build the gateway with Gateway::from_json"
+                    .into(),
+            );
+        }
+        Gateway::build(config, Vec::new(), clusters)
+    }
+
+    /// A gateway for the plugin JSON `raw` (either store).
+    pub fn from_json(raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
+        let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
+        Gateway::build(config, raw, clusters)
+    }
+
+    fn build(config: Config, raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
         clusters.check(&config)?;
         pingora::tls::install_default_crypto_provider();
         let connector = Connector::new(clusters.ca_file().map(|ca| ConnectorOptions {
@@ -77,6 +94,7 @@ impl Gateway {
             counters: Mutex::new(BTreeMap::new()),
             histograms: Mutex::new(BTreeMap::new()),
             log: stdout_log(),
+            maintenance: Mutex::new(Maintenance::new(raw)),
         })
     }
 
@@ -106,6 +124,22 @@ impl Gateway {
         Ok(())
     }
 
+    /// Reloads the plugin JSON. With the etcd store, it is served once the sync that runs at
+    /// the next tick has merged the credentials into it (until then, the old one).
+    pub fn reload_json(&self, raw: Vec<u8>) -> Result<(), String> {
+        let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
+        self.clusters.check(&config)?;
+        let etcd = config.store.etcd().is_some();
+        if let Ok(mut m) = self.maintenance.lock() {
+            m.reconfigure(raw);
+        }
+        if etcd {
+            Ok(())
+        } else {
+            self.replace_config(config)
+        }
+    }
+
     /// The counters the core asked to increment, by name.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
@@ -124,7 +158,7 @@ impl Gateway {
         &self.kv
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(crate) fn env(&self) -> Env<'_> {
         Env {
             now_ms: now_ms(),
             random: random_u64(),
@@ -160,21 +194,6 @@ impl Gateway {
         Ok(true)
     }
 
-    /// One expiry sweep (the core's `expiry` module): removes the records of hosts that have
-    /// been silent too long. [`ExpirySweeper`] runs it on the configured interval.
-    pub async fn sweep_expired(self: &Arc<Self>) {
-        let cfg = self.config();
-        let Some((mut sweep, step)) = expiry::start(&cfg, &self.env()) else {
-            return;
-        };
-        let step = self
-            .drive_calls(step, |id, result, env| sweep.on_callout(id, result, env))
-            .await;
-        if let Step::Done(outcome) = step {
-            self.record(outcome);
-        }
-    }
-
     /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
     /// the core returns something else (`Pass`, `NeedBody` or `Done`), or `Wait` when no
     /// callout is outstanding any more.
@@ -189,9 +208,7 @@ impl Gateway {
                 Step::Call(list) => {
                     for (id, c) in list {
                         let gw = self.clone();
-                        calls.spawn(async move {
-                            (id, callout::perform(&gw.connector, &gw.clusters, &c).await)
-                        });
+                        calls.spawn(async move { (id, gw.perform(&c).await) });
                     }
                     Step::Wait
                 }
@@ -211,7 +228,7 @@ impl Gateway {
     /// Applies an outcome except its reply (sent by the caller): KV writes and rate-limit
     /// counts, audit lines, counters, histogram samples; webhook deliveries go out in the
     /// background (never awaited by the request).
-    fn record(self: &Arc<Self>, outcome: Outcome) {
+    pub(crate) fn record(self: &Arc<Self>, outcome: Outcome) {
         // Exhaustive: a new field of `Outcome` does not compile until it is applied here.
         let Outcome {
             reply: _,
@@ -222,9 +239,12 @@ impl Gateway {
             counts,
             samples,
         } = outcome;
-        for n in notify {
-            let gw = self.clone();
-            tokio::spawn(async move { gw.deliver(n).await });
+        if let Ok(mut m) = self.maintenance.lock() {
+            for n in notify {
+                for e in m.notify(n).errors {
+                    eprintln!("{e}");
+                }
+            }
         }
         self.kv.apply(&writes);
         for c in &counts {
@@ -241,7 +261,7 @@ impl Gateway {
         }
     }
 
-    fn count(&self, names: impl IntoIterator<Item = String>) {
+    pub(crate) fn count(&self, names: impl IntoIterator<Item = String>) {
         if let Ok(mut counters) = self.counters.lock() {
             for name in names {
                 let n = counters.entry(name).or_insert(0);
@@ -252,45 +272,9 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// One webhook: dispatched, then retried as the core's [`Notify::next`] says.
-    async fn deliver(&self, mut n: Notify) {
-        loop {
-            let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
-            let delivery = n.next(&result);
-            if let Some(name) = delivery.counter() {
-                self.count([name.to_string()]);
-            }
-            match delivery {
-                Delivery::Retry { after_ms, again } => {
-                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                    n = again;
-                }
-                Delivery::GaveUp { log } => {
-                    eprintln!("{log}");
-                    return;
-                }
-                Delivery::Delivered => return,
-            }
-        }
-    }
-}
-
-/// Runs [`Gateway::sweep_expired`] every `expiry_sweep_interval_s` of the current
-/// configuration (a Pingora background service: add it next to the proxy service).
-pub struct ExpirySweeper {
-    pub gateway: Arc<Gateway>,
-}
-
-#[async_trait]
-impl BackgroundService for ExpirySweeper {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let period = Duration::from_secs(self.gateway.config().expiry_sweep_interval_s.max(1));
-            tokio::select! {
-                _ = tokio::time::sleep(period) => self.gateway.sweep_expired().await,
-                _ = shutdown.changed() => break,
-            }
-        }
+    /// Performs one callout (never an error: a failure is a result the core handles).
+    pub(crate) async fn perform(&self, c: &Callout) -> CalloutResult {
+        callout::perform(&self.connector, &self.clusters, c).await
     }
 }
 

@@ -6,10 +6,11 @@
 
 use crate::backends::{Callout, CalloutResult};
 use crate::config::Config;
+use crate::dialects::Render;
 use crate::dialects::{self, Route};
-use crate::job::Job;
+use crate::job::{HostOutcome, Job, Progress};
 use crate::kv::{KvView, KvWrite};
-use crate::reply::Reply;
+use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub use crate::webhooks::Notify;
@@ -82,7 +83,7 @@ pub struct Exchange {
 
 enum State {
     AwaitingBody(Request, Route),
-    Running(Box<Job>),
+    Running(Box<Job>, Render),
     Finished,
 }
 
@@ -126,10 +127,11 @@ impl Exchange {
 
     /// A callout's result. Unknown or late ids are ignored.
     pub fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
-        let State::Running(job) = &mut self.state else {
+        let State::Running(job, render) = &mut self.state else {
             return Step::Wait;
         };
-        let step = job.on_callout(id, result, env);
+        let retry_after_s = job.host_retry_after_s();
+        let step = reply_with(job.on_callout(id, result, env), render, retry_after_s);
         if matches!(step, Step::Done(_)) {
             self.state = State::Finished;
         }
@@ -141,7 +143,12 @@ impl Exchange {
     /// if each had come back `CalloutResult::Failed`. Always carries a reply.
     pub fn abort(&mut self, env: &Env) -> Outcome {
         match std::mem::replace(&mut self.state, State::Finished) {
-            State::Running(mut job) => job.abort(env),
+            State::Running(mut job, render) => {
+                let retry_after_s = job.host_retry_after_s();
+                let (mut outcome, hosts) = job.abort(env);
+                outcome.reply = Some(finish_reply(&render, &hosts, retry_after_s));
+                outcome
+            }
             State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
         }
     }
@@ -155,10 +162,11 @@ impl Exchange {
             // While the etcd credential snapshot is missing or stale the pipeline verifies and
             // counts nothing (`pipeline::Denied::Unavailable`).
             Start::Reply(outcome) => Step::Done(outcome),
-            Start::Job(mut job) => {
-                let step = job.advance(env);
+            Start::Job(mut job, render) => {
+                let retry_after_s = job.host_retry_after_s();
+                let step = reply_with(job.advance(env), &render, retry_after_s);
                 if !matches!(step, Step::Done(_)) {
-                    self.state = State::Running(job);
+                    self.state = State::Running(job, render);
                 }
                 step
             }
@@ -166,8 +174,34 @@ impl Exchange {
     }
 }
 
-/// What a dialect makes of a request: an immediate reply, or an update job.
+/// What a dialect makes of a request: an immediate reply, or an update job and the shape of
+/// the reply its outcomes become.
 pub enum Start {
     Reply(Outcome),
-    Job(Box<Job>),
+    Job(Box<Job>, Render),
+}
+
+/// The job's progress as a step; a finished job's outcomes rendered into the dialect's reply.
+fn reply_with(progress: Progress, render: &Render, retry_after_s: u64) -> Step {
+    match progress {
+        Progress::Call(calls) => Step::Call(calls),
+        Progress::Wait => Step::Wait,
+        Progress::Done(mut outcome, hosts) => {
+            outcome.reply = Some(finish_reply(render, &hosts, retry_after_s));
+            Step::Done(outcome)
+        }
+    }
+}
+
+/// The dialect's reply; a 429 for a host over its update limit says when to come back,
+/// whichever dialect rendered it.
+fn finish_reply(render: &Render, hosts: &[HostOutcome], retry_after_s: u64) -> Reply {
+    let reply = render.render(hosts);
+    if reply.status == 429
+        && reply.header("retry-after").is_none()
+        && hosts.iter().any(|o| o.code == Code::Abuse)
+    {
+        return reply.with_header("retry-after", &retry_after_s.to_string());
+    }
+    reply
 }

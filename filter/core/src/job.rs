@@ -9,15 +9,23 @@ use crate::backends::{
     BackendEnv, BackendError, Callout, CalloutResult, RrSet, RrType, WriteCheck,
 };
 use crate::config::{Backend, Config};
-use crate::exchange::{CalloutId, Env, Outcome, Step};
+use crate::exchange::{CalloutId, Env, Outcome};
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
-use crate::reply::{Code, Reply};
+use crate::reply::Code;
 use crate::request::Request;
 use crate::{hoststate, webhooks};
 
-/// How a finished job turns into a reply; each dialect supplies one.
-pub type Renderer = Box<dyn Fn(&[HostOutcome]) -> Reply + Send + Sync>;
+/// Where a job stands after an input.
+#[must_use]
+pub enum Progress {
+    /// Perform these calls and feed each answer to [`Job::on_callout`].
+    Call(Vec<(CalloutId, Callout)>),
+    /// Answers are still outstanding.
+    Wait,
+    /// Every host is decided: the outcome (its reply still to render) and each host's line.
+    Done(Outcome, Vec<HostOutcome>),
+}
 
 /// One host's line in the reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +251,7 @@ impl HostJob {
 
     fn fail(&mut self, e: BackendError) {
         self.code = Some(Code::Dnserr);
-        self.error = Some(e.0);
+        self.error = Some(e.to_string());
     }
 }
 
@@ -302,7 +310,6 @@ pub struct Job {
     pub client: Option<IpAddr>,
     pub user_agent: String,
     pub hosts: Vec<HostJob>,
-    pub render: Renderer,
     pub writes: Vec<KvWrite>,
     pub counts: Vec<crate::limits::KvCount>,
     /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
@@ -324,7 +331,6 @@ impl Job {
         auth: crate::pipeline::Authorized,
         req: &Request,
         mut hosts: Vec<HostJob>,
-        render: Renderer,
         env: &Env,
     ) -> Box<Job> {
         let admitted = auth.admit(cfg, &mut hosts, env);
@@ -352,7 +358,6 @@ impl Job {
                 .take(200)
                 .collect(),
             hosts,
-            render,
             writes: admitted.writes,
             counts: admitted.counts,
             track_seen: true,
@@ -363,14 +368,19 @@ impl Job {
     }
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
-    pub(crate) fn advance(&mut self, env: &Env) -> Step {
+    /// `Retry-After` for a 429 that a host over its update limit gets (see `exchange::finish_reply`).
+    pub(crate) fn host_retry_after_s(&self) -> u64 {
+        self.host_retry_after_s
+    }
+
+    pub(crate) fn advance(&mut self, env: &Env) -> Progress {
         let done = match &mut self.store {
             HostStore::Etcd { flow, started } => {
                 if !*started {
                     *started = true;
                     let calls = flow.start(&mut self.hosts, env);
                     if !calls.is_empty() {
-                        return Step::Call(calls);
+                        return Progress::Call(calls);
                     }
                 }
                 flow.is_done()
@@ -378,29 +388,34 @@ impl Job {
             HostStore::Backend(b) => {
                 let calls = b.advance(&mut self.hosts, env);
                 if !calls.is_empty() {
-                    return Step::Call(calls);
+                    return Progress::Call(calls);
                 }
                 b.pending.is_empty()
             }
         };
         if done {
-            Step::Done(self.finish(env))
+            self.done(env)
         } else {
-            Step::Wait
+            Progress::Wait
         }
     }
 
-    pub(crate) fn on_callout(&mut self, id: CalloutId, result: CalloutResult, env: &Env) -> Step {
+    pub(crate) fn on_callout(
+        &mut self,
+        id: CalloutId,
+        result: CalloutResult,
+        env: &Env,
+    ) -> Progress {
         match &mut self.store {
             HostStore::Etcd { flow, .. } => {
                 let calls = flow.on_callout(id, result, &mut self.hosts, env);
                 if !calls.is_empty() {
-                    return Step::Call(calls);
+                    return Progress::Call(calls);
                 }
                 if flow.is_done() {
-                    Step::Done(self.finish(env))
+                    self.done(env)
                 } else {
-                    Step::Wait
+                    Progress::Wait
                 }
             }
             HostStore::Backend(b) => {
@@ -408,7 +423,7 @@ impl Job {
                     || !b.pending.is_empty()
                 {
                     // An unknown id, or other answers still outstanding.
-                    return Step::Wait;
+                    return Progress::Wait;
                 }
                 self.advance(env)
             }
@@ -416,16 +431,21 @@ impl Job {
     }
 
     /// Every host still waiting on a call fails (`dnserr` in the dialect's reply).
-    pub(crate) fn abort(&mut self, env: &Env) -> Outcome {
+    pub(crate) fn abort(&mut self, env: &Env) -> (Outcome, Vec<HostOutcome>) {
         if let HostStore::Backend(b) = &mut self.store {
             b.pending.clear();
         }
         for h in &mut self.hosts {
             if h.code.is_none() && h.mirror_of.is_none() {
-                h.fail(BackendError("no answer from the backend".into()));
+                h.fail(BackendError::NoAnswer);
             }
         }
         self.finish(env)
+    }
+
+    fn done(&mut self, env: &Env) -> Progress {
+        let (outcome, hosts) = self.finish(env);
+        Progress::Done(outcome, hosts)
     }
 
     /// Whether this job called the backend (only such jobs measure its latency).
@@ -433,7 +453,7 @@ impl Job {
         matches!(&self.store, HostStore::Backend(b) if b.next_id > 0)
     }
 
-    fn finish(&mut self, env: &Env) -> Outcome {
+    fn finish(&mut self, env: &Env) -> (Outcome, Vec<HostOutcome>) {
         let elapsed = env.now_ms.saturating_sub(self.started_ms);
         let mut log = Vec::new();
         let mut counters = Vec::new();
@@ -530,23 +550,16 @@ impl Job {
             vec![]
         };
         let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
-        let mut reply = (self.render)(&outcomes);
-        // A host over its update limit: whichever dialect answered 429 says when to come back.
-        if reply.status == 429
-            && reply.header("retry-after").is_none()
-            && outcomes.iter().any(|o| o.code == Code::Abuse)
-        {
-            reply = reply.with_header("retry-after", &self.host_retry_after_s.to_string());
-        }
-        Outcome {
-            reply: Some(reply),
+        let outcome = Outcome {
+            reply: None,
             writes: std::mem::take(&mut self.writes),
             log,
             counters,
             notify,
             counts: std::mem::take(&mut self.counts),
             samples,
-        }
+        };
+        (outcome, outcomes)
     }
 }
 

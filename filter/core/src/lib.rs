@@ -17,6 +17,7 @@ pub mod hoststate;
 pub mod job;
 pub mod kv;
 pub mod limits;
+pub mod maintenance;
 pub mod names;
 pub mod pipeline;
 pub mod reply;
@@ -28,7 +29,7 @@ pub mod time;
 pub mod tokens;
 pub mod webhooks;
 
-pub use backends::{Callout, CalloutResult};
+pub use backends::{Callout, CalloutFailure, CalloutResult, Method};
 pub use config::{Config, ConfigError};
 pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};

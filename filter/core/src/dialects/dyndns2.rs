@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::StatusMode;
+use super::{Render, StatusMode};
 use crate::addr::{self, AddrError};
 use crate::auth;
 use crate::backends::RrType;
@@ -132,10 +132,10 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             edits: vec![],
         }));
     }
-    let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
-    Start::Job(Job::new(
-        cfg, "dyndns2", authorized, req, hosts, render, env,
-    ))
+    Start::Job(
+        Job::new(cfg, "dyndns2", authorized, req, hosts, env),
+        Render::Dyndns2 { mode, json },
+    )
 }
 
 /// A refusal of the guard pipeline in DynDNS2's words.

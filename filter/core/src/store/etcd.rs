@@ -77,7 +77,7 @@ pub fn prefix_end(prefix: &str) -> String {
 fn call(s: &EtcdStore, op: &str, body: Value) -> Callout {
     Callout {
         cluster: s.cluster.clone(),
-        method: "POST",
+        method: crate::backends::Method::Post,
         authority: s.authority.clone(),
         path: format!("/v3/{op}"),
         headers: vec![("content-type".into(), "application/json".into())],
@@ -512,7 +512,7 @@ impl HostFlow {
                             }
                         }
                     }
-                    Err(e) => fail(h, Code::Dnserr, e.0),
+                    Err(e) => fail(h, Code::Dnserr, e.to_string()),
                 }
             }
             Op::Read => match parse_range(&result) {
@@ -544,7 +544,9 @@ impl HostFlow {
             Op::DnsWrite => {
                 let checked = match (&h.target, &f.check) {
                     (Some(t), Some(check)) => t.backend.check_write(check, &result),
-                    _ => Err(crate::backends::BackendError("no write check".into())),
+                    _ => Err(crate::backends::BackendError::Invalid(
+                        "no write check".into(),
+                    )),
                 };
                 match checked {
                     Ok(()) => {
@@ -561,12 +563,12 @@ impl HostFlow {
                     Err(e) if self.states.get(i).is_some_and(|st| st.repairing) => {
                         // Our earlier write may be the last one DNS saw: the record must not
                         // stay `ok` for a value DNS may not hold.
-                        h.error = Some(e.0);
+                        h.error = Some(e.to_string());
                         self.taint(i, h, &mut out);
                     }
                     Err(e) => {
                         // The record stays `pending`: the next update writes again, never nochg.
-                        fail(h, Code::Dnserr, e.0);
+                        fail(h, Code::Dnserr, e.to_string());
                     }
                 }
             }
@@ -747,7 +749,7 @@ impl HostFlow {
         match t.backend.write(&t.zone, &sets, benv) {
             Ok((c, check)) => self.send(i, Op::DnsWrite, c, Some(check), out),
             // Our claim stays pending, so a retry writes again instead of a false nochg.
-            Err(e) => fail(h, Code::Dnserr, e.0),
+            Err(e) => fail(h, Code::Dnserr, e.to_string()),
         }
     }
 
