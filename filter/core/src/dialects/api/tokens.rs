@@ -47,18 +47,11 @@ fn scope_names(scopes: &BTreeSet<Scope>) -> Vec<&'static str> {
 
 /// `"30d"`, `"12h"`, `"15m"`, `"3600s"` → milliseconds.
 fn duration_ms(s: &str) -> Option<u64> {
-    // By character, not byte: the last one may be multi-byte.
-    let unit = s.chars().last()?;
-    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
-    let secs = match unit {
-        'd' => n.checked_mul(86_400)?,
-        'h' => n.checked_mul(3600)?,
-        'm' => n.checked_mul(60)?,
-        's' => n,
-        _ => return None,
-    };
-    secs.checked_mul(1000)
-        .filter(|ms| *ms <= 10 * 365 * 86_400_000)
+    // A bare number is not a unit-less `expiresIn`.
+    if s.parse::<u64>().is_ok() {
+        return None;
+    }
+    tokens::duration_s(s)?.checked_mul(1000)
 }
 
 /// A token's rules in a listing: absent fields are not there.
@@ -145,7 +138,7 @@ fn period_s(ctx: &Ctx, name: &str, v: Option<&Value>) -> Result<Option<u64>, Rep
     };
     let secs = match v {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) => duration_ms(s).map(|ms| ms / 1000),
+        Value::String(s) => tokens::duration_s(s),
         _ => None,
     };
     match secs.filter(|s| (1..=tokens::MAX_PERIOD_S).contains(s)) {
