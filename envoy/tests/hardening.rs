@@ -552,12 +552,14 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
         &["-u", "demo:nope"],
     );
     assert_eq!(bad.body, "badauth\n");
+    // The stat names as the filter defines them (labels encoded; docs/metrics.md).
+    const LATENCY: &str = "dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms:";
     let started = Instant::now();
     let stats = loop {
         let s = gw.admin("/stats?filter=dynedge");
         let histogram = s
             .lines()
-            .find(|l| l.contains("dynedge.dyndns2.backend_ms:"))
+            .find(|l| l.contains(LATENCY))
             .is_some_and(|l| l.contains("P50("));
         if histogram || started.elapsed() > Duration::from_secs(20) {
             break s;
@@ -567,7 +569,7 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
     let value = |suffix: &str| {
         stats
             .lines()
-            .find(|l| l.contains(&format!("dynedge.dyndns2.{suffix}: ")))
+            .find(|l| l.contains(&format!("result=.={suffix};.;")))
             .and_then(|l| l.rsplit(": ").next())
             .map(str::to_string)
     };
@@ -576,7 +578,7 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
     assert_eq!(value("badauth").as_deref(), Some("1"), "{stats}");
     let hist = stats
         .lines()
-        .find(|l| l.contains("dynedge.dyndns2.backend_ms:") && l.contains("P50("))
+        .find(|l| l.contains(LATENCY) && l.contains("P50("))
         .unwrap_or_else(|| panic!("no backend_ms histogram values in:\n{stats}"));
     figure(&format!(
         "metrics: {}",

@@ -1,9 +1,8 @@
 //! The adapter: snapshots a Pingora request, drives the core's [`Exchange`], performs its
 //! [`Step`]s, and writes the core's reply. It makes no decisions of its own.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -22,6 +21,7 @@ use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
+use crate::metrics::Metrics;
 
 /// Where the core's audit lines (one JSON object each, secrets already absent) go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -33,25 +33,8 @@ pub struct Gateway {
     kv: MemoryKv,
     clusters: Clusters,
     connector: Connector,
-    counters: Mutex<BTreeMap<String, u64>>,
-    histograms: Mutex<BTreeMap<String, Histogram>>,
+    metrics: Metrics,
     log: LogSink,
-}
-
-/// The samples of one histogram the core reports (e.g. `dynedge.dyndns2.backend_ms`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Histogram {
-    pub count: u64,
-    pub sum: u64,
-    pub max: u64,
-}
-
-impl Histogram {
-    fn record(&mut self, value: u64) {
-        self.count = self.count.saturating_add(1);
-        self.sum = self.sum.saturating_add(value);
-        self.max = self.max.max(value);
-    }
 }
 
 /// Writes each audit line to standard output.
@@ -74,8 +57,7 @@ impl Gateway {
             kv: MemoryKv::default(),
             clusters,
             connector,
-            counters: Mutex::new(BTreeMap::new()),
-            histograms: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
             log: stdout_log(),
         })
     }
@@ -106,17 +88,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// The counters the core asked to increment, by name.
-    pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// The histogram samples the core reported, by name.
-    pub fn histograms(&self) -> BTreeMap<String, Histogram> {
-        self.histograms
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default()
+    /// The counters, gauges and histograms the core named (`dynedge_core::metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The shared in-process KV (proxy-wasm shared data's equivalent).
@@ -233,20 +207,11 @@ impl Gateway {
         for line in &log {
             (self.log)(line);
         }
-        self.count(counters);
-        if let Ok(mut histograms) = self.histograms.lock() {
-            for (name, value) in samples {
-                histograms.entry(name).or_default().record(value);
-            }
+        for name in &counters {
+            self.metrics.increment(name);
         }
-    }
-
-    fn count(&self, names: impl IntoIterator<Item = String>) {
-        if let Ok(mut counters) = self.counters.lock() {
-            for name in names {
-                let n = counters.entry(name).or_insert(0);
-                *n = n.saturating_add(1);
-            }
+        for (name, value) in &samples {
+            self.metrics.record(name, *value);
         }
     }
 }
@@ -257,9 +222,7 @@ impl Gateway {
         loop {
             let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
             let delivery = n.next(&result);
-            if let Some(name) = delivery.counter() {
-                self.count([name.to_string()]);
-            }
+            self.metrics.increment(&delivery.counter());
             match delivery {
                 Delivery::Retry { after_ms, again } => {
                     tokio::time::sleep(Duration::from_millis(after_ms)).await;

@@ -14,6 +14,7 @@
 
 pub mod callout;
 pub mod gateway;
+pub mod metrics;
 pub mod proxy;
 pub mod standalone;
 

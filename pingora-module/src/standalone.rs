@@ -112,17 +112,24 @@ impl Settings {
 
 /// Reads and compiles the plugin JSON; the error names the file and the JSON path.
 pub fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    load_config_with_fingerprint(path).map(|(c, _)| c)
+}
+
+/// [`load_config`] and the file's fingerprint (`dynedge_core::config::fingerprint`).
+pub fn load_config_with_fingerprint(path: &std::path::Path) -> Result<(Config, String), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Config::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    let config = Config::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((config, dynedge_core::config::fingerprint(&bytes)))
 }
 
 /// Builds the Pingora server: one service per listener kind, one [`Gateway`] shared by all.
 pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), String> {
-    let config = load_config(&settings.config)?;
+    let (config, fingerprint) = load_config_with_fingerprint(&settings.config)?;
     for w in config.warnings() {
         eprintln!("dynedge-pingora: warning: {w}");
     }
     let gateway = Arc::new(Gateway::new(config, settings.clusters.clone())?);
+    gateway.metrics().config_loaded(Ok(&fingerprint));
 
     let run_dir = std::env::temp_dir().join(format!("dynedge-pingora-{}", std::process::id()));
     let conf = ServerConf {
@@ -218,8 +225,11 @@ pub struct ReloadOnHup {
 
 impl ReloadOnHup {
     pub fn reload(&self) -> Result<(), String> {
-        let config = load_config(&self.path)?;
-        self.gateway.replace_config(config)
+        let loaded = load_config_with_fingerprint(&self.path)
+            .and_then(|(config, fp)| self.gateway.replace_config(config).map(|()| fp));
+        let applied = loaded.as_deref().map_err(|_| ());
+        self.gateway.metrics().config_loaded(applied);
+        loaded.map(|_| ())
     }
 }
 

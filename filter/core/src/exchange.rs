@@ -17,7 +17,7 @@ use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::{Code, Reply};
 use crate::request::Request;
-use crate::{hoststate, webhooks};
+use crate::{hoststate, metrics, webhooks};
 
 pub use crate::webhooks::Notify;
 
@@ -754,7 +754,8 @@ impl Job {
                 user_agent: &self.user_agent,
             };
             log.push(serde_json::to_string(&line).unwrap_or_default());
-            counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            let backend = h.target.as_ref().map(|t| &t.backend);
+            counters.extend(metrics::host_result(self.dialect, code, backend));
             if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
                 self.writes.push(KvWrite::put(
                     keys::seen(t.name.as_str()),
@@ -778,12 +779,14 @@ impl Job {
             outcomes.push(outcome);
         }
         // Only exchanges that called the backend measure its latency.
-        let samples = if self.next_id > 0 {
-            vec![(format!("dynedge.{}.backend_ms", self.dialect), elapsed)]
-        } else {
-            vec![]
+        let samples = match self.hosts.iter().find_map(|h| h.target.as_ref()) {
+            Some(t) if self.next_id > 0 => {
+                vec![(metrics::backend_latency(self.dialect, &t.backend), elapsed)]
+            }
+            _ => vec![],
         };
         let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
+        counters.extend(notify.iter().map(|_| metrics::webhooks_queued()));
         Outcome {
             reply: Some((self.render)(&outcomes)),
             writes: std::mem::take(&mut self.writes),

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod hoststate;
 pub mod kv;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod reply;

@@ -368,13 +368,13 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// The counter to increment once the delivery is over (`None` while it is retried).
-    pub fn counter(&self) -> Option<&'static str> {
-        match self {
-            Delivery::Delivered => Some("dynedge.webhook.delivered"),
-            Delivery::GaveUp { .. } => Some("dynedge.webhook.given_up"),
-            Delivery::Retry { .. } => None,
-        }
+    /// The counter of this attempt's result (`metrics::WEBHOOK_ATTEMPTS`).
+    pub fn counter(&self) -> String {
+        crate::metrics::webhook_attempt(match self {
+            Delivery::Delivered => "delivered",
+            Delivery::GaveUp { .. } => "given_up",
+            Delivery::Retry { .. } => "retried",
+        })
     }
 }
 
@@ -663,7 +663,10 @@ mod tests {
             },
             "three retries, then give up"
         );
-        assert_eq!(gave_up.counter(), Some("dynedge.webhook.given_up"));
+        assert_eq!(
+            gave_up.counter(),
+            "result=.=given_up;.;dynedge_webhook_attempts_total"
+        );
         let ok = CalloutResult::Response {
             status: 204,
             headers: vec![],
@@ -672,7 +675,7 @@ mod tests {
         assert_eq!(n3.next(&ok), Delivery::Delivered, "a 2xx ends it");
         assert_eq!(
             Delivery::Delivered.counter(),
-            Some("dynedge.webhook.delivered")
+            crate::metrics::webhook_attempt("delivered")
         );
         assert_eq!(retry(n.next(&fail)).0, 1000);
         assert_eq!(Notify::from_bytes(&n3.to_bytes()), Some(n3), "round trip");

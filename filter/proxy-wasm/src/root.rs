@@ -80,6 +80,8 @@ impl RootContext for DynedgeRoot {
             Err(e) => {
                 // Refusing the configuration makes Envoy reject the plugin: fail loudly at start.
                 host::log(LogLevel::Critical, &format!("dynedge: {e}"));
+                self.metrics
+                    .increment(&dynedge_core::metrics::config_load(false));
                 return false;
             }
         };
@@ -87,7 +89,7 @@ impl RootContext for DynedgeRoot {
             host::log(LogLevel::Warn, &format!("dynedge: {w}"));
         }
         let fingerprint = dynedge_core::config::fingerprint(&raw);
-        host::publish_config(&raw, &fingerprint);
+        host::publish_config(&raw, &fingerprint, &self.metrics);
         host::log(
             LogLevel::Info,
             &format!(
@@ -194,7 +196,7 @@ impl DynedgeRoot {
             }
         };
         let fingerprint = dynedge_core::config::fingerprint(&raw);
-        host::publish_config(&raw, &fingerprint);
+        host::publish_config(&raw, &fingerprint, &self.metrics);
         let now_ms = self.env().now_ms;
         host::apply(&[dynedge_core::KvWrite::put(
             etcd::SYNCED_KEY.into(),
@@ -252,9 +254,7 @@ impl DynedgeRoot {
     /// A delivery's result: done, or scheduled again (the core decides, `Notify::next`).
     fn notified(&mut self, n: Notify, result: &CalloutResult) {
         let delivery = n.next(result);
-        if let Some(name) = delivery.counter() {
-            self.metrics.increment(name);
-        }
+        self.metrics.increment(&delivery.counter());
         match delivery {
             Delivery::Retry { after_ms, again } => {
                 let at = self.env().now_ms.saturating_add(after_ms);

@@ -212,6 +212,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     {
         Ok(a) => a,
         Err(r) => {
+            let counters = crate::metrics::refused("custom", &r.denied);
             let reply = match r.denied {
                 Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
                 Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
@@ -220,6 +221,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
                 Denied::Unavailable => reply(Code::Emergency, mode, json, None, None),
             };
             let mut out = Outcome::reply(reply);
+            out.counters = counters;
             out.counts = r.counts;
             return Start::Reply(out);
         }
