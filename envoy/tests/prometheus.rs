@@ -2,7 +2,7 @@
 //! loopback, scrapes Envoy's admin `/stats/prometheus` (admin bound to 127.0.0.1) and
 //! dynedge-pingora's `--stats` listener while both serve the same updates; the series must
 //! exist with their labels and values, and every panel query of
-//! examples/grafana-dashboard.json must return data.
+//! examples/grafana/dynedge-dashboard.json must return data.
 //!
 //! The panels' queries, run over this test's data, are drawn into
 //! `target/tmp/hardening/prometheus/dashboard.svg` (our own small plot: Grafana is not in
@@ -437,8 +437,8 @@ fn prometheus_scrapes_the_same_labelled_series_from_envoy_and_pingora_and_every_
     for _ in 0..3 {
         prom.next_scrape();
     }
-    let text =
-        fs::read_to_string(workspace_root().join("examples/grafana-dashboard.json")).unwrap();
+    let text = fs::read_to_string(workspace_root().join("examples/grafana/dynedge-dashboard.json"))
+        .unwrap();
     let dashboard: Value = serde_json::from_str(&text).unwrap();
     let mut drawn = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
@@ -503,7 +503,7 @@ fn render(panels: &[Panel], t0: f64, t1: f64) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text x="8" y="16" font-size="13">dynedge dashboard panels (examples/grafana-dashboard.json) over the Prometheus test's data, {:.0} s; drawn by envoy/tests/prometheus.rs</text>"#,
+        r#"<text x="8" y="16" font-size="13">dynedge dashboard panels (examples/grafana/dynedge-dashboard.json) over the Prometheus test's data, {:.0} s; drawn by envoy/tests/prometheus.rs</text>"#,
         t1 - t0
     );
     for (i, p) in panels.iter().enumerate() {
@@ -592,4 +592,25 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[test]
+fn the_bootstrap_and_the_istio_example_extract_every_label_the_core_encodes() {
+    let bootstrap = fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml.tmpl")).unwrap();
+    let istio = fs::read_to_string(workspace_root().join("examples/istio-metrics.yaml")).unwrap();
+    let extra: Vec<&str> = istio
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("extraStatTags:"))
+        .skip(1)
+        .map_while(|l| l.trim_start().strip_prefix("- "))
+        .collect();
+    assert_eq!(
+        extra,
+        metrics::LABELS,
+        "extraStatTags of examples/istio-metrics.yaml"
+    );
+    for label in metrics::LABELS {
+        let tag = format!(r#"{{tag_name: {label}, regex: "({label}=\\.=(.*?);\\.;)"}}"#);
+        assert!(bootstrap.contains(&tag), "no stats_tags entry {tag}");
+    }
 }
