@@ -205,7 +205,8 @@ impl Prometheus {
         let since = now_s();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let scraped = self.query("timestamp(up == 1)");
+            // `timestamp` of a bare selector is the sample's time, i.e. the scrape's.
+            let scraped = self.query("timestamp(up)");
             if scraped.len() == 2 && scraped.iter().all(|(_, t)| *t > since) {
                 return;
             }

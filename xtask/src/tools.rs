@@ -206,6 +206,12 @@ pub const TOOLS: &[Tool] = &[
         Test,
         "OCI suite, cargo xtask oci --push",
     ),
+    deb(
+        "prometheus",
+        "prometheus",
+        Test,
+        "prometheus suite (scrapes Envoy and dynedge-pingora)",
+    ),
 ];
 
 pub fn tools_dir() -> PathBuf {
@@ -297,6 +303,7 @@ mod tests {
             "wrk",
             "docker-registry",
             "skopeo",
+            "prometheus",
             "kill",
             "envoy",
             "pdns_server",
