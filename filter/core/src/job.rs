@@ -512,7 +512,7 @@ impl Job {
                 user_agent: &self.user_agent,
             };
             log.push(serde_json::to_string(&line).unwrap_or_default());
-            let backend = h.target.as_ref().map(|t| &t.backend);
+            let backend = h.target.as_ref().map_or("none", |t| t.backend.kind());
             counters.extend(metrics::host_result(self.dialect, code, backend));
             if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
                 self.writes.push(KvWrite::put(
@@ -539,7 +539,10 @@ impl Job {
         // Only exchanges that called the backend measure its latency.
         let samples = match self.hosts.iter().find_map(|h| h.target.as_ref()) {
             Some(t) if self.called_backend() => {
-                vec![(metrics::backend_latency(self.dialect, &t.backend), elapsed)]
+                vec![(
+                    metrics::backend_latency(self.dialect, t.backend.kind()),
+                    elapsed,
+                )]
             }
             _ => vec![],
         };

@@ -13,8 +13,6 @@
 //! `/stats/prometheus` prints `dynedge_updates_total{dialect="dyndns2",result="good",...}`.
 //! The Pingora module splits the same names with [`split`] and prints the same text.
 
-use crate::config::Backend;
-use crate::pipeline::Denied;
 use crate::reply::Code;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,36 +153,19 @@ pub fn split(flat: &str) -> Option<(&'static Family, Vec<(&str, &str)>)> {
     Some((family, labels))
 }
 
-/// The `backend` label of a backend: its kind.
-pub fn backend_kind(b: &Backend) -> &'static str {
-    match b {
-        Backend::PowerDns(_) => "powerdns",
-        Backend::Rfc2136(_) => "rfc2136",
-    }
-}
-
 /// The counters of one host's result in an update: [`UPDATES`], and [`RATE_LIMITED`] for a
-/// host refused by its update limit (`abuse` is decided for a host only there).
-pub fn host_result(dialect: &str, code: Code, backend: Option<&Backend>) -> Vec<String> {
-    let mut out = vec![name(
-        &UPDATES,
-        &[dialect, code.as_str(), backend.map_or("none", backend_kind)],
-    )];
+/// host refused by its update limit (`abuse` is decided for a host only there). `backend`:
+/// the kind of the host's backend (`Backend::kind`), `none` without one.
+pub fn host_result(dialect: &str, code: Code, backend: &str) -> Vec<String> {
+    let mut out = vec![name(&UPDATES, &[dialect, code.as_str(), backend])];
     if code == Code::Abuse {
         out.push(name(&RATE_LIMITED, &[dialect, "host"]));
     }
     out
 }
 
-/// The counters of a request the guard pipeline refused. A request without credentials is a
-/// challenge (most clients send one before their password), not counted.
-pub fn refused(dialect: &str, denied: &Denied) -> Vec<String> {
-    let code = match denied {
-        Denied::Missing => return vec![],
-        Denied::Limited { .. } => Code::Abuse,
-        Denied::Bad(_) => Code::Badauth,
-        Denied::Unavailable => Code::Emergency,
-    };
+/// The counters of a request refused before any host, with `code` (`pipeline::Refused`).
+pub fn refused(dialect: &str, code: Code) -> Vec<String> {
     let mut out = vec![name(&UPDATES, &[dialect, code.as_str(), "none"])];
     if code == Code::Abuse {
         out.push(name(&RATE_LIMITED, &[dialect, "client"]));
@@ -192,8 +173,9 @@ pub fn refused(dialect: &str, denied: &Denied) -> Vec<String> {
     out
 }
 
-pub fn backend_latency(dialect: &str, backend: &Backend) -> String {
-    name(&BACKEND_LATENCY, &[dialect, backend_kind(backend)])
+/// `backend`: the kind of the backend (`Backend::kind`).
+pub fn backend_latency(dialect: &str, backend: &str) -> String {
+    name(&BACKEND_LATENCY, &[dialect, backend])
 }
 
 pub fn config_load(applied: bool) -> String {
@@ -279,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_client_over_its_limit_counts_as_abuse_and_as_a_rate_limit_refusal() {
-        let c = refused("dyndns2", &Denied::Limited { retry_after_s: 5 });
+        let c = refused("dyndns2", Code::Abuse);
         assert_eq!(
             c,
             [
@@ -287,10 +269,10 @@ mod tests {
                 name(&RATE_LIMITED, &["dyndns2", "client"])
             ]
         );
-        assert!(refused("dyndns2", &Denied::Missing).is_empty());
-        let host = host_result("custom", Code::Abuse, None);
+        assert_eq!(refused("dyndns2", Code::Badauth).len(), 1);
+        let host = host_result("custom", Code::Abuse, "none");
         assert_eq!(host[1], name(&RATE_LIMITED, &["custom", "host"]));
-        assert_eq!(host_result("custom", Code::Good, None).len(), 1);
+        assert_eq!(host_result("custom", Code::Good, "powerdns").len(), 1);
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     {
         Ok(a) => a,
         Err(r) => {
-            let counters = crate::metrics::refused("custom", &r.denied);
+            let counters = r.counters("custom");
             let reply = match r.denied {
                 Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
                 Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)

@@ -140,7 +140,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
 
 /// A refusal of the guard pipeline in DynDNS2's words.
 fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
-    let counters = crate::metrics::refused("dyndns2", &r.denied);
+    let counters = r.counters("dyndns2");
     let reply = match r.denied {
         Denied::Limited { .. } => code_reply(Code::Abuse, mode, json),
         Denied::Missing => code_reply(Code::Badauth, StatusMode::CertaDns, json)

@@ -75,7 +75,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), None) {
         Ok(a) => a,
         Err(r) => {
-            let counters = crate::metrics::refused("httpreq", &r.denied);
+            let counters = r.counters("httpreq");
             let reply = match r.denied {
                 Denied::Limited { retry_after_s } => Reply::text(429, "abuse: too many requests\n")
                     .with_header("retry-after", &retry_after_s.to_string()),
