@@ -5,8 +5,10 @@
 //! Every server is a child process, stopped by its pid when its handle is dropped (also when a
 //! test panics; the child's log is then printed). Plain `std`: the real tools are driven as
 //! processes (`openssl`, `sqlite3`, `curl`, `dig`). The RFC 2136 backend's servers and relays
-//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`].
+//! (BIND, Knot, dnsdist, PowerDNS with RFC 2136) are in [`rfc2136`]; a signed zone's trust
+//! anchor and `delv` are in [`dnssec`].
 
+pub mod dnssec;
 pub mod etcd;
 mod powerdns;
 pub mod rfc2136;

@@ -169,6 +169,8 @@ pub fn test(args: &[String]) -> Result<()> {
                 "real_clients",
                 "--test",
                 "tls",
+                "--test",
+                "dnssec",
             ],
             &on_pingora,
         ),

@@ -227,6 +227,21 @@ struct RawToken {
     hosts: Option<Vec<String>>,
     #[serde(default = "yes")]
     active: bool,
+    /// CIDR ranges the client address must fall inside (IPv4, IPv6); absent = anywhere.
+    #[serde(default)]
+    allowed_subnets: Vec<String>,
+    /// When the token was issued (unix seconds): the start of `max_age_s`.
+    #[serde(default)]
+    created_s: Option<u64>,
+    /// The token stops working this long after `created_s`.
+    #[serde(default)]
+    max_age_s: Option<u64>,
+    /// The token stops working when unused this long (last use as this gateway recorded it).
+    #[serde(default)]
+    max_unused_period_s: Option<u64>,
+    /// Which record types the token may write at which hosts; absent = all of them.
+    #[serde(default)]
+    policies: Option<Vec<crate::tokens::RawPolicy>>,
 }
 
 fn all_scopes() -> Vec<String> {
@@ -324,6 +339,7 @@ pub struct Token {
     pub scopes: BTreeSet<Scope>,
     pub hosts: Option<BTreeSet<Fqdn>>,
     pub active: bool,
+    pub rules: crate::tokens::TokenRules,
 }
 
 #[derive(Debug, Clone)]
@@ -651,6 +667,31 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                 Some(set)
             }
         };
+        let raw_rules = crate::tokens::RawRules {
+            allowed_subnets: t.allowed_subnets,
+            max_age_s: t.max_age_s,
+            max_unused_period_s: t.max_unused_period_s,
+            policies: t.policies,
+        };
+        let rules = crate::tokens::TokenRules::compile(&raw_rules, t.created_s)
+            .map_err(|e| err(format!("{path}.{}", e.field), e.message))?;
+        if let Some((j, h)) = rules
+            .policies
+            .iter()
+            .flatten()
+            .enumerate()
+            .find_map(|(j, p)| {
+                p.host
+                    .as_ref()
+                    .filter(|h| !crate::auth::user_owns(user, h))
+                    .map(|h| (j, h))
+            })
+        {
+            return Err(err(
+                format!("{path}.policies[{j}].host"),
+                format!("user '{}' does not own {h}", t.user),
+            ));
+        }
         tokens.insert(
             hash,
             Token {
@@ -659,6 +700,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
                 scopes,
                 hosts,
                 active: t.active,
+                rules,
             },
         );
     }

@@ -317,6 +317,8 @@ pub struct Job {
     webhooks: Option<webhooks::WebhookSettings>,
     started_ms: u64,
     store: HostStore,
+    /// `Retry-After` of a 429 for a host over its update limit (`rate_limits.good_per_host`).
+    host_retry_after_s: u64,
 }
 
 impl Job {
@@ -361,10 +363,16 @@ impl Job {
             track_seen: true,
             webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
+            host_retry_after_s: cfg.rate_limits.good_per_host.window_s,
         })
     }
 
     /// Reads what the KV does not know fresh, then writes what differs, then replies.
+    /// `Retry-After` for a 429 that a host over its update limit gets (see `exchange::finish_reply`).
+    pub(crate) fn host_retry_after_s(&self) -> u64 {
+        self.host_retry_after_s
+    }
+
     pub(crate) fn advance(&mut self, env: &Env) -> Progress {
         let done = match &mut self.store {
             HostStore::Etcd { flow, started } => {

@@ -17,6 +17,7 @@ pub mod hoststate;
 pub mod job;
 pub mod kv;
 pub mod limits;
+pub mod maintenance;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;

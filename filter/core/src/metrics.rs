@@ -201,10 +201,11 @@ pub fn webhooks_queued() -> String {
     name(&WEBHOOKS_QUEUED, &[])
 }
 
-/// `result`: `delivered`, `retried` or `given_up`.
-pub fn webhook_attempt(result: &str) -> String {
-    name(&WEBHOOK_ATTEMPTS, &[result])
-}
+/// [`WEBHOOK_ATTEMPTS`] by result, spelled out: the adapters' effect lists hold
+/// `&'static str` (a test checks them against [`name`]).
+pub const WEBHOOK_DELIVERED: &str = "result=.=delivered;.;dynedge_webhook_attempts_total";
+pub const WEBHOOK_RETRIED: &str = "result=.=retried;.;dynedge_webhook_attempts_total";
+pub const WEBHOOK_GIVEN_UP: &str = "result=.=given_up;.;dynedge_webhook_attempts_total";
 
 #[cfg(test)]
 mod tests {
@@ -235,6 +236,17 @@ mod tests {
         let flat = name(&RATE_LIMITED, &["x;.;limit=.=y", "client"]);
         let (_, labels) = split(&flat).unwrap();
         assert_eq!(labels, [("dialect", "x___limit___y"), ("limit", "client")]);
+    }
+
+    #[test]
+    fn the_spelled_out_webhook_names_are_the_built_ones() {
+        for (spelled, result) in [
+            (WEBHOOK_DELIVERED, "delivered"),
+            (WEBHOOK_RETRIED, "retried"),
+            (WEBHOOK_GIVEN_UP, "given_up"),
+        ] {
+            assert_eq!(spelled, name(&WEBHOOK_ATTEMPTS, &[result]));
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum Denied {
 pub struct Refused {
     pub denied: Denied,
     pub counts: Vec<KvCount>,
+    /// Audit lines (JSON, no secrets) for the outcome's log: why a token's rules refused it.
+    pub log: Vec<String>,
 }
 
 impl Refused {
@@ -89,8 +91,38 @@ impl Refused {
         Refused {
             denied,
             counts: vec![],
+            log: vec![],
         }
     }
+}
+
+/// The audit line of a token its rules refused: the token's id (never the token), the rule, the
+/// client. The reply itself does not say which rule.
+fn token_refusal_line(
+    p: &Presented,
+    cfg: &Config,
+    why: crate::tokens::RuleRefusal,
+    client: Option<IpAddr>,
+    env: &Env,
+) -> String {
+    let secret = match p {
+        Presented::Bearer(t) | Presented::Secret(t) => t.as_str(),
+        Presented::Password { password, .. } => password.as_str(),
+        Presented::None => "",
+    };
+    let token_id = cfg
+        .tokens
+        .get(&auth::token_hash(secret))
+        .map(|t| t.id.clone())
+        .or_else(|| crate::tokens::lookup(env.kv, &auth::token_hash(secret)).map(|t| t.id));
+    serde_json::json!({
+        "event": "dynedge.token_refused",
+        "reason": why.as_str(),
+        "source": client,
+        "token_id": token_id,
+        "ts_ms": env.now_ms,
+    })
+    .to_string()
 }
 
 /// What an identity may touch.
@@ -183,13 +215,21 @@ pub fn authorize(
     let bad = |e: AuthError| Refused {
         denied: Denied::Bad(e),
         counts: limits::count_bad(rl, client, claimed.as_deref()),
+        log: vec![],
     };
     let (identity, grants, mut writes) = match creds {
         Credentials::Presented(p) => {
-            let out = auth::authenticate(cfg, &p, env.kv, now_s);
+            let out = auth::authenticate(cfg, &p, env.kv, client, now_s);
             match out.result {
                 Ok(id) => (id, Grants::Owner, out.writes),
-                Err(e) => return Err(bad(e)),
+                Err(e) => {
+                    let mut r = bad(e);
+                    r.log.extend(
+                        out.refusal
+                            .map(|why| token_refusal_line(&p, cfg, why, client, env)),
+                    );
+                    return Err(r);
+                }
             }
         }
         Credentials::AcmeAccount { user, key } => {
@@ -248,6 +288,7 @@ fn acme_account(
         token_id: None,
         scopes: BTreeSet::from([Scope::Txt]),
         only_hosts: Some(names.clone()),
+        rules: crate::tokens::TokenRules::default(),
     };
     Some((identity, Grants::Names(names), writes))
 }
@@ -285,6 +326,16 @@ fn is_write(t: &crate::job::Target) -> bool {
     !t.want.is_empty() || t.edits.iter().any(|(_, e)| *e != Edit::Keep)
 }
 
+/// The record types a target writes (reads, `Edit::Keep`, need only the host).
+fn written_types(t: &crate::job::Target) -> impl Iterator<Item = RrType> + '_ {
+    t.want.iter().map(|(ty, _)| *ty).chain(
+        t.edits
+            .iter()
+            .filter(|(_, e)| *e != Edit::Keep)
+            .map(|(ty, _)| *ty),
+    )
+}
+
 impl Authorized {
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -308,6 +359,7 @@ impl Authorized {
                 token_id: None,
                 scopes: BTreeSet::new(),
                 only_hosts: None,
+                rules: crate::tokens::TokenRules::default(),
             },
             grants: Grants::Sweep,
             writes: vec![],
@@ -367,7 +419,9 @@ impl Authorized {
             let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                 continue;
             };
-            if !self.may_target(cfg, &t.name) {
+            if !self.may_target(cfg, &t.name)
+                || !written_types(t).all(|ty| auth::may_write(&self.identity, &t.name, ty))
+            {
                 *h = HostJob::decided(h.label.clone(), Code::Nohost);
                 continue;
             }

@@ -368,12 +368,14 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// The counter of this attempt's result (`metrics::WEBHOOK_ATTEMPTS`).
-    pub fn counter(&self) -> String {
-        crate::metrics::webhook_attempt(match self {
-            Delivery::Delivered => "delivered",
-            Delivery::GaveUp { .. } => "given_up",
-            Delivery::Retry { .. } => "retried",
+    /// The counter of this attempt's result (`metrics::WEBHOOK_ATTEMPTS`; every attempt
+    /// counts, retries included).
+    pub fn counter(&self) -> Option<&'static str> {
+        use crate::metrics::{WEBHOOK_DELIVERED, WEBHOOK_GIVEN_UP, WEBHOOK_RETRIED};
+        Some(match self {
+            Delivery::Delivered => WEBHOOK_DELIVERED,
+            Delivery::GaveUp { .. } => WEBHOOK_GIVEN_UP,
+            Delivery::Retry { .. } => WEBHOOK_RETRIED,
         })
     }
 }
@@ -665,10 +667,7 @@ mod tests {
             },
             "three retries, then give up"
         );
-        assert_eq!(
-            gave_up.counter(),
-            "result=.=given_up;.;dynedge_webhook_attempts_total"
-        );
+        assert_eq!(gave_up.counter(), Some(crate::metrics::WEBHOOK_GIVEN_UP));
         let ok = CalloutResult::Response {
             status: 204,
             headers: vec![],
@@ -677,7 +676,7 @@ mod tests {
         assert_eq!(n3.next(&ok), Delivery::Delivered, "a 2xx ends it");
         assert_eq!(
             Delivery::Delivered.counter(),
-            crate::metrics::webhook_attempt("delivered")
+            Some(crate::metrics::WEBHOOK_DELIVERED)
         );
         assert_eq!(retry(n.next(&fail)).0, 1000);
         assert_eq!(Notify::from_bytes(&n3.to_bytes()), Some(n3), "round trip");

@@ -224,6 +224,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             let mut out = Outcome::reply(reply);
             out.counters = counters;
             out.counts = r.counts;
+            out.log = r.log;
             return Start::Reply(out);
         }
     };

@@ -151,6 +151,7 @@ fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
     let mut out = Outcome::reply(reply);
     out.counters = counters;
     out.counts = r.counts;
+    out.log = r.log;
     Start::Reply(out)
 }
 

@@ -63,6 +63,8 @@ struct Rejection {
     retry_after_s: Option<u64>,
     /// What a failed authentication counts against.
     counts: Vec<KvCount>,
+    /// Audit lines of the refusal.
+    log: Vec<String>,
 }
 
 fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
@@ -72,6 +74,7 @@ fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection
         text: text.into(),
         retry_after_s: None,
         counts: vec![],
+        log: vec![],
     }
 }
 
@@ -100,6 +103,7 @@ impl Rejection {
             Denied::Unavailable => reject(503, "911", "try again later"),
         };
         out.counts = r.counts;
+        out.log = r.log;
         out
     }
 }
@@ -138,6 +142,7 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         Err(r) => {
             let mut out = Outcome::reply(r.reply(json));
             out.counts = r.counts;
+            out.log = r.log;
             Start::Reply(out)
         }
     }
@@ -369,6 +374,11 @@ pub(super) fn render(
         let (status, code, text) = match bad.code {
             Code::Dnserr => (502, "dnserr", "DNS update failed"),
             Code::Abuse => (429, "abuse", "too many updates"),
+            Code::Nohost => (
+                403,
+                "nohost",
+                "the token may not change this record type here",
+            ),
             _ => (500, "911", "internal error"),
         };
         return error_reply(json, status, code, text);

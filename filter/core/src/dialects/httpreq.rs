@@ -87,6 +87,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
                 reply: Some(reply),
                 counters,
                 counts: r.counts,
+                log: r.log,
                 ..Outcome::default()
             });
         }
@@ -158,6 +159,9 @@ pub(super) fn render(results: &[HostOutcome]) -> Reply {
         Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
         Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
         Some(o) if o.code == Code::Abuse => Reply::text(429, "abuse: too many requests\n"),
+        Some(o) if o.code == Code::Nohost => {
+            Reply::text(403, "nohost: the token may not write TXT here\n")
+        }
         _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
     }
 }

@@ -261,6 +261,10 @@ pub fn error_reply(json: bool, status: u16, code: &str, message: &str) -> Reply 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code
+mod retry_after_tests;
+
+#[cfg(test)]
 mod loggable_path_tests {
     use super::loggable_path;
 

@@ -202,15 +202,17 @@ pub fn handle(cfg: &Config, req: &Request, kind: Kind, env: &Env) -> Start {
     let json = req.wants_json();
     match plan(cfg, req, kind, env, json) {
         Ok((job, render)) => Start::Job(job, render),
-        Err((r, counts)) => {
+        Err((r, counts, log)) => {
             let mut out = Outcome::reply(r.reply(json));
             out.counts = counts;
+            out.log = log;
             Start::Reply(out)
         }
     }
 }
 
-type Refused = (Rejection, Vec<limits::KvCount>);
+/// A rejection, what it counts against, and its audit lines.
+type Refused = (Rejection, Vec<limits::KvCount>, Vec<String>);
 
 fn plan(
     cfg: &Config,
@@ -219,7 +221,7 @@ fn plan(
     env: &Env,
     json: bool,
 ) -> Result<(Box<Job>, Render), Refused> {
-    let plain = |r: Rejection| (r, vec![]);
+    let plain = |r: Rejection| (r, vec![], vec![]);
     if req.method != "GET" {
         return Err(plain(param_error(405, "only GET is supported")));
     }
@@ -246,7 +248,7 @@ fn plan(
                 Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
                 Denied::Unavailable => param_error(503, "Try again later."),
             };
-            (rejection, r.counts)
+            (rejection, r.counts, r.log)
         })?;
     let fqdn_raw = asked
         .fqdn
@@ -321,6 +323,7 @@ pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply
         let (status, msg) = match o.code {
             Code::Dnserr => (502, "The DNS server did not accept the update."),
             Code::Abuse => (429, "Too many requests."),
+            Code::Nohost => (403, "The token may not change this record type here."),
             _ => (500, "Internal error."),
         };
         return Rejection {

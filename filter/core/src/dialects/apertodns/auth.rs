@@ -15,8 +15,9 @@ use crate::request::Request;
 /// A reply that still needs the request context.
 pub(in crate::dialects) type ErrFn = Box<dyn FnOnce(&Ctx) -> Reply>;
 
-/// A refusal: its reply (which needs the request context) and what it counts against.
-pub(in crate::dialects) type AuthRefusal = (ErrFn, Vec<limits::KvCount>);
+/// A refusal: its reply (which needs the request context), what it counts against, and its
+/// audit lines.
+pub(in crate::dialects) type AuthRefusal = (ErrFn, Vec<limits::KvCount>, Vec<String>);
 
 /// Bearer or `X-API-Key` (Protocol rules: credentials); Basic and anything else is 401 on this prefix.
 pub(super) fn authenticate(
@@ -94,7 +95,7 @@ pub(in crate::dialects) fn authenticate_with(
             Box::new(move |ctx: &Ctx| ctx.error(401, code, msg))
         }
     };
-    Err((reply, r.counts))
+    Err((reply, r.counts, r.log))
 }
 
 pub(super) fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(), Reply> {

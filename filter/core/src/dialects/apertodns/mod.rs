@@ -263,7 +263,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             writes.extend(a.writes());
             a
         }
-        Err((reply, bad)) => return done_with(reply(&ctx), vec![], bad),
+        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
     };
     if cfg.apertodns.rate_limits {
         let subject = identity
@@ -305,6 +305,17 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             Start::Job(job, super::Render::Aperto(render))
         }
         Err(reply) => done_with(reply, writes, counts),
+    }
+}
+
+/// `start` with audit lines added to its outcome.
+pub(in crate::dialects) fn logged(start: Start, log: Vec<String>) -> Start {
+    match start {
+        Start::Reply(mut out) => {
+            out.log.extend(log);
+            Start::Reply(out)
+        }
+        job => job,
     }
 }
 

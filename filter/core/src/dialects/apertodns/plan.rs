@@ -80,6 +80,12 @@ pub(super) fn outcome_error(o: &HostOutcome) -> (u16, &'static str, String) {
             format!("No {} record to delete", rtype.as_str()),
         ),
         (None, Code::Dnserr) => (502, "dns_error", "DNS backend error".into()),
+        // The guard's last word: the token's policies do not cover this record type here.
+        (None, Code::Nohost) => (
+            403,
+            "hostname_forbidden",
+            "Token not authorized for this record type at this hostname".into(),
+        ),
         (None, Code::Abuse) => (
             429,
             "rate_limited",

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use self::tokens::{create_token, list_tokens, regenerate_token, revoke_token};
 use self::webhooks::webhooks_api;
-use super::apertodns::{authenticate_with, done, done_with, Ctx};
+use super::apertodns::{authenticate_with, done, done_with, logged, Ctx};
 use crate::config::{Config, Scope};
 use crate::exchange::{Env, Start};
 use crate::kv::KvWrite;
@@ -60,7 +60,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
     let (identity, writes) = match authenticate_with(cfg, req, env, true) {
         Ok(a) => (a.identity().clone(), a.writes()),
-        Err((reply, bad)) => return done_with(reply(&ctx), vec![], bad),
+        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
     };
     if identity.token_id.is_some() && !identity.scopes.contains(&Scope::Admin) {
         return done(ctx.error(
@@ -120,3 +120,6 @@ type Answer = Result<(Reply, Vec<KvWrite>), Reply>;
 #[cfg(test)]
 #[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests;
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)] // test code
+mod token_rules_tests;
