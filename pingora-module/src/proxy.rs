@@ -249,9 +249,10 @@ async fn drain_body(session: &mut Session) -> pingora::Result<()> {
     Ok(())
 }
 
-/// The counters as text, one `name: value` line each (Envoy admin `/stats` style), then the
-/// histograms, one `name: count=N sum=S max=M` line each, on
-/// `GET /stats`; anything else is a 404. Serve it on a loopback-only listener.
+/// The metrics: `GET /stats` as Envoy's admin `/stats` lines (`name: value`, histograms
+/// `name: count=N sum=S max=M`), `GET /stats/prometheus` (or `/metrics`) in the Prometheus
+/// text format, with the names and labels of Envoy's `/stats/prometheus` (docs/metrics.md);
+/// anything else is a 404. Serve it on a loopback-only listener.
 pub struct StatsEndpoint {
     pub gateway: Arc<Gateway>,
 }
@@ -263,20 +264,15 @@ impl ProxyHttp for StatsEndpoint {
     fn new_ctx(&self) {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> pingora::Result<bool> {
-        let reply = if session.req_header().uri.path() == "/stats" {
-            let counters = self.gateway.counters();
-            let histograms = self.gateway.histograms();
-            let text: String =
-                counters
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}\n"))
-                    .chain(histograms.iter().map(|(k, h)| {
-                        format!("{k}: count={} sum={} max={}\n", h.count, h.sum, h.max)
-                    }))
-                    .collect();
-            Reply::text(200, text)
-        } else {
-            Reply::text(404, "not found\n")
+        let metrics = self.gateway.metrics();
+        let reply = match session.req_header().uri.path() {
+            "/stats" => Reply::text(200, metrics.stats_text()),
+            "/stats/prometheus" | "/metrics" => Reply::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.prometheus(),
+            ),
+            _ => Reply::text(404, "not found\n"),
         };
         write_reply(session, &reply).await?;
         Ok(true)

@@ -20,6 +20,7 @@ pub mod job;
 pub mod kv;
 pub mod limits;
 pub mod maintenance;
+pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod reply;

@@ -77,6 +77,18 @@ pub struct Refused {
 }
 
 impl Refused {
+    /// The metrics of this refusal for `dialect` (`metrics::refused`). A request without
+    /// credentials is a challenge (most clients send one before their password), not counted.
+    pub fn counters(&self, dialect: &str) -> Vec<String> {
+        let code = match self.denied {
+            Denied::Missing => return vec![],
+            Denied::Limited { .. } => Code::Abuse,
+            Denied::Bad(_) => Code::Badauth,
+            Denied::Unavailable => Code::Emergency,
+        };
+        crate::metrics::refused(dialect, code)
+    }
+
     fn plain(denied: Denied) -> Refused {
         Refused {
             denied,

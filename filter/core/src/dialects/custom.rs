@@ -120,6 +120,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     {
         Ok(a) => a,
         Err(r) => {
+            let counters = r.counters("custom");
             let reply = match r.denied {
                 Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
                 Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
@@ -128,6 +129,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
                 Denied::Unavailable => reply(Code::Emergency, mode, json, None, None),
             };
             let mut out = Outcome::reply(reply);
+            out.counters = counters;
             out.counts = r.counts;
             out.log = r.log;
             return Start::Reply(out);

@@ -133,6 +133,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
 
 /// A refusal of the guard pipeline in DynDNS2's words.
 fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
+    let counters = r.counters("dyndns2");
     let reply = match r.denied {
         Denied::Limited { .. } => code_reply(Code::Abuse, mode, json),
         Denied::Missing => code_reply(Code::Badauth, StatusMode::CertaDns, json)
@@ -141,9 +142,7 @@ fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
         Denied::Unavailable => code_reply(Code::Emergency, mode, json),
     };
     let mut out = Outcome::reply(reply);
-    if matches!(r.denied, Denied::Bad(_)) {
-        out.counters.push("dynedge.dyndns2.badauth".into());
-    }
+    out.counters = counters;
     out.counts = r.counts;
     out.log = r.log;
     Start::Reply(out)

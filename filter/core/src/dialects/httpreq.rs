@@ -75,6 +75,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), None) {
         Ok(a) => a,
         Err(r) => {
+            let counters = r.counters("httpreq");
             let reply = match r.denied {
                 Denied::Limited { retry_after_s } => coded(429, Code::Abuse, "too many requests")
                     .with_header("retry-after", &retry_after_s.to_string()),
@@ -86,6 +87,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
             };
             return Start::Reply(Outcome {
                 reply: Some(reply),
+                counters,
                 counts: r.counts,
                 log: r.log,
                 ..Outcome::default()
