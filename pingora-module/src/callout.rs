@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynedge_core::{Callout, CalloutResult, Config};
+use dynedge_core::{Callout, CalloutFailure, CalloutResult, Config};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -178,7 +178,10 @@ pub fn resolve(hostport: &str) -> Result<SocketAddr, String> {
 /// failure is a [`CalloutResult::Failed`] the core turns into `dnserr`/`911`.
 pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) -> CalloutResult {
     let Some(cluster) = clusters.get(&c.cluster) else {
-        return CalloutResult::Failed(format!("unknown cluster '{}'", c.cluster));
+        return CalloutResult::Failed(CalloutFailure::NotSent(format!(
+            "unknown cluster '{}'",
+            c.cluster
+        )));
     };
     let timeout = Duration::from_millis(c.timeout_ms.max(1));
     let call = async {
@@ -195,11 +198,13 @@ pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) ->
     };
     match pingora::prelude::timeout(timeout, call).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => CalloutResult::Failed(format!("{} {}: {e}", c.method, c.cluster)),
-        Err(_) => CalloutResult::Failed(format!(
-            "{} {}: timed out after {} ms",
-            c.method, c.cluster, c.timeout_ms
-        )),
+        Ok(Err(e)) => CalloutResult::Failed(CalloutFailure::Connection(format!(
+            "{} {}: {e}",
+            c.method, c.cluster
+        ))),
+        Err(_) => CalloutResult::Failed(CalloutFailure::Timeout {
+            after_ms: c.timeout_ms,
+        }),
     }
 }
 
@@ -221,13 +226,17 @@ async fn exchange(
     peer.options.write_timeout = Some(timeout);
     let (mut http, _reused) = connector.get_http_session(&peer).await?;
 
-    let mut req = RequestHeader::build(c.method, c.path.as_bytes(), Some(c.headers.len() + 2))?;
+    let mut req = RequestHeader::build(
+        c.method.as_str(),
+        c.path.as_bytes(),
+        Some(c.headers.len() + 2),
+    )?;
     req.insert_header("host", c.authority.as_str())?;
     for (k, v) in &c.headers {
         req.append_header(k.clone(), v.as_str())?;
     }
     let has_body = !c.body.is_empty();
-    if has_body || !matches!(c.method, "GET" | "HEAD" | "DELETE") {
+    if has_body || c.method.has_body() {
         req.insert_header("content-length", c.body.len().to_string())?;
     }
     http.write_request_header(Box::new(req)).await?;
@@ -250,14 +259,14 @@ async fn exchange(
                 })
                 .collect(),
         ),
-        None => return Ok(CalloutResult::Failed("no response header".into())),
+        None => return Ok(CalloutResult::Failed(CalloutFailure::NoResponse)),
     };
     let mut body = Vec::new();
     while let Some(chunk) = http.read_response_body().await? {
         if body.len() + chunk.len() > MAX_RESPONSE_BODY {
-            return Ok(CalloutResult::Failed(format!(
-                "response body larger than {MAX_RESPONSE_BODY} bytes"
-            )));
+            return Ok(CalloutResult::Failed(CalloutFailure::BadResponse(format!(
+                "body larger than {MAX_RESPONSE_BODY} bytes"
+            ))));
         }
         body.extend_from_slice(&chunk);
     }

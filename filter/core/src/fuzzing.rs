@@ -182,7 +182,9 @@ pub fn powerdns_read(data: &[u8]) {
                     .iter()
                     .all(|v| rtype == RrType::Txt || !v.contains('\n')));
             }
-            Err(e) => assert!(e.0.starts_with("PowerDNS") && e.0.chars().count() < 600),
+            Err(e) => assert!(
+                e.to_string().starts_with("PowerDNS") && e.to_string().chars().count() < 600
+            ),
         }
     }
     if powerdns::check_write(&result).is_ok() {

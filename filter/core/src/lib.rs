@@ -14,6 +14,7 @@ pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod hoststate;
+pub mod job;
 pub mod kv;
 pub mod limits;
 pub mod names;
@@ -27,7 +28,7 @@ pub mod time;
 pub mod tokens;
 pub mod webhooks;
 
-pub use backends::{Callout, CalloutResult};
+pub use backends::{Callout, CalloutFailure, CalloutResult, Method};
 pub use config::{Config, ConfigError};
 pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
 pub use kv::{KvView, KvWrite, MemoryKv};

@@ -22,7 +22,7 @@
 //! request, gets its own `Authorized::sweep`. Routes with no credentials by design take a
 //! [`Public`] marker; new credentials (tokens, acme-dns accounts) pass [`mint`].
 //!
-//! [`Job::new`]: crate::exchange::Job::new
+//! [`Job::new`]: crate::job::Job::new
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -30,7 +30,8 @@ use std::net::IpAddr;
 use crate::auth::{self, AuthError, Identity, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
-use crate::exchange::{Edit, Env, HostJob};
+use crate::exchange::Env;
+use crate::job::{Edit, HostJob};
 use crate::kv::KvWrite;
 use crate::limits::{self, KvCount};
 use crate::names::Fqdn;
@@ -251,7 +252,7 @@ pub fn mint(cfg: &Config, req: &Request, env: &Env) -> Result<Vec<KvCount>, Refu
 }
 
 /// The one address family a target changes (A or AAAA only), for dual-stack pairing.
-fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
+fn one_family(t: &crate::job::Target) -> Option<limits::Family> {
     let mut types = t
         .want
         .iter()
@@ -268,7 +269,7 @@ fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
     }
 }
 
-fn is_write(t: &crate::exchange::Target) -> bool {
+fn is_write(t: &crate::job::Target) -> bool {
     !t.want.is_empty() || t.edits.iter().any(|(_, e)| *e != Edit::Keep)
 }
 

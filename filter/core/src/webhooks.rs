@@ -317,7 +317,7 @@ impl Notify {
         Some(Notify {
             callout: Callout {
                 cluster: w.cluster,
-                method: "POST",
+                method: crate::backends::Method::Post,
                 authority: w.authority,
                 path: w.path,
                 headers: w.headers,
@@ -338,7 +338,7 @@ impl Notify {
                 return Delivery::Delivered
             }
             CalloutResult::Response { status, .. } => format!("HTTP {status}"),
-            CalloutResult::Failed(why) => why.clone(),
+            CalloutResult::Failed(why) => why.to_string(),
         };
         if self.attempt >= self.max_retries {
             return Delivery::GaveUp {
@@ -451,7 +451,7 @@ pub fn deliveries(
             out.push(Notify {
                 callout: Callout {
                     cluster: s.cluster.clone(),
-                    method: "POST",
+                    method: crate::backends::Method::Post,
                     authority: ep.authority.clone(),
                     path: ep.path.clone(),
                     headers,
@@ -631,7 +631,7 @@ mod tests {
         let n = Notify {
             callout: Callout {
                 cluster: "c".into(),
-                method: "POST",
+                method: crate::backends::Method::Post,
                 authority: "a".into(),
                 path: "/".into(),
                 headers: vec![],
@@ -642,7 +642,8 @@ mod tests {
             max_retries: 3,
             retry_base_ms: 1000,
         };
-        let fail = CalloutResult::Failed("reset".into());
+        let fail =
+            CalloutResult::Failed(crate::backends::CalloutFailure::Connection("reset".into()));
         let retry = |d: Delivery| match d {
             Delivery::Retry { after_ms, again } => (after_ms, again),
             other => panic!("expected a retry, got {other:?}"),
@@ -659,7 +660,8 @@ mod tests {
         assert_eq!(
             gave_up,
             Delivery::GaveUp {
-                log: "dynedge: webhook via c given up after 4 attempts: reset".into()
+                log: "dynedge: webhook via c given up after 4 attempts: connection failed: reset"
+                    .into()
             },
             "three retries, then give up"
         );

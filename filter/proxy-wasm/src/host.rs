@@ -7,7 +7,9 @@ use dynedge_core::kv::keys;
 use dynedge_core::limits::{merge_count, KvCount};
 use std::time::Duration;
 
-use dynedge_core::{Callout, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply};
+use dynedge_core::{
+    Callout, CalloutFailure, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
@@ -84,7 +86,7 @@ pub fn dispatch<C: Context + ?Sized>(ctx: &C, calls: Vec<(CalloutId, Callout)>) 
     let mut failed = Vec::new();
     for (id, c) in calls {
         let mut headers: Vec<(&str, &str)> = vec![
-            (":method", c.method),
+            (":method", c.method.as_str()),
             (":path", &c.path),
             (":authority", &c.authority),
         ];
@@ -100,7 +102,10 @@ pub fn dispatch<C: Context + ?Sized>(ctx: &C, calls: Vec<(CalloutId, Callout)>) 
             Ok(token) => in_flight.push((token, id)),
             Err(status) => failed.push((
                 id,
-                CalloutResult::Failed(format!("dispatch to {} failed: {status:?}", c.cluster)),
+                CalloutResult::Failed(CalloutFailure::NotSent(format!(
+                    "dispatch to {} failed: {status:?}",
+                    c.cluster
+                ))),
             )),
         }
     }
@@ -115,7 +120,7 @@ pub fn call_result<C: Context + ?Sized>(
     body_size: usize,
 ) -> CalloutResult {
     if num_headers == 0 {
-        return CalloutResult::Failed("no response (timeout, reset or refused)".into());
+        return CalloutResult::Failed(CalloutFailure::NoResponse);
     }
     // Bytes, not Strings: the SDK's String form panics (and traps the VM) on a header value
     // that is not UTF-8, which a broken backend can send.

@@ -35,7 +35,9 @@ use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope, Zone};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
 use crate::dialects::apertodns::ApertoSettings;
-use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::dialects::Render;
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::kv::{keys, KvView, KvWrite};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
@@ -462,26 +464,33 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
         want: vec![(RrType::Txt, values.clone())],
         edits: vec![],
     };
-    let txt_owned = txt.to_string();
-    let render = Box::new(move |results: &[HostOutcome]| match results.first() {
-        Some(o) if o.code.is_success() => Reply::json(200, &json!({ "txt": txt_owned })),
-        Some(o) if o.code == Code::Abuse => error(429, "rate_limited"),
-        _ => error(500, "db_error"),
-    });
     let mut job = Job::new(
         cfg,
         "acme-dns",
         caller.authorized,
         req,
         vec![HostJob::update(target)],
-        render,
         env,
     );
     if let Ok(history) = serde_json::to_vec(&values) {
         job.writes.push(KvWrite::put(history_key, history));
     }
     job.track_seen = false;
-    Start::Job(job)
+    Start::Job(
+        job,
+        Render::AcmeDns {
+            txt: txt.to_string(),
+        },
+    )
+}
+
+/// `/update`'s answer: the TXT value echoed, or acme-dns's error.
+pub(super) fn render(results: &[HostOutcome], txt: &str) -> Reply {
+    match results.first() {
+        Some(o) if o.code.is_success() => Reply::json(200, &json!({ "txt": txt })),
+        Some(o) if o.code == Code::Abuse => error(429, "rate_limited"),
+        _ => error(500, "db_error"),
+    }
 }
 
 /// A registered account (key and `allowfrom` checked by the pipeline): its own subdomain only.

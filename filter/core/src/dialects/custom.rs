@@ -20,12 +20,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::dyndns2::status_of;
-use super::StatusMode;
+use super::{Render, StatusMode};
 use crate::addr;
 use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, ConfigError, Scope};
-use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
 use crate::reply::{Code, Reply};
@@ -295,36 +296,33 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         want,
         edits: vec![],
     });
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first() else {
-            return reply(Code::Emergency, mode, json, None, None);
-        };
-        if !o.code.is_success() {
-            return reply(o.code, mode, json, None, None);
-        }
-        let get = |t: RrType| {
-            o.current
-                .iter()
-                .find(|(r, _)| *r == t)
-                .and_then(|(_, v)| v.first().cloned())
-        };
-        reply(
-            o.code,
-            mode,
-            json,
-            get(RrType::A).as_deref(),
-            get(RrType::Aaaa).as_deref(),
-        )
-    });
-    Start::Job(Job::new(
-        cfg,
-        "custom",
-        authorized,
-        req,
-        vec![host],
-        render,
-        env,
-    ))
+    Start::Job(
+        Job::new(cfg, "custom", authorized, req, vec![host], env),
+        Render::Custom { mode, json },
+    )
+}
+
+/// The one host's DynDNS2-style line, with the addresses it now has.
+pub(super) fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
+    let Some(o) = results.first() else {
+        return reply(Code::Emergency, mode, json, None, None);
+    };
+    if !o.code.is_success() {
+        return reply(o.code, mode, json, None, None);
+    }
+    let get = |t: RrType| {
+        o.current
+            .iter()
+            .find(|(r, _)| *r == t)
+            .and_then(|(_, v)| v.first().cloned())
+    };
+    reply(
+        o.code,
+        mode,
+        json,
+        get(RrType::A).as_deref(),
+        get(RrType::Aaaa).as_deref(),
+    )
 }
 
 #[cfg(test)]

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::StatusMode;
+use super::{Render, StatusMode};
 use crate::addr::{self, AddrError};
 use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
-use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
 use crate::reply::{Code, Reply};
@@ -131,10 +132,10 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             edits: vec![],
         }));
     }
-    let render = Box::new(move |results: &[HostOutcome]| render(results, mode, json));
-    Start::Job(Job::new(
-        cfg, "dyndns2", authorized, req, hosts, render, env,
-    ))
+    Start::Job(
+        Job::new(cfg, "dyndns2", authorized, req, hosts, env),
+        Render::Dyndns2 { mode, json },
+    )
 }
 
 /// A refusal of the guard pipeline in DynDNS2's words.

@@ -18,12 +18,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::json;
 
-use super::error_reply;
+use super::{error_reply, Render};
 use crate::addr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Refusal, Start, Target};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{Edit, HostJob, HostOutcome, Job, Refusal, Target};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
@@ -133,7 +134,7 @@ fn parse_cidr6(text: &str, param: &str) -> Result<(Ipv6Addr, u8), Rejection> {
 pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     let json = req.wants_json();
     match plan(cfg, req, env, json) {
-        Ok(job) => Start::Job(job),
+        Ok((job, render)) => Start::Job(job, render),
         Err(r) => {
             let mut out = Outcome::reply(r.reply(json));
             out.counts = r.counts;
@@ -142,7 +143,12 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
 }
 
-fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, Rejection> {
+fn plan(
+    cfg: &Config,
+    req: &Request,
+    env: &Env,
+    json: bool,
+) -> Result<(Box<Job>, Render), Rejection> {
     if req.method != "GET" && req.method != "POST" {
         return Err(reject(405, "method_not_allowed", "method not allowed"));
     }
@@ -338,14 +344,20 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<Box<Job>, 
         }
         _ => None,
     };
-    let zone_text = zone_name.to_string();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        render(results, &zone_text, prefix_text.as_deref(), json)
-    });
-    Ok(Job::new(cfg, "dynv6", identity, req, hosts, render, env))
+    let render = Render::Dynv6 {
+        zone: zone_name.to_string(),
+        prefix: prefix_text,
+        json,
+    };
+    Ok((Job::new(cfg, "dynv6", identity, req, hosts, env), render))
 }
 
-fn render(results: &[HostOutcome], zone: &str, prefix: Option<&str>, json: bool) -> Reply {
+pub(super) fn render(
+    results: &[HostOutcome],
+    zone: &str,
+    prefix: Option<&str>,
+    json: bool,
+) -> Reply {
     if let Some(bad) = results.iter().find(|o| !o.code.is_success()) {
         if let Some(Refusal::Forbidden { addr, .. }) = &bad.refusal {
             let text = format!(
@@ -420,7 +432,12 @@ mod tests {
         assert_eq!(status(&o), 400, "{}", body(&o));
         assert!(body(&o).contains("invalid"), "{}", body(&o));
         assert_eq!(d.pdns.get(nas, "AAAA"), vec!["2001:db8:1::5"]);
-        assert!(d.calls.iter().all(|c| c.method != "PATCH"), "no write");
+        assert!(
+            d.calls
+                .iter()
+                .all(|c| c.method != crate::backends::Method::Patch),
+            "no write"
+        );
         let o = d.run(
             get(&format!(
                 "/api/update?zone={HOME}&token={TOKEN}&ipv6prefix=fec0::/9"

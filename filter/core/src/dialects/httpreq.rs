@@ -22,7 +22,9 @@ use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::acme::{DEFAULT_TXT_TTL, TXT_PREFIX};
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::dialects::Render;
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
 use crate::reply::{Code, Reply};
@@ -136,21 +138,24 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
         want: vec![],
         edits: vec![(RrType::Txt, edit)],
     };
-    let render = Box::new(|results: &[HostOutcome]| match results.first() {
-        Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
-        Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
-        Some(o) if o.code == Code::Abuse => Reply::text(429, "abuse: too many requests\n"),
-        _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
-    });
     let mut job = Job::new(
         cfg,
         "httpreq",
         authorized,
         req,
         vec![HostJob::update(target)],
-        render,
         env,
     );
     job.track_seen = false;
-    Start::Job(job)
+    Start::Job(job, Render::HttpReq)
+}
+
+/// `present`/`cleanup`'s answer.
+pub(super) fn render(results: &[HostOutcome]) -> Reply {
+    match results.first() {
+        Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
+        Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
+        Some(o) if o.code == Code::Abuse => Reply::text(429, "abuse: too many requests\n"),
+        _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
+    }
 }

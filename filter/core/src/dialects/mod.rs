@@ -14,6 +14,7 @@ pub mod path_query;
 
 use crate::config::Config;
 use crate::exchange::{Env, Start};
+use crate::job::HostOutcome;
 use crate::names::Fqdn;
 use crate::pipeline;
 use crate::reply::Reply;
@@ -26,6 +27,45 @@ pub enum StatusMode {
     Always200,
     /// CertaDNS: 401 badauth, 404 nohost, 429 abuse, 500 dnserr, ...
     CertaDns,
+}
+
+/// The shape of a finished update job's reply, with what the shape needs. The dialect that
+/// parsed the request chooses it; [`Render::render`] turns the hosts' outcomes into the reply.
+pub enum Render {
+    /// `good 192.0.2.1` lines (text) or the JSON form.
+    Dyndns2 { mode: StatusMode, json: bool },
+    /// An operator-defined endpoint's DynDNS2-style reply.
+    Custom { mode: StatusMode, json: bool },
+    /// `/update-by-path`, `/update-by-query`, `/delete-by-path`.
+    PathQuery { delete: bool, json: bool },
+    /// dynv6's `addresses updated`/`unchanged` for a zone (and its prefix, if one was set).
+    Dynv6 {
+        zone: String,
+        prefix: Option<String>,
+        json: bool,
+    },
+    /// acme-dns `/update`: the TXT value echoed.
+    AcmeDns { txt: String },
+    /// lego httpreq `present`/`cleanup`.
+    HttpReq,
+    /// The ApertoDNS API's JSON envelopes.
+    Aperto(apertodns::Render),
+}
+
+impl Render {
+    pub fn render(&self, results: &[HostOutcome]) -> Reply {
+        match self {
+            Render::Dyndns2 { mode, json } => dyndns2::render(results, *mode, *json),
+            Render::Custom { mode, json } => custom::render(results, *mode, *json),
+            Render::PathQuery { delete, json } => path_query::render(results, *delete, *json),
+            Render::Dynv6 { zone, prefix, json } => {
+                dynv6::render(results, zone, prefix.as_deref(), *json)
+            }
+            Render::AcmeDns { txt } => acmedns::render(results, txt),
+            Render::HttpReq => httpreq::render(results),
+            Render::Aperto(r) => r.render(results),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 
 use super::EtcdStore;
 use crate::backends::{BackendEnv, Callout, CalloutResult, RrSet, RrType, WriteCheck};
-use crate::exchange::{CalloutId, Env, HostJob};
+use crate::exchange::{CalloutId, Env};
+use crate::job::HostJob;
 use crate::kv::KvView;
 use crate::reply::Code;
 
@@ -76,7 +77,7 @@ pub fn prefix_end(prefix: &str) -> String {
 fn call(s: &EtcdStore, op: &str, body: Value) -> Callout {
     Callout {
         cluster: s.cluster.clone(),
-        method: "POST",
+        method: crate::backends::Method::Post,
         authority: s.authority.clone(),
         path: format!("/v3/{op}"),
         headers: vec![("content-type".into(), "application/json".into())],
@@ -511,7 +512,7 @@ impl HostFlow {
                             }
                         }
                     }
-                    Err(e) => fail(h, Code::Dnserr, e.0),
+                    Err(e) => fail(h, Code::Dnserr, e.to_string()),
                 }
             }
             Op::Read => match parse_range(&result) {
@@ -543,7 +544,9 @@ impl HostFlow {
             Op::DnsWrite => {
                 let checked = match (&h.target, &f.check) {
                     (Some(t), Some(check)) => t.backend.check_write(check, &result),
-                    _ => Err(crate::backends::BackendError("no write check".into())),
+                    _ => Err(crate::backends::BackendError::Invalid(
+                        "no write check".into(),
+                    )),
                 };
                 match checked {
                     Ok(()) => {
@@ -560,12 +563,12 @@ impl HostFlow {
                     Err(e) if self.states.get(i).is_some_and(|st| st.repairing) => {
                         // Our earlier write may be the last one DNS saw: the record must not
                         // stay `ok` for a value DNS may not hold.
-                        h.error = Some(e.0);
+                        h.error = Some(e.to_string());
                         self.taint(i, h, &mut out);
                     }
                     Err(e) => {
                         // The record stays `pending`: the next update writes again, never nochg.
-                        fail(h, Code::Dnserr, e.0);
+                        fail(h, Code::Dnserr, e.to_string());
                     }
                 }
             }
@@ -677,7 +680,7 @@ impl HostFlow {
         let same = desired.iter().all(|(rtype, want)| {
             rec.rr
                 .get(rtype.as_str())
-                .is_some_and(|have| crate::exchange::same_values(*rtype, have, want))
+                .is_some_and(|have| crate::job::same_values(*rtype, have, want))
         });
         let name = t.name.clone();
         if st.first_read {
@@ -746,7 +749,7 @@ impl HostFlow {
         match t.backend.write(&t.zone, &sets, benv) {
             Ok((c, check)) => self.send(i, Op::DnsWrite, c, Some(check), out),
             // Our claim stays pending, so a retry writes again instead of a false nochg.
-            Err(e) => fail(h, Code::Dnserr, e.0),
+            Err(e) => fail(h, Code::Dnserr, e.to_string()),
         }
     }
 
@@ -770,7 +773,7 @@ impl HostFlow {
             return;
         }
         let already = st.types.iter().all(|rtype| {
-            crate::exchange::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
+            crate::job::same_values(*rtype, rec.values(*rtype), st.record.values(*rtype))
         });
         st.repairing = true;
         st.revision = rev;

@@ -32,7 +32,9 @@ use self::txt::{txt, txt_get};
 use self::update::update;
 use super::set_field;
 use crate::config::Config;
-use crate::exchange::{Env, HostJob, Job, Outcome, Start};
+use crate::exchange::{Env, Outcome, Start};
+use crate::hoststate::HostMeta;
+use crate::job::{HostJob, HostOutcome, Job};
 use crate::kv::KvWrite;
 use crate::limits::{self, Limit, RateState};
 use crate::pipeline::{self, Authorized};
@@ -293,14 +295,14 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         Endpoint::Info | Endpoint::Health => Err(ctx.error(500, "server_error", "unreachable")),
     };
     match started {
-        Ok(mut job) => {
+        Ok((mut job, render)) => {
             // The job carries the authentication's writes already.
             job.counts.extend(counts);
             if !matches!(ep, Endpoint::Update | Endpoint::BulkUpdate | Endpoint::Txt) {
                 // Reads are no sign of life for expiry.
                 job.track_seen = false;
             }
-            Start::Job(job)
+            Start::Job(job, super::Render::Aperto(render))
         }
         Err(reply) => done_with(reply, writes, counts),
     }
@@ -337,9 +339,64 @@ fn job(
     env: &Env,
     id: Authorized,
     hosts: Vec<HostJob>,
-    render: crate::exchange::Renderer,
-) -> Box<Job> {
-    Job::new(cfg, "apertodns", id, req, hosts, render, env)
+    ctx: &Ctx,
+    shape: Shape,
+) -> (Box<Job>, Render) {
+    let render = Render {
+        ctx: ctx.clone(),
+        shape,
+    };
+    (Job::new(cfg, "apertodns", id, req, hosts, env), render)
+}
+
+/// An ApertoDNS reply to an update job: the request's envelope (`ctx`) around one shape.
+pub struct Render {
+    ctx: Ctx,
+    shape: Shape,
+}
+
+/// One variant per endpoint that runs a job, with what its reply needs besides the outcomes.
+enum Shape {
+    Update {
+        meta: Option<HostMeta>,
+        ttl: u32,
+    },
+    /// Per item, the error found while parsing it (then its host was decided `notfqdn`).
+    Bulk {
+        pre: Vec<Option<Value>>,
+    },
+    Status {
+        meta: Option<HostMeta>,
+        zone_ttl: u32,
+    },
+    /// Per host, its metadata and its zone's TTL.
+    Domains {
+        metas: Vec<(Option<HostMeta>, u32)>,
+    },
+    Txt {
+        delete: bool,
+        value: Option<String>,
+        ttl: u32,
+    },
+    TxtGet,
+}
+
+impl Render {
+    pub fn render(&self, results: &[HostOutcome]) -> Reply {
+        let ctx = &self.ctx;
+        match &self.shape {
+            Shape::Update { meta, ttl } => update::render(ctx, meta.as_ref(), *ttl, results),
+            Shape::Bulk { pre } => bulk::render(ctx, pre, results),
+            Shape::Status { meta, zone_ttl } => {
+                status::render_status(ctx, meta.as_ref(), *zone_ttl, results)
+            }
+            Shape::Domains { metas } => status::render_domains(ctx, metas, results),
+            Shape::Txt { delete, value, ttl } => {
+                txt::render_txt(ctx, *delete, value.as_deref(), *ttl, results)
+            }
+            Shape::TxtGet => txt::render_txt_get(ctx, results),
+        }
+    }
 }
 
 #[cfg(test)]

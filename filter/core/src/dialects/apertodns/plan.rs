@@ -5,7 +5,7 @@
 use super::fields::{AddrOp, FieldError, Resolved};
 use crate::backends::RrType;
 use crate::config::{Config, Zone};
-use crate::exchange::{Edit, HostOutcome, Refusal, Target};
+use crate::job::{Edit, HostOutcome, Refusal, Target};
 use crate::names::Fqdn;
 use crate::reply::Code;
 

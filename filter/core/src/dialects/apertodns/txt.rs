@@ -6,12 +6,13 @@ use serde_json::{json, Map, Value};
 use super::auth::{need_scope, owned_zone};
 use super::fields::{body_object, ttl_field, FieldError};
 use super::plan::{backend_of, keep_target, outcome_error, values_of};
-use super::{job, Ctx};
+use super::{job, Ctx, Render, Shape};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL, TXT_PREFIX};
 use crate::dialects::percent_decode;
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Target};
+use crate::exchange::Env;
+use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::Authorized;
 use crate::reply::Reply;
@@ -128,7 +129,7 @@ pub(super) fn txt(
     env: &Env,
     ctx: &Ctx,
     id: Authorized,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let obj = body_object(req, ctx)?;
     let delete = req.method == "DELETE";
     let raw_name = match obj.get("hostname") {
@@ -190,40 +191,14 @@ pub(super) fn txt(
         want: vec![],
         edits: vec![(RrType::Txt, edit)],
     };
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first() else {
-            return ctx.error(500, "server_error", "Internal server error");
-        };
-        if !o.code.is_success() {
-            let (status, code, msg) = outcome_error(o);
-            return ctx.error(status, code, &msg);
-        }
-        let now = values_of(&o.current, RrType::Txt).len();
-        if delete {
-            let removed = values_of(&o.previous, RrType::Txt)
-                .len()
-                .saturating_sub(now);
-            ctx.ok(
-                200,
-                json!({"hostname": o.host, "deleted": removed > 0, "values_removed": removed,
-                       "remaining_count": now, "timestamp": iso8601(ctx.now_ms)}),
-            )
-        } else {
-            ctx.ok(
-                200,
-                json!({"hostname": o.host, "value": value, "ttl": ttl, "record_count": now,
-                       "timestamp": iso8601(ctx.now_ms)}),
-            )
-        }
-    });
     Ok(job(
         cfg,
         req,
         env,
         id,
         vec![HostJob::update(target)],
-        render,
+        ctx,
+        Shape::Txt { delete, value, ttl },
     ))
 }
 
@@ -234,31 +209,65 @@ pub(super) fn txt_get(
     ctx: &Ctx,
     id: Authorized,
     raw: &str,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let decoded = percent_decode(raw)
         .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
     let (name, host) = txt_name(&decoded).map_err(|e| e.reply(ctx))?;
     need_scope(ctx, &id, Scope::Txt)?;
     let zone = owned_zone(cfg, &id, &host).map_err(|e| e.reply(ctx))?;
     let target = keep_target(cfg, zone, name, &[RrType::Txt]).map_err(|e| e.reply(ctx))?;
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first().filter(|o| o.code.is_success()) else {
-            return ctx.error(502, "dns_error", "DNS backend error");
-        };
-        let values = values_of(&o.current, RrType::Txt);
-        ctx.ok(
-            200,
-            json!({"hostname": o.host, "values": values, "ttl": DEFAULT_TXT_TTL,
-                   "record_count": values.len()}),
-        )
-    });
     Ok(job(
         cfg,
         req,
         env,
         id,
         vec![HostJob::update(target)],
-        render,
+        ctx,
+        Shape::TxtGet,
     ))
+}
+
+pub(super) fn render_txt(
+    ctx: &Ctx,
+    delete: bool,
+    value: Option<&str>,
+    ttl: u32,
+    results: &[HostOutcome],
+) -> Reply {
+    let Some(o) = results.first() else {
+        return ctx.error(500, "server_error", "Internal server error");
+    };
+    if !o.code.is_success() {
+        let (status, code, msg) = outcome_error(o);
+        return ctx.error(status, code, &msg);
+    }
+    let now = values_of(&o.current, RrType::Txt).len();
+    if delete {
+        let removed = values_of(&o.previous, RrType::Txt)
+            .len()
+            .saturating_sub(now);
+        ctx.ok(
+            200,
+            json!({"hostname": o.host, "deleted": removed > 0, "values_removed": removed,
+                   "remaining_count": now, "timestamp": iso8601(ctx.now_ms)}),
+        )
+    } else {
+        ctx.ok(
+            200,
+            json!({"hostname": o.host, "value": value, "ttl": ttl, "record_count": now,
+                   "timestamp": iso8601(ctx.now_ms)}),
+        )
+    }
+}
+
+pub(super) fn render_txt_get(ctx: &Ctx, results: &[HostOutcome]) -> Reply {
+    let Some(o) = results.first().filter(|o| o.code.is_success()) else {
+        return ctx.error(502, "dns_error", "DNS backend error");
+    };
+    let values = values_of(&o.current, RrType::Txt);
+    ctx.ok(
+        200,
+        json!({"hostname": o.host, "values": values, "ttl": DEFAULT_TXT_TTL,
+               "record_count": values.len()}),
+    )
 }

@@ -23,7 +23,7 @@ fn first_update_is_good_and_lands_in_the_backend() {
     assert_eq!((r.status, body(&r)), (200, "good 192.0.2.7\n"));
     assert_eq!(d.pdns.records(HOME, "A"), vec!["192.0.2.7"]);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    let methods: Vec<&str> = d.calls.iter().map(|c| c.method).collect();
+    let methods: Vec<&str> = d.calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET", "PATCH"], "read the record, then write it");
 }
 
@@ -50,7 +50,7 @@ fn nochg_after_cache_expiry_reads_the_backend_and_does_not_write() {
         .send(update("hostname=home.dyn.example.test&myip=192.0.2.7"))
         .unwrap();
     assert_eq!(body(&r), "nochg 192.0.2.7\n");
-    let methods: Vec<&str> = d.calls.iter().map(|c| c.method).collect();
+    let methods: Vec<&str> = d.calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["GET"]);
 }
 
@@ -102,7 +102,11 @@ fn dual_stack_sets_both_families_in_one_line() {
         ))
         .unwrap();
     assert_eq!(body(&r), "nochg 192.0.2.7 2001:db8::7\n");
-    let patches = d.calls.iter().filter(|c| c.method == "PATCH").count();
+    let patches = d
+        .calls
+        .iter()
+        .filter(|c| c.method == crate::backends::Method::Patch)
+        .count();
     assert_eq!(patches, 1, "both families in one PATCH");
 }
 
@@ -370,7 +374,13 @@ fn special_ranges_are_refused_unless_the_zone_allows_them() {
         "good 127.0.0.1\n",
         "the demo zone allows loopback"
     );
-    assert_eq!(d.calls.iter().filter(|c| c.method == "PATCH").count(), 1);
+    assert_eq!(
+        d.calls
+            .iter()
+            .filter(|c| c.method == crate::backends::Method::Patch)
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -408,7 +418,7 @@ fn a_failed_write_forgets_the_cached_record_so_the_next_try_rereads() {
         .unwrap();
     // The backend still holds .7, but we no longer trust our cache: read, then nochg.
     assert_eq!(body(&r), "nochg 192.0.2.7\n");
-    assert_eq!(d.calls[calls_before].method, "GET");
+    assert_eq!(d.calls[calls_before].method, crate::backends::Method::Get);
 }
 
 #[test]
