@@ -9,10 +9,16 @@ pub use crate::config::json_schema;
 pub use crate::dialects::loggable_path;
 pub use crate::names::Fqdn;
 pub use crate::reply::SECURITY_HEADERS;
+pub use crate::time::iso8601;
 
 /// The shared-data keys an adapter writes itself (the rest the core returns as `KvWrite`s).
 pub mod keys {
     pub use crate::kv::keys::{CONFIG, CONFIG_GENERATION};
+}
+
+/// The token rules, so the admin checks a new token's flags with the core's own code.
+pub mod tokens {
+    pub use crate::tokens::{duration_s, RawPolicy, RawRules, TokenRules};
 }
 
 /// What the admin needs to manage users and tokens in the etcd store.

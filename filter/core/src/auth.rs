@@ -123,8 +123,9 @@ pub enum AuthError {
 pub struct AuthOutcome {
     pub result: Result<Identity, AuthError>,
     pub writes: Vec<KvWrite>,
-    /// Which of a token's rules refused it (for the audit log; the reply says `Bad`/`Expired`).
-    pub refusal: Option<RuleRefusal>,
+    /// Which of a token's rules refused it, and the token's id (for the audit log; the reply
+    /// says only `Bad`/`Expired`).
+    pub refusal: Option<(RuleRefusal, String)>,
 }
 
 /// Who `p` proves to be, from `client` (the address the pipeline derived) at `now_s`.
@@ -183,7 +184,7 @@ fn token_outcome(
                 RuleRefusal::MaxAge | RuleRefusal::Unused => AuthError::Expired,
             }),
             writes: vec![],
-            refusal: Some(r),
+            refusal: Some((r, tid.to_string())),
         };
     }
     let stale = last.is_none_or(|l| now_s.saturating_sub(l) >= id.rules.touch_interval_s());

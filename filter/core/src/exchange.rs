@@ -123,18 +123,22 @@ impl Exchange {
         step
     }
 
-    /// Ends the exchange when the host can deliver no more callout results (a lost task):
-    /// every outstanding call counts as failed and the dialect renders the reply, exactly as
-    /// if each had come back `CalloutResult::Failed`. Always carries a reply.
-    pub fn abort(&mut self, env: &Env) -> Outcome {
+    /// Ends the exchange when the host can deliver no more callout results or body (a lost
+    /// task): every outstanding call counts as failed and the dialect renders the reply,
+    /// exactly as if each had come back `CalloutResult::Failed`; a body still awaited is a
+    /// `911` in the dialect's words. Always carries a reply.
+    pub fn abort(&mut self, cfg: &Config, env: &Env) -> Outcome {
         match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingBody(req, route) => {
+                Outcome::reply(dialects::emergency(cfg, &req, route))
+            }
             State::Running(mut job, render) => {
                 let retry_after_s = job.host_retry_after_s();
                 let (mut outcome, hosts) = job.abort(env);
                 outcome.reply = Some(finish_reply(&render, &hosts, retry_after_s));
                 outcome
             }
-            State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
+            State::Finished => Outcome::reply(Reply::emergency()),
         }
     }
 

@@ -21,6 +21,7 @@ mod job;
 mod kv;
 mod limits;
 pub mod maintenance;
+pub mod metrics;
 mod names;
 mod pipeline;
 mod reply;

@@ -236,13 +236,15 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// The counter to increment once the delivery is over (`None` while it is retried).
+    /// The counter of this attempt's result (`metrics::WEBHOOK_ATTEMPTS`; every attempt
+    /// counts, retries included).
     pub fn counter(&self) -> Option<&'static str> {
-        match self {
-            Delivery::Delivered => Some("dynedge.webhook.delivered"),
-            Delivery::GaveUp { .. } => Some("dynedge.webhook.given_up"),
-            Delivery::Retry { .. } => None,
-        }
+        use crate::metrics::{WEBHOOK_DELIVERED, WEBHOOK_GIVEN_UP, WEBHOOK_RETRIED};
+        Some(match self {
+            Delivery::Delivered => WEBHOOK_DELIVERED,
+            Delivery::GaveUp { .. } => WEBHOOK_GIVEN_UP,
+            Delivery::Retry { .. } => WEBHOOK_RETRIED,
+        })
     }
 }
 
@@ -535,7 +537,7 @@ mod tests {
             },
             "three retries, then give up"
         );
-        assert_eq!(gave_up.counter(), Some("dynedge.webhook.given_up"));
+        assert_eq!(gave_up.counter(), Some(crate::metrics::WEBHOOK_GIVEN_UP));
         let ok = CalloutResult::Response {
             status: 204,
             headers: vec![],
@@ -544,7 +546,7 @@ mod tests {
         assert_eq!(n3.next(&ok), Delivery::Delivered, "a 2xx ends it");
         assert_eq!(
             Delivery::Delivered.counter(),
-            Some("dynedge.webhook.delivered")
+            Some(crate::metrics::WEBHOOK_DELIVERED)
         );
         assert_eq!(retry(n.next(&fail)).0, 1000);
         assert_eq!(Notify::from_bytes(&n3.to_bytes()), Some(n3), "round trip");

@@ -10,6 +10,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// What kind of backend this is: `powerdns` or `rfc2136` (the metrics' `backend` label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::PowerDns(_) => "powerdns",
+            Backend::Rfc2136(_) => "rfc2136",
+        }
+    }
+
     /// The proxy cluster (Envoy) or upstream (Pingora) this backend's callouts go to.
     pub fn cluster(&self) -> &str {
         match self {

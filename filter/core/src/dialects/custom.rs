@@ -28,11 +28,16 @@ use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 mod settings;
 pub use settings::{compile, Endpoint, RawEndpoint};
+
+/// A code without addresses (every code but `good`/`nochg`).
+pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+    reply(code, mode, json, None, None)
+}
 
 fn reply(code: Code, mode: StatusMode, json: bool, v4: Option<&str>, v6: Option<&str>) -> Reply {
     let status = status_of(code, mode);
@@ -57,13 +62,13 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         return Start::Reply(Outcome::reply(super::error_reply(
             json,
             404,
-            "not_found",
+            ErrorCode::NotFound,
             "no such endpoint",
         )));
     };
     let mode = ep.mode;
     let early = |code: Code| Start::Reply(Outcome::reply(reply(code, mode, json, None, None)));
-    let bad = |status: u16, code: &str, msg: &str| {
+    let bad = |status: u16, code: ErrorCode, msg: &str| {
         Start::Reply(Outcome::reply(super::error_reply(json, status, code, msg)))
     };
     if req.method != "GET" && req.method != "POST" {
@@ -71,7 +76,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     }
     let mut params = match Params::parse(req.query()) {
         Ok(p) => p,
-        Err(e) => return bad(400, "invalid_request", &e.to_string()),
+        Err(e) => return bad(400, ErrorCode::InvalidRequest, &e.to_string()),
     };
     if req.method == "POST" && !req.body.is_empty() {
         let form = req.header("content-type").is_some_and(|c| {
@@ -87,7 +92,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             _ => {
                 return bad(
                     400,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "POST body must be a form (application/x-www-form-urlencoded)",
                 )
             }
@@ -105,7 +110,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         _ => {
             return bad(
                 400,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "a parameter is given more than once",
             )
         }
@@ -115,6 +120,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     {
         Ok(a) => a,
         Err(r) => {
+            let counters = r.counters("custom");
             let reply = match r.denied {
                 Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
                 Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
@@ -123,6 +129,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
                 Denied::Unavailable => reply(Code::Emergency, mode, json, None, None),
             };
             let mut out = Outcome::reply(reply);
+            out.counters = counters;
             out.counts = r.counts;
             out.log = r.log;
             return Start::Reply(out);
@@ -143,7 +150,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             Err(e) => {
                 return bad(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     &format!(
                         "{}: '{}' {e}",
                         ep.ipv4.join("/"),
@@ -159,7 +166,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             Err(e) => {
                 return bad(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     &format!(
                         "{}: '{}' {e}",
                         ep.ipv6.join("/"),
@@ -179,7 +186,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     let mut want = Vec::new();
     for ip in [a4, a6].into_iter().flatten() {
         if let Err(e) = zone.policy.check(ip) {
-            return bad(400, "invalid_ip", &format!("'{ip}' {e}"));
+            return bad(400, ErrorCode::InvalidIp, &format!("'{ip}' {e}"));
         }
         let t = if ip.is_ipv4() {
             RrType::A
