@@ -574,11 +574,13 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
         &["-u", "demo:nope"],
     );
     assert_eq!(bad.body, "badauth\n");
+    // The stat names as the filter defines them (labels encoded; docs/metrics.md).
+    const LATENCY: &str = "dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms:";
     let stats_now = || gw.admin("/stats?filter=dynedge");
-    let stats = poll_until(within(20), "the backend_ms histogram", || {
+    let stats = poll_until(within(20), "the backend latency histogram", || {
         let s = stats_now();
         s.lines()
-            .find(|l| l.contains("dynedge.dyndns2.backend_ms:"))
+            .find(|l| l.contains(LATENCY))
             .is_some_and(|l| l.contains("P50("))
             .then_some(s)
     })
@@ -586,7 +588,7 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
     let value = |suffix: &str| {
         stats
             .lines()
-            .find(|l| l.contains(&format!("dynedge.dyndns2.{suffix}: ")))
+            .find(|l| l.contains(&format!("result=.={suffix};.;")))
             .and_then(|l| l.rsplit(": ").next())
             .map(str::to_string)
     };
@@ -595,7 +597,7 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
     assert_eq!(value("badauth").as_deref(), Some("1"), "{stats}");
     let hist = stats
         .lines()
-        .find(|l| l.contains("dynedge.dyndns2.backend_ms:") && l.contains("P50("))
+        .find(|l| l.contains(LATENCY) && l.contains("P50("))
         .unwrap_or_else(|| panic!("no backend_ms histogram values in:\n{stats}"));
     figure(&format!(
         "metrics: {}",

@@ -349,8 +349,18 @@ fn the_stats_listener_counts_results_per_dialect() {
     let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
     assert_eq!(stats.status, 200);
     let lines: Vec<&str> = stats.body.lines().collect();
-    assert!(lines.contains(&"dynedge.dyndns2.good: 1"), "{lines:?}");
-    assert!(lines.contains(&"dynedge.dyndns2.nochg: 2"), "{lines:?}");
+    let good = "dialect=.=dyndns2;.;result=.=good;.;backend=.=powerdns;.;dynedge_updates_total";
+    assert!(lines.contains(&format!("{good}: 1").as_str()), "{lines:?}");
+    let url = format!("http://127.0.0.1:{}/stats/prometheus", s.gw.stats_port);
+    let prom = support::curl(&url, &s.dir.join("ca.pem"), &[]);
+    assert_eq!(prom.status, 200);
+    let lines: Vec<&str> = prom.body.lines().collect();
+    let series = r#"dynedge_updates_total{dialect="dyndns2",result="nochg",backend="powerdns"} 2"#;
+    assert!(lines.contains(&series), "{lines:?}");
+    assert!(
+        lines.contains(&"# TYPE dynedge_updates_total counter"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -358,14 +368,16 @@ fn an_update_records_its_backend_latency_in_the_stats_histogram() {
     let s = Stack::start("latency");
     let url = format!("http://127.0.0.1:{}/stats", s.gw.stats_port);
     let before = support::curl(&url, &s.dir.join("ca.pem"), &[]);
-    assert!(!before.body.contains("backend_ms"), "{}", before.body);
+    assert!(!before.body.contains("latency"), "{}", before.body);
     let q = format!("hostname={HOST}&myip=192.0.2.20");
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.20\n");
     let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
     let line = stats
         .body
         .lines()
-        .find(|l| l.starts_with("dynedge.dyndns2.backend_ms: "))
+        .find(|l| {
+            l.contains("dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms: ")
+        })
         .unwrap_or_else(|| panic!("no latency histogram in {}", stats.body));
     assert!(line.contains(" count=1 "), "{line}");
 }

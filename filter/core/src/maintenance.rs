@@ -392,7 +392,8 @@ mod tests {
             CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100),
         );
-        assert!(fx.counters.is_empty() && fx.errors.is_empty());
+        assert_eq!(fx.counters, vec![crate::metrics::WEBHOOK_RETRIED]);
+        assert!(fx.errors.is_empty());
         assert!(m.tick(&cfg, &env(&kv, 150)).calls.is_empty());
         let fx = m.tick(&cfg, &env(&kv, 100_000));
         let hooks: Vec<_> = fx
@@ -406,7 +407,7 @@ mod tests {
             CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100_001),
         );
-        assert_eq!(fx.counters, vec!["dynedge.webhook.given_up"]);
+        assert_eq!(fx.counters, vec![crate::metrics::WEBHOOK_GIVEN_UP]);
         assert_eq!(fx.errors.len(), 1);
     }
 
