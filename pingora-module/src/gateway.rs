@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 use crate::callout::{self, Clusters};
 use crate::metrics::Metrics;
 
+/// How long the rest of an unread request body is discarded after an early reply.
+const DRAIN_AFTER_REPLY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where the core's audit lines (one JSON object each, secrets already absent) go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -180,6 +183,13 @@ impl Gateway {
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
         self.record(outcome);
         write_reply(session, &reply).await?;
+        // A reply sent before the whole body was read (413, or a refusal before the body):
+        // closing with unread bytes makes the kernel reset the connection, which can destroy
+        // the reply before the client reads it. Discard the rest for a moment first, as
+        // Envoy's delayed close does.
+        if !session.is_body_done() {
+            let _ = tokio::time::timeout(DRAIN_AFTER_REPLY, session.drain_request_body()).await;
+        }
         Ok(true)
     }
 
