@@ -449,7 +449,7 @@ fn token_record(
     args: &mut Vec<String>,
     now_s: u64,
 ) -> Result<Value, String> {
-    use dynedge_core::tokens::{self, RawPolicy, RawRules, TokenRules};
+    use dynedge_core::token_rules::{self, RawPolicy, RawRules, TokenRules};
     let mut scopes = take_all(args, "--scope");
     if scopes.is_empty() {
         scopes = vec!["update".into()];
@@ -457,7 +457,7 @@ fn token_record(
     let hosts = take_all(args, "--host");
     let period = |flag: &str, v: Option<String>| -> Result<Option<u64>, String> {
         v.map(|v| {
-            tokens::duration_s(&v).ok_or_else(|| {
+            token_rules::duration_s(&v).ok_or_else(|| {
                 format!(
                     "{flag} {v}: a period like 30d, 12h, 15m, 3600s or seconds (up to 10 years)"
                 )

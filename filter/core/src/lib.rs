@@ -26,6 +26,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod token_rules;
 pub mod tokens;
 pub mod webhooks;
 
