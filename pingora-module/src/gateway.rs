@@ -174,7 +174,7 @@ impl Gateway {
             Step::Done(outcome) => outcome,
             // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
             // Call never comes back from drive_calls. The core answers in the dialect.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&self.env()),
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&cfg, &self.env()),
         };
         // An exchange's outcome always carries a reply (`abort`'s too).
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
@@ -252,8 +252,11 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Performs one callout (never an error: a failure is a result the core handles).
+    /// Performs one callout (never an error: a failure is a result the core handles), and
+    /// counts it as Envoy counts a cluster's requests (`cluster.NAME.upstream_rq_total`).
     pub(crate) async fn perform(&self, c: &Callout) -> CalloutResult {
+        self.metrics
+            .increment(&format!("cluster.{}.upstream_rq_total", c.cluster));
         callout::perform(&self.connector, &self.clusters, c).await
     }
 }

@@ -131,27 +131,10 @@ impl AccessLog {
     }
 }
 
-/// `2026-11-25T17:44:53.123Z` (proleptic Gregorian, from days since the epoch).
+/// `2026-11-25T17:44:53.123Z`, as the core writes its timestamps.
 fn rfc3339_utc(t: SystemTime) -> String {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
+    dynedge_core::time::iso8601(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// dynedge in front of one upstream.

@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{run, Stack};
+use support::{poll_until, run, within, Stack};
 
 const DEMO: &str = "demo:demo-password";
 const HOST: &str = "home.dyn.example.test";
@@ -240,13 +240,11 @@ fn sighup_reloads_the_configuration_and_a_bad_file_keeps_the_old_one() {
 }
 
 fn wait_for_log(s: &Stack, needle: &str) {
-    for _ in 0..200 {
-        if s.gw.log().contains(needle) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
+    if let Err(e) = poll_until(within(5), needle, || {
+        s.gw.log().contains(needle).then_some(())
+    }) {
+        panic!("{e}: never logged:\n{}", s.gw.log());
     }
-    panic!("'{needle}' never logged:\n{}", s.gw.log());
 }
 
 #[test]
@@ -331,12 +329,7 @@ fn requests_running_across_repeated_sighup_reloads_are_all_answered() {
         client.join().unwrap()
     });
     let reloads = || s.gw.log().matches("configuration reloaded").count();
-    for _ in 0..200 {
-        if reloads() >= 5 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let _ = poll_until(within(5), "five reloads", || (reloads() >= 5).then_some(()));
     assert_eq!(reloads(), 5, "{}", s.gw.log());
     assert!(s.gw.proc.is_running());
     assert!(
@@ -402,15 +395,10 @@ fn a_host_silent_beyond_its_expiry_ttl_loses_its_address_until_it_updates_again(
     let q = format!("hostname={HOST}&myip=192.0.2.21");
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.21\n");
     assert_eq!(s.pdns.dig(HOST, "A"), "192.0.2.21");
-    let mut gone = false;
-    for _ in 0..100 {
-        if s.pdns.dig(HOST, "A").is_empty() {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(gone, "never expired:\n{}", s.gw.log());
+    let gone = poll_until(within(10), "the record expired", || {
+        s.pdns.dig(HOST, "A").is_empty().then_some(())
+    });
+    assert!(gone.is_ok(), "never expired:\n{}", s.gw.log());
     assert!(
         s.gw.log().contains(r#""dialect":"expiry""#),
         "{}",

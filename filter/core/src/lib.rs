@@ -9,10 +9,12 @@ pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod dialects;
+mod env;
 pub mod exchange;
 pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod hex;
 pub mod hoststate;
 pub mod job;
 pub mod kv;

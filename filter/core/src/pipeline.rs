@@ -7,13 +7,15 @@
 //!    claims if that user exists (`limits::refuse_client`), before any Argon2 work;
 //! 2. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
 //!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
-//! 3. **authentication**: `auth::authenticate`, or a registered acme-dns account;
+//! 3. **authentication**: `auth::authenticate` (a token's rules included: its client subnets,
+//!    maximum age and unused period, `tokens::TokenRules`), or a registered acme-dns account;
 //! 4. **counting**: a failure counts against the client's network, and against the user (and the
 //!    user on this network) only if the user exists; a success marks the client's network as
 //!    known to the user (`limits::mark_known`);
 //! 5. **scope**: the scope the route needs (lacking it counts as a failure);
 //! 6. **ownership and host limits**, per target, when the job is made (`Authorized::admit`): a
-//!    target the identity may not update becomes `nohost`, repeats of one target are written
+//!    target the identity may not update (or a record type a token's policies do not grant
+//!    there) becomes `nohost`, repeats of one target are written
 //!    once and answered for each input, a host over `good_per_host` is `abuse`, and the job counts
 //!    against the client's and each host's good windows.
 //!
@@ -99,22 +101,11 @@ impl Refused {
 /// The audit line of a token its rules refused: the token's id (never the token), the rule, the
 /// client. The reply itself does not say which rule.
 fn token_refusal_line(
-    p: &Presented,
-    cfg: &Config,
+    token_id: &str,
     why: crate::tokens::RuleRefusal,
     client: Option<IpAddr>,
     env: &Env,
 ) -> String {
-    let secret = match p {
-        Presented::Bearer(t) | Presented::Secret(t) => t.as_str(),
-        Presented::Password { password, .. } => password.as_str(),
-        Presented::None => "",
-    };
-    let token_id = cfg
-        .tokens
-        .get(&auth::token_hash(secret))
-        .map(|t| t.id.clone())
-        .or_else(|| crate::tokens::lookup(env.kv, &auth::token_hash(secret)).map(|t| t.id));
     serde_json::json!({
         "event": "dynedge.token_refused",
         "reason": why.as_str(),
@@ -224,10 +215,10 @@ pub fn authorize(
                 Ok(id) => (id, Grants::Owner, out.writes),
                 Err(e) => {
                     let mut r = bad(e);
-                    r.log.extend(
-                        out.refusal
-                            .map(|why| token_refusal_line(&p, cfg, why, client, env)),
-                    );
+                    r.log
+                        .extend(out.refusal.map(|(why, token_id)| {
+                            token_refusal_line(&token_id, why, client, env)
+                        }));
                     return Err(r);
                 }
             }
@@ -376,7 +367,7 @@ impl Authorized {
         let user_owns = cfg
             .users
             .get(&self.identity.user)
-            .is_some_and(|u| auth::user_owns(u, name));
+            .is_some_and(|u| u.owns(name));
         Err(if user_owns && matches!(self.grants, Grants::Owner) {
             HostDenied::TokenRestricted
         } else {

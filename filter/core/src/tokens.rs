@@ -105,6 +105,24 @@ pub fn random_bytes(key: &[u8], env: &Env, salt: &str) -> Option<[u8; 32]> {
     Some(mac.finalize().into_bytes().into())
 }
 
+/// A period: `"30d"`, `"12h"`, `"15m"`, `"3600s"` or a bare number of seconds; 1 s to 10 years.
+pub fn duration_s(s: &str) -> Option<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n).filter(|n| (1..=MAX_PERIOD_S).contains(n));
+    }
+    // By character, not byte: the last one may be multi-byte.
+    let unit = s.chars().last()?;
+    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit {
+        'd' => n.checked_mul(86_400)?,
+        'h' => n.checked_mul(3600)?,
+        'm' => n.checked_mul(60)?,
+        's' => n,
+        _ => return None,
+    };
+    Some(secs).filter(|s| *s <= MAX_PERIOD_S)
+}
+
 /// Most subnets and policies one token may carry (the check runs on every request).
 pub const MAX_RULE_ENTRIES: usize = 32;
 /// Longest `max_age_s` / `max_unused_period_s`: ten years.

@@ -81,14 +81,14 @@ fn an_exchange_whose_callouts_are_lost_answers_in_its_dialect() {
     let (mut ex, step) = Exchange::start(cfg, req, true, &env);
     assert!(matches!(step, Step::Call(_)), "{step:?}");
     // The host lost every call: the dialect, not the adapter, words the failure.
-    let out = ex.abort(&env);
+    let out = ex.abort(cfg, &env);
     let reply = out.reply.expect("an aborted exchange still answers");
     assert_eq!(String::from_utf8_lossy(&reply.body), "dnserr\n");
     let dnserr = metrics::name(&metrics::UPDATES, &["dyndns2", "dnserr", "powerdns"]);
     assert!(out.counters.contains(&dnserr), "{:?}", out.counters);
     assert!(ex.is_finished());
     let again = ex
-        .abort(&env)
+        .abort(cfg, &env)
         .reply
         .expect("a finished exchange still answers");
     assert_eq!(again.status, 500);

@@ -16,7 +16,7 @@ use crate::dialects::apertodns::Ctx;
 use crate::exchange::Env;
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
 use crate::tokens::{self, IndexEntry, RawRules, StoredToken, TokenRules};
 
@@ -47,18 +47,11 @@ fn scope_names(scopes: &BTreeSet<Scope>) -> Vec<&'static str> {
 
 /// `"30d"`, `"12h"`, `"15m"`, `"3600s"` → milliseconds.
 fn duration_ms(s: &str) -> Option<u64> {
-    // By character, not byte: the last one may be multi-byte.
-    let unit = s.chars().last()?;
-    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
-    let secs = match unit {
-        'd' => n.checked_mul(86_400)?,
-        'h' => n.checked_mul(3600)?,
-        'm' => n.checked_mul(60)?,
-        's' => n,
-        _ => return None,
-    };
-    secs.checked_mul(1000)
-        .filter(|ms| *ms <= 10 * 365 * 86_400_000)
+    // A bare number is not a unit-less `expiresIn`.
+    if s.parse::<u64>().is_ok() {
+        return None;
+    }
+    tokens::duration_s(s)?.checked_mul(1000)
 }
 
 /// A token's rules in a listing: absent fields are not there.
@@ -145,14 +138,14 @@ fn period_s(ctx: &Ctx, name: &str, v: Option<&Value>) -> Result<Option<u64>, Rep
     };
     let secs = match v {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) => duration_ms(s).map(|ms| ms / 1000),
+        Value::String(s) => tokens::duration_s(s),
         _ => None,
     };
     match secs.filter(|s| (1..=tokens::MAX_PERIOD_S).contains(s)) {
         Some(s) => Ok(Some(s)),
         None => Err(ctx.validation(
             name,
-            "invalid_format",
+            ErrorCode::InvalidFormat,
             &format!(
                 "{name} is a number of seconds (1 to 10 years) or a duration like \"30d\", \"12h\", \"15m\""
             ),
@@ -172,7 +165,7 @@ fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
         Some(other) => {
             return Err(ctx.validation(
                 "allowed_subnets",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "allowed_subnets must be an array of CIDR ranges",
                 other.clone(),
             ))
@@ -185,7 +178,7 @@ fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
             Err(_) => {
                 return Err(ctx.validation(
                     "policies",
-                    "invalid_type",
+                    ErrorCode::InvalidType,
                     "policies must be an array of {\"host\": hostname, \"types\": [\"A\"|\"AAAA\"|\"TXT\"]}",
                     v.clone(),
                 ))
@@ -236,7 +229,7 @@ fn new_rules(
         let provided = json!(b.get(field.split(['[', '.']).next().unwrap_or_default()));
         ctx.validation(
             &field,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             &format!("{field}: {}", e.message),
             provided,
         )
@@ -246,7 +239,7 @@ fn new_rules(
             if !auth::may_update(cfg, id, h) {
                 return Err(ctx.error(
                     403,
-                    "hostname_not_owned",
+                    ErrorCode::HostnameNotOwned,
                     "User does not own this hostname",
                 ));
             }
@@ -256,7 +249,7 @@ fn new_rules(
         if let Err(field) = rules.within(c) {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 &format!("A token cannot grant wider {field} than its own"),
             ));
         }
@@ -275,7 +268,7 @@ pub(super) fn create_token(
     let Some(key) = &cfg.apertodns.token_key else {
         return Err(ctx.error(
             500,
-            "server_error",
+            ErrorCode::ServerError,
             "Token creation needs apertodns.token_key in the configuration",
         ));
     };
@@ -291,7 +284,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "name",
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "name must be a string of 1-100 characters",
                 other.clone(),
             ))
@@ -316,7 +309,7 @@ pub(super) fn create_token(
                     None => {
                         return Err(ctx.validation(
                             "scopes",
-                            "invalid_value",
+                            ErrorCode::InvalidValue,
                             "unknown scope",
                             v.clone(),
                         ))
@@ -328,19 +321,24 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "scopes",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "scopes must be an array",
                 other.clone(),
             ))
         }
     };
     if scopes.is_empty() {
-        return Err(ctx.validation("scopes", "required", "at least one scope", json!([])));
+        return Err(ctx.validation(
+            "scopes",
+            ErrorCode::Required,
+            "at least one scope",
+            json!([]),
+        ));
     }
     if id.token_id.is_some() && !scopes.is_subset(&id.scopes) {
         return Err(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "A token cannot grant scopes it does not hold",
         ));
     }
@@ -356,7 +354,7 @@ pub(super) fn create_token(
                 let Some(name) = v.as_str().and_then(|s| Fqdn::parse(s).ok()) else {
                     return Err(ctx.validation(
                         "hosts",
-                        "invalid_format",
+                        ErrorCode::InvalidFormat,
                         "hosts must be hostnames",
                         v.clone(),
                     ));
@@ -364,7 +362,7 @@ pub(super) fn create_token(
                 if !auth::may_update(cfg, id, &name) {
                     return Err(ctx.error(
                         403,
-                        "hostname_not_owned",
+                        ErrorCode::HostnameNotOwned,
                         "User does not own this hostname",
                     ));
                 }
@@ -375,7 +373,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "hosts",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "hosts must be an array",
                 other.clone(),
             ))
@@ -390,7 +388,7 @@ pub(super) fn create_token(
         if !within {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "A token cannot grant hosts it does not hold",
             ));
         }
@@ -402,7 +400,7 @@ pub(super) fn create_token(
             None => {
                 return Err(ctx.validation(
                     "expiresIn",
-                    "invalid_format",
+                    ErrorCode::InvalidFormat,
                     "expiresIn is like \"30d\", \"12h\", \"15m\"",
                     json!(s),
                 ))
@@ -411,7 +409,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "expiresIn",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "expiresIn must be a string",
                 other.clone(),
             ))
@@ -509,11 +507,11 @@ pub(super) fn revoke_token(
         {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "This token is defined in the configuration",
             ));
         }
-        return Err(ctx.error(404, "token_not_found", "Token not found"));
+        return Err(ctx.error(404, ErrorCode::TokenNotFound, "Token not found"));
     };
     let mut revoked = t.clone();
     revoked.revoked = true;
