@@ -6,7 +6,8 @@
 //!                      DYNEDGE_HTTPS_PORT / _DNS_PORT / _API_PORT / DYNEDGE_RUN_DIR: elsewhere;
 //!                      `--backend rfc2136`: BIND, updated by TSIG-signed UPDATE over its DoH
 //!                      on DYNEDGE_DOH_PORT (18053), instead of PowerDNS's API)
-//!                      `--proxy pingora`: the dynedge-pingora gateway in Envoy's place
+//!                      `--proxy pingora`: the dynedge-pingora gateway in Envoy's place;
+//!                      `--dnssec`: the zone signed (PowerDNS or BIND), its trust anchor printed
 //!   cargo xtask test   install what is missing, then every test: unit, test-host, Envoy end to
 //!                      end (also against Pingora), fuzz; `--smoke`: install, build every crate,
 //!                      one end-to-end test per proxy (what .ci/clean-root runs)
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <up [--no-build] [--proxy envoy|pingora] [--backend powerdns|rfc2136] \
-                 [--store etcd [--gateways N]] [--cert FILE --key FILE] | test [--smoke] | doctor | wasm \
+                 [--dnssec] [--store etcd [--gateways N]] [--cert FILE --key FILE] | test [--smoke] | doctor | wasm \
                  | deps [--for-tests] \
                  | bench [--duration S] [--connections N] [--quick] [--no-peers] [--only A,B] [--scale N,M] \
                  | fuzz [--seconds N] [--target NAME] \

@@ -145,10 +145,28 @@ pub const TOOLS: &[Tool] = &[
         "the DNS checks (dig, nsupdate)",
     ),
     deb(
+        "delv",
+        "bind9-dnsutils",
+        Up,
+        "checking a signed zone (up --dnssec, the dnssec suite)",
+    ),
+    deb(
+        "pdnsutil",
+        "pdns-server",
+        Up,
+        "signing the zone (up --dnssec, the dnssec suite)",
+    ),
+    deb(
         "named",
         "bind9",
         Up,
         "up --backend rfc2136, the RFC 2136 suites",
+    ),
+    deb(
+        "dnssec-dsfromkey",
+        "bind9-utils",
+        Up,
+        "BIND's DS records (up --dnssec --backend rfc2136, the dnssec suite)",
     ),
     deb(
         "etcd",
@@ -205,6 +223,12 @@ pub const TOOLS: &[Tool] = &[
         "skopeo",
         Test,
         "OCI suite, cargo xtask oci --push",
+    ),
+    deb(
+        "prometheus",
+        "prometheus",
+        Test,
+        "prometheus suite (scrapes Envoy and dynedge-pingora)",
     ),
 ];
 
@@ -297,10 +321,14 @@ mod tests {
             "wrk",
             "docker-registry",
             "skopeo",
+            "prometheus",
             "kill",
             "envoy",
             "pdns_server",
             "dig",
+            "delv",
+            "pdnsutil",
+            "dnssec-dsfromkey",
             "curl",
             "openssl",
             "python3",

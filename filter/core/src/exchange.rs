@@ -8,29 +8,14 @@ use crate::backends::{Callout, CalloutResult};
 use crate::config::Config;
 use crate::dialects::Render;
 use crate::dialects::{self, Route};
-use crate::job::{Job, Progress};
-use crate::kv::{KvView, KvWrite};
-use crate::reply::Reply;
+use crate::job::{HostOutcome, Job, Progress};
+use crate::kv::KvWrite;
+use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub use crate::webhooks::Notify;
 
-/// Inputs from the host that the core must not invent.
-pub struct Env<'a> {
-    /// Wall clock, milliseconds since the Unix epoch.
-    pub now_ms: u64,
-    /// Fresh randomness for DNS ids and nonces.
-    pub random: u64,
-    pub kv: &'a dyn KvView,
-}
-
-impl Env<'_> {
-    pub fn now_s(&self) -> u64 {
-        self.now_ms / 1000
-    }
-}
-
-pub type CalloutId = u32;
+pub use crate::env::{CalloutId, Env};
 
 /// What the adapter must do next.
 #[must_use = "the adapter must perform every Step"]
@@ -130,24 +115,30 @@ impl Exchange {
         let State::Running(job, render) = &mut self.state else {
             return Step::Wait;
         };
-        let step = reply_with(job.on_callout(id, result, env), render);
+        let retry_after_s = job.host_retry_after_s();
+        let step = reply_with(job.on_callout(id, result, env), render, retry_after_s);
         if matches!(step, Step::Done(_)) {
             self.state = State::Finished;
         }
         step
     }
 
-    /// Ends the exchange when the host can deliver no more callout results (a lost task):
-    /// every outstanding call counts as failed and the dialect renders the reply, exactly as
-    /// if each had come back `CalloutResult::Failed`. Always carries a reply.
-    pub fn abort(&mut self, env: &Env) -> Outcome {
+    /// Ends the exchange when the host can deliver no more callout results or body (a lost
+    /// task): every outstanding call counts as failed and the dialect renders the reply,
+    /// exactly as if each had come back `CalloutResult::Failed`; a body still awaited is a
+    /// `911` in the dialect's words. Always carries a reply.
+    pub fn abort(&mut self, cfg: &Config, env: &Env) -> Outcome {
         match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingBody(req, route) => {
+                Outcome::reply(dialects::emergency(cfg, &req, route))
+            }
             State::Running(mut job, render) => {
+                let retry_after_s = job.host_retry_after_s();
                 let (mut outcome, hosts) = job.abort(env);
-                outcome.reply = Some(render.render(&hosts));
+                outcome.reply = Some(finish_reply(&render, &hosts, retry_after_s));
                 outcome
             }
-            State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
+            State::Finished => Outcome::reply(Reply::emergency()),
         }
     }
 
@@ -161,7 +152,8 @@ impl Exchange {
             // counts nothing (`pipeline::Denied::Unavailable`).
             Start::Reply(outcome) => Step::Done(outcome),
             Start::Job(mut job, render) => {
-                let step = reply_with(job.advance(env), &render);
+                let retry_after_s = job.host_retry_after_s();
+                let step = reply_with(job.advance(env), &render, retry_after_s);
                 if !matches!(step, Step::Done(_)) {
                     self.state = State::Running(job, render);
                 }
@@ -179,13 +171,26 @@ pub enum Start {
 }
 
 /// The job's progress as a step; a finished job's outcomes rendered into the dialect's reply.
-fn reply_with(progress: Progress, render: &Render) -> Step {
+fn reply_with(progress: Progress, render: &Render, retry_after_s: u64) -> Step {
     match progress {
         Progress::Call(calls) => Step::Call(calls),
         Progress::Wait => Step::Wait,
         Progress::Done(mut outcome, hosts) => {
-            outcome.reply = Some(render.render(&hosts));
+            outcome.reply = Some(finish_reply(render, &hosts, retry_after_s));
             Step::Done(outcome)
         }
     }
+}
+
+/// The dialect's reply; a 429 for a host over its update limit says when to come back,
+/// whichever dialect rendered it.
+fn finish_reply(render: &Render, hosts: &[HostOutcome], retry_after_s: u64) -> Reply {
+    let reply = render.render(hosts);
+    if reply.status == 429
+        && reply.header("retry-after").is_none()
+        && hosts.iter().any(|o| o.code == Code::Abuse)
+    {
+        return reply.with_header("retry-after", &retry_after_s.to_string());
+    }
+    reply
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use dynedge_envoy::dnssec::TrustAnchor;
 use dynedge_envoy::{Proxy, DEMO_ZONE};
 
 use super::{Ports, DEMO_HOST, DEMO_TOKEN};
@@ -12,6 +13,7 @@ pub fn print_try_lines(
     ports: &Ports,
     gateway_log: &Path,
     proxy: Proxy,
+    anchor: Option<&TrustAnchor>,
 ) {
     let ca = cacert.display();
     let base = format!("https://127.0.0.1:{}", ports.https);
@@ -43,10 +45,34 @@ Try (demo user demo / demo-password owns {DEMO_HOST}):
       -> HTTP/2 401, www-authenticate: Basic realm=\"dynedge\"
   {dig} A
   {dig} AAAA
-
+{dnssec}
 Logs: {log}  {run}/access.log  {run}/pdns/pdns.log (or {run}/bind/named.log)
 Ctrl-C (or SIGTERM) stops everything.",
+        dnssec = anchor.map_or_else(String::new, |a| dnssec_lines(a, dns)),
         run = run_dir.display(),
         log = gateway_log.display()
     );
+}
+
+/// `--dnssec`: where the trust anchor is, and how to check an update with it.
+fn dnssec_lines(anchor: &TrustAnchor, dns_port: u16) -> String {
+    let ds: String = std::fs::read_to_string(&anchor.ds_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    format!(
+        "
+DNSSEC: {DEMO_ZONE} is signed; each update is served signed at once.
+DS records (for the parent zone): {ds_file}
+{ds}trust anchor (delv -a, or include it in a validating named.conf): {anchors}
+Check an update (delv prints \"; fully validated\"):
+  {a}
+  {txt}
+",
+        ds_file = anchor.ds_file.display(),
+        anchors = anchor.anchors_file.display(),
+        a = anchor.delv_command(dns_port, DEMO_HOST, "A"),
+        txt = anchor.delv_command(dns_port, &format!("_acme-challenge.{DEMO_HOST}"), "TXT"),
+    )
 }

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::Path;
 
+use dynedge_envoy::dnssec::TrustAnchor;
 use dynedge_envoy::{rfc2136, Daemon, PowerDns, DEMO_ZONE};
 
 use super::{Ports, DEMO_API_KEY};
@@ -15,7 +16,14 @@ pub enum DemoDns {
 }
 
 impl DemoDns {
-    pub fn start(backend: &str, run_dir: &Path, ports: &Ports) -> Result<DemoDns> {
+    /// Starts the backend's server with the demo zone; signed when `dnssec`, with the trust
+    /// anchor it wrote.
+    pub fn start(
+        backend: &str,
+        run_dir: &Path,
+        ports: &Ports,
+        dnssec: bool,
+    ) -> Result<(DemoDns, Option<TrustAnchor>)> {
         match backend {
             "powerdns" => {
                 step(&format!(
@@ -29,7 +37,15 @@ impl DemoDns {
                 }
                 step(&format!("creating zone {DEMO_ZONE}"));
                 pdns.create_zone(DEMO_ZONE)?;
-                Ok(DemoDns::PowerDns(pdns))
+                let anchor = if dnssec {
+                    step(&format!(
+                        "signing {DEMO_ZONE} (pdnsutil secure-zone; PowerDNS signs each answer)"
+                    ));
+                    Some(pdns.secure_zone(DEMO_ZONE)?)
+                } else {
+                    None
+                };
+                Ok((DemoDns::PowerDns(pdns), anchor))
             }
             "rfc2136" => {
                 step(&format!(
@@ -38,16 +54,23 @@ impl DemoDns {
                     ports.doh,
                     rfc2136::DEMO_KEY.name
                 ));
-                let bind = rfc2136::Bind::start(
-                    &run_dir.join("bind"),
-                    ports.dns,
-                    ports.doh,
-                    &[rfc2136::DEMO_KEY],
-                )?;
+                let dir = run_dir.join("bind");
+                let keys = [rfc2136::DEMO_KEY];
+                let (bind, anchor) = if dnssec {
+                    step("signing it (dnssec-policy default, inline signing)");
+                    let (bind, anchor) =
+                        rfc2136::Bind::start_signed(&dir, ports.dns, ports.doh, &keys)?;
+                    (bind, Some(anchor))
+                } else {
+                    (
+                        rfc2136::Bind::start(&dir, ports.dns, ports.doh, &keys)?,
+                        None,
+                    )
+                };
                 if let Some(pid) = bind.daemon.pid() {
                     println!("    BIND pid {pid}");
                 }
-                Ok(DemoDns::Bind(bind))
+                Ok((DemoDns::Bind(bind), anchor))
             }
             other => Err(format!("--backend {other}: use powerdns or rfc2136")),
         }

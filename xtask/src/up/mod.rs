@@ -58,6 +58,10 @@ pub fn up(args: &[String]) -> Result<()> {
     };
     let backend = flag_value(args, "--backend")?.unwrap_or("powerdns");
     let proxy = Proxy::parse(flag_value(args, "--proxy")?.unwrap_or("envoy"))?;
+    let dnssec = args.iter().any(|a| a == "--dnssec");
+    if dnssec && flag_value(args, "--store")?.is_some_and(|s| s != "config") {
+        return Err("--dnssec signs the zone of the configuration store's demo only".into());
+    }
     tools::ensure(Need::Up)?;
     let no_build = args.iter().any(|a| a == "--no-build");
     let wasm = match (proxy, no_build) {
@@ -73,12 +77,6 @@ pub fn up(args: &[String]) -> Result<()> {
         }
     };
     if let Some(store) = flag_value(args, "--store")?.filter(|s| *s != "config") {
-        if proxy == Proxy::Pingora {
-            return Err(format!(
-                "--store {store} runs Envoy gateways only: the Pingora module does not run the \
-                 etcd store's sync yet"
-            ));
-        }
         if store != "etcd" {
             return Err(format!("--store {store}: config or etcd"));
         }
@@ -102,6 +100,7 @@ pub fn up(args: &[String]) -> Result<()> {
                 etcd: etcd_port,
             },
             gateways,
+            proxy,
             certificate,
             &wasm,
             &run_dir.join("etcd"),
@@ -128,7 +127,7 @@ pub fn up(args: &[String]) -> Result<()> {
         }
     }
 
-    let mut dns = DemoDns::start(backend, &run_dir, &ports)?;
+    let (mut dns, anchor) = DemoDns::start(backend, &run_dir, &ports, dnssec)?;
 
     let certificate = match (flag_value(args, "--cert")?, flag_value(args, "--key")?) {
         (Some(cert), Some(key)) => Certificate {
@@ -186,6 +185,7 @@ pub fn up(args: &[String]) -> Result<()> {
         &ports,
         envoy.daemon().log_path(),
         proxy,
+        anchor.as_ref(),
     );
 
     // Run until a signal or until a child dies; then stop the rest (Envoy first).
