@@ -1,17 +1,16 @@
-//! Many gateways, one store: an etcd cluster on loopback, the Envoy cluster that reaches it,
-//! the admin command, and [`Gateways`] (etcd + PowerDNS + N Envoys) for `cargo xtask up
-//! --store etcd` and `tests/etcd_store.rs`.
+//! Many gateways, one store: an etcd cluster on loopback, the Envoy cluster (or the Pingora
+//! `--cluster`) that reaches it, the admin command, and [`Gateways`] (etcd + PowerDNS + N
+//! gateways, each Envoy or dynedge-pingora) for `cargo xtask up --store etcd` and
+//! `tests/etcd_store.rs`.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::{
-    fresh_dir, run, target_dir, wait_until, workspace_root, Certificate, Daemon, Envoy,
-    EnvoyConfig, PowerDns, Result, DEMO_ZONE,
+    fresh_dir, poll_until, run, target_dir, wait_until, within, workspace_root, Certificate,
+    Daemon, Envoy, EnvoyConfig, PowerDns, Proxy, Result, DEMO_ZONE,
 };
 
 struct Member {
@@ -150,6 +149,17 @@ impl EtcdCluster {
             );
         }
         y
+    }
+
+    /// The `--cluster` of dynedge-pingora that reaches every member, round robin (the core
+    /// retries a call that got no answer, which lands on the next member).
+    pub fn pingora_cluster(&self) -> String {
+        let addrs: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd={}", addrs.join(","))
     }
 
     /// gRPC calls the members have handled so far (Range, Txn, Put, DeleteRange): the JSON
@@ -339,11 +349,14 @@ impl GatewayPorts {
     }
 }
 
-/// etcd, one PowerDNS, and one Envoy per HTTPS port, all with the etcd store; demo data loaded
-/// through the admin command (`import examples/dynedge.json`).
+/// etcd, one PowerDNS, and one gateway per HTTPS port (Envoy with the filter, or
+/// dynedge-pingora), all with the etcd store; demo data loaded through the admin command
+/// (`import examples/dynedge.json`).
 pub struct Gateways {
-    // Envoys first: dropped (stopped) before the stores.
+    // Gateways first: dropped (stopped) before the stores.
     pub envoys: Vec<Option<Envoy>>,
+    /// Which proxy each gateway is.
+    pub proxies: Vec<Proxy>,
     pub pdns_front: PdnsFront,
     pub pdns: PowerDns,
     pub etcd: EtcdCluster,
@@ -354,7 +367,8 @@ pub struct Gateways {
 }
 
 impl Gateways {
-    /// `rate_limits: false` turns the per-gateway limits off (load tests come from one address).
+    /// Envoy gateways. `rate_limits: false` turns the per-gateway limits off (load tests come
+    /// from one address).
     pub fn start(
         dir: &Path,
         ports: &GatewayPorts,
@@ -362,6 +376,21 @@ impl Gateways {
         rate_limits: bool,
         certificate: Option<Certificate>,
         wasm: &Path,
+    ) -> Result<Gateways> {
+        let proxies = vec![Proxy::Envoy; ports.https.len()];
+        Gateways::start_mixed(dir, ports, ttl_s, rate_limits, certificate, wasm, &proxies)
+    }
+
+    /// As [`Gateways::start`], gateway `i` run by `proxies[i]` (Envoy when missing); `wasm`
+    /// is unused when no gateway is Envoy.
+    pub fn start_mixed(
+        dir: &Path,
+        ports: &GatewayPorts,
+        ttl_s: u64,
+        rate_limits: bool,
+        certificate: Option<Certificate>,
+        wasm: &Path,
+        proxies: &[Proxy],
     ) -> Result<Gateways> {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let etcd = EtcdCluster::start(&dir.join("etcd"), &ports.etcd)?;
@@ -395,6 +424,9 @@ impl Gateways {
             None => Certificate::self_signed(&dir.join("tls"))?,
         };
         let mut envoys = Vec::new();
+        let proxies: Vec<Proxy> = (0..ports.https.len())
+            .map(|i| proxies.get(i).copied().unwrap_or(Proxy::Envoy))
+            .collect();
         for (i, port) in ports.https.iter().enumerate() {
             let cfg = EnvoyConfig {
                 listen_address: "127.0.0.1".into(),
@@ -406,14 +438,21 @@ impl Gateways {
                 access_log: dir.join(format!("access-{}.log", i + 1)),
                 webhook_port: None,
             };
-            envoys.push(Some(Envoy::start_with_clusters(
-                &dir.join(format!("envoy-{}", i + 1)),
-                &cfg,
-                &etcd.envoy_cluster(),
-            )?));
+            let gateway_dir = dir.join(format!("gateway-{}", i + 1));
+            envoys.push(Some(match proxies[i] {
+                Proxy::Envoy => {
+                    Envoy::start_with_clusters(&gateway_dir, &cfg, &etcd.envoy_cluster())?
+                }
+                Proxy::Pingora => Envoy::start_pingora_with_clusters(
+                    &gateway_dir,
+                    &cfg,
+                    &[etcd.pingora_cluster()],
+                )?,
+            }));
         }
         let g = Gateways {
             envoys,
+            proxies,
             pdns_front,
             pdns,
             etcd,
@@ -430,24 +469,20 @@ impl Gateways {
     /// Until gateway `i` has synced the credentials: an update of a host demo does not own is
     /// `nohost` (before the first sync nobody exists: `badauth`). Changes nothing.
     pub fn wait_synced(&self, i: usize) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body = self.curl(
-                i,
-                "/nic/update?hostname=probe.dyn.example.test&myip=192.0.2.1",
-                &["-u", "demo:demo-password"],
-            );
-            if body.starts_with("nohost") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "gateway {} never synced from etcd: {body:?}",
-                    i + 1
-                ));
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        let mut body = String::new();
+        poll_until(
+            within(30),
+            &format!("gateway {} synced from etcd", i + 1),
+            || {
+                body = self.curl(
+                    i,
+                    "/nic/update?hostname=probe.dyn.example.test&myip=192.0.2.1",
+                    &["-u", "demo:demo-password"],
+                );
+                body.starts_with("nohost").then_some(())
+            },
+        )
+        .map_err(|e| format!("{e} (last answer {body:?})"))
     }
 
     /// HTTPS port of gateway `i`.
@@ -469,7 +504,7 @@ impl Gateways {
             .unwrap_or_default()
     }
 
-    /// The pid of gateway `i`'s Envoy, if it runs.
+    /// The pid of gateway `i`'s proxy, if it runs.
     pub fn gateway_pid(&self, i: usize) -> Option<u32> {
         self.envoys[i].as_ref().and_then(Envoy::pid)
     }

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::dnssec::TrustAnchor;
 use crate::{fresh_dir, run, wait_until, write, Daemon, Result};
 
 /// Where PowerDNS's package keeps the sqlite3 schema.
@@ -12,6 +13,9 @@ const PDNS_SQLITE_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.
 
 /// PowerDNS Authoritative in the foreground: sqlite3 backend, DNS on 127.0.0.1/::1:`dns_port`,
 /// HTTP API on 127.0.0.1:`api_port`, every cache off so a read-back sees each change at once.
+/// The backend keeps DNSSEC keys, so [`PowerDns::secure_zone`] can sign a zone; PowerDNS
+/// signs online (each answer when it is sent), so records changed through the API are served
+/// signed at once.
 pub struct PowerDns {
     daemon: Option<Daemon>,
     dir: PathBuf,
@@ -42,7 +46,7 @@ impl PowerDns {
         let conf = format!(
             "launch=gsqlite3\n\
              gsqlite3-database={db}\n\
-             gsqlite3-dnssec=no\n\
+             gsqlite3-dnssec=yes\n\
              local-address=127.0.0.1, ::1\n\
              local-port={dns_port}\n\
              api=yes\n\
@@ -63,6 +67,7 @@ impl PowerDns {
              cache-ttl=0\n\
              query-cache-ttl=0\n\
              negquery-cache-ttl=0\n\
+             dnssec-key-cache-ttl=0\n\
              default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 3600\n\
              security-poll-suffix=\n",
             db = db.display(),
@@ -134,6 +139,34 @@ impl PowerDns {
             }),
             None => Err("PowerDNS is not running".into()),
         }
+    }
+
+    /// Signs `zone` (`pdnsutil secure-zone`: one ECDSA P-256 CSK, NSEC), rectifies it, and
+    /// writes its DS records into `dnssec/` ([`TrustAnchor`]); waits until DNS serves the
+    /// DNSKEY. Changes through the API are rectified by the API itself (`default-api-rectify`).
+    pub fn secure_zone(&mut self, zone: &str) -> Result<TrustAnchor> {
+        let config = format!("--config-dir={}", self.dir.display());
+        run(
+            "pdnsutil secure-zone",
+            Command::new("pdnsutil").args([&config, "secure-zone", zone]),
+        )?;
+        run(
+            "pdnsutil rectify-zone",
+            Command::new("pdnsutil").args([&config, "rectify-zone", zone]),
+        )?;
+        let ds = run(
+            "pdnsutil export-zone-ds",
+            Command::new("pdnsutil").args([&config, "export-zone-ds", zone]),
+        )?;
+        let anchor = TrustAnchor::write(&self.dir.join("dnssec"), zone, &ds)?;
+        let port = self.dns_port;
+        match self.daemon.as_mut() {
+            Some(d) => wait_until(d, "serve the zone's DNSKEY", || {
+                dig(port, zone, "DNSKEY").is_ok_and(|a| !a.is_empty())
+            })?,
+            None => return Err("PowerDNS is not running".into()),
+        }
+        Ok(anchor)
     }
 
     /// The records of `name`/`rtype` as `dig +short` prints them.

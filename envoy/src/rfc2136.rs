@@ -13,6 +13,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
+use crate::dnssec::TrustAnchor;
 use crate::{dig, fresh_dir, wait_until, Daemon, Result};
 
 /// The zone every example serves.
@@ -65,7 +66,34 @@ pub fn zone_file() -> String {
 /// `dns_port`, DoH without TLS (h2c, prior knowledge) on `doh_port` at `/dns-query`, every key
 /// allowed to change any name in the zone, no rndc channel.
 pub fn named_conf(dir: &Path, dns_port: u16, doh_port: u16, keys: &[TsigKeyText]) -> String {
+    named_conf_with(dir, dns_port, doh_port, keys, Signing::Unsigned)
+}
+
+/// Whether BIND signs the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    Unsigned,
+    /// `dnssec-policy default` (one ECDSA P-256 CSK, generated into `dir/keys` at the first
+    /// load) with inline signing: updates land in the unsigned zone and named re-signs what
+    /// they changed before serving it.
+    Dnssec,
+}
+
+/// [`named_conf`], signed or not.
+pub fn named_conf_with(
+    dir: &Path,
+    dns_port: u16,
+    doh_port: u16,
+    keys: &[TsigKeyText],
+    signing: Signing,
+) -> String {
     let d = dir.display();
+    let dnssec = match signing {
+        Signing::Unsigned => String::new(),
+        Signing::Dnssec => format!(
+            "\tdnssec-policy default;\n\tinline-signing yes;\n\tkey-directory \"{d}/keys\";\n"
+        ),
+    };
     let mut conf = String::new();
     for k in keys {
         conf.push_str(&k.bind_key_file());
@@ -94,7 +122,7 @@ zone "{ZONE}" {{
 	type primary;
 	file "{d}/{ZONE}.zone";
 	update-policy {{ {grants}}};
-}};
+{dnssec}}};
 "#
     ));
     conf
@@ -169,9 +197,26 @@ pub fn prepare_bind(
     doh_port: u16,
     keys: &[TsigKeyText],
 ) -> io::Result<Command> {
+    prepare_bind_with(dir, dns_port, doh_port, keys, Signing::Unsigned)
+}
+
+/// [`prepare_bind`], signed or not.
+pub fn prepare_bind_with(
+    dir: &Path,
+    dns_port: u16,
+    doh_port: u16,
+    keys: &[TsigKeyText],
+    signing: Signing,
+) -> io::Result<Command> {
     fs::write(dir.join(format!("{ZONE}.zone")), zone_file())?;
+    if signing == Signing::Dnssec {
+        fs::create_dir_all(dir.join("keys"))?;
+    }
     let conf = dir.join("named.conf");
-    fs::write(&conf, named_conf(dir, dns_port, doh_port, keys))?;
+    fs::write(
+        &conf,
+        named_conf_with(dir, dns_port, doh_port, keys, signing),
+    )?;
     check(Command::new("named-checkconf").arg(&conf))?;
     let mut cmd = Command::new("named");
     cmd.arg("-g").arg("-c").arg(&conf).args(["-n", "1"]);
@@ -302,6 +347,41 @@ impl Bind {
     pub fn start(dir: &Path, dns_port: u16, doh_port: u16, keys: &[TsigKeyText]) -> Result<Bind> {
         fresh_dir(dir)?;
         let cmd = prepare_bind(dir, dns_port, doh_port, keys).map_err(io_err("BIND"))?;
+        Bind::spawn(dir, cmd, dns_port, doh_port)
+    }
+
+    /// As [`Bind::start`], the zone signed ([`Signing::Dnssec`]); waits until DNS serves the
+    /// DNSKEY, and writes the DS records of the key named made into `dir/dnssec`
+    /// (`dnssec-dsfromkey`).
+    pub fn start_signed(
+        dir: &Path,
+        dns_port: u16,
+        doh_port: u16,
+        keys: &[TsigKeyText],
+    ) -> Result<(Bind, TrustAnchor)> {
+        fresh_dir(dir)?;
+        let cmd = prepare_bind_with(dir, dns_port, doh_port, keys, Signing::Dnssec)
+            .map_err(io_err("BIND"))?;
+        let mut bind = Bind::spawn(dir, cmd, dns_port, doh_port)?;
+        wait_until(&mut bind.daemon, "serve the zone's DNSKEY", || {
+            dig(dns_port, ZONE, "DNSKEY").is_ok_and(|l| !l.is_empty())
+        })?;
+        let key_dir = dir.join("keys");
+        let mut ds = String::new();
+        for entry in fs::read_dir(&key_dir).map_err(io_err("BIND's key directory"))? {
+            let path = entry.map_err(io_err("BIND's key directory"))?.path();
+            if path.extension().is_some_and(|e| e == "key") {
+                ds.push_str(&crate::run(
+                    "dnssec-dsfromkey",
+                    Command::new("dnssec-dsfromkey").arg("-2").arg(&path),
+                )?);
+            }
+        }
+        let anchor = TrustAnchor::write(&dir.join("dnssec"), ZONE, &ds)?;
+        Ok((bind, anchor))
+    }
+
+    fn spawn(dir: &Path, cmd: Command, dns_port: u16, doh_port: u16) -> Result<Bind> {
         let mut daemon = Daemon::spawn("BIND", cmd, &dir.join("named.log"))?;
         wait_dns(&mut daemon, dns_port)?;
         wait_tcp(&mut daemon, doh_port)?;

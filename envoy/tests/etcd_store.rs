@@ -1,5 +1,6 @@
-//! Many gateways, one store: three real etcd members, one real PowerDNS and three real Envoys
-//! running the filter with the etcd store.
+//! Many gateways, one store: three real etcd members, one real PowerDNS and three real
+//! gateways with the etcd store (Envoys running the filter, or dynedge-pingora with
+//! `DYNEDGE_GATEWAY=pingora`; one test mixes both).
 //! Demo data is loaded with the admin command. Tests run one at a time (each is a whole stack).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use dynedge_envoy::etcd::{GatewayPorts, Gateways};
-use dynedge_envoy::wasm_file;
+use dynedge_envoy::{wasm_file, Proxy};
 
 const HOME: &str = "home.dyn.example.test";
 const DEMO: &[&str] = &["-u", "demo:demo-password"];
@@ -19,16 +20,26 @@ const TTL_S: u64 = 2;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Three gateways of the proxy `DYNEDGE_GATEWAY` names.
 fn stack(name: &str) -> (MutexGuard<'static, ()>, Gateways) {
+    let proxy = Proxy::from_env().unwrap_or_else(|e| panic!("{e}"));
+    stack_of(name, &[proxy; 3])
+}
+
+fn stack_of(name: &str, proxies: &[Proxy]) -> (MutexGuard<'static, ()>, Gateways) {
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("etcd-e2e")
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let ports = GatewayPorts::free(3);
-    let wasm = wasm_file().unwrap_or_else(|e| panic!("{e}"));
-    let g =
-        Gateways::start(&dir, &ports, TTL_S, false, None, &wasm).unwrap_or_else(|e| panic!("{e}"));
+    let ports = GatewayPorts::free(proxies.len());
+    let wasm = if proxies.contains(&Proxy::Envoy) {
+        wasm_file().unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        std::path::PathBuf::new()
+    };
+    let g = Gateways::start_mixed(&dir, &ports, TTL_S, false, None, &wasm, proxies)
+        .unwrap_or_else(|e| panic!("{e}"));
     (guard, g)
 }
 
@@ -98,6 +109,46 @@ fn an_address_written_through_one_gateway_is_nochg_through_the_others_and_altern
         }
     }
     assert_eq!(dns_a(&g), vec![last]);
+}
+
+/// Envoy and Pingora gateways on one etcd store: what one writes, the other reads and claims
+/// (a `nochg` from the store's record, then a claim of a new address), in both directions;
+/// a user disabled through the admin command is refused by both.
+#[test]
+fn envoy_and_pingora_gateways_share_one_etcd_store_both_ways() {
+    let (_one, g) = stack_of("mixed", &[Proxy::Pingora, Proxy::Envoy]);
+    assert_eq!(g.proxies, [Proxy::Pingora, Proxy::Envoy]);
+    // Written through Pingora, read and claimed through Envoy.
+    assert_eq!(g.curl(0, &update("192.0.2.31"), DEMO), "good 192.0.2.31");
+    assert_eq!(g.curl(1, &update("192.0.2.31"), DEMO), "nochg 192.0.2.31");
+    assert_eq!(g.curl(1, &update("192.0.2.32"), DEMO), "good 192.0.2.32");
+    assert_eq!(dns_a(&g), ["192.0.2.32"]);
+    // And back: Envoy's write is Pingora's nochg; Pingora claims the next one.
+    assert_eq!(g.curl(0, &update("192.0.2.32"), DEMO), "nochg 192.0.2.32");
+    assert_eq!(g.curl(0, &update("192.0.2.33"), DEMO), "good 192.0.2.33");
+    assert_eq!(g.curl(1, &update("192.0.2.33"), DEMO), "nochg 192.0.2.33");
+    assert_eq!(dns_a(&g), ["192.0.2.33"]);
+    let key = format!("/dynedge/hosts/{HOME}");
+    let states: Vec<String> = history(&g, &key)
+        .iter()
+        .map(|(_, v)| format!("{} {}", v["rr"]["A"], v["state"]))
+        .collect();
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some(r#"["192.0.2.33"] "ok""#),
+        "{states:?}"
+    );
+    // Credentials come from the same store: disabled once, refused by both after the TTL.
+    g.admin(&["user", "disable", "demo"], "").unwrap();
+    after_ttl();
+    for i in 0..2 {
+        assert_eq!(
+            g.curl(i, &update("192.0.2.34"), DEMO),
+            "badauth",
+            "gateway {i}"
+        );
+    }
+    assert_eq!(dns_a(&g), ["192.0.2.33"]);
 }
 
 /// ACME TXT challenges and deletions go through the store's protocol like addresses: each is

@@ -12,11 +12,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dynedge_pingora::standalone::load_config;
-use dynedge_pingora::{Clusters, Gateway, HstsBuilder};
+use dynedge_pingora::standalone::read_config;
+use dynedge_pingora::{Clusters, Gateway, HstsBuilder, Maintainer};
 use pingora::listeners::tls::TlsSettings;
 use pingora::modules::http::HttpModules;
-use pingora::prelude::{HttpPeer, Server};
+use pingora::prelude::{background_service, HttpPeer, Server};
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 
 /// The team's existing proxy, now with dynedge in front of its own routing.
@@ -67,7 +67,7 @@ fn main() -> Result<(), String> {
     // The same JSON as the wasm plugin; each backend's "cluster" gets an address.
     let mut clusters = Clusters::new();
     clusters.add_spec("pdns_api=127.0.0.1:8081,max_requests=1")?;
-    let dynedge = Arc::new(Gateway::new(load_config(config.as_ref())?, clusters)?);
+    let dynedge = Arc::new(Gateway::from_json(read_config(config.as_ref())?, clusters)?);
 
     let mut server = Server::new(None).map_err(|e| e.to_string())?;
     server.bootstrap();
@@ -81,5 +81,10 @@ fn main() -> Result<(), String> {
     tls.enable_h2();
     service.add_tls_with_settings("127.0.0.1:8443", None, tls);
     server.add_service(service);
+    // Expiry sweeps, webhook deliveries, the etcd store's sync: whatever the JSON schedules.
+    server.add_service(background_service(
+        "dynedge-maintenance",
+        Maintainer::new(dynedge.clone()),
+    ));
     server.run_forever()
 }

@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynedge_core::{Callout, CalloutResult, Config};
+use dynedge_core::{Callout, CalloutFailure, CalloutResult, Config};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
@@ -37,6 +38,10 @@ pub struct Cluster {
     pub h2c: bool,
     /// `tls=SNI`: HTTPS, the certificate checked against `SNI` and the trusted CAs.
     pub tls_sni: Option<String>,
+    /// More addresses of the same service (`etcd=HOST:PORT,HOST:PORT,...`): calls go round
+    /// robin, so the core's retry of an unanswered call lands on another member.
+    pub more: Vec<SocketAddr>,
+    next: Arc<AtomicUsize>,
     slots: Option<Arc<Semaphore>>,
 }
 
@@ -47,6 +52,8 @@ impl Cluster {
             max_requests,
             h2c: false,
             tls_sni: None,
+            more: Vec::new(),
+            next: Arc::new(AtomicUsize::new(0)),
             slots: max_requests.map(|n| Arc::new(Semaphore::new(n))),
         }
     }
@@ -58,10 +65,22 @@ impl PartialEq for Cluster {
             && self.max_requests == other.max_requests
             && self.h2c == other.h2c
             && self.tls_sni == other.tls_sni
+            && self.more == other.more
     }
 }
 
 impl Eq for Cluster {}
+
+impl Cluster {
+    /// The address for the next call (round robin over `addr` and `more`).
+    pub fn pick(&self) -> SocketAddr {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        n.checked_rem(self.more.len().saturating_add(1))
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| self.more.get(i).copied())
+            .unwrap_or(self.addr)
+    }
+}
 
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,9 +138,14 @@ impl Clusters {
         let mut max_requests = None;
         let mut h2c = false;
         let mut tls_sni = None;
+        let mut more = Vec::new();
         for opt in parts {
             if opt == "h2c" {
                 h2c = true;
+                continue;
+            }
+            if !opt.contains('=') {
+                more.push(resolve(opt).map_err(|e| format!("cluster '{name}': {e}"))?);
                 continue;
             }
             match opt.split_once('=') {
@@ -140,6 +164,7 @@ impl Clusters {
         let mut cluster = Cluster::new(addr, max_requests);
         cluster.h2c = h2c;
         cluster.tls_sni = tls_sni;
+        cluster.more = more;
         self.insert(name, cluster);
         Ok(())
     }
@@ -150,6 +175,7 @@ impl Clusters {
             .backends
             .values()
             .map(|b| b.cluster())
+            .chain(cfg.store.etcd().map(|s| s.cluster.as_str()))
             .filter(|c| !self.0.contains_key(*c))
             .collect();
         missing.sort_unstable();
@@ -178,7 +204,10 @@ pub fn resolve(hostport: &str) -> Result<SocketAddr, String> {
 /// failure is a [`CalloutResult::Failed`] the core turns into `dnserr`/`911`.
 pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) -> CalloutResult {
     let Some(cluster) = clusters.get(&c.cluster) else {
-        return CalloutResult::Failed(format!("unknown cluster '{}'", c.cluster));
+        return CalloutResult::Failed(CalloutFailure::NotSent(format!(
+            "unknown cluster '{}'",
+            c.cluster
+        )));
     };
     let timeout = Duration::from_millis(c.timeout_ms.max(1));
     let call = async {
@@ -195,11 +224,13 @@ pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) ->
     };
     match pingora::prelude::timeout(timeout, call).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => CalloutResult::Failed(format!("{} {}: {e}", c.method, c.cluster)),
-        Err(_) => CalloutResult::Failed(format!(
-            "{} {}: timed out after {} ms",
-            c.method, c.cluster, c.timeout_ms
-        )),
+        Ok(Err(e)) => CalloutResult::Failed(CalloutFailure::Connection(format!(
+            "{} {}: {e}",
+            c.method, c.cluster
+        ))),
+        Err(_) => CalloutResult::Failed(CalloutFailure::Timeout {
+            after_ms: c.timeout_ms,
+        }),
     }
 }
 
@@ -209,9 +240,10 @@ async fn exchange(
     c: &Callout,
     timeout: Duration,
 ) -> pingora::Result<CalloutResult> {
+    let addr = cluster.pick();
     let mut peer = match &cluster.tls_sni {
-        Some(sni) => HttpPeer::new(cluster.addr, true, sni.clone()),
-        None => HttpPeer::new(cluster.addr, false, String::new()),
+        Some(sni) => HttpPeer::new(addr, true, sni.clone()),
+        None => HttpPeer::new(addr, false, String::new()),
     };
     if cluster.h2c {
         peer.options.set_http_version(2, 2);
@@ -221,13 +253,17 @@ async fn exchange(
     peer.options.write_timeout = Some(timeout);
     let (mut http, _reused) = connector.get_http_session(&peer).await?;
 
-    let mut req = RequestHeader::build(c.method, c.path.as_bytes(), Some(c.headers.len() + 2))?;
+    let mut req = RequestHeader::build(
+        c.method.as_str(),
+        c.path.as_bytes(),
+        Some(c.headers.len() + 2),
+    )?;
     req.insert_header("host", c.authority.as_str())?;
     for (k, v) in &c.headers {
         req.append_header(k.clone(), v.as_str())?;
     }
     let has_body = !c.body.is_empty();
-    if has_body || !matches!(c.method, "GET" | "HEAD" | "DELETE") {
+    if has_body || c.method.has_body() {
         req.insert_header("content-length", c.body.len().to_string())?;
     }
     http.write_request_header(Box::new(req)).await?;
@@ -250,14 +286,14 @@ async fn exchange(
                 })
                 .collect(),
         ),
-        None => return Ok(CalloutResult::Failed("no response header".into())),
+        None => return Ok(CalloutResult::Failed(CalloutFailure::NoResponse)),
     };
     let mut body = Vec::new();
     while let Some(chunk) = http.read_response_body().await? {
         if body.len() + chunk.len() > MAX_RESPONSE_BODY {
-            return Ok(CalloutResult::Failed(format!(
-                "response body larger than {MAX_RESPONSE_BODY} bytes"
-            )));
+            return Ok(CalloutResult::Failed(CalloutFailure::BadResponse(format!(
+                "body larger than {MAX_RESPONSE_BODY} bytes"
+            ))));
         }
         body.extend_from_slice(&chunk);
     }
@@ -288,6 +324,21 @@ mod tests {
             Some("localhost")
         );
         assert!(c.get("doh").unwrap().h2c);
+        c.add_spec("etcd=127.0.0.1:2379,127.0.0.1:2380,[::1]:2381")
+            .unwrap();
+        let etcd = c.get("etcd").unwrap();
+        let picked: Vec<SocketAddr> = (0..4).map(|_| etcd.pick()).collect();
+        assert_eq!(
+            picked,
+            [
+                "127.0.0.1:2379",
+                "127.0.0.1:2380",
+                "[::1]:2381",
+                "127.0.0.1:2379"
+            ]
+            .map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(c.get("doh").unwrap().pick(), c.get("doh").unwrap().addr);
         assert!(!c.get("one").unwrap().h2c);
         let addr = |n: &str| c.get(n).map(|c| c.addr);
         assert_eq!(addr("pdns_api"), Some("127.0.0.1:18081".parse().unwrap()));

@@ -1,27 +1,24 @@
 //! The adapter: snapshots a Pingora request, drives the core's [`Exchange`], performs its
 //! [`Step`]s, and writes the core's reply. It makes no decisions of its own.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use dynedge_core::expiry;
+use dynedge_core::maintenance::Maintenance;
 use dynedge_core::{
-    CalloutId, CalloutResult, Config, Delivery, Env, Exchange, MemoryKv, Notify, Outcome, Reply,
-    Request, Step,
+    Callout, CalloutId, CalloutResult, Config, Env, Exchange, MemoryKv, Outcome, Reply, Request,
+    Step,
 };
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
+use crate::metrics::Metrics;
 
 /// Where the core's audit lines (one JSON object each, secrets already absent) go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -33,25 +30,10 @@ pub struct Gateway {
     kv: MemoryKv,
     clusters: Clusters,
     connector: Connector,
-    counters: Mutex<BTreeMap<String, u64>>,
-    histograms: Mutex<BTreeMap<String, Histogram>>,
+    metrics: Metrics,
     log: LogSink,
-}
-
-/// The samples of one histogram the core reports (e.g. `dynedge.dyndns2.backend_ms`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Histogram {
-    pub count: u64,
-    pub sum: u64,
-    pub max: u64,
-}
-
-impl Histogram {
-    fn record(&mut self, value: u64) {
-        self.count = self.count.saturating_add(1);
-        self.sum = self.sum.saturating_add(value);
-        self.max = self.max.max(value);
-    }
+    /// The sync, sweep and webhook schedule (run by [`crate::Maintainer`]).
+    pub(crate) maintenance: Mutex<Maintenance>,
 }
 
 /// Writes each audit line to standard output.
@@ -62,7 +44,28 @@ pub fn stdout_log() -> LogSink {
 impl Gateway {
     /// A gateway for `config`, whose backends are reached through `clusters`. Share it with
     /// an `Arc` between every service of the server.
+    /// The etcd store needs the plugin JSON itself: use [`Gateway::from_json`].
     pub fn new(config: Config, clusters: Clusters) -> Result<Gateway, String> {
+        if config.store.etcd().is_some() {
+            return Err(
+                "the etcd store merges its credentials into the plugin JSON: \
+                        build the gateway with Gateway::from_json"
+                    .into(),
+            );
+        }
+        Gateway::build(config, Vec::new(), clusters)
+    }
+
+    /// A gateway for the plugin JSON `raw` (either store).
+    pub fn from_json(raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
+        let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let gateway = Gateway::build(config, raw, clusters)?;
+        gateway.metrics.config_loaded(Ok(&fingerprint));
+        Ok(gateway)
+    }
+
+    fn build(config: Config, raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
         clusters.check(&config)?;
         pingora::tls::install_default_crypto_provider();
         let connector = Connector::new(clusters.ca_file().map(|ca| ConnectorOptions {
@@ -74,9 +77,9 @@ impl Gateway {
             kv: MemoryKv::default(),
             clusters,
             connector,
-            counters: Mutex::new(BTreeMap::new()),
-            histograms: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
             log: stdout_log(),
+            maintenance: Mutex::new(Maintenance::new(raw)),
         })
     }
 
@@ -106,17 +109,37 @@ impl Gateway {
         Ok(())
     }
 
-    /// The counters the core asked to increment, by name.
-    pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    /// Reloads the plugin JSON. With the etcd store, it is served once the sync that runs at
+    /// the next tick has merged the credentials into it (until then, the old one).
+    pub fn reload_json(&self, raw: Vec<u8>) -> Result<(), String> {
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let result = self.reload_raw(raw);
+        self.metrics.config_loaded(
+            result
+                .as_ref()
+                .map(|()| fingerprint.as_str())
+                .map_err(|_| ()),
+        );
+        result
     }
 
-    /// The histogram samples the core reported, by name.
-    pub fn histograms(&self) -> BTreeMap<String, Histogram> {
-        self.histograms
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default()
+    fn reload_raw(&self, raw: Vec<u8>) -> Result<(), String> {
+        let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
+        self.clusters.check(&config)?;
+        let etcd = config.store.etcd().is_some();
+        if let Ok(mut m) = self.maintenance.lock() {
+            m.reconfigure(raw);
+        }
+        if etcd {
+            Ok(())
+        } else {
+            self.replace_config(config)
+        }
+    }
+
+    /// The counters, gauges and histograms the core named (`dynedge_core::metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The shared in-process KV (proxy-wasm shared data's equivalent).
@@ -124,7 +147,7 @@ impl Gateway {
         &self.kv
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(crate) fn env(&self) -> Env<'_> {
         Env {
             now_ms: now_ms(),
             random: random_u64(),
@@ -151,28 +174,13 @@ impl Gateway {
             Step::Done(outcome) => outcome,
             // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
             // Call never comes back from drive_calls. The core answers in the dialect.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&self.env()),
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&cfg, &self.env()),
         };
         // An exchange's outcome always carries a reply (`abort`'s too).
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
         self.record(outcome);
         write_reply(session, &reply).await?;
         Ok(true)
-    }
-
-    /// One expiry sweep (the core's `expiry` module): removes the records of hosts that have
-    /// been silent too long. [`ExpirySweeper`] runs it on the configured interval.
-    pub async fn sweep_expired(self: &Arc<Self>) {
-        let cfg = self.config();
-        let Some((mut sweep, step)) = expiry::start(&cfg, &self.env()) else {
-            return;
-        };
-        let step = self
-            .drive_calls(step, |id, result, env| sweep.on_callout(id, result, env))
-            .await;
-        if let Step::Done(outcome) = step {
-            self.record(outcome);
-        }
     }
 
     /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
@@ -189,9 +197,7 @@ impl Gateway {
                 Step::Call(list) => {
                     for (id, c) in list {
                         let gw = self.clone();
-                        calls.spawn(async move {
-                            (id, callout::perform(&gw.connector, &gw.clusters, &c).await)
-                        });
+                        calls.spawn(async move { (id, gw.perform(&c).await) });
                     }
                     Step::Wait
                 }
@@ -211,7 +217,7 @@ impl Gateway {
     /// Applies an outcome except its reply (sent by the caller): KV writes and rate-limit
     /// counts, audit lines, counters, histogram samples; webhook deliveries go out in the
     /// background (never awaited by the request).
-    fn record(self: &Arc<Self>, outcome: Outcome) {
+    pub(crate) fn record(self: &Arc<Self>, outcome: Outcome) {
         // Exhaustive: a new field of `Outcome` does not compile until it is applied here.
         let Outcome {
             reply: _,
@@ -222,9 +228,12 @@ impl Gateway {
             counts,
             samples,
         } = outcome;
-        for n in notify {
-            let gw = self.clone();
-            tokio::spawn(async move { gw.deliver(n).await });
+        if let Ok(mut m) = self.maintenance.lock() {
+            for n in notify {
+                for e in m.notify(n).errors {
+                    eprintln!("{e}");
+                }
+            }
         }
         self.kv.apply(&writes);
         for c in &counts {
@@ -233,64 +242,22 @@ impl Gateway {
         for line in &log {
             (self.log)(line);
         }
-        self.count(counters);
-        if let Ok(mut histograms) = self.histograms.lock() {
-            for (name, value) in samples {
-                histograms.entry(name).or_default().record(value);
-            }
+        for name in &counters {
+            self.metrics.increment(name);
         }
-    }
-
-    fn count(&self, names: impl IntoIterator<Item = String>) {
-        if let Ok(mut counters) = self.counters.lock() {
-            for name in names {
-                let n = counters.entry(name).or_insert(0);
-                *n = n.saturating_add(1);
-            }
+        for (name, value) in &samples {
+            self.metrics.record(name, *value);
         }
     }
 }
 
 impl Gateway {
-    /// One webhook: dispatched, then retried as the core's [`Notify::next`] says.
-    async fn deliver(&self, mut n: Notify) {
-        loop {
-            let result = callout::perform(&self.connector, &self.clusters, &n.callout).await;
-            let delivery = n.next(&result);
-            if let Some(name) = delivery.counter() {
-                self.count([name.to_string()]);
-            }
-            match delivery {
-                Delivery::Retry { after_ms, again } => {
-                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                    n = again;
-                }
-                Delivery::GaveUp { log } => {
-                    eprintln!("{log}");
-                    return;
-                }
-                Delivery::Delivered => return,
-            }
-        }
-    }
-}
-
-/// Runs [`Gateway::sweep_expired`] every `expiry_sweep_interval_s` of the current
-/// configuration (a Pingora background service: add it next to the proxy service).
-pub struct ExpirySweeper {
-    pub gateway: Arc<Gateway>,
-}
-
-#[async_trait]
-impl BackgroundService for ExpirySweeper {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let period = Duration::from_secs(self.gateway.config().expiry_sweep_interval_s.max(1));
-            tokio::select! {
-                _ = tokio::time::sleep(period) => self.gateway.sweep_expired().await,
-                _ = shutdown.changed() => break,
-            }
-        }
+    /// Performs one callout (never an error: a failure is a result the core handles), and
+    /// counts it as Envoy counts a cluster's requests (`cluster.NAME.upstream_rq_total`).
+    pub(crate) async fn perform(&self, c: &Callout) -> CalloutResult {
+        self.metrics
+            .increment(&format!("cluster.{}.upstream_rq_total", c.cluster));
+        callout::perform(&self.connector, &self.clusters, c).await
     }
 }
 

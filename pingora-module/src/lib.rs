@@ -6,18 +6,22 @@
 //!   cluster name), audit log lines and counters. [`Gateway::handle`] answers a dynedge route
 //!   from any `request_filter` and returns `Ok(true)`, or returns `Ok(false)` to let the
 //!   request through.
-//! * [`ExpirySweeper`] is the background service that removes the records of hosts silent
-//!   for longer than their zone's `expiry_ttl_s` (the wasm filter's `on_tick`).
+//! * [`Maintainer`] is the background service that runs the core's timer-driven work (the
+//!   wasm filter's `on_tick`): the etcd store's credential sync, the expiry sweep of hosts
+//!   silent for longer than their zone's `expiry_ttl_s`, webhook deliveries and retries.
 //! * [`DynedgeProxy`] is a complete [`ProxyHttp`](pingora::proxy::ProxyHttp): dynedge routes
 //!   at the edge, everything else to one upstream, HSTS on TLS listeners.
 //! * [`standalone`] is the `dynedge-pingora` binary's server (flags, listeners, SIGHUP).
 
 pub mod callout;
 pub mod gateway;
+pub mod maintenance;
+pub mod metrics;
 pub mod proxy;
 pub mod standalone;
 
 pub use callout::Clusters;
 pub use dynedge_core::Config;
-pub use gateway::{ExpirySweeper, Gateway, LogSink};
+pub use gateway::{Gateway, LogSink};
+pub use maintenance::Maintainer;
 pub use proxy::{DynedgeProxy, Hsts, HstsBuilder};

@@ -23,7 +23,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::callout::{resolve, Clusters};
-use crate::gateway::{ExpirySweeper, Gateway};
+use crate::gateway::Gateway;
+use crate::maintenance::Maintainer;
 use crate::proxy::{AccessLog, DynedgeProxy, StatsEndpoint};
 
 pub const USAGE: &str = "\
@@ -39,6 +40,7 @@ usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--lis
                            ,max_requests=N: at most N calls in flight (1 for PowerDNS on sqlite3)
                            ,h2c: HTTP/2 without TLS (BIND's DoH listener for the rfc2136 backend)
                            ,tls=SNI: HTTPS to it, certificate checked for SNI (webhook receivers)
+                           ,HOST:PORT...: more addresses, called round robin (etcd members)
   --ca PEM                 CAs that tls= clusters trust (default: the system's)
   --upstream HOST:PORT     where every non-dynedge request is proxied (without it: 404)
   --access-log FILE        one line per request, path without its query (no secrets)
@@ -112,17 +114,24 @@ impl Settings {
 
 /// Reads and compiles the plugin JSON; the error names the file and the JSON path.
 pub fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    Config::from_json(&read_config(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The plugin JSON's bytes, checked to compile (the error names the file and the JSON path).
+pub fn read_config(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Config::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    Config::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 /// Builds the Pingora server: one service per listener kind, one [`Gateway`] shared by all.
 pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), String> {
-    let config = load_config(&settings.config)?;
-    for w in config.warnings() {
+    let raw = read_config(&settings.config)?;
+    let gateway = Gateway::from_json(raw, settings.clusters.clone())?;
+    for w in gateway.config().warnings() {
         eprintln!("dynedge-pingora: warning: {w}");
     }
-    let gateway = Arc::new(Gateway::new(config, settings.clusters.clone())?);
+    let gateway = Arc::new(gateway);
 
     let run_dir = std::env::temp_dir().join(format!("dynedge-pingora-{}", std::process::id()));
     let conf = ServerConf {
@@ -180,10 +189,8 @@ pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), Strin
         server.add_service(stats);
     }
     server.add_service(background_service(
-        "dynedge-expiry",
-        ExpirySweeper {
-            gateway: gateway.clone(),
-        },
+        "dynedge-maintenance",
+        Maintainer::new(gateway.clone()),
     ));
     server.add_service(background_service(
         "dynedge-sighup",
@@ -218,8 +225,10 @@ pub struct ReloadOnHup {
 
 impl ReloadOnHup {
     pub fn reload(&self) -> Result<(), String> {
-        let config = load_config(&self.path)?;
-        self.gateway.replace_config(config)
+        let raw = read_config(&self.path)?;
+        self.gateway
+            .reload_json(raw)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dynedge_core::backends::{Callout, CalloutResult};
+use dynedge_core::backends::{Callout, CalloutResult, Method};
 use dynedge_core::testing::FakePowerDns;
 use dynedge_test_host::{Answer, Call, Host, Request};
 
@@ -45,9 +45,9 @@ fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
         let callout = Callout {
             cluster: call.cluster.clone(),
             method: if call.method() == "GET" {
-                "GET"
+                Method::Get
             } else {
-                "PATCH"
+                Method::Patch
             },
             authority: String::new(),
             path: call.path().to_owned(),

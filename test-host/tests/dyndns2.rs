@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use corpus::{Backend, Http, Runner, Seen};
-use dynedge_core::backends::{Callout, CalloutResult};
+use dynedge_core::backends::{Callout, CalloutResult, Method};
 use dynedge_core::testing::{FakePowerDns, Fault};
 use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
 
@@ -32,14 +32,7 @@ struct Rig {
 fn to_callout(call: &Call) -> Callout {
     Callout {
         cluster: call.cluster.clone(),
-        method: match call.method() {
-            "GET" => "GET",
-            "PATCH" => "PATCH",
-            "PUT" => "PUT",
-            "POST" => "POST",
-            "DELETE" => "DELETE",
-            _ => "OTHER",
-        },
+        method: Method::parse(call.method()).expect("a method the core sends"),
         authority: call.header(":authority").unwrap_or("").to_owned(),
         path: call.path().to_owned(),
         headers: call.headers.clone(),

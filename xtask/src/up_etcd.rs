@@ -1,11 +1,12 @@
-//! `cargo xtask up --store etcd [--gateways N]`: three etcd members, one PowerDNS and N Envoys
-//! (8443, 8444, ...) sharing the etcd store; demo data loaded with `dynedge admin import`.
+//! `cargo xtask up --store etcd [--gateways N] [--proxy envoy|pingora]`: three etcd members,
+//! one PowerDNS and N gateways (8443, 8444, ...; Envoys, or dynedge-pingora processes) sharing
+//! the etcd store; demo data loaded with `dynedge admin import`.
 
 use std::thread;
 use std::time::Duration;
 
 use dynedge_envoy::etcd::{GatewayPorts, Gateways};
-use dynedge_envoy::{port_is_free, Certificate};
+use dynedge_envoy::{port_is_free, Certificate, Proxy};
 
 use crate::{signals, step, Result};
 
@@ -25,6 +26,7 @@ const DEMO_TTL_S: u64 = 2;
 pub fn up(
     p: UpPorts,
     gateways: usize,
+    proxy: Proxy,
     certificate: Option<Certificate>,
     wasm: &std::path::Path,
     run_dir: &std::path::Path,
@@ -64,13 +66,22 @@ pub fn up(
         }
     }
     step(&format!(
-        "starting etcd (3 members, clients 127.0.0.1:{}-{}), PowerDNS, {gateways} Envoy(s) (https 127.0.0.1:{}-{}), importing the demo users with `dynedge admin`",
+        "starting etcd (3 members, clients 127.0.0.1:{}-{}), PowerDNS, {gateways} {}(s) (https 127.0.0.1:{}-{}), importing the demo users with `dynedge admin`",
         p.etcd,
         p.etcd + 2,
+        proxy.name(),
         p.https,
         p.https + gateways as u16 - 1
     ));
-    let mut g = Gateways::start(run_dir, &ports, DEMO_TTL_S, true, certificate, wasm)?;
+    let mut g = Gateways::start_mixed(
+        run_dir,
+        &ports,
+        DEMO_TTL_S,
+        true,
+        certificate,
+        wasm,
+        &vec![proxy; gateways],
+    )?;
     let ca = g.certificate.cert.display().to_string();
     println!(
         "\nready: {gateways} gateway(s) share etcd (credentials re-read every {DEMO_TTL_S} s)\n\

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dynedge_core::{Callout, CalloutResult};
+use dynedge_core::{Callout, CalloutFailure, CalloutResult};
 use dynedge_http1::Request;
 
 pub struct Etcd {
@@ -39,14 +39,14 @@ impl Etcd {
                 Err(e) => last = format!("{ep}: {e}"),
             }
         }
-        CalloutResult::Failed(last)
+        CalloutResult::Failed(CalloutFailure::Connection(last))
     }
 }
 
 fn once(ep: &str, c: &Callout) -> Result<CalloutResult, String> {
     let timeout = Duration::from_millis(c.timeout_ms.max(1000));
     let req = Request {
-        method: c.method,
+        method: c.method.as_str(),
         path: &c.path,
         host: ep,
         headers: &c.headers,

@@ -30,6 +30,9 @@ const USAGE: &str =
   user passwd NAME                                  (new password on stdin)
   user disable NAME | user enable NAME | user list
   token issue USER [--id ID] [--scope S]... [--host FQDN]...   (prints the token once)
+              [--subnet CIDR]... [--max-age PERIOD] [--max-unused PERIOD]
+              [--policy HOST=TYPES]...   (PERIOD: 30d, 12h, 15m, 3600s or seconds;
+                                          HOST * = every host; TYPES A,AAAA,TXT)
   token revoke ID | token list
   host grant USER FQDN | host revoke USER FQDN
   export OUT.json          (users and tokens, with their hashes, to a 0600 file)
@@ -326,25 +329,25 @@ impl Admin {
     }
 
     fn token_issue(&self, user: &str, args: &mut Vec<String>) -> Result<(), String> {
-        let mut scopes = take_all(args, "--scope");
-        if scopes.is_empty() {
-            scopes = vec!["update".into()];
-        }
-        let hosts = take_all(args, "--host");
         let secret = format!("dynedge_{}", hex(&random_bytes(24)?));
         let id = match take_one(args, "--id") {
             Some(id) => id,
             None => format!("{user}-{}", hex(&random_bytes(4)?)),
         };
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| format!("clock: {e}"))?
+            .as_secs();
+        let token = token_record(
+            user,
+            &id,
+            &dynedge_core::auth::token_hash(&secret),
+            args,
+            now_s,
+        )?;
         let mut snap = self.snapshot()?;
         if snap.tokens.contains_key(&id) {
             return Err(format!("token id '{id}' exists"));
-        }
-        let mut token = json!({"id": id, "user": user,
-                               "sha256": dynedge_core::auth::token_hash(&secret),
-                               "scopes": scopes, "active": true});
-        if !hosts.is_empty() {
-            token["hosts"] = json!(hosts);
         }
         snap.tokens.insert(id.clone(), (token.clone(), 0));
         self.validate(&snap)?;
@@ -373,13 +376,25 @@ impl Admin {
 
     fn token_list(&self) -> Result<(), String> {
         for (id, (t, _)) in self.snapshot()?.tokens {
-            println!(
+            let mut line = format!(
                 "{id}\tuser={}\tscopes={}\thosts={}\tactive={}",
                 t["user"].as_str().unwrap_or(""),
                 t["scopes"],
                 t.get("hosts").unwrap_or(&Value::Null),
                 t["active"].as_bool().unwrap_or(true)
             );
+            for field in [
+                "allowed_subnets",
+                "created_s",
+                "max_age_s",
+                "max_unused_period_s",
+                "policies",
+            ] {
+                if let Some(v) = t.get(field) {
+                    line.push_str(&format!("\t{field}={v}"));
+                }
+            }
+            println!("{line}");
         }
         Ok(())
     }
@@ -425,6 +440,77 @@ impl Admin {
     }
 }
 
+/// The etcd record of a new token from the rest of `token issue USER ...`: scopes, hosts and
+/// rules, checked here so that an error names the flag. Anything left over is refused.
+fn token_record(
+    user: &str,
+    id: &str,
+    sha256: &str,
+    args: &mut Vec<String>,
+    now_s: u64,
+) -> Result<Value, String> {
+    use dynedge_core::tokens::{self, RawPolicy, RawRules, TokenRules};
+    let mut scopes = take_all(args, "--scope");
+    if scopes.is_empty() {
+        scopes = vec!["update".into()];
+    }
+    let hosts = take_all(args, "--host");
+    let period = |flag: &str, v: Option<String>| -> Result<Option<u64>, String> {
+        v.map(|v| {
+            tokens::duration_s(&v).ok_or_else(|| {
+                format!(
+                    "{flag} {v}: a period like 30d, 12h, 15m, 3600s or seconds (up to 10 years)"
+                )
+            })
+        })
+        .transpose()
+    };
+    let max_age_s = period("--max-age", take_one(args, "--max-age"))?;
+    let max_unused_period_s = period("--max-unused", take_one(args, "--max-unused"))?;
+    let subnets = take_all(args, "--subnet");
+    let mut policies = Vec::new();
+    for p in take_all(args, "--policy") {
+        let (host, types) = match p.split_once('=') {
+            Some((h, t)) => (h, Some(t)),
+            None => (p.as_str(), None),
+        };
+        policies.push(RawPolicy {
+            host: (host != "*").then(|| host.to_string()),
+            types: types.map(|t| t.split(',').map(str::to_string).collect()),
+        });
+    }
+    if let Some(extra) = args.get(3..).filter(|rest| !rest.is_empty()) {
+        return Err(format!(
+            "token issue: unknown argument(s) {}",
+            extra.join(" ")
+        ));
+    }
+    let rules = RawRules {
+        allowed_subnets: subnets,
+        max_age_s,
+        max_unused_period_s,
+        policies: (!policies.is_empty()).then_some(policies),
+    };
+    TokenRules::compile(&rules, Some(now_s)).map_err(|e| {
+        let flag = match e.field.split(['[', '.']).next().unwrap_or_default() {
+            "allowed_subnets" => "--subnet",
+            "policies" => "--policy",
+            "max_age_s" => "--max-age",
+            _ => "--max-unused",
+        };
+        format!("{flag} ({}): {}", e.field, e.message)
+    })?;
+    let mut token = json!({"id": id, "user": user, "sha256": sha256,
+                           "scopes": scopes, "active": true, "created_s": now_s});
+    if !hosts.is_empty() {
+        token["hosts"] = json!(hosts);
+    }
+    if let (Some(o), Value::Object(r)) = (token.as_object_mut(), json!(rules)) {
+        o.extend(r);
+    }
+    Ok(token)
+}
+
 fn write_private(path: &str, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -436,4 +522,82 @@ fn write_private(path: &str, bytes: &[u8]) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("{path}: {e}"))?;
     f.write_all(bytes).map_err(|e| format!("{path}: {e}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // test code
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn admin() -> Admin {
+        Admin {
+            etcd: Etcd::new("http://127.0.0.1:1").unwrap(),
+            store: EtcdStore {
+                cluster: String::new(),
+                authority: String::new(),
+                prefix: "/dynedge/".into(),
+                ttl_s: 5,
+                max_stale_s: None,
+                timeout_ms: 3000,
+            },
+            base: None,
+        }
+    }
+
+    fn snapshot_with(token: Value) -> Snapshot {
+        let user = json!({"name": "demo", "password_hash": hash_password("a long passphrase").unwrap(),
+                          "hosts": ["home.dyn.example.test"]});
+        Snapshot {
+            users: BTreeMap::from([("demo".to_string(), (user, 1))]),
+            tokens: BTreeMap::from([("t".to_string(), (token, 0))]),
+        }
+    }
+
+    #[test]
+    fn token_issue_writes_the_rules_every_gateway_compiles() {
+        let mut a = args(
+            "token issue demo --scope update --subnet 192.0.2.0/24 --subnet 2001:db8::/32 \
+             --max-age 30d --max-unused 3600 --policy home.dyn.example.test=AAAA,TXT --policy *=A",
+        );
+        let t = token_record("demo", "t", &"0".repeat(64), &mut a, 1_700_000_000).unwrap();
+        assert_eq!(
+            t["allowed_subnets"],
+            json!(["192.0.2.0/24", "2001:db8::/32"])
+        );
+        assert_eq!(t["created_s"], 1_700_000_000u64);
+        assert_eq!(t["max_age_s"], 30 * 86_400);
+        assert_eq!(t["max_unused_period_s"], 3600);
+        assert_eq!(
+            t["policies"],
+            json!([{"host": "home.dyn.example.test", "types": ["AAAA", "TXT"]},
+                   {"types": ["A"]}])
+        );
+        admin().validate(&snapshot_with(t)).unwrap();
+    }
+
+    #[test]
+    fn token_issue_refuses_bad_rules_naming_the_flag() {
+        for (line, flag) in [
+            ("--subnet 192.0.2.0/33", "--subnet"),
+            ("--max-age soon", "--max-age"),
+            ("--max-unused 0", "--max-unused"),
+            ("--policy home.dyn.example.test=MX", "--policy"),
+            ("--policy a..b=A", "--policy"),
+            ("--subnets 192.0.2.0/24", "unknown argument"),
+        ] {
+            let mut a = args(&format!("token issue demo {line}"));
+            let e = token_record("demo", "t", &"0".repeat(64), &mut a, 1).unwrap_err();
+            assert!(e.contains(flag), "{line}: {e}");
+        }
+        // A policy for a host the user does not own: refused by the same compile as the
+        // gateways', with the field named.
+        let mut a = args("token issue demo --policy neighbour.dyn.example.test=A");
+        let t = token_record("demo", "t", &"0".repeat(64), &mut a, 1).unwrap();
+        let e = admin().validate(&snapshot_with(t)).unwrap_err();
+        assert!(e.contains("policies[0].host"), "{e}");
+    }
 }

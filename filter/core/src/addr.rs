@@ -130,6 +130,11 @@ impl Cidr {
             _ => false,
         }
     }
+
+    /// Is every address of `self` inside `outer`?
+    pub fn within(&self, outer: &Cidr) -> bool {
+        self.prefix >= outer.prefix && outer.contains(self.net)
+    }
 }
 
 impl FromStr for Cidr {

@@ -7,6 +7,7 @@
 //! minute do not pay Argon2 each time.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
@@ -14,9 +15,11 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Scope, User};
+use crate::config::{Config, Scope};
+pub(crate) use crate::hex::hex;
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
+use crate::tokens::{RuleRefusal, TokenRules};
 
 /// Credentials as presented. Secrets are never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -99,6 +102,8 @@ pub struct Identity {
     pub scopes: BTreeSet<Scope>,
     /// A token's host restriction.
     pub only_hosts: Option<BTreeSet<Fqdn>>,
+    /// A token's rules (`tokens::TokenRules`); none for passwords.
+    pub rules: TokenRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,20 +123,26 @@ pub enum AuthError {
 pub struct AuthOutcome {
     pub result: Result<Identity, AuthError>,
     pub writes: Vec<KvWrite>,
+    /// Which of a token's rules refused it, and the token's id (for the audit log; the reply
+    /// says only `Bad`/`Expired`).
+    pub refusal: Option<(RuleRefusal, String)>,
 }
 
-pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) -> AuthOutcome {
-    let done = |result: Result<Identity, AuthError>| {
-        let writes = match &result {
-            Ok(id) => id
-                .token_id
-                .as_deref()
-                .and_then(|t| touch_token(kv, t, now_s))
-                .into_iter()
-                .collect(),
-            Err(_) => vec![],
-        };
-        AuthOutcome { result, writes }
+/// Who `p` proves to be, from `client` (the address the pipeline derived) at `now_s`.
+pub fn authenticate(
+    cfg: &Config,
+    p: &Presented,
+    kv: &dyn KvView,
+    client: Option<IpAddr>,
+    now_s: u64,
+) -> AuthOutcome {
+    let done = |found: Result<TokenFound, AuthError>| match found {
+        Ok(t) => token_outcome(t, kv, client, now_s),
+        Err(e) => AuthOutcome {
+            result: Err(e),
+            writes: vec![],
+            refusal: None,
+        },
     };
     match p {
         Presented::None => done(Err(AuthError::Missing)),
@@ -140,25 +151,56 @@ pub fn authenticate(cfg: &Config, p: &Presented, kv: &dyn KvView, now_s: u64) ->
         }
         Presented::Password { user, password } => {
             // ApertoDNS clients send `anything:{token}`: a token password ignores the user.
-            if let Ok(id) = token_identity(cfg, password, kv, now_s) {
-                return done(Ok(id));
+            if let Ok(t) = token_identity(cfg, password, kv, now_s) {
+                return done(Ok(t));
             }
             password_identity(cfg, user, password, kv, now_s)
         }
     }
 }
 
-/// A token's last use (`keys::token_used`), written at most once a minute per token.
-fn touch_token(kv: &dyn KvView, token_id: &str, now_s: u64) -> Option<KvWrite> {
-    let key = keys::token_used(token_id);
-    let last = kv
-        .get(&key)
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if last.is_some_and(|l| now_s.saturating_sub(l) < 60) {
-        return None;
+/// A token that matched, before its rules are checked.
+struct TokenFound {
+    identity: Identity,
+    /// A runtime token: its record and its uses live in the same KV.
+    runtime: bool,
+}
+
+/// The token's rules (a subnet outside answers like a wrong token, so a stolen token used
+/// elsewhere learns nothing; age and disuse like an expired one), then its last use.
+fn token_outcome(
+    t: TokenFound,
+    kv: &dyn KvView,
+    client: Option<IpAddr>,
+    now_s: u64,
+) -> AuthOutcome {
+    let id = t.identity;
+    let tid = id.token_id.as_deref().unwrap_or_default();
+    let last = token_last_used(kv, tid);
+    if let Err(r) = id.rules.check(client, now_s, last, t.runtime) {
+        return AuthOutcome {
+            result: Err(match r {
+                RuleRefusal::Subnet => AuthError::Bad,
+                RuleRefusal::MaxAge | RuleRefusal::Unused => AuthError::Expired,
+            }),
+            writes: vec![],
+            refusal: Some((r, tid.to_string())),
+        };
     }
-    Some(KvWrite::put(key, now_s.to_string().into_bytes()))
+    let stale = last.is_none_or(|l| now_s.saturating_sub(l) >= id.rules.touch_interval_s());
+    let writes = if stale {
+        vec![KvWrite::put(
+            keys::token_used(tid),
+            now_s.to_string().into_bytes(),
+        )]
+    } else {
+        vec![]
+    };
+    AuthOutcome {
+        result: Ok(id),
+        writes,
+        refusal: None,
+    }
 }
 
 /// When a token was last used (unix seconds), if ever.
@@ -178,7 +220,7 @@ fn token_identity(
     token: &str,
     kv: &dyn KvView,
     now_s: u64,
-) -> Result<Identity, AuthError> {
+) -> Result<TokenFound, AuthError> {
     if token.is_empty() || token.len() > 512 {
         return Err(AuthError::Bad);
     }
@@ -186,11 +228,15 @@ fn token_identity(
     if let Some(t) = cfg.tokens.get(&hash) {
         let user = cfg.users.get(&t.user).ok_or(AuthError::Bad)?;
         return (t.active && user.active)
-            .then(|| Identity {
-                user: t.user.clone(),
-                token_id: Some(t.id.clone()),
-                scopes: t.scopes.clone(),
-                only_hosts: t.hosts.clone(),
+            .then(|| TokenFound {
+                identity: Identity {
+                    user: t.user.clone(),
+                    token_id: Some(t.id.clone()),
+                    scopes: t.scopes.clone(),
+                    only_hosts: t.hosts.clone(),
+                    rules: t.rules.clone(),
+                },
+                runtime: false,
             })
             .ok_or(AuthError::Bad);
     }
@@ -206,11 +252,17 @@ fn token_identity(
     {
         return Err(AuthError::Expired);
     }
-    Ok(Identity {
-        user: t.user.clone(),
-        token_id: Some(t.id.clone()),
-        scopes: t.scope_set(),
-        only_hosts: t.host_set(),
+    // A record whose rules do not compile (written by hand?) refuses: fail closed.
+    let rules = t.compiled_rules().ok_or(AuthError::Bad)?;
+    Ok(TokenFound {
+        identity: Identity {
+            user: t.user.clone(),
+            token_id: Some(t.id.clone()),
+            scopes: t.scope_set(),
+            only_hosts: t.host_set(),
+            rules,
+        },
+        runtime: true,
     })
 }
 
@@ -224,6 +276,7 @@ fn password_identity(
     let bad = AuthOutcome {
         result: Err(AuthError::Bad),
         writes: vec![],
+        refusal: None,
     };
     let Some(u) = cfg.users.get(user).filter(|u| u.active) else {
         return bad;
@@ -238,11 +291,13 @@ fn password_identity(
             .into_iter()
             .collect(),
         only_hosts: None,
+        rules: TokenRules::default(),
     };
     match verify_cached(cfg, &u.name, &u.password_hash.0, password, kv, now_s) {
         Some(writes) => AuthOutcome {
             result: Ok(identity),
             writes,
+            refusal: None,
         },
         None => bad,
     }
@@ -318,47 +373,23 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Checks a configured PHC string: must parse and be Argon2id.
-pub fn check_phc(phc: &str) -> Result<(), String> {
-    let h = PasswordHash::new(phc).map_err(|e| format!("not a PHC string ({e})"))?;
-    if h.algorithm.as_str() != "argon2id" {
-        return Err(format!("algorithm is {}, expected argon2id", h.algorithm));
-    }
-    if h.hash.is_none() || h.salt.is_none() {
-        return Err("PHC string lacks salt or hash".into());
-    }
-    argon2::Params::try_from(&h).map_err(|e| format!("bad Argon2 parameters ({e})"))?;
-    Ok(())
-}
-
-/// Does the user own this exact name (explicit host, or any name in a granted zone)?
-pub fn user_owns(user: &User, name: &Fqdn) -> bool {
-    user.hosts.contains(name) || user.zones.iter().any(|z| name.is_within(z))
-}
-
 /// May this identity change `name`? `nohost` must not reveal whether the host exists.
 pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
     let Some(user) = cfg.users.get(&id.user) else {
         return false;
     };
-    user_owns(user, name)
+    user.owns(name)
         && id
             .only_hosts
             .as_ref()
             .is_none_or(|only| only.contains(name))
+        && id.rules.permits_host(name)
 }
 
-/// Lower-case hex. One allocation: this runs twice per password request (token check and the
-/// auth cache key), and a `format!` per byte was the largest cost of the nochg path.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.extend(DIGITS.get(usize::from(nibble)).map(|d| char::from(*d)));
-        }
-    }
-    out
+/// May this identity write `rtype` at `name` (a token's per-host, per-type policies)? Ownership
+/// is [`may_update`]'s.
+pub fn may_write(id: &Identity, name: &Fqdn, rtype: crate::backends::RrType) -> bool {
+    id.rules.permits(name, rtype)
 }
 
 #[cfg(test)]
@@ -409,7 +440,7 @@ mod tests {
         for header in ["Basic !!!", "Basic ZGVtbw==", "Basic"] {
             let p = presented(Some(header), None, None);
             assert_eq!(
-                authenticate(&cfg, &p, &kv, 0).result,
+                authenticate(&cfg, &p, &kv, None, 0).result,
                 Err(AuthError::Bad),
                 "{header}"
             );
@@ -428,13 +459,13 @@ mod tests {
             },
             Presented::Secret(TOKEN.into()),
         ] {
-            let id = authenticate(&cfg, &p, &kv, 0).result.unwrap();
+            let id = authenticate(&cfg, &p, &kv, None, 0).result.unwrap();
             assert_eq!(id.user, "demo");
             assert_eq!(id.token_id.as_deref(), Some("demo-all"));
         }
         let wrong = Presented::Bearer(format!("{TOKEN}x"));
         assert_eq!(
-            authenticate(&cfg, &wrong, &kv, 0).result,
+            authenticate(&cfg, &wrong, &kv, None, 0).result,
             Err(AuthError::Bad)
         );
     }
@@ -447,17 +478,17 @@ mod tests {
             user: "demo".into(),
             password: "demo-password".into(),
         };
-        let first = authenticate(&cfg, &p, &kv, 1000);
+        let first = authenticate(&cfg, &p, &kv, None, 1000);
         assert!(first.result.is_ok());
         assert_eq!(first.writes.len(), 1, "a verified password is cached");
         kv.apply(&first.writes);
-        let second = authenticate(&cfg, &p, &kv, 1001);
+        let second = authenticate(&cfg, &p, &kv, None, 1001);
         assert!(second.result.is_ok());
         assert!(
             second.writes.is_empty(),
             "cache hit skips Argon2 and writes nothing"
         );
-        let later = authenticate(&cfg, &p, &kv, 1000 + cfg.auth_cache_ttl_s + 1);
+        let later = authenticate(&cfg, &p, &kv, None, 1000 + cfg.auth_cache_ttl_s + 1);
         assert_eq!(
             later.writes.len(),
             1,
@@ -473,7 +504,7 @@ mod tests {
             user: "demo".into(),
             password: "demo-passwore".into(),
         };
-        let out = authenticate(&cfg, &p, &kv, 0);
+        let out = authenticate(&cfg, &p, &kv, None, 0);
         assert_eq!(out.result, Err(AuthError::Bad));
         assert!(out.writes.is_empty());
         let nobody = Presented::Password {
@@ -481,7 +512,7 @@ mod tests {
             password: "demo-password".into(),
         };
         assert_eq!(
-            authenticate(&cfg, &nobody, &kv, 0).result,
+            authenticate(&cfg, &nobody, &kv, None, 0).result,
             Err(AuthError::Bad)
         );
     }
@@ -493,6 +524,7 @@ mod tests {
             &cfg,
             &Presented::Bearer(TOKEN.into()),
             &MemoryKv::default(),
+            None,
             0,
         )
         .result

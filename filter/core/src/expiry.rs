@@ -7,9 +7,10 @@
 
 use crate::backends::{CalloutResult, RrType};
 use crate::config::Config;
-use crate::exchange::{CalloutId, Env, HostJob, Job, Outcome, Step, Target};
+use crate::exchange::{CalloutId, Env, Outcome, Step};
+use crate::job::{HostJob, Job, Progress, Target};
 use crate::kv::{keys, KvWrite};
-use crate::reply::{Code, Reply};
+use crate::reply::Code;
 use crate::request::Request;
 
 pub struct Sweep {
@@ -53,14 +54,12 @@ pub fn start(cfg: &Config, env: &Env) -> Option<(Sweep, Step)> {
     if hosts.is_empty() {
         return None;
     }
-    let render = Box::new(|_: &[crate::exchange::HostOutcome]| Reply::text(200, ""));
     let mut job = Job::new(
         cfg,
         "expiry",
         crate::pipeline::Authorized::sweep(),
         &Request::default(),
         hosts,
-        render,
         env,
     );
     job.track_seen = false;
@@ -74,14 +73,15 @@ impl Sweep {
         self.advance_with(|job| job.on_callout(id, result, env), env)
     }
 
-    fn advance_with(&mut self, f: impl FnOnce(&mut Job) -> Step, env: &Env) -> Step {
+    fn advance_with(&mut self, f: impl FnOnce(&mut Job) -> Progress, env: &Env) -> Step {
         match f(&mut self.job) {
-            Step::Done(mut out) => {
+            Progress::Call(calls) => Step::Call(calls),
+            Progress::Wait => Step::Wait,
+            // A sweep answers nobody: no reply.
+            Progress::Done(mut out, _) => {
                 self.mark(&mut out, env);
-                out.reply = None;
                 Step::Done(out)
             }
-            other => other,
         }
     }
 

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backends::RrType;
-use crate::exchange::{Env, HostOutcome};
+use crate::exchange::Env;
+use crate::job::HostOutcome;
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 

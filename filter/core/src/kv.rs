@@ -1,7 +1,10 @@
 //! The shared key-value store as the core sees it: a read view in, writes out.
 //!
 //! In Envoy this is proxy-wasm shared data (shared by every worker VM of the process); in Pingora
-//! an in-process map. The core never writes directly: it returns [`KvWrite`]s with its `Step`.
+//! an in-process map ([`MemoryKv`]). The core never writes directly: with its `Step` it returns
+//! [`KvWrite`]s (put or remove, applied in order) and [`KvCount`]s, rate-limit increments the
+//! adapter applies atomically with [`merge_count`] (compare-and-swap on shared data, a lock in
+//! [`MemoryKv::count`]). Every key the core uses is listed in [`keys`] or named there.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,10 +32,37 @@ impl KvWrite {
     }
 }
 
-/// The key schema. Three families live beside the code that owns them: the rate-limit counters
-/// (`dynedge:rl:*`, `limits.rs`), the ApertoDNS start time (`dynedge:apertodns:started_ms`,
-/// `dialects/apertodns/public.rs`) and the etcd store's sync time (`dynedge:store:etcd:synced_ms`,
-/// `store/etcd.rs`).
+/// An increment the adapter must apply atomically with [`merge_count`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvCount {
+    pub key: String,
+    pub window_s: u64,
+}
+
+/// The counter's new value: `window_start_s|count`, restarting when the window has passed.
+pub fn merge_count(old: Option<&[u8]>, now_s: u64, window_s: u64) -> Vec<u8> {
+    let (start, count) = old
+        .and_then(parse_count)
+        .filter(|(start, _)| now_s < start.saturating_add(window_s))
+        .unwrap_or((now_s, 0));
+    format!("{start}|{}", count.saturating_add(1)).into_bytes()
+}
+
+/// A counter's `(window_start_s, count)`.
+pub(crate) fn parse_count(v: &[u8]) -> Option<(u64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (start, count) = s.split_once('|')?;
+    Some((start.parse().ok()?, count.parse().ok()?))
+}
+
+/// The key schema; values are UTF-8 text unless a JSON type is named. Three families are
+/// written beside the code that owns them:
+/// - `dynedge:rl:{kind}:{bucket}` and `dynedge:rl:api:{endpoint}:{hash}`: rate-limit counters
+///   (`limits.rs`), value `window_start_s|count` as [`merge_count`] writes it;
+/// - `dynedge:apertodns:started_ms`: when the ApertoDNS health check first ran (unix ms,
+///   `dialects/apertodns/public.rs`);
+/// - `dynedge:store:etcd:synced_ms`: when the etcd store's credentials were last synced (unix
+///   ms, `store/etcd/sync.rs`).
 pub mod keys {
     /// The raw configuration JSON as the proxy gave it, written by the proxy-wasm root context.
     pub const CONFIG: &str = "dynedge:config";
@@ -122,10 +152,9 @@ impl MemoryKv {
     }
 
     /// Applies a rate-limit increment atomically (the lock plays the part of CAS).
-    pub fn count(&self, c: &crate::limits::KvCount, now_s: u64) {
+    pub fn count(&self, c: &KvCount, now_s: u64) {
         let Ok(mut map) = self.map.lock() else { return };
-        let next =
-            crate::limits::merge_count(map.get(&c.key).map(Vec::as_slice), now_s, c.window_s);
+        let next = merge_count(map.get(&c.key).map(Vec::as_slice), now_s, c.window_s);
         map.insert(c.key.clone(), next);
     }
 

@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::kv::{KvView, KvWrite};
+pub use crate::kv::{merge_count, KvCount};
+use crate::kv::{parse_count, KvView, KvWrite};
 
 /// One fixed window: at most `limit` events per `window_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -104,31 +105,9 @@ impl RateLimits {
     }
 }
 
-/// An increment the adapter must apply atomically with [`merge_count`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvCount {
-    pub key: String,
-    pub window_s: u64,
-}
-
-/// The counter's new value: `window_start_s|count`, restarting when the window has passed.
-pub fn merge_count(old: Option<&[u8]>, now_s: u64, window_s: u64) -> Vec<u8> {
-    let (start, count) = old
-        .and_then(parse)
-        .filter(|(start, _)| now_s < start.saturating_add(window_s))
-        .unwrap_or((now_s, 0));
-    format!("{start}|{}", count.saturating_add(1)).into_bytes()
-}
-
-fn parse(v: &[u8]) -> Option<(u64, u32)> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (start, count) = s.split_once('|')?;
-    Some((start.parse().ok()?, count.parse().ok()?))
-}
-
 fn count_in_window(kv: &dyn KvView, key: &str, w: Window, now_s: u64) -> u32 {
     kv.get(key)
-        .and_then(|v| parse(&v))
+        .and_then(|v| parse_count(&v))
         .filter(|(start, _)| now_s < start.saturating_add(w.window_s))
         .map_or(0, |(_, c)| c)
 }
@@ -358,7 +337,7 @@ pub fn refused_for(
     let over = |kind: &str, subject: &str, w: Window| -> Option<u64> {
         let (start, count) = kv
             .get(&keys::bucket(&rl.key, kind, subject))
-            .and_then(|v| parse(&v))
+            .and_then(|v| parse_count(&v))
             .filter(|(start, _)| now_s < start.saturating_add(w.window_s))?;
         (count >= w.limit).then(|| {
             start
@@ -514,7 +493,7 @@ pub fn window_state(kv: &dyn KvView, key: String, limit: Limit, now_s: u64) -> R
     let window = limit.window_s.max(1);
     let (start, seen) = kv
         .get(&key)
-        .and_then(|v| parse(&v))
+        .and_then(|v| parse_count(&v))
         .filter(|(start, _)| now_s < start.saturating_add(window))
         .unwrap_or((now_s, 0));
     let exceeded = seen >= limit.requests;

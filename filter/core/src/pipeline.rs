@@ -7,13 +7,15 @@
 //!    claims if that user exists (`limits::refuse_client`), before any Argon2 work;
 //! 2. **store**: while the etcd credential snapshot is missing or stale nothing is verified and
 //!    every presented credential is answered alike ([`Denied::Unavailable`], not counted);
-//! 3. **authentication**: `auth::authenticate`, or a registered acme-dns account;
+//! 3. **authentication**: `auth::authenticate` (a token's rules included: its client subnets,
+//!    maximum age and unused period, `tokens::TokenRules`), or a registered acme-dns account;
 //! 4. **counting**: a failure counts against the client's network, and against the user (and the
 //!    user on this network) only if the user exists; a success marks the client's network as
 //!    known to the user (`limits::mark_known`);
 //! 5. **scope**: the scope the route needs (lacking it counts as a failure);
 //! 6. **ownership and host limits**, per target, when the job is made (`Authorized::admit`): a
-//!    target the identity may not update becomes `nohost`, repeats of one target are written
+//!    target the identity may not update (or a record type a token's policies do not grant
+//!    there) becomes `nohost`, repeats of one target are written
 //!    once and answered for each input, a host over `good_per_host` is `abuse`, and the job counts
 //!    against the client's and each host's good windows.
 //!
@@ -22,7 +24,7 @@
 //! request, gets its own `Authorized::sweep`. Routes with no credentials by design take a
 //! [`Public`] marker; new credentials (tokens, acme-dns accounts) pass [`mint`].
 //!
-//! [`Job::new`]: crate::exchange::Job::new
+//! [`Job::new`]: crate::job::Job::new
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -30,7 +32,8 @@ use std::net::IpAddr;
 use crate::auth::{self, AuthError, Identity, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
-use crate::exchange::{Edit, Env, HostJob};
+use crate::exchange::Env;
+use crate::job::{Edit, HostJob};
 use crate::kv::KvWrite;
 use crate::limits::{self, KvCount};
 use crate::names::Fqdn;
@@ -69,15 +72,48 @@ pub enum Denied {
 pub struct Refused {
     pub denied: Denied,
     pub counts: Vec<KvCount>,
+    /// Audit lines (JSON, no secrets) for the outcome's log: why a token's rules refused it.
+    pub log: Vec<String>,
 }
 
 impl Refused {
+    /// The metrics of this refusal for `dialect` (`metrics::refused`). A request without
+    /// credentials is a challenge (most clients send one before their password), not counted.
+    pub fn counters(&self, dialect: &str) -> Vec<String> {
+        let code = match self.denied {
+            Denied::Missing => return vec![],
+            Denied::Limited { .. } => Code::Abuse,
+            Denied::Bad(_) => Code::Badauth,
+            Denied::Unavailable => Code::Emergency,
+        };
+        crate::metrics::refused(dialect, code)
+    }
+
     fn plain(denied: Denied) -> Refused {
         Refused {
             denied,
             counts: vec![],
+            log: vec![],
         }
     }
+}
+
+/// The audit line of a token its rules refused: the token's id (never the token), the rule, the
+/// client. The reply itself does not say which rule.
+fn token_refusal_line(
+    token_id: &str,
+    why: crate::tokens::RuleRefusal,
+    client: Option<IpAddr>,
+    env: &Env,
+) -> String {
+    serde_json::json!({
+        "event": "dynedge.token_refused",
+        "reason": why.as_str(),
+        "source": client,
+        "token_id": token_id,
+        "ts_ms": env.now_ms,
+    })
+    .to_string()
 }
 
 /// What an identity may touch.
@@ -170,13 +206,21 @@ pub fn authorize(
     let bad = |e: AuthError| Refused {
         denied: Denied::Bad(e),
         counts: limits::count_bad(rl, client, claimed.as_deref()),
+        log: vec![],
     };
     let (identity, grants, mut writes) = match creds {
         Credentials::Presented(p) => {
-            let out = auth::authenticate(cfg, &p, env.kv, now_s);
+            let out = auth::authenticate(cfg, &p, env.kv, client, now_s);
             match out.result {
                 Ok(id) => (id, Grants::Owner, out.writes),
-                Err(e) => return Err(bad(e)),
+                Err(e) => {
+                    let mut r = bad(e);
+                    r.log
+                        .extend(out.refusal.map(|(why, token_id)| {
+                            token_refusal_line(&token_id, why, client, env)
+                        }));
+                    return Err(r);
+                }
             }
         }
         Credentials::AcmeAccount { user, key } => {
@@ -235,6 +279,7 @@ fn acme_account(
         token_id: None,
         scopes: BTreeSet::from([Scope::Txt]),
         only_hosts: Some(names.clone()),
+        rules: crate::tokens::TokenRules::default(),
     };
     Some((identity, Grants::Names(names), writes))
 }
@@ -251,7 +296,7 @@ pub fn mint(cfg: &Config, req: &Request, env: &Env) -> Result<Vec<KvCount>, Refu
 }
 
 /// The one address family a target changes (A or AAAA only), for dual-stack pairing.
-fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
+fn one_family(t: &crate::job::Target) -> Option<limits::Family> {
     let mut types = t
         .want
         .iter()
@@ -268,8 +313,18 @@ fn one_family(t: &crate::exchange::Target) -> Option<limits::Family> {
     }
 }
 
-fn is_write(t: &crate::exchange::Target) -> bool {
+fn is_write(t: &crate::job::Target) -> bool {
     !t.want.is_empty() || t.edits.iter().any(|(_, e)| *e != Edit::Keep)
+}
+
+/// The record types a target writes (reads, `Edit::Keep`, need only the host).
+fn written_types(t: &crate::job::Target) -> impl Iterator<Item = RrType> + '_ {
+    t.want.iter().map(|(ty, _)| *ty).chain(
+        t.edits
+            .iter()
+            .filter(|(_, e)| *e != Edit::Keep)
+            .map(|(ty, _)| *ty),
+    )
 }
 
 impl Authorized {
@@ -295,6 +350,7 @@ impl Authorized {
                 token_id: None,
                 scopes: BTreeSet::new(),
                 only_hosts: None,
+                rules: crate::tokens::TokenRules::default(),
             },
             grants: Grants::Sweep,
             writes: vec![],
@@ -311,7 +367,7 @@ impl Authorized {
         let user_owns = cfg
             .users
             .get(&self.identity.user)
-            .is_some_and(|u| auth::user_owns(u, name));
+            .is_some_and(|u| u.owns(name));
         Err(if user_owns && matches!(self.grants, Grants::Owner) {
             HostDenied::TokenRestricted
         } else {
@@ -354,7 +410,9 @@ impl Authorized {
             let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
                 continue;
             };
-            if !self.may_target(cfg, &t.name) {
+            if !self.may_target(cfg, &t.name)
+                || !written_types(t).all(|ty| auth::may_write(&self.identity, &t.name, ty))
+            {
                 *h = HostJob::decided(h.label.clone(), Code::Nohost);
                 continue;
             }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::backends::{Callout, CalloutResult};
+use crate::backends::{Callout, CalloutFailure, CalloutResult, Method};
 use crate::exchange::{Env, Exchange, Outcome, Step};
 use crate::kv::MemoryKv;
 use crate::reply::Reply;
@@ -85,13 +85,19 @@ impl FakePowerDns {
             body,
         };
         match &self.fault {
-            Fault::Unreachable => return CalloutResult::Failed("fake: unreachable".into()),
+            Fault::Unreachable => {
+                return CalloutResult::Failed(CalloutFailure::Connection(
+                    "fake: unreachable".into(),
+                ))
+            }
             Fault::Status(s, b) => return respond(*s, b.as_bytes().to_vec()),
-            Fault::WritesFail if c.method == "PATCH" => return respond(500, b"fake".to_vec()),
+            Fault::WritesFail if c.method == Method::Patch => {
+                return respond(500, b"fake".to_vec())
+            }
             _ => {}
         }
         match c.method {
-            "GET" => {
+            Method::Get => {
                 let query = c.path.split_once('?').map_or("", |(_, q)| q);
                 let param = |k: &str| {
                     query
@@ -115,7 +121,7 @@ impl FakePowerDns {
                     .collect();
                 respond(200, json!({"rrsets": rrsets}).to_string().into_bytes())
             }
-            "PATCH" => {
+            Method::Patch => {
                 let Ok(doc) = serde_json::from_slice::<Value>(&c.body) else {
                     return respond(400, b"Bad Request".to_vec());
                 };
@@ -191,7 +197,10 @@ impl Driver {
 
     /// Backend writes (PATCH calls) made so far.
     pub fn writes(&self) -> usize {
-        self.calls.iter().filter(|c| c.method == "PATCH").count()
+        self.calls
+            .iter()
+            .filter(|c| c.method == Method::Patch)
+            .count()
     }
 
     /// Sends one request and returns the whole outcome (reply, writes, notifications).

@@ -135,6 +135,18 @@ fn lines_of_every_kind() -> Vec<String> {
         .header("X-Api-Key", reg["password"].as_str().unwrap()),
     );
     assert_eq!(status(&o), 200, "{}", body(&o));
+    // A token used outside its allowed subnets: refused, with a line saying which rule.
+    let o = d.run(
+        request(
+            "POST",
+            "/api/tokens",
+            &json!({"allowed_subnets": ["198.51.100.0/24"]}).to_string(),
+        )
+        .bearer(TOKEN),
+    );
+    let limited = json_body(&o)["data"]["token"].as_str().unwrap().to_string();
+    let o = d.run(update(&format!("hostname={HOME}&myip=192.0.2.8")).basic("demo", &limited));
+    assert_eq!(body(&o).trim_end(), "badauth");
     // The backend unreachable: the line carries the error.
     d.pdns.fault = Fault::Unreachable;
     d.run(update(&format!("hostname={HOME}&myip=192.0.2.9")).basic("demo", "demo-password"));
@@ -146,7 +158,11 @@ fn every_audit_line_has_exactly_the_documented_fields_and_types() {
     let doc = documented();
     assert_eq!(
         doc.keys().collect::<Vec<_>>(),
-        ["acme-dns.register", "dynedge.update"]
+        [
+            "acme-dns.register",
+            "dynedge.token_refused",
+            "dynedge.update"
+        ]
     );
     let lines = lines_of_every_kind();
     let mut seen = BTreeMap::<String, usize>::new();

@@ -57,7 +57,13 @@ impl Runner for Native {
     }
 
     fn calls(&self) -> Option<Vec<String>> {
-        Some(self.0.calls.iter().map(|c| c.method.to_string()).collect())
+        Some(
+            self.0
+                .calls
+                .iter()
+                .map(|c| c.method.as_str().to_owned())
+                .collect(),
+        )
     }
 }
 

@@ -172,7 +172,7 @@ fn envoy_answers_503_for_a_relay_that_is_down_and_the_core_calls_it_an_error() {
         };
         assert_eq!(*status, 503, "{path}");
         let e = b.check_write(&check, &result).unwrap_err();
-        assert!(e.0.contains("503"), "{e}");
+        assert!(e.to_string().contains("503"), "{e}");
     }
     assert!(dig(bind.dns_port, "down.dyn.example.test", "A").is_empty());
 }

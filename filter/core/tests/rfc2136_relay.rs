@@ -21,7 +21,9 @@ use std::process::Command;
 
 use dynedge_core::backends::{BackendEnv, RrSet, RrType};
 use dynedge_core::names::Fqdn;
-use dynedge_core::{Callout, CalloutResult, Config, Env, Exchange, MemoryKv, Request, Step};
+use dynedge_core::{
+    Callout, CalloutFailure, CalloutResult, Config, Env, Exchange, MemoryKv, Request, Step,
+};
 use support::dns_servers::{
     self as dns, dig, nsupdate, start_bind, start_dnsdist, start_knot, start_pdns,
 };
@@ -47,7 +49,7 @@ fn perform(c: &Callout, port: u16) -> CalloutResult {
     std::fs::write(&req, &c.body).unwrap();
     let _ = std::fs::remove_file(&resp);
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--http2-prior-knowledge", "-X", c.method])
+    cmd.args(["-sS", "--http2-prior-knowledge", "-X", c.method.as_str()])
         .args([
             "--max-time",
             &format!("{:.3}", c.timeout_ms as f64 / 1000.0),
@@ -66,7 +68,9 @@ fn perform(c: &Callout, port: u16) -> CalloutResult {
         .arg(format!("http://127.0.0.1:{port}{}", c.path));
     let out = cmd.output().unwrap();
     if !out.status.success() {
-        return CalloutResult::Failed(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        return CalloutResult::Failed(CalloutFailure::Connection(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     let meta = String::from_utf8_lossy(&out.stdout).to_string();
     let (status, ctype) = meta.split_once(' ').unwrap_or((&meta, ""));

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 
 use dynedge_core::kv::keys;
 use dynedge_core::limits::{merge_count, KvCount};
+use dynedge_core::metrics;
 use std::time::Duration;
 
-use dynedge_core::{Callout, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply};
+use dynedge_core::{
+    Callout, CalloutFailure, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
@@ -61,10 +64,16 @@ pub fn count(counts: &[KvCount], now_s: u64) {
 }
 
 /// Publishes the raw configuration unless the same one is already there.
-pub fn publish_config(raw: &[u8], fingerprint: &str) {
+pub fn publish_config(raw: &[u8], fingerprint: &str, m: &Metrics) {
+    m.set(
+        &metrics::config_generation(),
+        metrics::generation(fingerprint),
+    );
     if shared_get(keys::CONFIG_GENERATION).as_deref() == Some(fingerprint.as_bytes()) {
         return;
     }
+    // Only the first VM to publish a configuration counts it.
+    m.increment(&metrics::config_load(true));
     apply(&[
         KvWrite::put(keys::CONFIG.to_string(), raw.to_vec()),
         KvWrite::put(
@@ -84,7 +93,7 @@ pub fn dispatch<C: Context + ?Sized>(ctx: &C, calls: Vec<(CalloutId, Callout)>) 
     let mut failed = Vec::new();
     for (id, c) in calls {
         let mut headers: Vec<(&str, &str)> = vec![
-            (":method", c.method),
+            (":method", c.method.as_str()),
             (":path", &c.path),
             (":authority", &c.authority),
         ];
@@ -100,7 +109,10 @@ pub fn dispatch<C: Context + ?Sized>(ctx: &C, calls: Vec<(CalloutId, Callout)>) 
             Ok(token) => in_flight.push((token, id)),
             Err(status) => failed.push((
                 id,
-                CalloutResult::Failed(format!("dispatch to {} failed: {status:?}", c.cluster)),
+                CalloutResult::Failed(CalloutFailure::NotSent(format!(
+                    "dispatch to {} failed: {status:?}",
+                    c.cluster
+                ))),
             )),
         }
     }
@@ -115,7 +127,7 @@ pub fn call_result<C: Context + ?Sized>(
     body_size: usize,
 ) -> CalloutResult {
     if num_headers == 0 {
-        return CalloutResult::Failed("no response (timeout, reset or refused)".into());
+        return CalloutResult::Failed(CalloutFailure::NoResponse);
     }
     // Bytes, not Strings: the SDK's String form panics (and traps the VM) on a header value
     // that is not UTF-8, which a broken backend can send.
@@ -181,6 +193,13 @@ impl Metrics {
     pub fn increment(&self, name: &str) {
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// A gauge's value (Envoy: `record_metric` on a `Gauge` sets it).
+    pub fn set(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BackendError, Callout, CalloutResult, RrSet, RrType};
+use super::{BackendError, Callout, CalloutResult, Method, RrSet, RrType};
 use crate::config::PowerDnsBackend;
 use crate::names::Fqdn;
 
@@ -11,7 +11,7 @@ fn zone_path(b: &PowerDnsBackend, zone: &Fqdn) -> String {
     format!("/api/v1/servers/{}/zones/{}.", b.server_id, zone)
 }
 
-fn call(b: &PowerDnsBackend, method: &'static str, path: String, body: Vec<u8>) -> Callout {
+fn call(b: &PowerDnsBackend, method: Method, path: String, body: Vec<u8>) -> Callout {
     let mut headers = vec![
         ("x-api-key".to_string(), b.api_key.0.clone()),
         ("accept".to_string(), "application/json".to_string()),
@@ -37,7 +37,7 @@ pub fn read(b: &PowerDnsBackend, zone: &Fqdn, name: &Fqdn, rtype: RrType) -> Cal
         name,
         rtype.as_str()
     );
-    call(b, "GET", path, Vec::new())
+    call(b, Method::Get, path, Vec::new())
 }
 
 #[derive(Deserialize)]
@@ -69,7 +69,7 @@ pub fn parse_read(
     let doc: ZoneDoc = serde_json::from_slice(body).map_err(|e| {
         // serde quotes the offending input: keep what reaches the audit log short.
         let why: String = e.to_string().chars().take(200).collect();
-        BackendError(format!("PowerDNS sent an unreadable zone document: {why}"))
+        BackendError::Invalid(format!("PowerDNS sent an unreadable zone document: {why}"))
     })?;
     let want_name = format!("{name}.");
     Ok(doc
@@ -109,7 +109,7 @@ pub fn write(b: &PowerDnsBackend, zone: &Fqdn, sets: &[RrSet]) -> Callout {
         })
         .collect();
     let body = json!({ "rrsets": rrsets }).to_string().into_bytes();
-    call(b, "PATCH", zone_path(b, zone), body)
+    call(b, Method::Patch, zone_path(b, zone), body)
 }
 
 pub fn check_write(result: &CalloutResult) -> Result<(), BackendError> {
@@ -118,14 +118,19 @@ pub fn check_write(result: &CalloutResult) -> Result<(), BackendError> {
 
 fn ok_body(result: &CalloutResult, want: u16) -> Result<&[u8], BackendError> {
     match result {
-        CalloutResult::Failed(why) => Err(BackendError(format!("PowerDNS unreachable: {why}"))),
+        CalloutResult::Failed(why) => Err(BackendError::Unreachable {
+            backend: "PowerDNS",
+            why: why.clone(),
+        }),
         CalloutResult::Response { status, body, .. } if *status == want => Ok(body),
         CalloutResult::Response { status, body, .. } => {
             // 422 bodies are `{"error": "..."}`; others are short plain text.
             let detail: String = String::from_utf8_lossy(body).chars().take(200).collect();
-            Err(BackendError(format!(
-                "PowerDNS answered {status}: {detail}"
-            )))
+            Err(BackendError::Status {
+                backend: "PowerDNS",
+                status: *status,
+                detail,
+            })
         }
     }
 }
@@ -196,7 +201,7 @@ mod tests {
             },
         ];
         let c = write(&backend(), &name("dyn.example.test"), &sets);
-        assert_eq!(c.method, "PATCH");
+        assert_eq!(c.method, Method::Patch);
         assert_eq!(c.path, "/api/v1/servers/localhost/zones/dyn.example.test.");
         let v: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
         assert_eq!(v["rrsets"][0]["changetype"], "REPLACE");
@@ -230,7 +235,7 @@ mod tests {
     #[test]
     fn anything_but_the_expected_status_is_an_error() {
         for r in [
-            CalloutResult::Failed("timeout".into()),
+            CalloutResult::Failed(crate::backends::CalloutFailure::Timeout { after_ms: 1000 }),
             CalloutResult::Response {
                 status: 422,
                 headers: vec![],

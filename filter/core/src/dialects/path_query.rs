@@ -13,15 +13,17 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
+use super::{Rejection, Render};
 use crate::addr;
 use crate::auth::Presented;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
-use crate::exchange::{Env, HostJob, HostOutcome, Job, Outcome, Start, Target};
+use crate::exchange::{Env, Outcome, Start};
+use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,39 +33,17 @@ pub enum Kind {
     DeleteByPath,
 }
 
-/// The app's status words.
-const PARAMETER_ERROR: &str = "PARAMETER_ERROR";
-const DNS_SERVER_ERROR: &str = "DNS_SERVER_ERROR";
-
-struct Rejection {
-    status: u16,
-    word: &'static str,
-    message: String,
-    /// `Retry-After` of a 429 over a rate limit.
-    retry_after_s: Option<u64>,
-}
-
 fn param_error(status: u16, message: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        word: PARAMETER_ERROR,
-        message: message.into(),
-        retry_after_s: None,
-    }
+    Rejection::new(status, ErrorCode::ParameterError, message)
 }
 
-impl Rejection {
-    fn reply(&self, json: bool) -> Reply {
-        let reply = if json {
-            super::json_error(self.status, &self.word.to_ascii_lowercase(), &self.message)
-        } else {
-            Reply::text(self.status, format!("{}: {}\n", self.word, self.message))
-        };
-        match self.retry_after_s {
-            Some(s) => reply.with_header("retry-after", &s.to_string()),
-            None => reply,
-        }
+/// The app's wording: `PARAMETER_ERROR: message` (its words in capitals) as text, else JSON.
+fn reply(r: &Rejection, json: bool) -> Reply {
+    if json {
+        return r.reply(json);
     }
+    let word = r.code.as_str().to_ascii_uppercase();
+    r.finish(Reply::text(r.status, format!("{word}: {}\n", r.message)))
 }
 
 /// What a request asks for, before credentials are checked.
@@ -199,16 +179,18 @@ fn addresses(a: &Asked) -> Result<(Option<IpAddr>, Option<IpAddr>), Rejection> {
 pub fn handle(cfg: &Config, req: &Request, kind: Kind, env: &Env) -> Start {
     let json = req.wants_json();
     match plan(cfg, req, kind, env, json) {
-        Ok(job) => Start::Job(job),
-        Err((r, counts)) => {
-            let mut out = Outcome::reply(r.reply(json));
+        Ok((job, render)) => Start::Job(job, render),
+        Err((r, counts, log)) => {
+            let mut out = Outcome::reply(reply(&r, json));
             out.counts = counts;
+            out.log = log;
             Start::Reply(out)
         }
     }
 }
 
-type Refused = (Rejection, Vec<limits::KvCount>);
+/// A rejection, what it counts against, and its audit lines.
+type Refused = (Rejection, Vec<limits::KvCount>, Vec<String>);
 
 fn plan(
     cfg: &Config,
@@ -216,8 +198,8 @@ fn plan(
     kind: Kind,
     env: &Env,
     json: bool,
-) -> Result<Box<Job>, Refused> {
-    let plain = |r: Rejection| (r, vec![]);
+) -> Result<(Box<Job>, Render), Refused> {
+    let plain = |r: Rejection| (r, vec![], vec![]);
     if req.method != "GET" {
         return Err(plain(param_error(405, "only GET is supported")));
     }
@@ -236,15 +218,14 @@ fn plan(
     let authorized = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
         .map_err(|r| {
             let rejection = match r.denied {
-                Denied::Limited { retry_after_s } => Rejection {
-                    retry_after_s: Some(retry_after_s),
-                    ..param_error(429, "Too many requests.")
-                },
+                Denied::Limited { retry_after_s } => {
+                    param_error(429, "Too many requests.").retry_after(retry_after_s)
+                }
                 Denied::Missing => param_error(401, "The argument secret is missing."),
                 Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
                 Denied::Unavailable => param_error(503, "Try again later."),
             };
-            (rejection, r.counts)
+            (rejection, r.counts, r.log)
         })?;
     let fqdn_raw = asked
         .fqdn
@@ -304,31 +285,28 @@ fn plan(
         edits: vec![],
     });
     let delete = kind == Kind::DeleteByPath;
-    let render = Box::new(move |results: &[HostOutcome]| render(results, delete, json));
-    let mut job = Job::new(cfg, "path_query", authorized, req, vec![host], render, env);
+    let mut job = Job::new(cfg, "path_query", authorized, req, vec![host], env);
     if delete {
         job.track_seen = false;
     }
-    Ok(job)
+    Ok((job, Render::PathQuery { delete, json }))
 }
 
-fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
+pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
     let Some(o) = results.first() else {
-        return super::error_reply(json, 500, "server_error", "no result");
+        return super::error_reply(json, 500, ErrorCode::ServerError, "no result");
     };
     if !o.code.is_success() {
         let (status, msg) = match o.code {
             Code::Dnserr => (502, "The DNS server did not accept the update."),
             Code::Abuse => (429, "Too many requests."),
+            Code::Nohost => (403, "The token may not change this record type here."),
             _ => (500, "Internal error."),
         };
-        return Rejection {
-            status,
-            word: DNS_SERVER_ERROR,
-            message: msg.into(),
-            retry_after_s: None,
-        }
-        .reply(json);
+        return reply(
+            &Rejection::new(status, ErrorCode::DnsServerError, msg),
+            json,
+        );
     }
     let changed = o.code == Code::Good;
     if delete {
@@ -438,7 +416,12 @@ mod tests {
             body(&o),
             "UPDATED: home.dyn.example.test A None -> 192.0.2.8\n"
         );
-        let patch = d.calls.iter().rev().find(|c| c.method == "PATCH").unwrap();
+        let patch = d
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.method == crate::backends::Method::Patch)
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&patch.body).unwrap();
         assert_eq!(doc["rrsets"][0]["ttl"], 120);
         let o = d.run(

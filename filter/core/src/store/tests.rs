@@ -120,7 +120,9 @@ impl FakeEtcd {
         };
         if self.lose_answers > 0 {
             self.lose_answers -= 1;
-            return CalloutResult::Failed("fake: answer lost".into());
+            return CalloutResult::Failed(crate::backends::CalloutFailure::Connection(
+                "fake: answer lost".into(),
+            ));
         }
         CalloutResult::Response {
             status: 200,

@@ -20,7 +20,7 @@ impl Conn {
 
     pub fn send(&mut self, c: &Callout, path: &str) -> CalloutResult {
         let req = Request {
-            method: c.method,
+            method: c.method.as_str(),
             path,
             host: &c.authority,
             headers: &c.headers,
@@ -39,7 +39,7 @@ impl Conn {
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         let c = Callout {
             cluster: String::new(),
-            method: "GET",
+            method: dynedge_core::Method::Get,
             authority: "localhost".into(),
             path: path.into(),
             headers: headers

@@ -45,7 +45,7 @@ impl TsigAlg {
     }
 
     pub(super) fn mac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, BackendError> {
-        let bad = |_| BackendError("TSIG key unusable".into());
+        let bad = |_| BackendError::Invalid("TSIG key unusable".into());
         Ok(match self {
             TsigAlg::HmacSha256 => {
                 let mut m = Hmac::<Sha256>::new_from_slice(key).map_err(bad)?;

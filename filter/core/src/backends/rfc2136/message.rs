@@ -20,7 +20,7 @@ pub(super) fn parse_name(s: &str) -> Option<Name> {
 }
 
 pub(super) fn dns_name(f: &Fqdn) -> Result<Name, BackendError> {
-    parse_name(f.as_str()).ok_or_else(|| BackendError(format!("{f} is not a DNS name")))
+    parse_name(f.as_str()).ok_or_else(|| BackendError::Invalid(format!("{f} is not a DNS name")))
 }
 
 pub(super) fn record_type(rtype: RrType) -> RecordType {
@@ -32,7 +32,8 @@ pub(super) fn record_type(rtype: RrType) -> RecordType {
 }
 
 fn rdata(rtype: RrType, value: &str) -> Result<RData, BackendError> {
-    let bad = || BackendError(format!("{value:?} is not a valid {} value", rtype.as_str()));
+    let bad =
+        || BackendError::Invalid(format!("{value:?} is not a valid {} value", rtype.as_str()));
     Ok(match rtype {
         RrType::A => RData::A(A(value.parse::<Ipv4Addr>().map_err(|_| bad())?)),
         RrType::Aaaa => RData::AAAA(AAAA(value.parse::<Ipv6Addr>().map_err(|_| bad())?)),
@@ -45,7 +46,7 @@ fn rdata(rtype: RrType, value: &str) -> Result<RData, BackendError> {
 }
 
 pub(super) fn proto(e: impl fmt::Display) -> BackendError {
-    BackendError(format!("DNS message: {e}"))
+    BackendError::Invalid(format!("DNS message: {e}"))
 }
 
 /// The wire form of a query for one RRset (id 0, no recursion).
@@ -71,7 +72,10 @@ pub fn update_message(id: u16, zone: &Fqdn, sets: &[RrSet]) -> Result<Message, B
     for set in sets {
         let name = dns_name(&set.name)?;
         if !zone_name.zone_of(&name) {
-            return Err(BackendError(format!("{} is not in zone {zone}", set.name)));
+            return Err(BackendError::Invalid(format!(
+                "{} is not in zone {zone}",
+                set.name
+            )));
         }
         if !guarded.contains(&name) {
             // Prerequisite (RFC 2136 §2.4.3): RRset (name, CNAME) does not exist.
@@ -200,14 +204,14 @@ mod tests {
         let zone = name("dyn.example.test");
         let e = update_message(1, &zone, &[set("h.other.test", RrType::A, &["192.0.2.1"])])
             .unwrap_err();
-        assert!(e.0.contains("not in zone"), "{e}");
+        assert!(e.to_string().contains("not in zone"), "{e}");
         let e = update_message(
             1,
             &zone,
             &[set("h.dyn.example.test", RrType::A, &["2001:db8::1"])],
         )
         .unwrap_err();
-        assert!(e.0.contains("not a valid A value"), "{e}");
+        assert!(e.to_string().contains("not a valid A value"), "{e}");
         let b = backend(key256());
         let env = BackendEnv {
             now_s: NOW,
@@ -232,7 +236,7 @@ mod tests {
         let (c, p) = write(&b, &name("dyn.example.test"), &golden_sets(), env).unwrap();
         assert_eq!(
             (c.method, c.cluster.as_str(), c.path.as_str()),
-            ("POST", "bind_doh", "/dns-query")
+            (crate::backends::Method::Post, "bind_doh", "/dns-query")
         );
         assert!(c
             .headers

@@ -38,7 +38,7 @@ use message::{dns_name, proto, record_type};
 pub use message::{query_wire, update_message};
 pub use tsig::{read_answer, sign, Answer, TsigState, FUDGE};
 
-use super::{BackendEnv, BackendError, Callout, CalloutResult, RrSet, RrType};
+use super::{BackendEnv, BackendError, Callout, CalloutResult, Method, RrSet, RrType};
 use crate::names::Fqdn;
 
 /// The media type of a DNS message in an HTTP body (RFC 8484).
@@ -63,7 +63,7 @@ pub struct Rfc2136Backend {
 fn call(b: &Rfc2136Backend, body: Vec<u8>) -> Callout {
     Callout {
         cluster: b.cluster.clone(),
-        method: "POST",
+        method: Method::Post,
         authority: b.authority.clone(),
         path: b.path.clone(),
         headers: vec![
@@ -95,14 +95,14 @@ pub fn parse_read(
         .first()
         .is_some_and(|q| q.name() == &want && q.query_type() == record_type(rtype));
     if msg.metadata.message_type != MessageType::Response || !asked {
-        return Err(BackendError(
+        return Err(BackendError::Invalid(
             "the relay's answer is not for the query we sent".into(),
         ));
     }
     match msg.metadata.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         other => {
-            return Err(BackendError(format!(
+            return Err(BackendError::Invalid(format!(
                 "DNS query for {name} {} answered {}",
                 rtype.as_str(),
                 rcode_name(other)
@@ -167,13 +167,13 @@ pub fn check_write(
     let answer = read_answer(body, &p.request_mac, &b.key)?;
     let rcode = rcode_name(answer.rcode);
     let Some(tsig) = answer.tsig else {
-        return Err(BackendError(format!(
+        return Err(BackendError::Invalid(format!(
             "DNS UPDATE answered {rcode} without a TSIG signature"
         )));
     };
     if let Some(e) = tsig.error {
         // BADSIG/BADKEY answers are unsigned by design; BADTIME ones are signed.
-        return Err(BackendError(format!(
+        return Err(BackendError::Invalid(format!(
             "DNS UPDATE answered {rcode}, TSIG error {} ({})",
             tsig_error_name(e),
             match e {
@@ -185,7 +185,7 @@ pub fn check_write(
         )));
     }
     if !tsig.verified {
-        return Err(BackendError(format!(
+        return Err(BackendError::Invalid(format!(
             "DNS UPDATE answered {rcode} but the answer's TSIG does not verify"
         )));
     }
@@ -193,17 +193,17 @@ pub fn check_write(
         .saturating_add(b.timeout_ms / 1000)
         .saturating_add(1);
     if tsig.time.abs_diff(p.signed_at) > window {
-        return Err(BackendError(
+        return Err(BackendError::Invalid(
             "the answer's TSIG time is outside the fudge of our request".into(),
         ));
     }
     match answer.rcode {
         ResponseCode::NoError => Ok(()),
-        ResponseCode::YXRRSet => Err(BackendError(
+        ResponseCode::YXRRSet => Err(BackendError::Invalid(
             "DNS UPDATE refused by its prerequisite (YXRRSET): a CNAME exists at the name, left untouched"
                 .into(),
         )),
-        other => Err(BackendError(format!(
+        other => Err(BackendError::Invalid(format!(
             "DNS UPDATE answered {}",
             rcode_name(other)
         ))),
@@ -213,7 +213,10 @@ pub fn check_write(
 /// The body of a `200 application/dns-message` answer; anything else is an error.
 fn dns_body(result: &CalloutResult) -> Result<&[u8], BackendError> {
     match result {
-        CalloutResult::Failed(why) => Err(BackendError(format!("DoH relay unreachable: {why}"))),
+        CalloutResult::Failed(why) => Err(BackendError::Unreachable {
+            backend: "DoH relay",
+            why: why.clone(),
+        }),
         CalloutResult::Response {
             status,
             headers,
@@ -221,9 +224,11 @@ fn dns_body(result: &CalloutResult) -> Result<&[u8], BackendError> {
         } => {
             if *status != 200 {
                 let detail: String = String::from_utf8_lossy(body).chars().take(200).collect();
-                return Err(BackendError(format!(
-                    "DoH relay answered {status}: {detail}"
-                )));
+                return Err(BackendError::Status {
+                    backend: "DoH relay",
+                    status: *status,
+                    detail,
+                });
             }
             let ctype = headers
                 .iter()
@@ -232,7 +237,7 @@ fn dns_body(result: &CalloutResult) -> Result<&[u8], BackendError> {
                 .unwrap_or("");
             let media = ctype.split(';').next().unwrap_or("").trim();
             if !media.eq_ignore_ascii_case(DNS_MESSAGE) {
-                return Err(BackendError(format!(
+                return Err(BackendError::Invalid(format!(
                     "DoH relay answered 200 with content-type {ctype:?}, not {DNS_MESSAGE}"
                 )));
             }
@@ -312,7 +317,7 @@ mod tests {
             &name("home.dyn.example.test"),
             RrType::Aaaa,
         );
-        assert_eq!((c.method, c.path.as_str()), ("POST", "/dns-query"));
+        assert_eq!((c.method, c.path.as_str()), (Method::Post, "/dns-query"));
         let m = Message::from_vec(&c.body).unwrap();
         assert_eq!((m.metadata.id, m.metadata.op_code), (0, OpCode::Query));
         assert_eq!(m.queries[0].query_type(), RecordType::AAAA);
@@ -390,7 +395,7 @@ mod tests {
         );
         assert!(parse_read(&n, RrType::A, &fail)
             .unwrap_err()
-            .0
+            .to_string()
             .contains("SERVFAIL"));
         let other = query_answer(
             "other.dyn.example.test",

@@ -72,7 +72,7 @@ pub(super) fn find_tsig(msg: &Message) -> Option<(Name, TSIG)> {
 pub fn read_answer(wire: &[u8], request_mac: &[u8], key: &TsigKey) -> Result<Answer, BackendError> {
     let msg = Message::from_vec(wire).map_err(proto)?;
     if msg.metadata.message_type != MessageType::Response {
-        return Err(BackendError(
+        return Err(BackendError::Invalid(
             "the relay answered with a DNS query, not a response".into(),
         ));
     }
@@ -173,11 +173,11 @@ mod tests {
         let mut tampered = golden("answer-noerror");
         tampered[20] ^= 1; // a letter of the zone name
         let e = check_write(&b, &pending(mac.clone()), &ok(tampered)).unwrap_err();
-        assert!(e.0.contains("does not verify"), "{e}");
+        assert!(e.to_string().contains("does not verify"), "{e}");
         let mut other = mac.clone();
         other[0] ^= 1;
         let e = check_write(&b, &pending(other), &ok(golden("answer-noerror"))).unwrap_err();
-        assert!(e.0.contains("does not verify"), "{e}");
+        assert!(e.to_string().contains("does not verify"), "{e}");
         let wrong_key = TsigKey::new("ddns-key", TsigAlg::HmacSha256, SECRET512).unwrap();
         assert!(check_write(
             &backend(wrong_key),
@@ -196,7 +196,10 @@ mod tests {
             &ok(golden("answer-yxrrset")),
         )
         .unwrap_err();
-        assert!(e.0.contains("YXRRSET") && e.0.contains("CNAME"), "{e}");
+        assert!(
+            e.to_string().contains("YXRRSET") && e.to_string().contains("CNAME"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -217,7 +220,7 @@ mod tests {
         ] {
             let answer = server_answer(&wire, rcode, None, true, &key256(), NOW);
             let e = check_write(&b, &pending(mac.clone()), &ok(answer)).unwrap_err();
-            assert!(e.0.contains(text), "{text}: {e}");
+            assert!(e.to_string().contains(text), "{text}: {e}");
         }
         let good = server_answer(&wire, ResponseCode::NoError, None, true, &key256(), NOW + 2);
         assert_eq!(check_write(&b, &pending(mac), &ok(good)), Ok(()));
@@ -242,7 +245,10 @@ mod tests {
                 NOW,
             );
             let e = check_write(&b, &pending(mac.clone()), &ok(answer)).unwrap_err();
-            assert!(e.0.contains("NOTAUTH") && e.0.contains(text), "{text}: {e}");
+            assert!(
+                e.to_string().contains("NOTAUTH") && e.to_string().contains(text),
+                "{text}: {e}"
+            );
         }
     }
 
@@ -256,7 +262,7 @@ mod tests {
             m.signature = None;
             m.additionals.clear();
             let e = check_write(&b, &pending(mac.clone()), &ok(m.to_vec().unwrap())).unwrap_err();
-            assert!(e.0.contains("without a TSIG"), "{e}");
+            assert!(e.to_string().contains("without a TSIG"), "{e}");
         }
     }
 
@@ -272,7 +278,7 @@ mod tests {
             NOW + 3600,
         );
         let e = check_write(&backend(key256()), &pending(mac), &ok(late)).unwrap_err();
-        assert!(e.0.contains("fudge"), "{e}");
+        assert!(e.to_string().contains("fudge"), "{e}");
     }
 
     #[test]
@@ -280,7 +286,7 @@ mod tests {
         let (_, mac) = signed_update(&key256());
         let b = backend(key256());
         let cases = [
-            CalloutResult::Failed("timeout".into()),
+            CalloutResult::Failed(crate::backends::CalloutFailure::Timeout { after_ms: 1000 }),
             CalloutResult::Response {
                 status: 503,
                 headers: vec![("content-type".into(), "text/plain".into())],
@@ -307,6 +313,6 @@ mod tests {
             );
         }
         let e = check_write(&b, &pending(mac), &cases[1]).unwrap_err();
-        assert!(e.0.contains("503"), "{e}");
+        assert!(e.to_string().contains("503"), "{e}");
     }
 }

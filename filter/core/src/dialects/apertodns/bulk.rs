@@ -6,13 +6,14 @@ use serde_json::{json, Value};
 use super::auth::{need_scope, owned_zone};
 use super::fields::{body_object, parse_item, resolve, FieldError};
 use super::plan::{addr_target, first_of, outcome_error};
-use super::{error_body, job, Ctx, MAX_BULK};
+use super::{error_body, job, Ctx, Render, Shape, MAX_BULK};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::set_field;
-use crate::exchange::{Env, HostJob, HostOutcome, Job};
+use crate::exchange::Env;
+use crate::job::{HostJob, HostOutcome, Job};
 use crate::pipeline::Authorized;
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -22,7 +23,7 @@ pub(super) fn bulk(
     env: &Env,
     ctx: &Ctx,
     id: Authorized,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let obj = body_object(req, ctx)?;
     let items = match obj.get("updates") {
         Some(Value::Array(a)) => a,
@@ -30,9 +31,9 @@ pub(super) fn bulk(
             return Err(ctx.validation(
                 "updates",
                 if other.is_none() {
-                    "required"
+                    ErrorCode::Required
                 } else {
-                    "invalid_type"
+                    ErrorCode::InvalidType
                 },
                 "updates must be an array of update objects",
                 other.cloned().unwrap_or(Value::Null),
@@ -42,7 +43,7 @@ pub(super) fn bulk(
     if items.len() > MAX_BULK {
         return Err(ctx.error(
             400,
-            "bulk_limit_exceeded",
+            ErrorCode::BulkLimitExceeded,
             &format!("Max {MAX_BULK} hostnames per bulk request"),
         ));
     }
@@ -52,7 +53,7 @@ pub(super) fn bulk(
         Some(other) => {
             return Err(ctx.validation(
                 "defaults",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "defaults must be an object",
                 other.clone(),
             ))
@@ -78,7 +79,7 @@ pub(super) fn bulk(
             }),
             _ => Err(FieldError::validation(
                 "updates",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "each update must be an object",
                 Value::Null,
             )),
@@ -94,46 +95,46 @@ pub(super) fn bulk(
             }
         }
     }
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let mut ok = 0usize;
-        let mut list = Vec::with_capacity(results.len());
-        for (o, pre) in results.iter().zip(pre.iter()) {
-            if let Some(e) = pre {
-                list.push(json!({"hostname": o.host, "success": false, "error": e}));
-            } else if o.code.is_success() {
-                ok = ok.saturating_add(1);
-                let mut v =
-                    json!({"hostname": o.host, "success": true, "changed": o.code == Code::Good});
-                for (rtype, key) in [(RrType::A, "ipv4"), (RrType::Aaaa, "ipv6")] {
-                    if o.current.iter().any(|(r, _)| *r == rtype) {
-                        set_field(&mut v, key, json!(first_of(&o.current, rtype)));
-                    }
+    Ok(job(cfg, req, env, id, hosts, ctx, Shape::Bulk { pre }))
+}
+
+pub(super) fn render(ctx: &Ctx, pre: &[Option<Value>], results: &[HostOutcome]) -> Reply {
+    let mut ok = 0usize;
+    let mut list = Vec::with_capacity(results.len());
+    for (o, pre) in results.iter().zip(pre.iter()) {
+        if let Some(e) = pre {
+            list.push(json!({"hostname": o.host, "success": false, "error": e}));
+        } else if o.code.is_success() {
+            ok = ok.saturating_add(1);
+            let mut v =
+                json!({"hostname": o.host, "success": true, "changed": o.code == Code::Good});
+            for (rtype, key) in [(RrType::A, "ipv4"), (RrType::Aaaa, "ipv6")] {
+                if o.current.iter().any(|(r, _)| *r == rtype) {
+                    set_field(&mut v, key, json!(first_of(&o.current, rtype)));
                 }
-                list.push(v);
-            } else {
-                let (_, code, msg) = outcome_error(o);
-                list.push(json!({"hostname": o.host, "success": false,
-                                 "error": {"code": code, "message": msg}}));
             }
-        }
-        let total = results.len();
-        let data = json!({
-            "summary": {"total": total, "successful": ok, "failed": total.saturating_sub(ok)},
-            "results": list,
-        });
-        if ok == total {
-            ctx.ok(200, data)
-        } else if ok > 0 {
-            ctx.ok(207, data)
+            list.push(v);
         } else {
-            // Protocol rules, bulk results: all failed = 400 with the results and an error object.
-            let mut body = error_body("validation_error", "All updates failed", None);
-            set_field(&mut body, "data", data);
-            let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
-            set_field(&mut body, "meta", meta);
-            ctx.finish(Reply::json(400, &body))
+            let (_, code, msg) = outcome_error(o);
+            list.push(json!({"hostname": o.host, "success": false,
+                             "error": {"code": code, "message": msg}}));
         }
+    }
+    let total = results.len();
+    let data = json!({
+        "summary": {"total": total, "successful": ok, "failed": total.saturating_sub(ok)},
+        "results": list,
     });
-    Ok(job(cfg, req, env, id, hosts, render))
+    if ok == total {
+        ctx.ok(200, data)
+    } else if ok > 0 {
+        ctx.ok(207, data)
+    } else {
+        // Protocol rules, bulk results: all failed = 400 with the results and an error object.
+        let mut body = error_body(ErrorCode::ValidationError, "All updates failed", None);
+        set_field(&mut body, "data", data);
+        let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
+        set_field(&mut body, "meta", meta);
+        ctx.finish(Reply::json(400, &body))
+    }
 }

@@ -5,15 +5,16 @@ use serde_json::{json, Value};
 
 use super::auth::need_scope;
 use super::plan::{first_of, keep_target};
-use super::{job, Ctx};
+use super::{job, Ctx, Render, Shape};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::percent_decode;
-use crate::exchange::{Env, HostJob, HostOutcome, Job};
-use crate::hoststate;
+use crate::exchange::Env;
+use crate::hoststate::{self, HostMeta};
+use crate::job::{HostJob, HostOutcome, Job};
 use crate::names::Fqdn;
 use crate::pipeline::Authorized;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -24,46 +25,27 @@ pub(super) fn status(
     ctx: &Ctx,
     id: Authorized,
     raw: &str,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let name = percent_decode(raw)
         .and_then(|h| Fqdn::parse(&h).ok())
-        .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
+        .ok_or_else(|| ctx.error(400, ErrorCode::InvalidHostname, "Invalid hostname format"))?;
     need_scope(ctx, &id, Scope::Read)?;
     let zone = match cfg.zone_of(&name) {
         Some(z) if id.may_target(cfg, &name) => z,
-        _ => return Err(ctx.error(404, "not_found", "Hostname not found")),
+        _ => return Err(ctx.error(404, ErrorCode::NotFound, "Hostname not found")),
     };
     let target = keep_target(cfg, zone, name.clone(), &[RrType::A, RrType::Aaaa])
         .map_err(|e| e.reply(ctx))?;
     let meta = hoststate::read(env.kv, &name);
     let zone_ttl = zone.ttl;
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first().filter(|o| o.code.is_success()) else {
-            return ctx.error(502, "dns_error", "DNS backend error");
-        };
-        ctx.ok(
-            200,
-            json!({
-                "hostname": o.host,
-                "ipv4": first_of(&o.current, RrType::A),
-                "ipv6": first_of(&o.current, RrType::Aaaa),
-                "ttl": meta.as_ref().map_or(zone_ttl, |m| m.ttl),
-                "is_active": true,
-                "updated_at": meta.as_ref().map(|m| iso8601(m.updated_ms)),
-                "update_count_24h": meta.as_ref().map_or(0, |m| m.count_24h(ctx.now_ms)),
-                "update_count_total": meta.as_ref().map_or(0, |m| m.count_total),
-                "created_at": meta.as_ref().map(|m| iso8601(m.created_ms)),
-            }),
-        )
-    });
     Ok(job(
         cfg,
         req,
         env,
         id,
         vec![HostJob::update(target)],
-        render,
+        ctx,
+        Shape::Status { meta, zone_ttl },
     ))
 }
 
@@ -73,7 +55,7 @@ pub(super) fn domains(
     env: &Env,
     ctx: &Ctx,
     id: Authorized,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     need_scope(ctx, &id, Scope::Read)?;
     let names: Vec<Fqdn> = cfg
         .users
@@ -98,27 +80,56 @@ pub(super) fn domains(
         metas.push((hoststate::read(env.kv, &n), zone.ttl));
         hosts.push(HostJob::update(t));
     }
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        if results.iter().any(|o| !o.code.is_success()) {
-            return ctx.error(502, "dns_error", "DNS backend error");
-        }
-        let list: Vec<Value> = results
-            .iter()
-            .zip(metas.iter())
-            .map(|(o, (meta, zone_ttl))| {
-                json!({
-                    "hostname": o.host,
-                    "ipv4": first_of(&o.current, RrType::A),
-                    "ipv6": first_of(&o.current, RrType::Aaaa),
-                    "ttl": meta.as_ref().map_or(*zone_ttl, |m| m.ttl),
-                    "updated_at": meta.as_ref().map(|m| iso8601(m.updated_ms)),
-                    "created_at": meta.as_ref().map(|m| iso8601(m.created_ms)),
-                    "is_custom_domain": false,
-                })
+    Ok(job(cfg, req, env, id, hosts, ctx, Shape::Domains { metas }))
+}
+
+pub(super) fn render_status(
+    ctx: &Ctx,
+    meta: Option<&HostMeta>,
+    zone_ttl: u32,
+    results: &[HostOutcome],
+) -> Reply {
+    let Some(o) = results.first().filter(|o| o.code.is_success()) else {
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
+    };
+    ctx.ok(
+        200,
+        json!({
+            "hostname": o.host,
+            "ipv4": first_of(&o.current, RrType::A),
+            "ipv6": first_of(&o.current, RrType::Aaaa),
+            "ttl": meta.as_ref().map_or(zone_ttl, |m| m.ttl),
+            "is_active": true,
+            "updated_at": meta.as_ref().map(|m| iso8601(m.updated_ms)),
+            "update_count_24h": meta.as_ref().map_or(0, |m| m.count_24h(ctx.now_ms)),
+            "update_count_total": meta.as_ref().map_or(0, |m| m.count_total),
+            "created_at": meta.as_ref().map(|m| iso8601(m.created_ms)),
+        }),
+    )
+}
+
+pub(super) fn render_domains(
+    ctx: &Ctx,
+    metas: &[(Option<HostMeta>, u32)],
+    results: &[HostOutcome],
+) -> Reply {
+    if results.iter().any(|o| !o.code.is_success()) {
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
+    }
+    let list: Vec<Value> = results
+        .iter()
+        .zip(metas.iter())
+        .map(|(o, (meta, zone_ttl))| {
+            json!({
+                "hostname": o.host,
+                "ipv4": first_of(&o.current, RrType::A),
+                "ipv6": first_of(&o.current, RrType::Aaaa),
+                "ttl": meta.as_ref().map_or(*zone_ttl, |m| m.ttl),
+                "updated_at": meta.as_ref().map(|m| iso8601(m.updated_ms)),
+                "created_at": meta.as_ref().map(|m| iso8601(m.created_ms)),
+                "is_custom_domain": false,
             })
-            .collect();
-        ctx.ok(200, Value::Array(list))
-    });
-    Ok(job(cfg, req, env, id, hosts, render))
+        })
+        .collect();
+    ctx.ok(200, Value::Array(list))
 }

@@ -35,6 +35,7 @@ fn runtime_token(d: &Driver, token: &str, scopes: &[&str], revoked: bool, expire
         created_ms: 0,
         expires_ms,
         revoked,
+        rules: Default::default(),
     };
     d.kv.apply(&[KvWrite::put(
         keys::api_token(&crate::auth::token_hash(token)),
@@ -540,6 +541,7 @@ fn a_token_restricted_to_other_hosts_gets_hostname_forbidden() {
         created_ms: 0,
         expires_ms: None,
         revoked: false,
+        rules: Default::default(),
     };
     d.kv.apply(&[KvWrite::put(
         keys::api_token(&crate::auth::token_hash(tok)),

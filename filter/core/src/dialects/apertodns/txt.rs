@@ -6,15 +6,16 @@ use serde_json::{json, Map, Value};
 use super::auth::{need_scope, owned_zone};
 use super::fields::{body_object, ttl_field, FieldError};
 use super::plan::{backend_of, keep_target, outcome_error, values_of};
-use super::{job, Ctx};
+use super::{job, Ctx, Render, Shape};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL, TXT_PREFIX};
 use crate::dialects::percent_decode;
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Target};
+use crate::exchange::Env;
+use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::Authorized;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -36,7 +37,7 @@ pub(super) fn parse_txt_member(
         other => {
             return Err(FieldError::validation(
                 "txt.name",
-                "required",
+                ErrorCode::Required,
                 "txt.name is required (e.g. \"_acme-challenge\")",
                 other.cloned().unwrap_or(Value::Null),
             ))
@@ -49,7 +50,7 @@ pub(super) fn parse_txt_member(
         Some(other) => {
             return Err(FieldError::validation(
                 "txt.value",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "txt.value must be a string",
                 other.clone(),
             ))
@@ -61,7 +62,7 @@ pub(super) fn parse_txt_member(
         _ => {
             return Err(FieldError::validation(
                 "txt.action",
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "txt.action must be \"set\" or \"delete\"",
                 json!(action),
             ))
@@ -71,7 +72,7 @@ pub(super) fn parse_txt_member(
     if !delete && value.is_none() {
         return Err(FieldError::validation(
             "txt.value",
-            "required",
+            ErrorCode::Required,
             "txt.value is required to set a TXT record",
             Value::Null,
         ));
@@ -92,12 +93,15 @@ fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
     let lower = input.to_ascii_lowercase();
     let Some(rest) = lower.strip_prefix(TXT_PREFIX) else {
         return Err(FieldError::new(
-            "txt_invalid_name",
+            ErrorCode::TxtInvalidName,
             "TXT name must start with _acme-challenge.",
         ));
     };
     let bad = |e: crate::names::NameError| {
-        FieldError::new("invalid_hostname", format!("Invalid hostname format: {e}"))
+        FieldError::new(
+            ErrorCode::InvalidHostname,
+            format!("Invalid hostname format: {e}"),
+        )
     };
     let host = Fqdn::parse(rest).map_err(bad)?;
     let full = acme::challenge_name(&host).map_err(bad)?;
@@ -107,14 +111,14 @@ fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
 fn txt_value_check(v: &str) -> Result<(), FieldError> {
     if v.chars().count() > 255 {
         return Err(FieldError::new(
-            "txt_value_too_long",
+            ErrorCode::TxtValueTooLong,
             "TXT value must be at most 255 characters",
         ));
     }
     if v.chars().any(char::is_control) {
         return Err(FieldError::validation(
             "value",
-            "invalid_format",
+            ErrorCode::InvalidFormat,
             "TXT value must not contain control characters",
             Value::Null,
         ));
@@ -128,18 +132,23 @@ pub(super) fn txt(
     env: &Env,
     ctx: &Ctx,
     id: Authorized,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let obj = body_object(req, ctx)?;
     let delete = req.method == "DELETE";
     let raw_name = match obj.get("hostname") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => {
-            return Err(ctx.validation("hostname", "required", "hostname is required", Value::Null))
+            return Err(ctx.validation(
+                "hostname",
+                ErrorCode::Required,
+                "hostname is required",
+                Value::Null,
+            ))
         }
         Some(other) => {
             return Err(ctx.validation(
                 "hostname",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "hostname must be a string",
                 other.clone(),
             ))
@@ -150,12 +159,17 @@ pub(super) fn txt(
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) if delete => None,
         None | Some(Value::Null) => {
-            return Err(ctx.validation("value", "required", "value is required", Value::Null))
+            return Err(ctx.validation(
+                "value",
+                ErrorCode::Required,
+                "value is required",
+                Value::Null,
+            ))
         }
         Some(other) => {
             return Err(ctx.validation(
                 "value",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "value must be a string",
                 other.clone(),
             ))
@@ -190,40 +204,14 @@ pub(super) fn txt(
         want: vec![],
         edits: vec![(RrType::Txt, edit)],
     };
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first() else {
-            return ctx.error(500, "server_error", "Internal server error");
-        };
-        if !o.code.is_success() {
-            let (status, code, msg) = outcome_error(o);
-            return ctx.error(status, code, &msg);
-        }
-        let now = values_of(&o.current, RrType::Txt).len();
-        if delete {
-            let removed = values_of(&o.previous, RrType::Txt)
-                .len()
-                .saturating_sub(now);
-            ctx.ok(
-                200,
-                json!({"hostname": o.host, "deleted": removed > 0, "values_removed": removed,
-                       "remaining_count": now, "timestamp": iso8601(ctx.now_ms)}),
-            )
-        } else {
-            ctx.ok(
-                200,
-                json!({"hostname": o.host, "value": value, "ttl": ttl, "record_count": now,
-                       "timestamp": iso8601(ctx.now_ms)}),
-            )
-        }
-    });
     Ok(job(
         cfg,
         req,
         env,
         id,
         vec![HostJob::update(target)],
-        render,
+        ctx,
+        Shape::Txt { delete, value, ttl },
     ))
 }
 
@@ -234,31 +222,65 @@ pub(super) fn txt_get(
     ctx: &Ctx,
     id: Authorized,
     raw: &str,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let decoded = percent_decode(raw)
-        .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
+        .ok_or_else(|| ctx.error(400, ErrorCode::InvalidHostname, "Invalid hostname format"))?;
     let (name, host) = txt_name(&decoded).map_err(|e| e.reply(ctx))?;
     need_scope(ctx, &id, Scope::Txt)?;
     let zone = owned_zone(cfg, &id, &host).map_err(|e| e.reply(ctx))?;
     let target = keep_target(cfg, zone, name, &[RrType::Txt]).map_err(|e| e.reply(ctx))?;
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(o) = results.first().filter(|o| o.code.is_success()) else {
-            return ctx.error(502, "dns_error", "DNS backend error");
-        };
-        let values = values_of(&o.current, RrType::Txt);
-        ctx.ok(
-            200,
-            json!({"hostname": o.host, "values": values, "ttl": DEFAULT_TXT_TTL,
-                   "record_count": values.len()}),
-        )
-    });
     Ok(job(
         cfg,
         req,
         env,
         id,
         vec![HostJob::update(target)],
-        render,
+        ctx,
+        Shape::TxtGet,
     ))
+}
+
+pub(super) fn render_txt(
+    ctx: &Ctx,
+    delete: bool,
+    value: Option<&str>,
+    ttl: u32,
+    results: &[HostOutcome],
+) -> Reply {
+    let Some(o) = results.first() else {
+        return ctx.error(500, ErrorCode::ServerError, "Internal server error");
+    };
+    if !o.code.is_success() {
+        let (status, code, msg) = outcome_error(o);
+        return ctx.error(status, code, &msg);
+    }
+    let now = values_of(&o.current, RrType::Txt).len();
+    if delete {
+        let removed = values_of(&o.previous, RrType::Txt)
+            .len()
+            .saturating_sub(now);
+        ctx.ok(
+            200,
+            json!({"hostname": o.host, "deleted": removed > 0, "values_removed": removed,
+                   "remaining_count": now, "timestamp": iso8601(ctx.now_ms)}),
+        )
+    } else {
+        ctx.ok(
+            200,
+            json!({"hostname": o.host, "value": value, "ttl": ttl, "record_count": now,
+                   "timestamp": iso8601(ctx.now_ms)}),
+        )
+    }
+}
+
+pub(super) fn render_txt_get(ctx: &Ctx, results: &[HostOutcome]) -> Reply {
+    let Some(o) = results.first().filter(|o| o.code.is_success()) else {
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
+    };
+    let values = values_of(&o.current, RrType::Txt);
+    ctx.ok(
+        200,
+        json!({"hostname": o.host, "values": values, "ttl": DEFAULT_TXT_TTL,
+               "record_count": values.len()}),
+    )
 }

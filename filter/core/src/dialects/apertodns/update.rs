@@ -6,15 +6,16 @@ use serde_json::json;
 use super::auth::{need_scope, owned_zone};
 use super::fields::{body_object, parse_item, resolve};
 use super::plan::{addr_target, backend_of, first_of, outcome_error};
-use super::{job, Ctx};
+use super::{job, Ctx, Render, Shape};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::acme::DEFAULT_TXT_TTL;
 use crate::dialects::set_field;
-use crate::exchange::{Edit, Env, HostJob, HostOutcome, Job, Target};
-use crate::hoststate;
+use crate::exchange::Env;
+use crate::hoststate::{self, HostMeta};
+use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::pipeline::Authorized;
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -24,7 +25,7 @@ pub(super) fn update(
     env: &Env,
     ctx: &Ctx,
     id: Authorized,
-) -> Result<Box<Job>, Reply> {
+) -> Result<(Box<Job>, Render), Reply> {
     let obj = body_object(req, ctx)?;
     let item = parse_item(&obj, None, true).map_err(|e| e.reply(ctx))?;
     need_scope(ctx, &id, Scope::Update)?;
@@ -61,35 +62,48 @@ pub(super) fn update(
     }
     let meta = hoststate::read(env.kv, &item.hostname);
     let ttl = item.ttl;
-    let ctx = ctx.clone();
-    let render = Box::new(move |results: &[HostOutcome]| {
-        let Some(main) = results.first() else {
-            return ctx.error(500, "server_error", "Internal server error");
-        };
-        if let Some(failed) = results.iter().find(|o| !o.code.is_success()) {
-            let (status, code, msg) = outcome_error(failed);
-            return ctx.error(status, code, &msg);
-        }
-        let changed = main.code == Code::Good;
-        let updated_at = if changed {
-            Some(ctx.now_ms)
-        } else {
-            meta.as_ref().map(|m| m.updated_ms)
-        };
-        let mut data = json!({
-            "hostname": main.host,
-            "ipv4": first_of(&main.current, RrType::A),
-            "ipv6": first_of(&main.current, RrType::Aaaa),
-            "previous_ipv4": first_of(&main.previous, RrType::A),
-            "previous_ipv6": first_of(&main.previous, RrType::Aaaa),
-            "ttl": ttl,
-            "changed": changed,
-            "updated_at": updated_at.map(iso8601),
-        });
-        if changed {
-            set_field(&mut data, "propagation_estimate_seconds", json!(ttl));
-        }
-        ctx.ok(200, data)
+    Ok(job(
+        cfg,
+        req,
+        env,
+        id,
+        hosts,
+        ctx,
+        Shape::Update { meta, ttl },
+    ))
+}
+
+pub(super) fn render(
+    ctx: &Ctx,
+    meta: Option<&HostMeta>,
+    ttl: u32,
+    results: &[HostOutcome],
+) -> Reply {
+    let Some(main) = results.first() else {
+        return ctx.error(500, ErrorCode::ServerError, "Internal server error");
+    };
+    if let Some(failed) = results.iter().find(|o| !o.code.is_success()) {
+        let (status, code, msg) = outcome_error(failed);
+        return ctx.error(status, code, &msg);
+    }
+    let changed = main.code == Code::Good;
+    let updated_at = if changed {
+        Some(ctx.now_ms)
+    } else {
+        meta.as_ref().map(|m| m.updated_ms)
+    };
+    let mut data = json!({
+        "hostname": main.host,
+        "ipv4": first_of(&main.current, RrType::A),
+        "ipv6": first_of(&main.current, RrType::Aaaa),
+        "previous_ipv4": first_of(&main.previous, RrType::A),
+        "previous_ipv6": first_of(&main.previous, RrType::Aaaa),
+        "ttl": ttl,
+        "changed": changed,
+        "updated_at": updated_at.map(iso8601),
     });
-    Ok(job(cfg, req, env, id, hosts, render))
+    if changed {
+        set_field(&mut data, "propagation_estimate_seconds", json!(ttl));
+    }
+    ctx.ok(200, data)
 }

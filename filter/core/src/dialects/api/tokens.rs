@@ -1,5 +1,9 @@
 //! `/api/tokens`: list a user's tokens (configured and runtime), create one (shown once, stored
-//! only hashed), revoke it, or regenerate it with the same name, scopes and hosts.
+//! only hashed), revoke it, or regenerate it with the same name, scopes, hosts and rules.
+//!
+//! A new token may carry rules (`tokens::TokenRules`): `allowed_subnets`, `max_age`,
+//! `max_unused_period` and `policies` (`[{"host", "types"}]`); camelCase spellings are
+//! accepted too. A token minting another passes on its own rules and never grants wider ones.
 
 use std::collections::BTreeSet;
 
@@ -12,9 +16,9 @@ use crate::dialects::apertodns::Ctx;
 use crate::exchange::Env;
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
-use crate::tokens::{self, IndexEntry, StoredToken};
+use crate::tokens::{self, IndexEntry, RawRules, StoredToken, TokenRules};
 
 /// Scope names a request may use: the protocol's and our own.
 fn scope_of(name: &str) -> Option<Scope> {
@@ -43,44 +47,214 @@ fn scope_names(scopes: &BTreeSet<Scope>) -> Vec<&'static str> {
 
 /// `"30d"`, `"12h"`, `"15m"`, `"3600s"` → milliseconds.
 fn duration_ms(s: &str) -> Option<u64> {
-    // By character, not byte: the last one may be multi-byte.
-    let unit = s.chars().last()?;
-    let n: u64 = s.strip_suffix(unit)?.parse().ok().filter(|n| *n > 0)?;
-    let secs = match unit {
-        'd' => n.checked_mul(86_400)?,
-        'h' => n.checked_mul(3600)?,
-        'm' => n.checked_mul(60)?,
-        's' => n,
-        _ => return None,
-    };
-    secs.checked_mul(1000)
-        .filter(|ms| *ms <= 10 * 365 * 86_400_000)
+    // A bare number is not a unit-less `expiresIn`.
+    if s.parse::<u64>().is_ok() {
+        return None;
+    }
+    tokens::duration_s(s)?.checked_mul(1000)
+}
+
+/// A token's rules in a listing: absent fields are not there.
+fn rules_json(out: &mut Value, rules: &TokenRules) {
+    let raw = rules.to_raw();
+    if let Some(o) = out.as_object_mut() {
+        if !raw.allowed_subnets.is_empty() {
+            o.insert("allowedSubnets".into(), json!(raw.allowed_subnets));
+        }
+        if let Some(s) = raw.max_age_s {
+            o.insert("maxAge".into(), json!(s));
+        }
+        if let Some(s) = raw.max_unused_period_s {
+            o.insert("maxUnusedPeriod".into(), json!(s));
+        }
+        if let Some(p) = raw.policies {
+            o.insert("policies".into(), json!(p));
+        }
+    }
 }
 
 pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
     let mut out = Vec::new();
+    let now_s = env.now_s();
     for t in cfg.tokens.values().filter(|t| t.user == id.user) {
-        out.push(json!({
+        let last = auth::token_last_used(env.kv, &t.id);
+        let usable = t.rules.check(None, now_s, last, false);
+        let aged = matches!(
+            usable,
+            Err(tokens::RuleRefusal::MaxAge | tokens::RuleRefusal::Unused)
+        );
+        let mut v = json!({
             "id": t.id, "name": t.id, "scopes": scope_names(&t.scopes),
             "hosts": t.hosts.as_ref().map(|h| h.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
-            "active": t.active, "revoked": false, "source": "config",
-            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s.saturating_mul(1000))),
-        }));
+            "active": t.active && !aged, "revoked": false, "source": "config",
+            "lastUsedAt": last.map(|s| iso8601(s.saturating_mul(1000))),
+            "expiresAt": t.rules.max_age_end_s().map(|s| iso8601(s.saturating_mul(1000))),
+        });
+        rules_json(&mut v, &t.rules);
+        out.push(v);
     }
     for e in tokens::index(env.kv, &id.user) {
         let Some(t) = tokens::lookup(env.kv, &e.sha256) else {
             continue;
         };
-        let expired = t.expires_ms.is_some_and(|x| x <= env.now_ms);
-        out.push(json!({
+        let rules = t.compiled_rules().unwrap_or_default();
+        let last = auth::token_last_used(env.kv, &t.id);
+        let aged = matches!(
+            rules.check(None, now_s, last, true),
+            Err(tokens::RuleRefusal::MaxAge | tokens::RuleRefusal::Unused)
+        );
+        let expires = [
+            t.expires_ms,
+            rules.max_age_end_s().map(|s| s.saturating_mul(1000)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let expired = aged || expires.is_some_and(|x| x <= env.now_ms);
+        let mut v = json!({
             "id": t.id, "name": t.name, "keyPrefix": t.prefix, "scopes": scope_names(&t.scope_set()),
-            "hosts": t.hosts, "expiresAt": t.expires_ms.map(iso8601),
+            "hosts": t.hosts, "expiresAt": expires.map(iso8601),
             "active": !t.revoked && !expired, "revoked": t.revoked,
             "createdAt": iso8601(t.created_ms), "source": "api",
-            "lastUsedAt": auth::token_last_used(env.kv, &t.id).map(|s| iso8601(s.saturating_mul(1000))),
-        }));
+            "lastUsedAt": last.map(|s| iso8601(s.saturating_mul(1000))),
+        });
+        rules_json(&mut v, &rules);
+        out.push(v);
     }
     Value::Array(out)
+}
+
+/// The body's value under the deSEC (snake_case) or the camelCase name.
+fn field<'b>(b: &'b Map<String, Value>, snake: &str, camel: &str) -> Option<&'b Value> {
+    b.get(snake)
+        .or_else(|| b.get(camel))
+        .filter(|v| !v.is_null())
+}
+
+/// `max_age` / `max_unused_period`: seconds, or a duration like `"30d"`.
+fn period_s(ctx: &Ctx, name: &str, v: Option<&Value>) -> Result<Option<u64>, Reply> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let secs = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => tokens::duration_s(s),
+        _ => None,
+    };
+    match secs.filter(|s| (1..=tokens::MAX_PERIOD_S).contains(s)) {
+        Some(s) => Ok(Some(s)),
+        None => Err(ctx.validation(
+            name,
+            ErrorCode::InvalidFormat,
+            &format!(
+                "{name} is a number of seconds (1 to 10 years) or a duration like \"30d\", \"12h\", \"15m\""
+            ),
+            v.clone(),
+        )),
+    }
+}
+
+/// The rules a request's body gives (each field named as the request named it when wrong).
+fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
+    let allowed_subnets = match field(b, "allowed_subnets", "allowedSubnets") {
+        None => vec![],
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(other) => {
+            return Err(ctx.validation(
+                "allowed_subnets",
+                ErrorCode::InvalidType,
+                "allowed_subnets must be an array of CIDR ranges",
+                other.clone(),
+            ))
+        }
+    };
+    let policies = match field(b, "policies", "policies") {
+        None => None,
+        Some(v) => match serde_json::from_value::<Vec<tokens::RawPolicy>>(v.clone()) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return Err(ctx.validation(
+                    "policies",
+                    ErrorCode::InvalidType,
+                    "policies must be an array of {\"host\": hostname, \"types\": [\"A\"|\"AAAA\"|\"TXT\"]}",
+                    v.clone(),
+                ))
+            }
+        },
+    };
+    Ok(RawRules {
+        allowed_subnets,
+        max_age_s: period_s(ctx, "max_age", field(b, "max_age", "maxAge"))?,
+        max_unused_period_s: period_s(
+            ctx,
+            "max_unused_period",
+            field(b, "max_unused_period", "maxUnusedPeriod"),
+        )?,
+        policies,
+    })
+}
+
+/// The rules of a new token: the body's, else the replaced token's, else the caller's; checked,
+/// owned by the caller, and no wider than a calling token's.
+fn new_rules(
+    cfg: &Config,
+    env: &Env,
+    ctx: &Ctx,
+    id: &Identity,
+    b: &Map<String, Value>,
+    replacing: Option<&StoredToken>,
+) -> Result<RawRules, Reply> {
+    let given = given_rules(ctx, b)?;
+    let base = replacing.map(|t| t.rules.clone()).unwrap_or_default();
+    let merged = RawRules {
+        allowed_subnets: if given.allowed_subnets.is_empty() {
+            base.allowed_subnets
+        } else {
+            given.allowed_subnets
+        },
+        max_age_s: given.max_age_s.or(base.max_age_s),
+        max_unused_period_s: given.max_unused_period_s.or(base.max_unused_period_s),
+        policies: given.policies.or(base.policies),
+    };
+    let caller = id.token_id.as_ref().map(|_| &id.rules);
+    let raw = tokens::inherit(merged, caller);
+    let rules = TokenRules::compile(&raw, Some(env.now_s())).map_err(|e| {
+        let field = e
+            .field
+            .replace("max_age_s", "max_age")
+            .replace("max_unused_period_s", "max_unused_period");
+        let provided = json!(b.get(field.split(['[', '.']).next().unwrap_or_default()));
+        ctx.validation(
+            &field,
+            ErrorCode::InvalidValue,
+            &format!("{field}: {}", e.message),
+            provided,
+        )
+    })?;
+    for p in rules.policies.iter().flatten() {
+        if let Some(h) = &p.host {
+            if !auth::may_update(cfg, id, h) {
+                return Err(ctx.error(
+                    403,
+                    ErrorCode::HostnameNotOwned,
+                    "User does not own this hostname",
+                ));
+            }
+        }
+    }
+    if let Some(c) = caller {
+        if let Err(field) = rules.within(c) {
+            return Err(ctx.error(
+                403,
+                ErrorCode::Forbidden,
+                &format!("A token cannot grant wider {field} than its own"),
+            ));
+        }
+    }
+    Ok(raw)
 }
 
 pub(super) fn create_token(
@@ -94,7 +268,7 @@ pub(super) fn create_token(
     let Some(key) = &cfg.apertodns.token_key else {
         return Err(ctx.error(
             500,
-            "server_error",
+            ErrorCode::ServerError,
             "Token creation needs apertodns.token_key in the configuration",
         ));
     };
@@ -110,7 +284,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "name",
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "name must be a string of 1-100 characters",
                 other.clone(),
             ))
@@ -135,7 +309,7 @@ pub(super) fn create_token(
                     None => {
                         return Err(ctx.validation(
                             "scopes",
-                            "invalid_value",
+                            ErrorCode::InvalidValue,
                             "unknown scope",
                             v.clone(),
                         ))
@@ -147,19 +321,24 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "scopes",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "scopes must be an array",
                 other.clone(),
             ))
         }
     };
     if scopes.is_empty() {
-        return Err(ctx.validation("scopes", "required", "at least one scope", json!([])));
+        return Err(ctx.validation(
+            "scopes",
+            ErrorCode::Required,
+            "at least one scope",
+            json!([]),
+        ));
     }
     if id.token_id.is_some() && !scopes.is_subset(&id.scopes) {
         return Err(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "A token cannot grant scopes it does not hold",
         ));
     }
@@ -175,7 +354,7 @@ pub(super) fn create_token(
                 let Some(name) = v.as_str().and_then(|s| Fqdn::parse(s).ok()) else {
                     return Err(ctx.validation(
                         "hosts",
-                        "invalid_format",
+                        ErrorCode::InvalidFormat,
                         "hosts must be hostnames",
                         v.clone(),
                     ));
@@ -183,7 +362,7 @@ pub(super) fn create_token(
                 if !auth::may_update(cfg, id, &name) {
                     return Err(ctx.error(
                         403,
-                        "hostname_not_owned",
+                        ErrorCode::HostnameNotOwned,
                         "User does not own this hostname",
                     ));
                 }
@@ -194,7 +373,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "hosts",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "hosts must be an array",
                 other.clone(),
             ))
@@ -209,7 +388,7 @@ pub(super) fn create_token(
         if !within {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "A token cannot grant hosts it does not hold",
             ));
         }
@@ -221,7 +400,7 @@ pub(super) fn create_token(
             None => {
                 return Err(ctx.validation(
                     "expiresIn",
-                    "invalid_format",
+                    ErrorCode::InvalidFormat,
                     "expiresIn is like \"30d\", \"12h\", \"15m\"",
                     json!(s),
                 ))
@@ -230,12 +409,13 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "expiresIn",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "expiresIn must be a string",
                 other.clone(),
             ))
         }
     };
+    let rules = new_rules(cfg, env, ctx, id, b, replacing)?;
     // A token minted by a token does not outlive it.
     let expires_ms = match (expires_ms, caller_expiry(env, id)) {
         (Some(e), Some(cap)) => Some(e.min(cap)),
@@ -261,6 +441,7 @@ pub(super) fn create_token(
         created_ms: env.now_ms,
         expires_ms,
         revoked: false,
+        rules,
     };
     let mut index = tokens::index(env.kv, &id.user);
     index.push(IndexEntry {
@@ -283,6 +464,8 @@ pub(super) fn create_token(
             "id": tid, "name": name, "token": token, "key": token, "keyPrefix": stored.prefix,
             "scopes": scope_names(&scopes), "hosts": hosts, "expiresAt": expires_ms.map(iso8601),
             "createdAt": iso8601(env.now_ms),
+            "allowedSubnets": stored.rules.allowed_subnets, "maxAge": stored.rules.max_age_s,
+            "maxUnusedPeriod": stored.rules.max_unused_period_s, "policies": stored.rules.policies,
         },
         "warning": "Save this key now. It will not be shown again.",
         "meta": {"request_id": ctx.request_id},
@@ -291,13 +474,15 @@ pub(super) fn create_token(
     Ok((ctx.finish(Reply::json(status, &body)), writes))
 }
 
-/// When the calling runtime token expires (static tokens and passwords do not).
+/// When the calling token expires (its `expiresIn` or its `max_age`; passwords do not).
 fn caller_expiry(env: &Env, id: &Identity) -> Option<u64> {
     let tid = id.token_id.as_deref()?;
-    let entry = tokens::index(env.kv, &id.user)
+    let by_age = id.rules.max_age_end_s().map(|s| s.saturating_mul(1000));
+    let runtime = tokens::index(env.kv, &id.user)
         .into_iter()
-        .find(|e| e.id == tid)?;
-    tokens::lookup(env.kv, &entry.sha256)?.expires_ms
+        .find(|e| e.id == tid)
+        .and_then(|entry| tokens::lookup(env.kv, &entry.sha256)?.expires_ms);
+    [by_age, runtime].into_iter().flatten().min()
 }
 
 /// Marks a runtime token revoked; the record stays so its use answers `token_revoked`.
@@ -322,11 +507,11 @@ pub(super) fn revoke_token(
         {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "This token is defined in the configuration",
             ));
         }
-        return Err(ctx.error(404, "token_not_found", "Token not found"));
+        return Err(ctx.error(404, ErrorCode::TokenNotFound, "Token not found"));
     };
     let mut revoked = t.clone();
     revoked.revoked = true;

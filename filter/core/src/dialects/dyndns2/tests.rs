@@ -8,6 +8,10 @@ use crate::Request;
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 const HOME: &str = "home.dyn.example.test";
 
+fn body(r: &crate::Reply) -> &str {
+    r.body_text()
+}
+
 fn update(query: &str) -> Request {
     get(&format!("/nic/update?{query}")).basic("demo", "demo-password")
 }
@@ -49,5 +53,29 @@ fn audit_lines_name_the_change_and_never_a_secret() {
                 && !l.contains(TOKEN)
                 && !l.contains("dynedge-demo-pdns-key")
         );
+    }
+}
+
+#[test]
+fn an_exchange_lost_while_awaiting_its_body_answers_911_in_its_dialect() {
+    use crate::exchange::{Env, Exchange, Step};
+    let d = Driver::demo();
+    let env = Env {
+        now_ms: d.now_ms,
+        random: 1,
+        kv: &d.kv,
+    };
+    for (path, want) in [
+        // dyn.com's endpoint answers every code with 200 (old routers read only the body).
+        ("/nic/update", (200, "911\n")),
+        ("/v3/update", (500, "911\n")),
+    ] {
+        let mut req = get(path).basic("demo", "demo-password");
+        req.method = "POST".into();
+        let (mut ex, step) = Exchange::start(&d.cfg, req, false, &env);
+        assert!(matches!(step, Step::NeedBody { .. }), "{path}: {step:?}");
+        let reply = ex.abort(&d.cfg, &env).reply.unwrap();
+        assert_eq!((reply.status, body(&reply)), want, "{path}");
+        assert!(ex.is_finished());
     }
 }

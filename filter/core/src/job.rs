@@ -1,0 +1,745 @@
+//! The model of an update job: its hosts, their targets and edits, and the read-then-write flow
+//! that turns them into backend callouts and finally into one [`HostOutcome`] per host.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::auth::Identity;
+use crate::backends::{
+    BackendEnv, BackendError, Callout, CalloutResult, RrSet, RrType, WriteCheck,
+};
+use crate::config::{Backend, Config};
+use crate::exchange::{CalloutId, Env, Outcome};
+use crate::kv::{keys, KvWrite};
+use crate::names::Fqdn;
+use crate::reply::Code;
+use crate::request::Request;
+use crate::{hoststate, metrics, webhooks};
+
+/// Where a job stands after an input.
+#[must_use]
+pub enum Progress {
+    /// Perform these calls and feed each answer to [`Job::on_callout`].
+    Call(Vec<(CalloutId, Callout)>),
+    /// Answers are still outstanding.
+    Wait,
+    /// Every host is decided: the outcome (its reply still to render) and each host's line.
+    Done(Outcome, Vec<HostOutcome>),
+}
+
+/// One host's line in the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOutcome {
+    pub host: String,
+    pub code: Code,
+    /// The addresses the host now has (for `good`/`nochg`).
+    pub addrs: Vec<IpAddr>,
+    /// What the backend held before, per type read (empty RRsets included).
+    pub previous: Vec<(RrType, Vec<String>)>,
+    /// What it holds now, per type (after a failure: unknown, so empty).
+    pub current: Vec<(RrType, Vec<String>)>,
+    /// Why an edit was refused after reading (the host's `code` is then `numhost`/`nohost`).
+    pub refusal: Option<Refusal>,
+}
+
+/// An edit the current records make impossible; decided after reading, before any write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`Edit::Add`] would leave more than `max` values at the name.
+    TooManyValues { rtype: RrType, max: usize },
+    /// [`Edit::Remove`] with `must_exist` found nothing to remove.
+    NothingToDelete { rtype: RrType },
+    /// [`Edit::Prefix`] would write an address the zone's policy refuses.
+    Forbidden { rtype: RrType, addr: IpAddr },
+}
+
+/// A change to one RRset that depends on what is there (`Target::want` replaces outright).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Add values to those present (ACME TXT: wildcard + apex at one name). Values already
+    /// present are not duplicated; more than `max` in total is refused.
+    Add { values: Vec<String>, max: usize },
+    /// Remove these values (`None`: all). `must_exist` refuses when nothing is there.
+    Remove {
+        values: Option<Vec<String>>,
+        must_exist: bool,
+    },
+    /// Report what is there and change nothing.
+    Keep,
+    /// Replace the first `len` bits of every address with `net`'s, keeping interface
+    /// identifiers (dynv6 `ipv6prefix`); every rewritten address must pass `policy`.
+    Prefix {
+        net: std::net::Ipv6Addr,
+        len: u8,
+        policy: crate::addr::AddrPolicy,
+    },
+}
+
+impl Edit {
+    /// The values wanted, given what is there; `Err` when the edit must be refused.
+    pub fn apply(&self, rtype: RrType, old: &[String]) -> Result<Vec<String>, Refusal> {
+        match self {
+            Edit::Add { values, max } => {
+                let mut out = old.to_vec();
+                for v in values {
+                    if !out.contains(v) {
+                        out.push(v.clone());
+                    }
+                }
+                if out.len() > *max {
+                    return Err(Refusal::TooManyValues { rtype, max: *max });
+                }
+                Ok(out)
+            }
+            Edit::Remove { values, must_exist } => {
+                let out: Vec<String> = match values {
+                    None => vec![],
+                    Some(vs) => old.iter().filter(|o| !vs.contains(o)).cloned().collect(),
+                };
+                if *must_exist && out.len() == old.len() {
+                    return Err(Refusal::NothingToDelete { rtype });
+                }
+                Ok(out)
+            }
+            Edit::Keep => Ok(old.to_vec()),
+            Edit::Prefix { net, len, policy } => {
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(u32::from(*len)))
+                    .unwrap_or(0);
+                let mut out = Vec::with_capacity(old.len());
+                for v in old {
+                    let Ok(a) = v.parse::<std::net::Ipv6Addr>() else {
+                        out.push(v.clone());
+                        continue;
+                    };
+                    let new = std::net::Ipv6Addr::from(
+                        (u128::from(*net) & mask) | (u128::from(a) & !mask),
+                    );
+                    if policy.check(IpAddr::V6(new)).is_err() {
+                        return Err(Refusal::Forbidden {
+                            rtype,
+                            addr: IpAddr::V6(new),
+                        });
+                    }
+                    out.push(new.to_string());
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// One host of an update job.
+pub struct HostJob {
+    /// As it appears in the reply: the normal form, or the input if it did not parse.
+    pub label: String,
+    pub target: Option<Target>,
+    /// Decided before any call (`notfqdn`, `nohost`) or when the calls are done.
+    pub code: Option<Code>,
+    pub error: Option<String>,
+    old: HashMap<RrType, Vec<String>>,
+    refusal: Option<Refusal>,
+    /// The content decided before writing (from `want` and `edits`).
+    desired: Vec<(RrType, Vec<String>)>,
+    /// A repeat of an earlier host's target: not written again, answered as that host.
+    mirror_of: Option<usize>,
+}
+
+/// Where and what to write for a host.
+pub struct Target {
+    pub name: Fqdn,
+    pub zone: Fqdn,
+    pub backend: Backend,
+    pub ttl: u32,
+    /// The desired RRsets, by type.
+    pub want: Vec<(RrType, Vec<String>)>,
+    /// Changes that depend on the current values (applied after `want`'s types).
+    pub edits: Vec<(RrType, Edit)>,
+}
+
+impl Target {
+    /// Every type this target reads, in order, without repeats.
+    pub(crate) fn types(&self) -> Vec<RrType> {
+        let mut out: Vec<RrType> = Vec::new();
+        for t in self
+            .want
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(self.edits.iter().map(|(t, _)| *t))
+        {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// The full desired content per type, given what was read.
+    pub(crate) fn desired(
+        &self,
+        old: &HashMap<RrType, Vec<String>>,
+    ) -> Result<Vec<(RrType, Vec<String>)>, Refusal> {
+        let mut out = self.want.clone();
+        for (rtype, edit) in &self.edits {
+            let base = out
+                .iter()
+                .find(|(t, _)| t == rtype)
+                .map(|(_, v)| v.clone())
+                .or_else(|| old.get(rtype).cloned())
+                .unwrap_or_default();
+            let new = edit.apply(*rtype, &base)?;
+            match out.iter_mut().find(|(t, _)| t == rtype) {
+                Some(slot) => slot.1 = new,
+                None => out.push((*rtype, new)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl HostJob {
+    pub fn decided(label: String, code: Code) -> HostJob {
+        HostJob {
+            label,
+            target: None,
+            code: Some(code),
+            error: None,
+            old: HashMap::new(),
+            refusal: None,
+            desired: Vec::new(),
+            mirror_of: None,
+        }
+    }
+
+    pub fn update(target: Target) -> HostJob {
+        HostJob {
+            label: target.name.to_string(),
+            target: Some(target),
+            code: None,
+            error: None,
+            old: HashMap::new(),
+            refusal: None,
+            desired: Vec::new(),
+            mirror_of: None,
+        }
+    }
+
+    /// Makes this host a repeat of host `first` (same target): one write, two answers.
+    pub(crate) fn mirror(&mut self, first: usize) {
+        self.target = None;
+        self.mirror_of = Some(first);
+    }
+
+    /// The host's records before this update (for the audit log); set by a store.
+    pub(crate) fn set_old(&mut self, rtype: RrType, values: Vec<String>) {
+        self.old.insert(rtype, values);
+    }
+
+    /// The content a store decided to write (the reply and audit report it on success).
+    pub(crate) fn set_desired(&mut self, desired: Vec<(RrType, Vec<String>)>) {
+        self.desired = desired;
+    }
+
+    /// An edit the current records make impossible: answered without any write.
+    pub(crate) fn refuse(&mut self, r: Refusal) {
+        self.code = Some(match r {
+            Refusal::TooManyValues { .. } => Code::Numhost,
+            Refusal::NothingToDelete { .. } | Refusal::Forbidden { .. } => Code::Nohost,
+        });
+        self.refusal = Some(r);
+    }
+
+    fn fail(&mut self, e: BackendError) {
+        self.code = Some(Code::Dnserr);
+        self.error = Some(e.to_string());
+    }
+}
+
+enum Pending {
+    Read { host: usize, rtype: RrType },
+    Write { host: usize, check: WriteCheck },
+}
+
+enum Phase {
+    Reading,
+    Writing,
+}
+
+/// Where the hosts' records live, and so how a job reads and writes them.
+enum HostStore {
+    /// The configured backend, read (through the record cache) and written through its API.
+    Backend(BackendFlow),
+    /// The etcd store's protocol, which replaces the read/write phases (`store::etcd`).
+    Etcd {
+        flow: crate::store::etcd::HostFlow,
+        started: bool,
+    },
+}
+
+/// The read-then-write phases against the configured backend.
+struct BackendFlow {
+    pending: HashMap<CalloutId, Pending>,
+    next_id: CalloutId,
+    phase: Phase,
+    record_cache_ttl_ms: u64,
+}
+
+/// One audit log line (JSON, keys in alphabetical order). A struct, not a `json!` map: it is
+/// built for every update, nochg included, and the map was a tenth of the nochg path's cost.
+#[derive(serde::Serialize)]
+struct AuditLine<'a> {
+    backend_ms: u64,
+    dialect: &'a str,
+    error: Option<&'a str>,
+    event: &'a str,
+    host: &'a str,
+    new: Option<Vec<&'a String>>,
+    old: Vec<&'a String>,
+    result: &'a str,
+    source: Option<IpAddr>,
+    token_id: Option<&'a str>,
+    ts_ms: u64,
+    user: &'a str,
+    user_agent: &'a str,
+}
+
+/// An authenticated update of one or more hosts.
+pub struct Job {
+    pub dialect: &'static str,
+    pub identity: Identity,
+    pub client: Option<IpAddr>,
+    pub user_agent: String,
+    pub hosts: Vec<HostJob>,
+    pub writes: Vec<KvWrite>,
+    pub counts: Vec<crate::limits::KvCount>,
+    /// Record successful updates as signs of life for expiry (off for the expiry sweep itself).
+    pub track_seen: bool,
+    webhooks: Option<webhooks::WebhookSettings>,
+    started_ms: u64,
+    store: HostStore,
+    /// `Retry-After` of a 429 for a host over its update limit (`rate_limits.good_per_host`).
+    host_retry_after_s: u64,
+}
+
+impl Job {
+    /// A job for an identity that passed the guard pipeline: `auth` can only come from
+    /// `pipeline::authorize` (or the expiry sweep), and admitting the hosts applies ownership,
+    /// de-duplication and the host limits to every target (`pipeline::Authorized::admit`).
+    pub fn new(
+        cfg: &Config,
+        dialect: &'static str,
+        auth: crate::pipeline::Authorized,
+        req: &Request,
+        mut hosts: Vec<HostJob>,
+        env: &Env,
+    ) -> Box<Job> {
+        let admitted = auth.admit(cfg, &mut hosts, env);
+        let store = match cfg.store.etcd() {
+            Some(s) => HostStore::Etcd {
+                flow: crate::store::etcd::HostFlow::new(s.clone(), hosts.len(), env.random),
+                started: false,
+            },
+            None => HostStore::Backend(BackendFlow {
+                pending: HashMap::new(),
+                next_id: 0,
+                phase: Phase::Reading,
+                record_cache_ttl_ms: cfg.record_cache_ttl_s.saturating_mul(1000),
+            }),
+        };
+        Box::new(Job {
+            store,
+            dialect,
+            identity: admitted.identity,
+            client: req.client_ip(&cfg.trusted_proxies),
+            user_agent: req
+                .header("user-agent")
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+            hosts,
+            writes: admitted.writes,
+            counts: admitted.counts,
+            track_seen: true,
+            webhooks: cfg.webhooks.clone(),
+            started_ms: env.now_ms,
+            host_retry_after_s: cfg.rate_limits.good_per_host.window_s,
+        })
+    }
+
+    /// Reads what the KV does not know fresh, then writes what differs, then replies.
+    /// `Retry-After` for a 429 that a host over its update limit gets (see `exchange::finish_reply`).
+    pub(crate) fn host_retry_after_s(&self) -> u64 {
+        self.host_retry_after_s
+    }
+
+    pub(crate) fn advance(&mut self, env: &Env) -> Progress {
+        let done = match &mut self.store {
+            HostStore::Etcd { flow, started } => {
+                if !*started {
+                    *started = true;
+                    let calls = flow.start(&mut self.hosts, env);
+                    if !calls.is_empty() {
+                        return Progress::Call(calls);
+                    }
+                }
+                flow.is_done()
+            }
+            HostStore::Backend(b) => {
+                let calls = b.advance(&mut self.hosts, env);
+                if !calls.is_empty() {
+                    return Progress::Call(calls);
+                }
+                b.pending.is_empty()
+            }
+        };
+        if done {
+            self.done(env)
+        } else {
+            Progress::Wait
+        }
+    }
+
+    pub(crate) fn on_callout(
+        &mut self,
+        id: CalloutId,
+        result: CalloutResult,
+        env: &Env,
+    ) -> Progress {
+        match &mut self.store {
+            HostStore::Etcd { flow, .. } => {
+                let calls = flow.on_callout(id, result, &mut self.hosts, env);
+                if !calls.is_empty() {
+                    return Progress::Call(calls);
+                }
+                if flow.is_done() {
+                    self.done(env)
+                } else {
+                    Progress::Wait
+                }
+            }
+            HostStore::Backend(b) => {
+                if !b.on_callout(id, &result, &mut self.hosts, &mut self.writes, env)
+                    || !b.pending.is_empty()
+                {
+                    // An unknown id, or other answers still outstanding.
+                    return Progress::Wait;
+                }
+                self.advance(env)
+            }
+        }
+    }
+
+    /// Every host still waiting on a call fails (`dnserr` in the dialect's reply).
+    pub(crate) fn abort(&mut self, env: &Env) -> (Outcome, Vec<HostOutcome>) {
+        if let HostStore::Backend(b) = &mut self.store {
+            b.pending.clear();
+        }
+        for h in &mut self.hosts {
+            if h.code.is_none() && h.mirror_of.is_none() {
+                h.fail(BackendError::NoAnswer);
+            }
+        }
+        self.finish(env)
+    }
+
+    fn done(&mut self, env: &Env) -> Progress {
+        let (outcome, hosts) = self.finish(env);
+        Progress::Done(outcome, hosts)
+    }
+
+    /// Whether this job called the backend (only such jobs measure its latency).
+    fn called_backend(&self) -> bool {
+        matches!(&self.store, HostStore::Backend(b) if b.next_id > 0)
+    }
+
+    fn finish(&mut self, env: &Env) -> (Outcome, Vec<HostOutcome>) {
+        let elapsed = env.now_ms.saturating_sub(self.started_ms);
+        let mut log = Vec::new();
+        let mut counters = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut changes = Vec::new();
+        for h in &self.hosts {
+            if let Some(first) = h.mirror_of {
+                // A repeat: answered as the host it repeats, without a second write or log line.
+                let mut o = outcomes.get(first).cloned().unwrap_or_else(|| HostOutcome {
+                    host: String::new(),
+                    code: Code::Emergency,
+                    addrs: vec![],
+                    previous: vec![],
+                    current: vec![],
+                    refusal: None,
+                });
+                o.host = h.label.clone();
+                outcomes.push(o);
+                continue;
+            }
+            let code = h.code.unwrap_or(Code::Emergency);
+            let (new, addrs, previous, current) = match &h.target {
+                Some(t) => {
+                    // Nothing planned (decided before any read): report what was asked for.
+                    let planned = if h.desired.is_empty() {
+                        &t.want
+                    } else {
+                        &h.desired
+                    };
+                    let shown = if code.is_success() { planned } else { &t.want };
+                    let new: Vec<&String> = shown.iter().flat_map(|(_, v)| v).collect();
+                    let addrs = shown
+                        .iter()
+                        .filter(|(r, _)| *r != RrType::Txt)
+                        .flat_map(|(_, v)| v.iter().filter_map(|s| s.parse().ok()))
+                        .collect();
+                    let previous: Vec<(RrType, Vec<String>)> = t
+                        .types()
+                        .into_iter()
+                        .filter_map(|r| h.old.get(&r).map(|v| (r, v.clone())))
+                        .collect();
+                    let current = if code.is_success() {
+                        planned.clone()
+                    } else {
+                        vec![]
+                    };
+                    (Some(new), addrs, previous, current)
+                }
+                None => (None, vec![], vec![], vec![]),
+            };
+            let line = AuditLine {
+                backend_ms: elapsed,
+                dialect: self.dialect,
+                error: h.error.as_deref(),
+                event: "dynedge.update",
+                host: &h.label,
+                new,
+                old: h.old.values().flatten().collect(),
+                result: code.as_str(),
+                source: self.client,
+                token_id: self.identity.token_id.as_deref(),
+                ts_ms: env.now_ms,
+                user: &self.identity.user,
+                user_agent: &self.user_agent,
+            };
+            log.push(serde_json::to_string(&line).unwrap_or_default());
+            let backend = h.target.as_ref().map_or("none", |t| t.backend.kind());
+            counters.extend(metrics::host_result(self.dialect, code, backend));
+            if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
+                self.writes.push(KvWrite::put(
+                    keys::seen(t.name.as_str()),
+                    env.now_s().to_string().into_bytes(),
+                ));
+            }
+            let outcome = HostOutcome {
+                host: h.label.clone(),
+                code,
+                addrs,
+                previous,
+                current,
+                refusal: h.refusal.clone(),
+            };
+            if let (Code::Good, Some(t)) = (code, &h.target) {
+                if let Some(change) = hoststate::AddrChange::of(&outcome, t.ttl) {
+                    self.writes.push(hoststate::touch(env, &t.name, t.ttl));
+                    changes.push(change);
+                }
+            }
+            outcomes.push(outcome);
+        }
+        // Only exchanges that called the backend measure its latency.
+        let samples = match self.hosts.iter().find_map(|h| h.target.as_ref()) {
+            Some(t) if self.called_backend() => {
+                vec![(
+                    metrics::backend_latency(self.dialect, t.backend.kind()),
+                    elapsed,
+                )]
+            }
+            _ => vec![],
+        };
+        let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
+        counters.extend(notify.iter().map(|_| metrics::webhooks_queued()));
+        let outcome = Outcome {
+            reply: None,
+            writes: std::mem::take(&mut self.writes),
+            log,
+            counters,
+            notify,
+            counts: std::mem::take(&mut self.counts),
+            samples,
+        };
+        (outcome, outcomes)
+    }
+}
+
+impl BackendFlow {
+    fn call(&mut self, p: Pending, c: Callout, out: &mut Vec<(CalloutId, Callout)>) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.pending.insert(id, p);
+        out.push((id, c));
+    }
+
+    /// The next calls: reads of what the KV does not know fresh, then writes of what differs.
+    /// None once every host is decided or waiting.
+    fn advance(&mut self, hosts: &mut [HostJob], env: &Env) -> Vec<(CalloutId, Callout)> {
+        let mut calls = Vec::new();
+        if !matches!(self.phase, Phase::Reading) {
+            return calls;
+        }
+        for (i, h) in hosts.iter_mut().enumerate() {
+            let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
+                continue;
+            };
+            let mut reads = Vec::new();
+            for rtype in t.types() {
+                if h.old.contains_key(&rtype) {
+                    continue; // read already (the first pass); don't read again
+                }
+                match cached(env, &t.name, rtype, self.record_cache_ttl_ms) {
+                    Some(values) => {
+                        h.old.insert(rtype, values);
+                    }
+                    None => reads.push((rtype, t.backend.read(&t.zone, &t.name, rtype))),
+                }
+            }
+            for (rtype, c) in reads {
+                self.call(Pending::Read { host: i, rtype }, c, &mut calls);
+            }
+        }
+        if !calls.is_empty() {
+            return calls;
+        }
+        self.phase = Phase::Writing;
+        let benv = BackendEnv {
+            now_s: env.now_s(),
+            random: env.random,
+        };
+        for (i, h) in hosts.iter_mut().enumerate() {
+            let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
+                continue;
+            };
+            let desired = match t.desired(&h.old) {
+                Ok(d) => d,
+                Err(r) => {
+                    h.refuse(r);
+                    continue;
+                }
+            };
+            let sets: Vec<RrSet> = desired
+                .iter()
+                .filter(|(rtype, values)| {
+                    !same_values(*rtype, h.old.get(rtype).map_or(&[][..], |v| v), values)
+                })
+                .map(|(rtype, values)| RrSet {
+                    name: t.name.clone(),
+                    rtype: *rtype,
+                    ttl: t.ttl,
+                    values: values.clone(),
+                })
+                .collect();
+            h.desired = desired;
+            if sets.is_empty() {
+                h.code = Some(Code::Nochg);
+                continue;
+            }
+            match t.backend.write(&t.zone, &sets, benv) {
+                Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
+                Err(e) => h.fail(e),
+            }
+        }
+        calls
+    }
+
+    /// One answer; false when the id is not (or no longer) ours.
+    fn on_callout(
+        &mut self,
+        id: CalloutId,
+        result: &CalloutResult,
+        hosts: &mut [HostJob],
+        writes: &mut Vec<KvWrite>,
+        env: &Env,
+    ) -> bool {
+        let Some(p) = self.pending.remove(&id) else {
+            return false;
+        };
+        match p {
+            Pending::Read { host, rtype } => {
+                let Some(h) = hosts.get_mut(host) else {
+                    return true;
+                };
+                if let Some(t) = &h.target {
+                    match t.backend.parse_read(&t.name, rtype, result) {
+                        Ok(values) => {
+                            writes.push(cache_put(&t.name, rtype, &values, env));
+                            h.old.insert(rtype, values);
+                        }
+                        Err(e) => h.fail(e),
+                    }
+                }
+            }
+            Pending::Write { host, check } => {
+                let Some(h) = hosts.get_mut(host) else {
+                    return true;
+                };
+                if let Some(t) = &h.target {
+                    match t.backend.check_write(&check, result) {
+                        Ok(()) => {
+                            for (rtype, values) in &h.desired {
+                                writes.push(cache_put(&t.name, *rtype, values, env));
+                            }
+                            h.code = Some(Code::Good);
+                        }
+                        Err(e) => {
+                            // The backend may or may not have applied it: forget what we knew.
+                            for (rtype, _) in &h.desired {
+                                writes.push(KvWrite::remove(keys::record(
+                                    t.name.as_str(),
+                                    rtype.as_str(),
+                                )));
+                            }
+                            h.fail(e);
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+fn cache_put(name: &Fqdn, rtype: RrType, values: &[String], env: &Env) -> KvWrite {
+    KvWrite::put(
+        keys::record(name.as_str(), rtype.as_str()),
+        format!("{}|{}", env.now_ms, values.join("\n")).into_bytes(),
+    )
+}
+
+fn cached(env: &Env, name: &Fqdn, rtype: RrType, ttl_ms: u64) -> Option<Vec<String>> {
+    let raw = env.kv.get(&keys::record(name.as_str(), rtype.as_str()))?;
+    let text = String::from_utf8(raw).ok()?;
+    let (at, values) = text.split_once('|')?;
+    let at: u64 = at.parse().ok()?;
+    if at.saturating_add(ttl_ms) <= env.now_ms {
+        return None;
+    }
+    Some(if values.is_empty() {
+        vec![]
+    } else {
+        values.split('\n').map(str::to_string).collect()
+    })
+}
+
+/// Equal as sets; addresses compare as addresses (`2001:DB8::1` = `2001:db8::1`).
+pub(crate) fn same_values(rtype: RrType, a: &[String], b: &[String]) -> bool {
+    let norm = |v: &[String]| {
+        let mut out: Vec<String> = v
+            .iter()
+            .map(|s| match rtype {
+                RrType::Txt => s.clone(),
+                _ => s.parse::<IpAddr>().map_or(s.clone(), |ip| ip.to_string()),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    norm(a) == norm(b)
+}

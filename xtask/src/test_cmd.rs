@@ -1,0 +1,273 @@
+//! `cargo xtask test` (and `--smoke`): every suite, then a summary.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use dynedge_envoy::workspace_root;
+
+use crate::fuzz::fuzz_suite;
+use crate::tools::{self, Need};
+use crate::{cargo, pingora, step, wasm, Result};
+
+pub struct Suite {
+    pub name: &'static str,
+    pub ok: bool,
+    pub passed: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    /// Everything the suite printed, for the secrets check.
+    pub output: Vec<String>,
+}
+
+/// Runs `cargo test ...`, echoing its output and adding up the `test result:` lines.
+fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Suite {
+    step(&format!("cargo test {}", args.join(" ")));
+    let started = Instant::now();
+    let mut cmd = cargo();
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    cmd.current_dir(workspace_root())
+        .args(["test", "--no-fail-fast"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let (mut passed, mut failed) = (0, 0);
+    let mut output = Vec::new();
+    let ok = match cmd.spawn() {
+        Ok(mut child) => {
+            if let Some(out) = child.stdout.take() {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    println!("{line}");
+                    if let Some(rest) = line.strip_prefix("test result: ") {
+                        passed += count_before(rest, "passed");
+                        failed += count_before(rest, "failed");
+                    }
+                    output.push(line);
+                }
+            }
+            child.wait().is_ok_and(|s| s.success())
+        }
+        Err(e) => {
+            eprintln!("xtask: cannot run cargo: {e}");
+            false
+        }
+    };
+    Suite {
+        name,
+        ok: ok && failed == 0,
+        passed,
+        failed,
+        seconds: started.elapsed().as_secs_f64(),
+        output,
+    }
+}
+
+/// In `ok. 12 passed; 1 failed; ...`, the number before `word`.
+fn count_before(text: &str, word: &str) -> u64 {
+    text.split(';')
+        .filter_map(|part| part.trim().strip_suffix(word))
+        .filter_map(|rest| rest.split_whitespace().last())
+        .find_map(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How long `cargo xtask test` runs each fuzz target.
+const TEST_FUZZ_SECONDS: u64 = 20;
+
+/// Every log the suites left (`target/tmp`) and everything they printed, searched for every
+/// secret the tests use: secrets are redacted everywhere.
+fn secrets_suite(suites: &[Suite]) -> Suite {
+    step("secrets: searching every test log and the test output for the test secrets");
+    let started = Instant::now();
+    let tmp = dynedge_envoy::target_dir().join("tmp");
+    let files = dynedge_envoy::log_files(&tmp);
+    let mut found: Vec<String> = dynedge_envoy::secrets_in_logs(&tmp)
+        .into_iter()
+        .map(|(f, s)| format!("{} contains {s:?}", f.display()))
+        .collect();
+    for suite in suites {
+        for line in &suite.output {
+            for s in dynedge_envoy::secrets_in(line) {
+                found.push(format!("the output of '{}' contains {s:?}", suite.name));
+            }
+        }
+    }
+    let lines: usize = suites.iter().map(|s| s.output.len()).sum();
+    println!(
+        "    {} secret forms, {} log files, {lines} lines of test output: {} found",
+        dynedge_envoy::TEST_SECRETS.len(),
+        files.len(),
+        found.len()
+    );
+    for f in &found {
+        println!("    SECRET LEAK: {f}");
+    }
+    Suite {
+        name: "secrets in logs and test output",
+        ok: found.is_empty() && !files.is_empty(),
+        passed: u64::from(found.is_empty()),
+        failed: u64::from(!found.is_empty()),
+        seconds: started.elapsed().as_secs_f64(),
+        output: vec![],
+    }
+}
+/// Where the hardening suite leaves the figures it measured (its output is captured).
+fn figures_file() -> PathBuf {
+    dynedge_envoy::target_dir().join("tmp/hardening/figures.txt")
+}
+
+pub fn test(args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let smoke = match args {
+        [] => false,
+        [a] if a == "--smoke" => true,
+        _ => return Err(format!("test: unknown arguments {args:?} (only --smoke)")),
+    };
+    // Everything is installed before the first test: no suite runs apt-get halfway through.
+    tools::ensure(Need::Test)?;
+    print!("{}", tools::table(&tools::survey()));
+    let _ = fs::remove_file(figures_file());
+    let wasm = wasm()?;
+    let envoy = dynedge_envoy::envoy_binary()?;
+    if smoke {
+        return smoke_test(started, &wasm, &envoy);
+    }
+    let pingora = pingora()?;
+    let found = [
+        ("DYNEDGE_WASM", wasm.as_os_str()),
+        ("DYNEDGE_ENVOY", envoy.as_os_str()),
+        ("DYNEDGE_PINGORA", pingora.as_os_str()),
+        (tools::NO_INSTALL_ENV, OsStr::new("1")),
+    ];
+    let mut on_pingora = found.to_vec();
+    on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
+    let mut suites = vec![
+        cargo_test(
+            "unit, test-host, `xtask up` (cargo test --workspace, without the Envoy suite)",
+            &["--workspace", "--exclude", "dynedge-envoy"],
+            &found,
+        ),
+        cargo_test(
+            "Envoy end to end (real Envoy + .wasm + PowerDNS + ddclient + inadyn)",
+            &["-p", "dynedge-envoy"],
+            &found,
+        ),
+        // Every file: a test that checks Envoy itself says so and returns (`envoy_only`).
+        cargo_test(
+            "the same end-to-end suite against dynedge-pingora (DYNEDGE_GATEWAY=pingora)",
+            &["-p", "dynedge-envoy", "--tests"],
+            &on_pingora,
+        ),
+    ];
+    suites.push(fuzz_suite(TEST_FUZZ_SECONDS));
+    suites.push(secrets_suite(&suites));
+    if let Ok(figures) = fs::read_to_string(figures_file()) {
+        println!("\n==> figures measured by the hardening suite\n{figures}");
+    }
+    summary(started, &suites)
+}
+
+/// `test --smoke`: what a fresh machine must get right, in minutes. Everything installed
+/// (above), every crate and test built, one end-to-end test through each proxy, `xtask up`
+/// once, and each fuzz target built and run briefly (libFuzzer is C++).
+fn smoke_test(started: Instant, wasm: &Path, envoy: &Path) -> Result<()> {
+    let mut build = cargo_test(
+        "build every crate and test (cargo test --workspace --no-run)",
+        &["--workspace", "--no-run"],
+        &[],
+    );
+    // --no-run prints no result line: one for the build.
+    build.passed = u64::from(build.ok);
+    build.failed = u64::from(!build.ok);
+    let mut suites = vec![build];
+    if !suites[0].ok {
+        return summary(started, &suites);
+    }
+    // The debug build just made: the release build's LTO adds minutes and no tool.
+    let pingora = dynedge_envoy::target_dir().join("debug/dynedge-pingora");
+    let found = [
+        ("DYNEDGE_WASM", wasm.as_os_str()),
+        ("DYNEDGE_ENVOY", envoy.as_os_str()),
+        ("DYNEDGE_PINGORA", pingora.as_os_str()),
+        (tools::NO_INSTALL_ENV, OsStr::new("1")),
+    ];
+    let mut on_pingora = found.to_vec();
+    on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
+    let e2e = [
+        "-p",
+        "dynedge-envoy",
+        "--test",
+        "dyndns2_over_envoy",
+        "a_curl_update_over_https_changes_the_a_record",
+    ];
+    suites.push(cargo_test("one update through Envoy", &e2e, &found));
+    suites.push(cargo_test(
+        "one update through dynedge-pingora",
+        &e2e,
+        &on_pingora,
+    ));
+    suites.push(cargo_test(
+        "xtask up serves an update, SIGTERM stops it",
+        &[
+            "-p",
+            "xtask",
+            "--test",
+            "up",
+            "up_answers_an_update_and_sigterm_stops_everything_it_started",
+        ],
+        &found,
+    ));
+    suites.push(fuzz_suite(SMOKE_FUZZ_SECONDS));
+    summary(started, &suites)
+}
+
+/// How long `test --smoke` runs each fuzz target.
+const SMOKE_FUZZ_SECONDS: u64 = 2;
+
+fn summary(started: Instant, suites: &[Suite]) -> Result<()> {
+    println!("\n==> summary");
+    for s in suites {
+        println!(
+            "    {:4} {:>4} passed {:>3} failed {:>7.1}s  {}",
+            if s.ok { "ok" } else { "FAIL" },
+            s.passed,
+            s.failed,
+            s.seconds,
+            s.name
+        );
+    }
+    let failed = suites.iter().filter(|s| !s.ok).count();
+    println!(
+        "    total {} passed, {} failed, {:.0}s",
+        suites.iter().map(|s| s.passed).sum::<u64>(),
+        suites.iter().map(|s| s.failed).sum::<u64>(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} suite(s) failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_passed_and_failed_from_cargo_test_result_lines() {
+        let line =
+            "ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 3.1s";
+        assert_eq!(count_before(line, "passed"), 12);
+        assert_eq!(count_before(line, "failed"), 0);
+        let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(count_before(bad, "passed"), 3);
+        assert_eq!(count_before(bad, "failed"), 2);
+    }
+}
