@@ -18,7 +18,7 @@ pub mod keys {
 
 /// The token rules, so the admin checks a new token's flags with the core's own code.
 pub mod tokens {
-    pub use crate::tokens::{duration_s, RawPolicy, RawRules, TokenRules};
+    pub use crate::token_rules::{duration_s, RawPolicy, RawRules, TokenRules};
 }
 
 /// What the admin needs to manage users and tokens in the etcd store.

@@ -360,7 +360,9 @@ impl Job {
             hosts,
             writes: admitted.writes,
             counts: admitted.counts,
-            track_seen: true,
+            // Only the expiry sweep reads `seen`: without a zone that expires, every nochg
+            // would write it for nothing (one shared-data write per request in Envoy).
+            track_seen: cfg.zones.iter().any(|z| z.expiry_ttl_s > 0),
             webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
             host_retry_after_s: cfg.rate_limits.good_per_host.window_s,

@@ -30,6 +30,7 @@ mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
+mod token_rules;
 mod tokens;
 mod webhooks;
 

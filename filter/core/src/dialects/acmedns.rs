@@ -243,7 +243,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
         return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     let key = key.0.as_bytes();
-    let draw = |salt: &str| crate::tokens::random_bytes(key, env, salt);
+    let draw = |salt: &str| crate::tokens::random_bytes(key, (env.random, env.now_ms), salt);
     let (Some(u), Some(p), Some(sub), Some(salt)) = (
         draw("acme-dns:username"),
         draw("acme-dns:password"),
