@@ -7,12 +7,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::{
-    fresh_dir, run, target_dir, wait_until, workspace_root, Certificate, Daemon, Envoy,
-    EnvoyConfig, PowerDns, Proxy, Result, DEMO_ZONE,
+    fresh_dir, poll_until, run, target_dir, wait_until, within, workspace_root, Certificate,
+    Daemon, Envoy, EnvoyConfig, PowerDns, Proxy, Result, DEMO_ZONE,
 };
 
 struct Member {
@@ -471,24 +469,20 @@ impl Gateways {
     /// Until gateway `i` has synced the credentials: an update of a host demo does not own is
     /// `nohost` (before the first sync nobody exists: `badauth`). Changes nothing.
     pub fn wait_synced(&self, i: usize) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body = self.curl(
-                i,
-                "/nic/update?hostname=probe.dyn.example.test&myip=192.0.2.1",
-                &["-u", "demo:demo-password"],
-            );
-            if body.starts_with("nohost") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "gateway {} never synced from etcd: {body:?}",
-                    i + 1
-                ));
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
+        let mut body = String::new();
+        poll_until(
+            within(30),
+            &format!("gateway {} synced from etcd", i + 1),
+            || {
+                body = self.curl(
+                    i,
+                    "/nic/update?hostname=probe.dyn.example.test&myip=192.0.2.1",
+                    &["-u", "demo:demo-password"],
+                );
+                body.starts_with("nohost").then_some(())
+            },
+        )
+        .map_err(|e| format!("{e} (last answer {body:?})"))
     }
 
     /// HTTPS port of gateway `i`.

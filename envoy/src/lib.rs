@@ -129,6 +129,38 @@ pub fn free_port_block(len: u16) -> u16 {
     panic!("no {len} free consecutive ports on 127.0.0.1");
 }
 
+/// How often [`poll_until`] asks again.
+pub const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Calls `probe` every [`POLL_EVERY`] until it returns `Some`, and returns that; once
+/// `deadline` has passed (after one last call), an error that says what never happened.
+/// Tests wait with it for what a server does in the background (a log line, a delivery, a
+/// sync), so they check what happened, never how long it took.
+pub fn poll_until<T>(
+    deadline: Instant,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{what}: not within {:.1?}",
+                deadline.saturating_duration_since(started)
+            ));
+        }
+        thread::sleep(POLL_EVERY);
+    }
+}
+
+/// `Instant::now() + secs` seconds: a [`poll_until`] deadline.
+pub fn within(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
 // ---------------------------------------------------------------------------------- daemons
 
 /// A server running as our child, its stdout and stderr in `log`. Stopped (TERM, then KILL) by
@@ -607,6 +639,19 @@ impl Proxy {
     }
 }
 
+/// For a test that checks Envoy itself (its bootstrap, its admin, its wasm runtime): true,
+/// after printing `why` it is skipped, when the suite runs against another proxy
+/// (`DYNEDGE_GATEWAY`). The caller returns at once: `if envoy_only("...") { return; }`.
+pub fn envoy_only(why: &str) -> bool {
+    match Proxy::from_env() {
+        Ok(Proxy::Pingora) => {
+            println!("skipped on {}: Envoy only: {why}", Proxy::Pingora.name());
+            true
+        }
+        Ok(Proxy::Envoy) | Err(_) => false,
+    }
+}
+
 /// The built Pingora gateway: `$DYNEDGE_PINGORA`, else the release build of `dynedge-pingora`.
 pub fn pingora_binary() -> Result<PathBuf> {
     let path = match std::env::var_os("DYNEDGE_PINGORA") {
@@ -692,6 +737,18 @@ impl Envoy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poll_until_returns_the_first_value_or_says_what_never_happened() {
+        let mut n = 0;
+        let v = poll_until(within(10), "three calls", || {
+            n += 1;
+            (n == 3).then_some(n)
+        });
+        assert_eq!(v, Ok(3));
+        let err = poll_until(Instant::now(), "the impossible", || None::<()>).unwrap_err();
+        assert!(err.starts_with("the impossible: not within"), "{err}");
+    }
 
     #[test]
     fn the_proxy_is_named_envoy_or_pingora() {

@@ -68,7 +68,6 @@ impl PowerDns {
              query-cache-ttl=0\n\
              negquery-cache-ttl=0\n\
              dnssec-key-cache-ttl=0\n\
-             zone-metadata-cache-ttl=0\n\
              default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 3600\n\
              security-poll-suffix=\n",
             db = db.display(),

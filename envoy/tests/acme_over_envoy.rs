@@ -15,7 +15,7 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dynedge_envoy::{workspace_root, Daemon};
 use support::*;
@@ -81,20 +81,17 @@ impl Pebble {
             port,
             cert,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        poll_until(within(20), "pebble serving its directory", || {
             let (ok, _) = run_quiet(
                 Command::new("curl")
                     .args(["-sSf", "-m", "2", "--cacert"])
                     .arg(&pebble.cert)
                     .arg(pebble.directory()),
             );
-            if ok {
-                return pebble;
-            }
-            assert!(Instant::now() < deadline, "pebble did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            ok.then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        pebble
     }
 
     fn directory(&self) -> String {

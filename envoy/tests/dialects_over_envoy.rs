@@ -408,18 +408,16 @@ fn the_official_apertodns_client_works_unchanged_against_the_gateway() {
 /// The webhook receiver's log lines (one JSON object per delivery) once there are at least
 /// `count`, or what is there after 15 s (the caller's assertion then shows it).
 fn deliveries(log: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
+    let read = || -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
+        text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= count || std::time::Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+            .collect()
+    };
+    dynedge_envoy::poll_until(dynedge_envoy::within(15), "deliveries", || {
+        Some(read()).filter(|lines| lines.len() >= count)
+    })
+    .unwrap_or_else(|_| read())
 }
 
 #[test]
@@ -436,29 +434,7 @@ fn an_ip_change_is_delivered_as_a_signed_webhook_and_retried_after_a_500() {
     );
     let secret = "a-webhook-secret-of-at-least-32-characters";
     let log = stack.dir.join("deliveries.jsonl");
-    let mut cmd = Command::new("python3");
-    cmd.arg(workspace_root().join("examples/webhook-receiver.py"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--secret",
-            secret,
-            "--fail-first",
-            "1",
-        ])
-        .arg("--cert")
-        .arg(&stack.envoy.certificate.cert)
-        .arg("--key")
-        .arg(&stack.envoy.certificate.key)
-        .arg("--log")
-        .arg(&log);
-    let _receiver =
-        dynedge_envoy::Daemon::spawn("webhook-receiver", cmd, &stack.dir.join("receiver.log"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while dynedge_envoy::port_is_free(port) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _receiver = stack.webhook_receiver(port, secret, &["--fail-first", "1"], &log);
 
     let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
     let body = format!(
@@ -531,22 +507,7 @@ fn webhook_urls_naming_unlisted_hosts_are_refused_and_never_called() {
     );
     let secret = "a-webhook-secret-of-at-least-32-characters";
     let log = stack.dir.join("deliveries.jsonl");
-    let mut cmd = Command::new("python3");
-    cmd.arg(workspace_root().join("examples/webhook-receiver.py"))
-        .args(["--port", &port.to_string(), "--secret", secret])
-        .arg("--cert")
-        .arg(&stack.envoy.certificate.cert)
-        .arg("--key")
-        .arg(&stack.envoy.certificate.key)
-        .arg("--log")
-        .arg(&log);
-    let _receiver =
-        dynedge_envoy::Daemon::spawn("webhook-receiver", cmd, &stack.dir.join("receiver.log"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while dynedge_envoy::port_is_free(port) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _receiver = stack.webhook_receiver(port, secret, &[], &log);
     let demo = format!("{DEMO_USER}:{DEMO_PASSWORD}");
     let subscribe = |url: &str| {
         let body = format!(r#"{{"url":"{url}","events":["ip_changed"],"secret":"{secret}"}}"#);

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_core::fuzzing::{bad_requests, BAD_REQUESTS};
+use dynedge_envoy::Proxy;
 use hard::*;
 use serde_json::{json, Value};
 
@@ -56,6 +57,7 @@ fn every_malformed_request_gets_a_clear_error_through_envoy_and_none_reaches_pow
     let mut failures = Vec::new();
     let mut per: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut by_envoy = 0;
+    let mut bare = Vec::new();
     for case in &cases {
         let entry = per.entry(case.category.clone()).or_default();
         entry.0 += 1;
@@ -68,7 +70,17 @@ fn every_malformed_request_gets_a_clear_error_through_envoy_and_none_reaches_pow
         } else {
             reply.codes()
         };
-        let verdict = if case.envoy_status == Some(reply.status) {
+        // A request the proxy's own HTTP codec refuses never reaches dynedge. Envoy answers
+        // it with the status the corpus names; Pingora with a bare 400 (empty body), which
+        // carries no HSTS: Pingora 0.9 writes that reply itself, with no hook for a module.
+        let pingora_codec = gw.proxy == Proxy::Pingora
+            && case.envoy_status.is_some()
+            && reply.status == 400
+            && reply.body.is_empty();
+        if pingora_codec {
+            bare.push(case.id.clone());
+        }
+        let verdict = if case.envoy_status == Some(reply.status) || pingora_codec {
             by_envoy += 1;
             Ok(())
         } else if case.method == b"HEAD" {
@@ -88,7 +100,7 @@ fn every_malformed_request_gets_a_clear_error_through_envoy_and_none_reaches_pow
                 reply.body.chars().take(100).collect::<String>()
             )),
         }
-        if reply.header("strict-transport-security").is_none() {
+        if reply.header("strict-transport-security").is_none() && !pingora_codec {
             failures.push(format!("{}: no HSTS on the error", case.id));
         }
     }
@@ -101,8 +113,14 @@ fn every_malformed_request_gets_a_clear_error_through_envoy_and_none_reaches_pow
         figure(&format!("  {cat:18} {ok:3}/{n:3} clear errors"));
     }
     figure(&format!(
-        "  refused by Envoy's own codec before the filter: {by_envoy}"
+        "  refused by the proxy's own codec before the filter: {by_envoy}"
     ));
+    if !bare.is_empty() {
+        figure(&format!(
+            "  of which Pingora's bare 400 without HSTS (no module hook): {}",
+            bare.join(", ")
+        ));
+    }
     assert!(
         failures.is_empty(),
         "{} case(s) failed:\n{}",
@@ -417,13 +435,11 @@ fn an_expired_host_disappears_from_dns_and_a_later_update_restores_it() {
     assert_eq!(r.body, "good 192.0.2.66 2001:db8::66\n");
     assert_eq!(backend.records(HOME, "A"), ["192.0.2.66"]);
     let started = Instant::now();
-    while !backend.records(HOME, "A").is_empty() || !backend.records(HOME, "AAAA").is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the records were not expired within 30 s"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    poll_until(within(30), "the records expired", || {
+        (backend.records(HOME, "A").is_empty() && backend.records(HOME, "AAAA").is_empty())
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     figure(&format!(
         "expiry: expiry_ttl_s 3, sweep every 1 s: records gone {:.1?} after the update",
         started.elapsed()
@@ -527,6 +543,12 @@ fn dynv6_refuses_the_sixth_wrong_token_with_429_before_the_right_one_is_accepted
 
 #[test]
 fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_histogram() {
+    if dynedge_envoy::envoy_only(
+        "Envoy's admin /stats (histogram quantiles); dynedge-pingora's /stats is tested in \
+         pingora-module/tests/standalone.rs",
+    ) {
+        return;
+    }
     let dir = test_dir("metrics");
     let backend = Backend::start(&dir);
     let cfg = plugin_config(backend.api_port(), 0, |_| {});
@@ -552,22 +574,21 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
         &["-u", "demo:nope"],
     );
     assert_eq!(bad.body, "badauth\n");
-    let started = Instant::now();
-    let stats = loop {
-        let s = gw.admin("/stats?filter=dynedge");
-        let histogram = s
-            .lines()
-            .find(|l| l.contains("dynedge.dyndns2.backend_ms:"))
-            .is_some_and(|l| l.contains("P50("));
-        if histogram || started.elapsed() > Duration::from_secs(20) {
-            break s;
-        }
-        thread::sleep(Duration::from_millis(250));
-    };
+    // The stat names as the filter defines them (labels encoded; docs/metrics.md).
+    const LATENCY: &str = "dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms:";
+    let stats_now = || gw.admin("/stats?filter=dynedge");
+    let stats = poll_until(within(20), "the backend latency histogram", || {
+        let s = stats_now();
+        s.lines()
+            .find(|l| l.contains(LATENCY))
+            .is_some_and(|l| l.contains("P50("))
+            .then_some(s)
+    })
+    .unwrap_or_else(|_| stats_now());
     let value = |suffix: &str| {
         stats
             .lines()
-            .find(|l| l.contains(&format!("dynedge.dyndns2.{suffix}: ")))
+            .find(|l| l.contains(&format!("result=.={suffix};.;")))
             .and_then(|l| l.rsplit(": ").next())
             .map(str::to_string)
     };
@@ -576,7 +597,7 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
     assert_eq!(value("badauth").as_deref(), Some("1"), "{stats}");
     let hist = stats
         .lines()
-        .find(|l| l.contains("dynedge.dyndns2.backend_ms:") && l.contains("P50("))
+        .find(|l| l.contains(LATENCY) && l.contains("P50("))
         .unwrap_or_else(|| panic!("no backend_ms histogram values in:\n{stats}"));
     figure(&format!(
         "metrics: {}",
@@ -591,6 +612,12 @@ fn envoy_stats_show_counters_per_dialect_and_result_and_the_backend_latency_hist
 
 #[test]
 fn the_plugin_configuration_reloads_through_lds_while_a_load_runs_without_a_failed_request() {
+    if dynedge_envoy::envoy_only(
+        "reloads through Envoy's LDS; dynedge-pingora reloads on SIGHUP, tested in \
+         pingora-module/tests/standalone.rs",
+    ) {
+        return;
+    }
     let dir = test_dir("reload");
     let backend = Backend::start(&dir);
     let config_with_ttl = |ttl: u32| {
@@ -643,13 +670,10 @@ fn the_plugin_configuration_reloads_through_lds_while_a_load_runs_without_a_fail
         let started = Instant::now();
         let before = gw.stat("listener_manager.lds.update_success");
         gw.reconfigure(config_with_ttl(ttl));
-        while gw.stat("listener_manager.lds.update_success") == before {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "LDS did not reload"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        poll_until(within(30), "LDS reloading", || {
+            (gw.stat("listener_manager.lds.update_success") != before).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
         reloads.push(started.elapsed());
         thread::sleep(Duration::from_secs(2));
     }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use dynedge_envoy::rfc2136::{self, Bind, Dnsdist, Knot, PowerDnsUpdate, TsigKeyText};
-use dynedge_envoy::{dig, free_port, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig};
+use dynedge_envoy::{
+    dig, envoy_only, free_port, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, Proxy,
+};
 
 const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 const HOME: &str = "home.dyn.example.test";
@@ -59,23 +61,71 @@ fn plugin(cluster: &str, key_name: &str, secret: &str, bench: bool) -> String {
     v.to_string()
 }
 
-/// Envoy (production bootstrap, TLS) with the filter, `plugin` and the relay's cluster.
-fn envoy(dir: &Path, plugin: String, extra_clusters: String) -> Envoy {
+/// The DoH relay the filter calls: its cluster name and port.
+#[derive(Clone, Copy)]
+struct Relay {
+    name: &'static str,
+    port: u16,
+}
+
+impl Relay {
+    fn bind(port: u16) -> Relay {
+        Relay {
+            name: "bind_doh",
+            port,
+        }
+    }
+
+    fn dnsdist(port: u16) -> Relay {
+        Relay {
+            name: "dnsdist_doh",
+            port,
+        }
+    }
+
+    /// The Envoy cluster (`envoy/rfc2136-*-cluster.yaml.tmpl`, HTTP/2 without TLS).
+    fn yaml(self) -> String {
+        match self.name {
+            "bind_doh" => rfc2136::bind_doh_cluster(self.port),
+            _ => rfc2136::dnsdist_doh_cluster(self.port),
+        }
+    }
+
+    /// The same for dynedge-pingora.
+    fn pingora(self) -> String {
+        format!("{}=127.0.0.1:{},h2c", self.name, self.port)
+    }
+}
+
+/// The proxy `DYNEDGE_GATEWAY` names (Envoy: the production bootstrap, TLS, the filter) with
+/// `plugin` and the relay's cluster.
+fn envoy(dir: &Path, plugin: String, relay: Option<Relay>) -> Envoy {
+    let proxy = ok(Proxy::from_env());
     let cfg = EnvoyConfig {
         listen_address: "127.0.0.1".into(),
         listen_port: free_port(),
         certificate: ok(Certificate::self_signed(&dir.join("tls"))),
-        wasm: ok(wasm_file()),
+        wasm: match proxy {
+            Proxy::Envoy => ok(wasm_file()),
+            Proxy::Pingora => PathBuf::new(),
+        },
         plugin_config: plugin,
         pdns_api_port: free_port(), // the bootstrap's PowerDNS cluster, unused here
         access_log: dir.join("access.log"),
         webhook_port: None,
     };
-    ok(Envoy::start_with_clusters(
-        &dir.join("envoy"),
-        &cfg,
-        &extra_clusters,
-    ))
+    ok(match proxy {
+        Proxy::Envoy => Envoy::start_with_clusters(
+            &dir.join("envoy"),
+            &cfg,
+            &relay.map(Relay::yaml).unwrap_or_default(),
+        ),
+        Proxy::Pingora => Envoy::start_pingora_with_clusters(
+            &dir.join("envoy"),
+            &cfg,
+            &relay.map(Relay::pingora).into_iter().collect::<Vec<_>>(),
+        ),
+    })
 }
 
 /// `GET /nic/update?{query}` with the demo token: (status, body).
@@ -189,11 +239,11 @@ fn nsupdate_cname(port: u16) {
 }
 
 /// A: the relay's cluster; the server's DNS port (for dig and nsupdate).
-fn every_case(dir: &Path, cluster: String, dns_port: u16) {
+fn every_case(dir: &Path, relay: Relay, dns_port: u16) {
     let e = envoy(
         &dir.join("good"),
-        plugin(cluster_name(&cluster), KEY.name, KEY.secret, false),
-        cluster.clone(),
+        plugin(relay.name, KEY.name, KEY.secret, false),
+        Some(relay),
     );
 
     let q = format!("hostname={HOME}&myip=192.0.2.10");
@@ -254,8 +304,8 @@ fn every_case(dir: &Path, cluster: String, dns_port: u16) {
     {
         let e = envoy(
             &dir.join(format!("bad{i}")),
-            plugin(cluster_name(&cluster), key, secret, false),
-            cluster.clone(),
+            plugin(relay.name, key, secret, false),
+            Some(relay),
         );
         let q = format!("hostname={HOME}&myip=192.0.2.99");
         assert_eq!(update(&e, &q), (200, "dnserr".into()), "key {key}");
@@ -264,14 +314,6 @@ fn every_case(dir: &Path, cluster: String, dns_port: u16) {
             ["192.0.2.20"],
             "nothing changed"
         );
-    }
-}
-
-fn cluster_name(yaml: &str) -> &'static str {
-    if yaml.contains("name: bind_doh") {
-        "bind_doh"
-    } else {
-        "dnsdist_doh"
     }
 }
 
@@ -284,11 +326,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_bind_over_its_own_doh() {
         free_port(),
         &[KEY],
     ));
-    every_case(
-        &dir,
-        rfc2136::bind_doh_cluster(bind.doh_port),
-        bind.dns_port,
-    );
+    every_case(&dir, Relay::bind(bind.doh_port), bind.dns_port);
 }
 
 #[test]
@@ -301,11 +339,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_knot_behind_dnsdist() {
         free_port(),
         knot.dns_port,
     ));
-    every_case(
-        &dir,
-        rfc2136::dnsdist_doh_cluster(relay.doh_port),
-        knot.dns_port,
-    );
+    every_case(&dir, Relay::dnsdist(relay.doh_port), knot.dns_port);
 }
 
 #[test]
@@ -322,11 +356,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_powerdns_behind_dnsdist() {
         free_port(),
         pdns.dns_port,
     ));
-    every_case(
-        &dir,
-        rfc2136::dnsdist_doh_cluster(relay.doh_port),
-        pdns.dns_port,
-    );
+    every_case(&dir, Relay::dnsdist(relay.doh_port), pdns.dns_port);
 }
 
 #[test]
@@ -341,7 +371,7 @@ fn a_relay_that_goes_down_turns_updates_into_dnserr() {
     let e = envoy(
         &dir,
         plugin("bind_doh", KEY.name, KEY.secret, false),
-        rfc2136::bind_doh_cluster(bind.doh_port),
+        Some(Relay::bind(bind.doh_port)),
     );
     assert_eq!(
         update(&e, &format!("hostname={HOME}&myip=192.0.2.60")),
@@ -367,7 +397,7 @@ fn dyndns2_update_latency_through_envoy_the_filter_and_bind_is_printed() {
     let e = envoy(
         &dir,
         plugin("bind_doh", KEY.name, KEY.secret, true),
-        rfc2136::bind_doh_cluster(bind.doh_port),
+        Some(Relay::bind(bind.doh_port)),
     );
     let n: usize = std::env::var("RFC2136_BENCH_N")
         .ok()
@@ -428,9 +458,12 @@ fn dyndns2_update_latency_through_envoy_the_filter_and_bind_is_printed() {
 
 #[test]
 fn the_bootstrap_without_extra_clusters_still_starts_and_with_them_has_the_relay() {
+    if envoy_only("checks the rendered Envoy bootstrap") {
+        return;
+    }
     let dir = test_dir("bootstrap");
     let demo = fs::read_to_string(workspace_root().join("examples/dynedge.json")).unwrap();
-    let e = envoy(&dir.join("plain"), demo, String::new());
+    let e = envoy(&dir.join("plain"), demo, None);
     let yaml = fs::read_to_string(&e.bootstrap).unwrap();
     let code: String = yaml
         .lines()
@@ -441,7 +474,7 @@ fn the_bootstrap_without_extra_clusters_still_starts_and_with_them_has_the_relay
     let e = envoy(
         &dir.join("relay"),
         plugin("bind_doh", KEY.name, KEY.secret, false),
-        rfc2136::bind_doh_cluster(21999),
+        Some(Relay::bind(21999)),
     );
     let yaml = fs::read_to_string(&e.bootstrap).unwrap();
     assert!(

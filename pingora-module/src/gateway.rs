@@ -1,7 +1,6 @@
 //! The adapter: snapshots a Pingora request, drives the core's [`Exchange`], performs its
 //! [`Step`]s, and writes the core's reply. It makes no decisions of its own.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +18,7 @@ use pingora::proxy::Session;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
+use crate::metrics::Metrics;
 
 /// Where the core's audit lines (one JSON object each, secrets already absent) go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -30,27 +30,10 @@ pub struct Gateway {
     kv: MemoryKv,
     clusters: Clusters,
     connector: Connector,
-    counters: Mutex<BTreeMap<String, u64>>,
-    histograms: Mutex<BTreeMap<String, Histogram>>,
+    metrics: Metrics,
     log: LogSink,
     /// The sync, sweep and webhook schedule (run by [`crate::Maintainer`]).
     pub(crate) maintenance: Mutex<Maintenance>,
-}
-
-/// The samples of one histogram the core reports (e.g. `dynedge.dyndns2.backend_ms`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Histogram {
-    pub count: u64,
-    pub sum: u64,
-    pub max: u64,
-}
-
-impl Histogram {
-    fn record(&mut self, value: u64) {
-        self.count = self.count.saturating_add(1);
-        self.sum = self.sum.saturating_add(value);
-        self.max = self.max.max(value);
-    }
 }
 
 /// Writes each audit line to standard output.
@@ -76,7 +59,10 @@ impl Gateway {
     /// A gateway for the plugin JSON `raw` (either store).
     pub fn from_json(raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
         let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
-        Gateway::build(config, raw, clusters)
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let gateway = Gateway::build(config, raw, clusters)?;
+        gateway.metrics.config_loaded(Ok(&fingerprint));
+        Ok(gateway)
     }
 
     fn build(config: Config, raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
@@ -91,8 +77,7 @@ impl Gateway {
             kv: MemoryKv::default(),
             clusters,
             connector,
-            counters: Mutex::new(BTreeMap::new()),
-            histograms: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
             log: stdout_log(),
             maintenance: Mutex::new(Maintenance::new(raw)),
         })
@@ -127,6 +112,18 @@ impl Gateway {
     /// Reloads the plugin JSON. With the etcd store, it is served once the sync that runs at
     /// the next tick has merged the credentials into it (until then, the old one).
     pub fn reload_json(&self, raw: Vec<u8>) -> Result<(), String> {
+        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let result = self.reload_raw(raw);
+        self.metrics.config_loaded(
+            result
+                .as_ref()
+                .map(|()| fingerprint.as_str())
+                .map_err(|_| ()),
+        );
+        result
+    }
+
+    fn reload_raw(&self, raw: Vec<u8>) -> Result<(), String> {
         let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
         self.clusters.check(&config)?;
         let etcd = config.store.etcd().is_some();
@@ -140,17 +137,9 @@ impl Gateway {
         }
     }
 
-    /// The counters the core asked to increment, by name.
-    pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// The histogram samples the core reported, by name.
-    pub fn histograms(&self) -> BTreeMap<String, Histogram> {
-        self.histograms
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default()
+    /// The counters, gauges and histograms the core named (`dynedge_core::metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The shared in-process KV (proxy-wasm shared data's equivalent).
@@ -185,7 +174,7 @@ impl Gateway {
             Step::Done(outcome) => outcome,
             // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
             // Call never comes back from drive_calls. The core answers in the dialect.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&self.env()),
+            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&cfg, &self.env()),
         };
         // An exchange's outcome always carries a reply (`abort`'s too).
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
@@ -253,27 +242,21 @@ impl Gateway {
         for line in &log {
             (self.log)(line);
         }
-        self.count(counters);
-        if let Ok(mut histograms) = self.histograms.lock() {
-            for (name, value) in samples {
-                histograms.entry(name).or_default().record(value);
-            }
+        for name in &counters {
+            self.metrics.increment(name);
         }
-    }
-
-    pub(crate) fn count(&self, names: impl IntoIterator<Item = String>) {
-        if let Ok(mut counters) = self.counters.lock() {
-            for name in names {
-                let n = counters.entry(name).or_insert(0);
-                *n = n.saturating_add(1);
-            }
+        for (name, value) in &samples {
+            self.metrics.record(name, *value);
         }
     }
 }
 
 impl Gateway {
-    /// Performs one callout (never an error: a failure is a result the core handles).
+    /// Performs one callout (never an error: a failure is a result the core handles), and
+    /// counts it as Envoy counts a cluster's requests (`cluster.NAME.upstream_rq_total`).
     pub(crate) async fn perform(&self, c: &Callout) -> CalloutResult {
+        self.metrics
+            .increment(&format!("cluster.{}.upstream_rq_total", c.cluster));
         callout::perform(&self.connector, &self.clusters, c).await
     }
 }

@@ -16,6 +16,7 @@
 pub mod callout;
 pub mod gateway;
 pub mod maintenance;
+pub mod metrics;
 pub mod proxy;
 pub mod standalone;
 

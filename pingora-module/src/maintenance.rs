@@ -66,7 +66,9 @@ impl Maintainer {
         for line in &errors {
             eprintln!("{line}");
         }
-        self.gateway.count(counters.into_iter().map(str::to_string));
+        for name in counters {
+            self.gateway.metrics().increment(name);
+        }
         if let Some(s) = synced {
             let changed = self
                 .synced
@@ -80,8 +82,9 @@ impl Maintainer {
                     s.config.tokens.len(),
                     s.fingerprint.get(..12).unwrap_or_default()
                 );
-                if let Err(e) = self.gateway.replace_config(*s.config) {
-                    eprintln!("dynedge: etcd sync: {e}");
+                match self.gateway.replace_config(*s.config) {
+                    Ok(()) => self.gateway.metrics().config_loaded(Ok(&s.fingerprint)),
+                    Err(e) => eprintln!("dynedge: etcd sync: {e}"),
                 }
             }
         }

@@ -131,27 +131,10 @@ impl AccessLog {
     }
 }
 
-/// `2026-11-25T17:44:53.123Z` (proleptic Gregorian, from days since the epoch).
+/// `2026-11-25T17:44:53.123Z`, as the core writes its timestamps.
 fn rfc3339_utc(t: SystemTime) -> String {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
+    dynedge_core::time::iso8601(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// dynedge in front of one upstream.
@@ -266,9 +249,10 @@ async fn drain_body(session: &mut Session) -> pingora::Result<()> {
     Ok(())
 }
 
-/// The counters as text, one `name: value` line each (Envoy admin `/stats` style), then the
-/// histograms, one `name: count=N sum=S max=M` line each, on
-/// `GET /stats`; anything else is a 404. Serve it on a loopback-only listener.
+/// The metrics: `GET /stats` as Envoy's admin `/stats` lines (`name: value`, histograms
+/// `name: count=N sum=S max=M`), `GET /stats/prometheus` (or `/metrics`) in the Prometheus
+/// text format, with the names and labels of Envoy's `/stats/prometheus` (docs/metrics.md);
+/// anything else is a 404. Serve it on a loopback-only listener.
 pub struct StatsEndpoint {
     pub gateway: Arc<Gateway>,
 }
@@ -280,20 +264,15 @@ impl ProxyHttp for StatsEndpoint {
     fn new_ctx(&self) {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> pingora::Result<bool> {
-        let reply = if session.req_header().uri.path() == "/stats" {
-            let counters = self.gateway.counters();
-            let histograms = self.gateway.histograms();
-            let text: String =
-                counters
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}\n"))
-                    .chain(histograms.iter().map(|(k, h)| {
-                        format!("{k}: count={} sum={} max={}\n", h.count, h.sum, h.max)
-                    }))
-                    .collect();
-            Reply::text(200, text)
-        } else {
-            Reply::text(404, "not found\n")
+        let metrics = self.gateway.metrics();
+        let reply = match session.req_header().uri.path() {
+            "/stats" => Reply::text(200, metrics.stats_text()),
+            "/stats/prometheus" | "/metrics" => Reply::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.prometheus(),
+            ),
+            _ => Reply::text(404, "not found\n"),
         };
         write_reply(session, &reply).await?;
         Ok(true)

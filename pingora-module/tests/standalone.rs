@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{run, Stack};
+use support::{poll_until, run, within, Stack};
 
 const DEMO: &str = "demo:demo-password";
 const HOST: &str = "home.dyn.example.test";
@@ -240,13 +240,11 @@ fn sighup_reloads_the_configuration_and_a_bad_file_keeps_the_old_one() {
 }
 
 fn wait_for_log(s: &Stack, needle: &str) {
-    for _ in 0..200 {
-        if s.gw.log().contains(needle) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
+    if let Err(e) = poll_until(within(5), needle, || {
+        s.gw.log().contains(needle).then_some(())
+    }) {
+        panic!("{e}: never logged:\n{}", s.gw.log());
     }
-    panic!("'{needle}' never logged:\n{}", s.gw.log());
 }
 
 #[test]
@@ -331,12 +329,7 @@ fn requests_running_across_repeated_sighup_reloads_are_all_answered() {
         client.join().unwrap()
     });
     let reloads = || s.gw.log().matches("configuration reloaded").count();
-    for _ in 0..200 {
-        if reloads() >= 5 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let _ = poll_until(within(5), "five reloads", || (reloads() >= 5).then_some(()));
     assert_eq!(reloads(), 5, "{}", s.gw.log());
     assert!(s.gw.proc.is_running());
     assert!(
@@ -356,8 +349,18 @@ fn the_stats_listener_counts_results_per_dialect() {
     let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
     assert_eq!(stats.status, 200);
     let lines: Vec<&str> = stats.body.lines().collect();
-    assert!(lines.contains(&"dynedge.dyndns2.good: 1"), "{lines:?}");
-    assert!(lines.contains(&"dynedge.dyndns2.nochg: 2"), "{lines:?}");
+    let good = "dialect=.=dyndns2;.;result=.=good;.;backend=.=powerdns;.;dynedge_updates_total";
+    assert!(lines.contains(&format!("{good}: 1").as_str()), "{lines:?}");
+    let url = format!("http://127.0.0.1:{}/stats/prometheus", s.gw.stats_port);
+    let prom = support::curl(&url, &s.dir.join("ca.pem"), &[]);
+    assert_eq!(prom.status, 200);
+    let lines: Vec<&str> = prom.body.lines().collect();
+    let series = r#"dynedge_updates_total{dialect="dyndns2",result="nochg",backend="powerdns"} 2"#;
+    assert!(lines.contains(&series), "{lines:?}");
+    assert!(
+        lines.contains(&"# TYPE dynedge_updates_total counter"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -365,14 +368,16 @@ fn an_update_records_its_backend_latency_in_the_stats_histogram() {
     let s = Stack::start("latency");
     let url = format!("http://127.0.0.1:{}/stats", s.gw.stats_port);
     let before = support::curl(&url, &s.dir.join("ca.pem"), &[]);
-    assert!(!before.body.contains("backend_ms"), "{}", before.body);
+    assert!(!before.body.contains("latency"), "{}", before.body);
     let q = format!("hostname={HOST}&myip=192.0.2.20");
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.20\n");
     let stats = support::curl(&url, &s.dir.join("ca.pem"), &[]);
     let line = stats
         .body
         .lines()
-        .find(|l| l.starts_with("dynedge.dyndns2.backend_ms: "))
+        .find(|l| {
+            l.contains("dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms: ")
+        })
         .unwrap_or_else(|| panic!("no latency histogram in {}", stats.body));
     assert!(line.contains(" count=1 "), "{line}");
 }
@@ -390,15 +395,10 @@ fn a_host_silent_beyond_its_expiry_ttl_loses_its_address_until_it_updates_again(
     let q = format!("hostname={HOST}&myip=192.0.2.21");
     assert_eq!(update(&s, &q, DEMO).body, "good 192.0.2.21\n");
     assert_eq!(s.pdns.dig(HOST, "A"), "192.0.2.21");
-    let mut gone = false;
-    for _ in 0..100 {
-        if s.pdns.dig(HOST, "A").is_empty() {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(gone, "never expired:\n{}", s.gw.log());
+    let gone = poll_until(within(10), "the record expired", || {
+        s.pdns.dig(HOST, "A").is_empty().then_some(())
+    });
+    assert!(gone.is_ok(), "never expired:\n{}", s.gw.log());
     assert!(
         s.gw.log().contains(r#""dialect":"expiry""#),
         "{}",

@@ -224,6 +224,12 @@ pub const TOOLS: &[Tool] = &[
         Test,
         "OCI suite, cargo xtask oci --push",
     ),
+    deb(
+        "prometheus",
+        "prometheus",
+        Test,
+        "prometheus suite (scrapes Envoy and dynedge-pingora)",
+    ),
 ];
 
 pub fn tools_dir() -> PathBuf {
@@ -315,6 +321,7 @@ mod tests {
             "wrk",
             "docker-registry",
             "skopeo",
+            "prometheus",
             "kill",
             "envoy",
             "pdns_server",

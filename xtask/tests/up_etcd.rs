@@ -1,6 +1,6 @@
-//! `cargo xtask up --store etcd --gateways 3` as a user runs it, on free ports: an address
-//! written through gateway 1 is `nochg` through gateway 3, and SIGTERM stops everything (every
-//! port free again).
+//! `cargo xtask up --store etcd --gateways 3` as a user runs it, on free ports, with Envoy
+//! gateways and with dynedge-pingora ones (`--proxy pingora`): an address written through
+//! gateway 1 is `nochg` through gateway 3, and SIGTERM stops everything (every port free again).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -10,6 +10,15 @@ use support::{update, Up};
 
 #[test]
 fn up_with_the_etcd_store_serves_three_gateways_sharing_one_truth_and_sigterm_stops_it_all() {
+    three_gateways_on_etcd("etcd", &[]);
+}
+
+#[test]
+fn up_with_the_etcd_store_and_the_pingora_proxy_serves_three_gateways_sharing_one_truth() {
+    three_gateways_on_etcd("etcd-pingora", &["--proxy", "pingora"]);
+}
+
+fn three_gateways_on_etcd(name: &str, proxy: &[&str]) {
     // `xtask up` counts up from each base: gateways https..+2, the PowerDNS front at api+1,
     // etcd clients etcd..+2 and peers etcd+10..+12.
     let (https, dns, api, etcd) = (
@@ -19,8 +28,8 @@ fn up_with_the_etcd_store_serves_three_gateways_sharing_one_truth_and_sigterm_st
         free_port_block(13),
     );
     let mut up = Up::start(
-        "etcd",
-        &["--store", "etcd", "--gateways", "3"],
+        name,
+        &[&["--store", "etcd", "--gateways", "3"], proxy].concat(),
         &[
             ("DYNEDGE_HTTPS_PORT", https),
             ("DYNEDGE_DNS_PORT", dns),

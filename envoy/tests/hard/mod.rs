@@ -1,7 +1,9 @@
-//! The hardening fixture: real PowerDNS and one or more real Envoys running the built filter,
-//! with Envoy's admin interface
-//! on loopback (cluster stats, `/stats` for the filter's metrics), wasm logs at info (the audit
-//! lines), and optionally file-based LDS (configuration reload). Fakes are named so.
+//! The hardening fixture: real PowerDNS and one or more real gateways: Envoys running the
+//! built filter, with Envoy's admin interface on loopback (cluster stats, `/stats` for the
+//! filter's metrics), wasm logs at info (the audit lines), and optionally file-based LDS
+//! (configuration reload); or, with `DYNEDGE_GATEWAY=pingora`, dynedge-pingora with its
+//! `--stats` listener in the admin's place (the same `cluster.NAME.upstream_rq_total` counters)
+//! and its audit lines on stdout. Fakes are named so.
 #![allow(dead_code)]
 // Test support: failing loudly is its job (clippy.toml allows these only inside #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dynedge_envoy::{
-    envoy_binary, render_bootstrap, run, tail, wasm_file, workspace_root, Certificate, Daemon,
-    EnvoyConfig, PowerDns, DEMO_ZONE,
+    envoy_binary, pingora_binary, render_bootstrap, run, tail, wasm_file, workspace_root,
+    Certificate, Daemon, EnvoyConfig, PowerDns, Proxy, DEMO_ZONE,
 };
 use serde_json::Value;
 
@@ -28,7 +30,9 @@ pub const NEIGHBOUR: &str = "neighbour.dyn.example.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
-pub use dynedge_envoy::{free_port, log_files, secrets_in_logs, TEST_SECRETS as SECRETS};
+pub use dynedge_envoy::{
+    free_port, log_files, poll_until, secrets_in_logs, within, TEST_SECRETS as SECRETS,
+};
 
 /// Where every hardening test keeps its files (the secrets test greps the logs under it).
 pub fn suite_dir() -> PathBuf {
@@ -38,6 +42,11 @@ pub fn suite_dir() -> PathBuf {
 /// Prints a measured figure and appends it to `target/tmp/hardening/figures.txt`, which
 /// `cargo xtask test` prints after its summary (test output is captured).
 pub fn figure(text: &str) {
+    // The figures say "Envoy"; measured against dynedge-pingora, each line says so.
+    let text = match Proxy::from_env() {
+        Ok(Proxy::Pingora) => format!("[dynedge-pingora] {text}"),
+        _ => text.to_string(),
+    };
     println!("{text}");
     let _ = fs::create_dir_all(suite_dir());
     if let Ok(mut f) = fs::OpenOptions::new()
@@ -147,8 +156,10 @@ pub struct GatewayOptions {
     pub listen_port: u16,
 }
 
-/// Envoy with the filter, an admin interface on loopback, wasm logs at info.
+/// Envoy with the filter, an admin interface on loopback, wasm logs at info (or
+/// dynedge-pingora, see the module's documentation).
 pub struct Gateway {
+    pub proxy: Proxy,
     pub daemon: Daemon,
     pub dir: PathBuf,
     pub opts: GatewayOptions,
@@ -169,6 +180,54 @@ impl Gateway {
     }
 
     pub fn start(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
+        match Proxy::from_env().unwrap_or_else(|e| panic!("{e}")) {
+            Proxy::Envoy => Gateway::start_envoy(dir, backend, opts),
+            Proxy::Pingora => Gateway::start_pingora(dir, backend, opts),
+        }
+    }
+
+    /// dynedge-pingora with the same listener, certificate, `pdns_api` cluster (one call at a
+    /// time, as the bootstrap's circuit breaker) and worker count; `--stats` on the admin port.
+    fn start_pingora(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
+        assert!(!opts.lds, "LDS is Envoy's");
+        fs::create_dir_all(dir).unwrap();
+        let access_log = dir.join("access.log");
+        let plugin = dir.join("dynedge.json");
+        fs::write(&plugin, &opts.plugin_config).unwrap();
+        let admin_port = free_port();
+        let mut cmd = Command::new(pingora_binary().unwrap_or_else(|e| panic!("{e}")));
+        cmd.arg("--config")
+            .arg(&plugin)
+            .args(["--tls", &format!("127.0.0.1:{}", opts.listen_port)])
+            .arg("--cert")
+            .arg(&backend.cert.cert)
+            .arg("--key")
+            .arg(&backend.cert.key)
+            .args([
+                "--cluster",
+                &format!("pdns_api=127.0.0.1:{},max_requests=1", opts.cluster_port),
+            ])
+            .arg("--access-log")
+            .arg(&access_log)
+            .args(["--stats", &format!("127.0.0.1:{admin_port}")])
+            .args(["--threads", &opts.concurrency.to_string()])
+            .args(["--grace-period", "1"]);
+        let daemon = Daemon::spawn("dynedge-pingora", cmd, &dir.join("pingora.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut gw = Gateway {
+            proxy: Proxy::Pingora,
+            daemon,
+            dir: dir.to_path_buf(),
+            opts,
+            admin_port,
+            cert: backend.cert.cert.clone(),
+            access_log,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn start_envoy(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
         fs::create_dir_all(dir).unwrap();
         let access_log = dir.join("access.log");
         let cfg = EnvoyConfig {
@@ -214,6 +273,7 @@ impl Gateway {
         let daemon =
             Daemon::spawn("Envoy", cmd, &dir.join("envoy.log")).unwrap_or_else(|e| panic!("{e}"));
         let mut gw = Gateway {
+            proxy: Proxy::Envoy,
             daemon,
             dir: dir.to_path_buf(),
             opts,
@@ -225,24 +285,19 @@ impl Gateway {
         gw
     }
 
+    /// Until the gateway answers HTTPS: the bootstrap's `/health` route on Envoy, any HTTP
+    /// answer from dynedge-pingora (which has no such route: 404).
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let served = poll_until(within(60), "the gateway serving /health", || {
             if let Err(e) = self.daemon.check_alive() {
                 panic!("{e}");
             }
-            if self
-                .try_get("/health", &[])
-                .is_some_and(|r| r.status == 200)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Envoy did not serve /health within 60 s:\n{}",
-                tail(&self.daemon.log_text(), 40)
-            );
-            thread::sleep(Duration::from_millis(100));
+            self.try_get("/health", &[])
+                .is_some_and(|r| r.status == 200 || self.proxy == Proxy::Pingora)
+                .then_some(())
+        });
+        if let Err(e) = served {
+            panic!("{e}:\n{}", tail(&self.daemon.log_text(), 40));
         }
     }
 
@@ -351,6 +406,7 @@ impl Gateway {
         Reply::parse(&bytes)
     }
 
+    /// Envoy's admin (dynedge-pingora: its `--stats` listener, which answers `/stats` only).
     pub fn admin(&self, path: &str) -> String {
         run(
             "curl (Envoy admin)",

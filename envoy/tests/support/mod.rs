@@ -9,12 +9,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
-pub use dynedge_envoy::free_port;
+pub use dynedge_envoy::{free_port, poll_until, within};
 use dynedge_envoy::{
-    wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, PowerDns, Proxy, DEMO_ZONE,
+    wasm_file, workspace_root, Certificate, Daemon, Envoy, EnvoyConfig, PowerDns, Proxy, DEMO_ZONE,
 };
 
 pub const HOME: &str = "home.dyn.example.test";
@@ -196,19 +194,83 @@ impl Stack {
         path
     }
 
+    /// A certificate for `localhost` issued by the stack's own, which is a self-signed CA and
+    /// what both proxies trust for the `webhooks` cluster. rustls (Pingora) refuses a CA
+    /// certificate as a server's own (`CaUsedAsEndEntity`), so other servers of a test get
+    /// one of these.
+    pub fn issue_certificate(&self, name: &str) -> Certificate {
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let (cert, key, csr, ext) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("req.csr"),
+            dir.join("ext.cnf"),
+        );
+        fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+        )
+        .unwrap();
+        let (ok, out) = run_quiet(
+            Command::new("openssl")
+                .args(["req", "-new", "-newkey", "rsa:2048", "-nodes"])
+                .args(["-subj", "/CN=localhost", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        assert!(ok, "openssl req: {out}");
+        let ca = &self.envoy.certificate;
+        let (ok, out) = run_quiet(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "30", "-set_serial", "2", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&ca.cert)
+                .arg("-CAkey")
+                .arg(&ca.key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+        );
+        assert!(ok, "openssl x509: {out}");
+        Certificate { cert, key }
+    }
+
+    /// `examples/webhook-receiver.py` on `port` with `secret` (and `extra` flags), writing one
+    /// line per delivery to `log`, once it listens.
+    pub fn webhook_receiver(&self, port: u16, secret: &str, extra: &[&str], log: &Path) -> Daemon {
+        let tls = self.issue_certificate("receiver-tls");
+        let mut cmd = Command::new("python3");
+        cmd.arg(workspace_root().join("examples/webhook-receiver.py"))
+            .args(["--port", &port.to_string(), "--secret", secret])
+            .args(extra)
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key)
+            .arg("--log")
+            .arg(log);
+        let receiver = Daemon::spawn("webhook-receiver", cmd, &self.dir.join("receiver.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        poll_until(within(10), "the webhook receiver listening", || {
+            (!dynedge_envoy::port_is_free(port)).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        receiver
+    }
+
     /// The access log once `count` of its lines contain `needle` (Envoy flushes it about every
     /// second; the readiness probe's `GET /` is in it too).
     pub fn access_log(&self, needle: &str, count: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = fs::read_to_string(&self.envoy.access_log).unwrap_or_default();
-            if text.lines().filter(|l| l.contains(needle)).count() >= count
-                || Instant::now() > deadline
-            {
-                return text;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        let read = || fs::read_to_string(&self.envoy.access_log).unwrap_or_default();
+        poll_until(within(10), "access log lines", || {
+            let text = read();
+            (text.lines().filter(|l| l.contains(needle)).count() >= count).then_some(text)
+        })
+        .unwrap_or_else(|_| read())
     }
 }
 

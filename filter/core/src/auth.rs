@@ -15,7 +15,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Scope, User};
+use crate::config::{Config, Scope};
+pub(crate) use crate::hex::hex;
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 use crate::token_rules::{RuleRefusal, TokenRules};
@@ -380,30 +381,12 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Checks a configured PHC string: must parse and be Argon2id.
-pub fn check_phc(phc: &str) -> Result<(), String> {
-    let h = PasswordHash::new(phc).map_err(|e| format!("not a PHC string ({e})"))?;
-    if h.algorithm.as_str() != "argon2id" {
-        return Err(format!("algorithm is {}, expected argon2id", h.algorithm));
-    }
-    if h.hash.is_none() || h.salt.is_none() {
-        return Err("PHC string lacks salt or hash".into());
-    }
-    argon2::Params::try_from(&h).map_err(|e| format!("bad Argon2 parameters ({e})"))?;
-    Ok(())
-}
-
-/// Does the user own this exact name (explicit host, or any name in a granted zone)?
-pub fn user_owns(user: &User, name: &Fqdn) -> bool {
-    user.hosts.contains(name) || user.zones.iter().any(|z| name.is_within(z))
-}
-
 /// May this identity change `name`? `nohost` must not reveal whether the host exists.
 pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
     let Some(user) = cfg.users.get(&id.user) else {
         return false;
     };
-    user_owns(user, name)
+    user.owns(name)
         && id
             .only_hosts
             .as_ref()
@@ -415,19 +398,6 @@ pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
 /// is [`may_update`]'s.
 pub fn may_write(id: &Identity, name: &Fqdn, rtype: crate::backends::RrType) -> bool {
     id.rules.permits(name, rtype.as_str())
-}
-
-/// Lower-case hex. One allocation: this runs twice per password request (token check and the
-/// auth cache key), and a `format!` per byte was the largest cost of the nochg path.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.extend(DIGITS.get(usize::from(nibble)).map(|d| char::from(*d)));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

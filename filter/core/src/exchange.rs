@@ -9,28 +9,13 @@ use crate::config::Config;
 use crate::dialects::Render;
 use crate::dialects::{self, Route};
 use crate::job::{HostOutcome, Job, Progress};
-use crate::kv::{KvView, KvWrite};
+use crate::kv::KvWrite;
 use crate::reply::{Code, Reply};
 use crate::request::Request;
 
 pub use crate::webhooks::Notify;
 
-/// Inputs from the host that the core must not invent.
-pub struct Env<'a> {
-    /// Wall clock, milliseconds since the Unix epoch.
-    pub now_ms: u64,
-    /// Fresh randomness for DNS ids and nonces.
-    pub random: u64,
-    pub kv: &'a dyn KvView,
-}
-
-impl Env<'_> {
-    pub fn now_s(&self) -> u64 {
-        self.now_ms / 1000
-    }
-}
-
-pub type CalloutId = u32;
+pub use crate::env::{CalloutId, Env};
 
 /// What the adapter must do next.
 #[must_use = "the adapter must perform every Step"]
@@ -138,18 +123,22 @@ impl Exchange {
         step
     }
 
-    /// Ends the exchange when the host can deliver no more callout results (a lost task):
-    /// every outstanding call counts as failed and the dialect renders the reply, exactly as
-    /// if each had come back `CalloutResult::Failed`. Always carries a reply.
-    pub fn abort(&mut self, env: &Env) -> Outcome {
+    /// Ends the exchange when the host can deliver no more callout results or body (a lost
+    /// task): every outstanding call counts as failed and the dialect renders the reply,
+    /// exactly as if each had come back `CalloutResult::Failed`; a body still awaited is a
+    /// `911` in the dialect's words. Always carries a reply.
+    pub fn abort(&mut self, cfg: &Config, env: &Env) -> Outcome {
         match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingBody(req, route) => {
+                Outcome::reply(dialects::emergency(cfg, &req, route))
+            }
             State::Running(mut job, render) => {
                 let retry_after_s = job.host_retry_after_s();
                 let (mut outcome, hosts) = job.abort(env);
                 outcome.reply = Some(finish_reply(&render, &hosts, retry_after_s));
                 outcome
             }
-            State::AwaitingBody(..) | State::Finished => Outcome::reply(Reply::emergency()),
+            State::Finished => Outcome::reply(Reply::emergency()),
         }
     }
 

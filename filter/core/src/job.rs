@@ -14,7 +14,7 @@ use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::Code;
 use crate::request::Request;
-use crate::{hoststate, webhooks};
+use crate::{hoststate, metrics, webhooks};
 
 /// Where a job stands after an input.
 #[must_use]
@@ -520,7 +520,8 @@ impl Job {
                 user_agent: &self.user_agent,
             };
             log.push(serde_json::to_string(&line).unwrap_or_default());
-            counters.push(format!("dynedge.{}.{}", self.dialect, code.as_str()));
+            let backend = h.target.as_ref().map_or("none", |t| t.backend.kind());
+            counters.extend(metrics::host_result(self.dialect, code, backend));
             if let (true, true, Some(t)) = (self.track_seen, code.is_success(), &h.target) {
                 self.writes.push(KvWrite::put(
                     keys::seen(t.name.as_str()),
@@ -544,12 +545,17 @@ impl Job {
             outcomes.push(outcome);
         }
         // Only exchanges that called the backend measure its latency.
-        let samples = if self.called_backend() {
-            vec![(format!("dynedge.{}.backend_ms", self.dialect), elapsed)]
-        } else {
-            vec![]
+        let samples = match self.hosts.iter().find_map(|h| h.target.as_ref()) {
+            Some(t) if self.called_backend() => {
+                vec![(
+                    metrics::backend_latency(self.dialect, t.backend.kind()),
+                    elapsed,
+                )]
+            }
+            _ => vec![],
         };
         let notify = webhooks::deliveries(&self.webhooks, env, &self.identity.user, &changes);
+        counters.extend(notify.iter().map(|_| metrics::webhooks_queued()));
         let outcome = Outcome {
             reply: None,
             writes: std::mem::take(&mut self.writes),

@@ -62,7 +62,7 @@ pub(crate) fn parse_count(v: &[u8]) -> Option<(u64, u32)> {
 /// - `dynedge:apertodns:started_ms`: when the ApertoDNS health check first ran (unix ms,
 ///   `dialects/apertodns/public.rs`);
 /// - `dynedge:store:etcd:synced_ms`: when the etcd store's credentials were last synced (unix
-///   ms, `store/etcd.rs`).
+///   ms, `store/etcd/sync.rs`).
 pub mod keys {
     /// The raw configuration JSON as the proxy gave it, written by the proxy-wasm root context.
     pub const CONFIG: &str = "dynedge:config";

@@ -9,15 +9,18 @@ pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod dialects;
+mod env;
 pub mod exchange;
 pub mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod hex;
 pub mod hoststate;
 pub mod job;
 pub mod kv;
 pub mod limits;
 pub mod maintenance;
+pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod reply;

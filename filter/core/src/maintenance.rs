@@ -392,7 +392,8 @@ mod tests {
             CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100),
         );
-        assert!(fx.counters.is_empty() && fx.errors.is_empty());
+        assert_eq!(fx.counters, vec![crate::metrics::WEBHOOK_RETRIED]);
+        assert!(fx.errors.is_empty());
         assert!(m.tick(&cfg, &env(&kv, 150)).calls.is_empty());
         let fx = m.tick(&cfg, &env(&kv, 100_000));
         let hooks: Vec<_> = fx
@@ -406,8 +407,44 @@ mod tests {
             CalloutResult::Failed(CalloutFailure::NoResponse),
             &env(&kv, 100_001),
         );
-        assert_eq!(fx.counters, vec!["dynedge.webhook.given_up"]);
+        assert_eq!(fx.counters, vec![crate::metrics::WEBHOOK_GIVEN_UP]);
         assert_eq!(fx.errors.len(), 1);
+    }
+
+    #[test]
+    fn the_expiry_sweep_keeps_its_interval_and_runs_once_at_a_time() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../examples/dynedge.json")).unwrap();
+        v["zones"][0]["expiry_ttl_s"] = 3.into();
+        v["expiry_sweep_interval_s"] = 10.into();
+        let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+        assert_eq!(tick_period_ms(&cfg), Some(TICK_MS));
+        let kv = MemoryKv::default();
+        kv.apply(&[KvWrite::put(
+            crate::kv::keys::seen("home.dyn.example.test"),
+            b"1".to_vec(),
+        )]);
+        let mut m = Maintenance::default();
+        let fx = m.tick(&cfg, &env(&kv, 100_000));
+        assert!(!fx.calls.is_empty(), "the silent host is swept");
+        assert!(fx.calls.iter().all(|(_, c)| c.cluster == "pdns_api"));
+        // Still running, and not due before the interval anyway.
+        assert!(m.tick(&cfg, &env(&kv, 101_000)).calls.is_empty());
+        let mut pending: Vec<CalloutId> = fx.calls.iter().map(|(id, _)| *id).collect();
+        let mut outcome = None;
+        while let Some(id) = pending.pop() {
+            let fx = m.on_callout(
+                id,
+                CalloutResult::Failed(CalloutFailure::NoResponse),
+                &env(&kv, 102_000),
+            );
+            pending.extend(fx.calls.iter().map(|(id, _)| *id));
+            outcome = outcome.or(fx.outcome);
+        }
+        assert!(outcome.is_some(), "the sweep ends with an outcome");
+        assert!(m.tick(&cfg, &env(&kv, 105_000)).calls.is_empty());
+        // Half a tick early is on time.
+        assert!(!m.tick(&cfg, &env(&kv, 109_600)).calls.is_empty());
     }
 
     #[test]

@@ -77,6 +77,18 @@ pub struct Refused {
 }
 
 impl Refused {
+    /// The metrics of this refusal for `dialect` (`metrics::refused`). A request without
+    /// credentials is a challenge (most clients send one before their password), not counted.
+    pub fn counters(&self, dialect: &str) -> Vec<String> {
+        let code = match self.denied {
+            Denied::Missing => return vec![],
+            Denied::Limited { .. } => Code::Abuse,
+            Denied::Bad(_) => Code::Badauth,
+            Denied::Unavailable => Code::Emergency,
+        };
+        crate::metrics::refused(dialect, code)
+    }
+
     fn plain(denied: Denied) -> Refused {
         Refused {
             denied,
@@ -355,7 +367,7 @@ impl Authorized {
         let user_owns = cfg
             .users
             .get(&self.identity.user)
-            .is_some_and(|u| auth::user_owns(u, name));
+            .is_some_and(|u| u.owns(name));
         Err(if user_owns && matches!(self.grants, Grants::Owner) {
             HostDenied::TokenRestricted
         } else {

@@ -39,9 +39,138 @@ impl Code {
     }
 }
 
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Every error code dynedge puts on the wire besides the DynDNS2 words ([`Code`]): the JSON
+/// APIs' `code` fields (ApertoDNS, the management API, dynv6, acme-dns, path/query) and their
+/// per-field validation codes. Only this table spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// A DynDNS2 word used as an error code (dynv6: `badauth`, `abuse`, `911`, ...).
+    Dyndns2(Code),
+    InvalidRequest,
+    InvalidIp,
+    InvalidJson,
+    InvalidHostname,
+    InvalidTtl,
+    InvalidType,
+    InvalidFormat,
+    InvalidValue,
+    Required,
+    ValidationError,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    InvalidToken,
+    TokenRevoked,
+    TokenExpired,
+    Forbidden,
+    ServiceUnavailable,
+    ServerError,
+    DnsError,
+    HostnameNotOwned,
+    HostnameForbidden,
+    TxtInvalidName,
+    TxtValueTooLong,
+    TxtLimitExceeded,
+    RecordNotFound,
+    BulkLimitExceeded,
+    WebhookNotFound,
+    TokenNotFound,
+    Ipv4AutoFailed,
+    Ipv6AutoFailed,
+    ConcurrentUpdate,
+    InvalidAllowfromCidr,
+    RegistrationDisabled,
+    RegistrationUnavailable,
+    MalformedJsonPayload,
+    BadTxt,
+    BadSubdomain,
+    DbError,
+    Unavailable,
+    ParameterError,
+    DnsServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Dyndns2(code) => code.as_str(),
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidIp => "invalid_ip",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidHostname => "invalid_hostname",
+            ErrorCode::InvalidTtl => "invalid_ttl",
+            ErrorCode::InvalidType => "invalid_type",
+            ErrorCode::InvalidFormat => "invalid_format",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::Required => "required",
+            ErrorCode::ValidationError => "validation_error",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ServiceUnavailable => "service_unavailable",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::DnsError => "dns_error",
+            ErrorCode::HostnameNotOwned => "hostname_not_owned",
+            ErrorCode::HostnameForbidden => "hostname_forbidden",
+            ErrorCode::TxtInvalidName => "txt_invalid_name",
+            ErrorCode::TxtValueTooLong => "txt_value_too_long",
+            ErrorCode::TxtLimitExceeded => "txt_limit_exceeded",
+            ErrorCode::RecordNotFound => "record_not_found",
+            ErrorCode::BulkLimitExceeded => "bulk_limit_exceeded",
+            ErrorCode::WebhookNotFound => "webhook_not_found",
+            ErrorCode::TokenNotFound => "token_not_found",
+            ErrorCode::Ipv4AutoFailed => "ipv4_auto_failed",
+            ErrorCode::Ipv6AutoFailed => "ipv6_auto_failed",
+            ErrorCode::ConcurrentUpdate => "concurrent_update",
+            ErrorCode::InvalidAllowfromCidr => "invalid_allowfrom_cidr",
+            ErrorCode::RegistrationDisabled => "registration_disabled",
+            ErrorCode::RegistrationUnavailable => "registration_unavailable",
+            ErrorCode::MalformedJsonPayload => "malformed_json_payload",
+            ErrorCode::BadTxt => "bad_txt",
+            ErrorCode::BadSubdomain => "bad_subdomain",
+            ErrorCode::DbError => "db_error",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ParameterError => "parameter_error",
+            ErrorCode::DnsServerError => "dns_server_error",
+        }
+    }
+}
+
+impl From<Code> for ErrorCode {
+    fn from(code: Code) -> ErrorCode {
+        ErrorCode::Dyndns2(code)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -8,7 +8,7 @@
 
 use dynedge_core::fuzzing::cheap_demo;
 use dynedge_core::testing::{get, FakePowerDns, RequestExt};
-use dynedge_core::{Env, Exchange, MemoryKv, Outcome, Step};
+use dynedge_core::{metrics, Env, Exchange, MemoryKv, Outcome, Step};
 
 /// Runs one request, answering every callout `ms_per_call` later than the previous input.
 fn run(req: dynedge_core::Request, ms_per_call: u64) -> (Outcome, usize) {
@@ -49,9 +49,13 @@ fn an_update_that_called_the_backend_reports_its_latency_sample() {
     assert_eq!(calls, 2, "a read and a write");
     assert_eq!(
         out.samples,
-        vec![("dynedge.dyndns2.backend_ms".to_string(), 74)]
+        vec![(
+            "dialect=.=dyndns2;.;backend=.=powerdns;.;dynedge_backend_latency_ms".to_string(),
+            74
+        )]
     );
-    assert!(out.counters.contains(&"dynedge.dyndns2.good".to_string()));
+    let good = metrics::name(&metrics::UPDATES, &["dyndns2", "good", "powerdns"]);
+    assert!(out.counters.contains(&good), "{:?}", out.counters);
 }
 
 #[test]
@@ -77,13 +81,14 @@ fn an_exchange_whose_callouts_are_lost_answers_in_its_dialect() {
     let (mut ex, step) = Exchange::start(cfg, req, true, &env);
     assert!(matches!(step, Step::Call(_)), "{step:?}");
     // The host lost every call: the dialect, not the adapter, words the failure.
-    let out = ex.abort(&env);
+    let out = ex.abort(cfg, &env);
     let reply = out.reply.expect("an aborted exchange still answers");
     assert_eq!(String::from_utf8_lossy(&reply.body), "dnserr\n");
-    assert!(out.counters.contains(&"dynedge.dyndns2.dnserr".to_string()));
+    let dnserr = metrics::name(&metrics::UPDATES, &["dyndns2", "dnserr", "powerdns"]);
+    assert!(out.counters.contains(&dnserr), "{:?}", out.counters);
     assert!(ex.is_finished());
     let again = ex
-        .abort(&env)
+        .abort(cfg, &env)
         .reply
         .expect("a finished exchange still answers");
     assert_eq!(again.status, 500);

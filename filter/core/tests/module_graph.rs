@@ -390,10 +390,10 @@ fn describe(g: &BTreeMap<String, BTreeSet<String>>, comp: &[String]) -> String {
         .join("\n")
 }
 
-/// The files of the one cycle not yet broken (dialects, the pipeline, the exchange and the
-/// backends, which still name each other); docs/architecture.md lists them. No other cycle may
-/// appear, and this one may only shrink.
-const LARGEST_CYCLE_LEFT: usize = 35;
+/// How many files still sit in a cycle (docs/architecture.md, Module structure, lists them):
+/// the dialects with the pipeline and the exchange, and the backends' facade with its parts. A
+/// new cycle, or a file drawn into an old one, fails; the figure may only go down, to 0.
+const FILES_IN_CYCLES_LEFT: usize = 33;
 
 #[test]
 fn the_core_has_no_import_cycle() {
@@ -403,14 +403,10 @@ fn the_core_has_no_import_cycle() {
         .iter()
         .map(|c| format!("{} files:\n{}", c.len(), describe(&g, c)))
         .collect();
-    let within = match cycles.as_slice() {
-        [] => true,
-        [one] => one.len() <= LARGEST_CYCLE_LEFT,
-        _ => false,
-    };
+    let in_cycles: usize = cycles.iter().map(Vec::len).sum();
     assert!(
-        within,
-        "import cycles in filter/core/src (at most one, of at most {LARGEST_CYCLE_LEFT} files, allowed):\n{}",
+        in_cycles <= FILES_IN_CYCLES_LEFT,
+        "{in_cycles} files in import cycles in filter/core/src (at most {FILES_IN_CYCLES_LEFT}):\n{}",
         report.join("\n")
     );
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use dynedge_core::kv::keys;
 use dynedge_core::limits::{merge_count, KvCount};
+use dynedge_core::metrics;
 use std::time::Duration;
 
 use dynedge_core::{
@@ -63,10 +64,16 @@ pub fn count(counts: &[KvCount], now_s: u64) {
 }
 
 /// Publishes the raw configuration unless the same one is already there.
-pub fn publish_config(raw: &[u8], fingerprint: &str) {
+pub fn publish_config(raw: &[u8], fingerprint: &str, m: &Metrics) {
+    m.set(
+        &metrics::config_generation(),
+        metrics::generation(fingerprint),
+    );
     if shared_get(keys::CONFIG_GENERATION).as_deref() == Some(fingerprint.as_bytes()) {
         return;
     }
+    // Only the first VM to publish a configuration counts it.
+    m.increment(&metrics::config_load(true));
     apply(&[
         KvWrite::put(keys::CONFIG.to_string(), raw.to_vec()),
         KvWrite::put(
@@ -186,6 +193,13 @@ impl Metrics {
     pub fn increment(&self, name: &str) {
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// A gauge's value (Envoy: `record_metric` on a `Gauge` sets it).
+    pub fn set(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
 

@@ -56,6 +56,8 @@ impl RootContext for DynedgeRoot {
             Err(e) => {
                 // Refusing the configuration makes Envoy reject the plugin: fail loudly at start.
                 host::log(LogLevel::Critical, &format!("dynedge: {e}"));
+                self.metrics
+                    .increment(&dynedge_core::metrics::config_load(false));
                 return false;
             }
         };
@@ -63,7 +65,7 @@ impl RootContext for DynedgeRoot {
             host::log(LogLevel::Warn, &format!("dynedge: {w}"));
         }
         let fingerprint = dynedge_core::config::fingerprint(&raw);
-        host::publish_config(&raw, &fingerprint);
+        host::publish_config(&raw, &fingerprint, &self.metrics);
         host::log(
             LogLevel::Info,
             &format!(
@@ -145,7 +147,7 @@ impl DynedgeRoot {
             self.metrics.increment(name);
         }
         if let Some(s) = synced {
-            host::publish_config(&s.raw, &s.fingerprint);
+            host::publish_config(&s.raw, &s.fingerprint, &self.metrics);
             if self.config.as_ref().map(|(_, fp)| fp) != Some(&s.fingerprint) {
                 host::log(
                     LogLevel::Info,

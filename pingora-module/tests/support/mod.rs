@@ -8,9 +8,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
 
-pub use dynedge_envoy::free_port;
+pub use dynedge_envoy::{free_port, poll_until, within};
 
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
 pub const ZONE: &str = "dyn.example.test";
@@ -73,14 +72,10 @@ impl Drop for Proc {
 
 /// Waits until something accepts TCP connections on the port (the process may be slow to start).
 pub fn wait_tcp(port: u16, what: &str) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port}");
+    poll_until(within(30), &format!("{what} listening on {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -309,14 +304,10 @@ impl Gateway {
     /// after its reply has gone out, so a client can be faster than the log. Gives up after 5 s
     /// and returns what is there (the caller's assertion then shows it).
     pub fn access_log_lines(&self, lines: usize) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let log = self.access_log();
-            if log.lines().count() >= lines || std::time::Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        poll_until(within(5), "access log lines", || {
+            Some(self.access_log()).filter(|log| log.lines().count() >= lines)
+        })
+        .unwrap_or_else(|_| self.access_log())
     }
 
     pub fn log(&self) -> String {

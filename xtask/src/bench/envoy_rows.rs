@@ -12,7 +12,8 @@ use dynedge_envoy::{rfc2136, DEMO_ZONE};
 use serde_json::json;
 
 use super::gateway::{plugin_config, plugin_config_from, Gateway, Variant};
-use super::report::{cpu_ratio, replies_note};
+use super::replies::{parse_curl_lines, Tally};
+use super::report::cpu_ratio;
 use super::wrk::{new_address_lua, varying_update_lua, wrk, Figures, COUNT_REPLIES_LUA};
 use super::{
     Bench, BAD_BASIC, BIND_DOH_PORT, BIND_UPDATE_DNS_PORT, DEMO_BASIC, HOST, PDNS_API_PORT,
@@ -51,6 +52,24 @@ impl Bench {
             f,
             String::new(),
         );
+        if tls && self.opts.wants("newconn") {
+            let f = self.wrk(
+                gw.daemon.pid(),
+                "ceiling-tls-newconn",
+                &gw.url("/"),
+                &self.basic_get_close_lua(&self.nochg_path, DEMO_BASIC),
+                self.opts.connections,
+            );
+            if let Ok(f) = &f {
+                self.ceiling_newconn = Some(f.clone());
+            }
+            self.report.push(
+                "Envoy ceiling: direct_response 200, new TLS connection per request",
+                "Envoy (TLS)",
+                f,
+                String::new(),
+            );
+        }
         gw.stop();
         Ok(())
     }
@@ -92,6 +111,22 @@ impl Bench {
             f,
             note,
         );
+        if tls && self.opts.wants("newconn") {
+            let f = self.wrk(
+                gw.daemon.pid(),
+                "nochg-tls-newconn",
+                &gw.url("/"),
+                &self.basic_get_close_lua(&self.nochg_path, DEMO_BASIC),
+                self.opts.connections,
+            );
+            let note = self.newconn_note(&f);
+            self.report.push(
+                "dynedge nochg, new TLS connection per request",
+                "dynedge in Envoy (TLS)",
+                f,
+                note,
+            );
+        }
         if !tls {
             self.pass_through_row(&gw);
         }
@@ -100,6 +135,18 @@ impl Bench {
         }
         gw.stop();
         Ok(())
+    }
+
+    /// `N% of the ceiling's req/s` against the ceiling's new-connection row.
+    pub(super) fn newconn_note(&self, f: &Result<Figures>) -> String {
+        match (f, &self.ceiling_newconn) {
+            (Ok(f), Some(base)) if base.rps > 0.0 => format!(
+                "{:.0}% of the new-connection ceiling's req/s{}",
+                100.0 * f.rps / base.rps,
+                cpu_ratio(f, base)
+            ),
+            _ => String::new(),
+        }
     }
 
     fn ceiling_of(&self, tls: bool) -> Option<&Figures> {
@@ -144,7 +191,7 @@ impl Bench {
             &good_lua(),
             self.opts.connections,
         );
-        let note = f.as_ref().map(replies_note).unwrap_or_default();
+        let note = String::new();
         self.report.push(
             "dynedge good (new address every request)",
             "dynedge in Envoy → PowerDNS",
@@ -209,7 +256,7 @@ impl Bench {
             bind.daemon.stop();
             f
         });
-        let note = r.as_ref().map(replies_note).unwrap_or_default();
+        let note = String::new();
         self.report.push(
             "dynedge good (new address every request)",
             "dynedge in Envoy → BIND (RFC 2136/DoH)",
@@ -289,7 +336,7 @@ impl Bench {
         let f = flood
             .join()
             .map_err(|_| "flood thread panicked".to_string())?;
-        let note = f.as_ref().map(replies_note).unwrap_or_default();
+        let note = String::new();
         self.report.push(
             &format!("bad-auth flood, {what}"),
             "dynedge in Envoy (plain HTTP)",
@@ -298,18 +345,19 @@ impl Bench {
         );
         match good {
             Ok(g) => {
+                let n = g.tally.total();
                 let fig = Figures {
-                    rps: (g.ok + g.other) as f64 / g.secs,
+                    rps: n as f64 / g.secs,
                     p50_ms: g.p50_ms,
                     p99_ms: g.p99_ms,
-                    requests: (g.ok + g.other) as u64,
+                    requests: n,
                     ..Figures::default()
                 };
                 self.report.push(
                     "  … meanwhile a good client (curl, 127.0.0.2)",
                     "sequential, keep-alive",
                     Ok(fig),
-                    format!("{} nochg 200, {} other", g.ok, g.other),
+                    format!("{} (reply bodies)", g.tally.note()),
                 );
             }
             Err(e) => self
@@ -332,9 +380,8 @@ pub(super) fn good_lua() -> String {
 
 /// What the good client saw.
 struct GoodClient {
-    /// Statuses 200 and the others.
-    ok: usize,
-    other: usize,
+    /// The reply words of its requests (`nochg`, `abuse`, ...).
+    tally: Tally,
     p50_ms: f64,
     p99_ms: f64,
     secs: f64,
@@ -342,10 +389,11 @@ struct GoodClient {
 
 /// Runs the good client: sequential keep-alive GETs from 127.0.0.2 with curl for `for_s`.
 fn good_client(gw_url: &str, ca: &Path, dir: &Path, for_s: f64) -> Result<GoodClient> {
-    // Batches of 20 requests on one keep-alive connection each, until `for_s` has passed.
+    // Batches of 20 requests on one keep-alive connection each, until `for_s` has passed. Each
+    // reply's body goes to stdout followed by a tab, its status and its time.
     let mut cfg = String::new();
     for _ in 0..20 {
-        let _ = writeln!(cfg, "url = \"{gw_url}\"\noutput = \"/dev/null\"");
+        let _ = writeln!(cfg, "url = \"{gw_url}\"");
     }
     let file = dir.join("good-client.curl");
     fs::write(&file, cfg).map_err(|e| e.to_string())?;
@@ -357,27 +405,16 @@ fn good_client(gw_url: &str, ca: &Path, dir: &Path, for_s: f64) -> Result<GoodCl
             .arg(ca)
             .args(["-A", "dynedge-bench/1.0", "-H"])
             .arg(format!("Authorization: Basic {DEMO_BASIC}"))
-            .args(["-w", "%{http_code} %{time_total} %{size_download}\n", "-K"])
+            .args(["-w", "\t%{http_code} %{time_total}\n", "-K"])
             .arg(&file)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("curl: {e}"))?;
         text.push_str(&String::from_utf8_lossy(&out.stdout));
     }
+    let _ = fs::write(dir.join("good-client.out"), &text);
     let secs = started.elapsed().as_secs_f64();
-    let (mut ok, mut bad) = (0, 0);
-    let mut times: Vec<f64> = Vec::new();
-    for l in text.lines() {
-        let mut it = l.split_whitespace();
-        let code = it.next().unwrap_or("");
-        let t: f64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-        if code == "200" {
-            ok += 1;
-        } else {
-            bad += 1;
-        }
-        times.push(t * 1000.0);
-    }
+    let (tally, mut times) = parse_curl_lines(&text);
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| -> f64 {
         if times.is_empty() {
@@ -387,8 +424,7 @@ fn good_client(gw_url: &str, ca: &Path, dir: &Path, for_s: f64) -> Result<GoodCl
         }
     };
     Ok(GoodClient {
-        ok,
-        other: bad,
+        tally,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         secs,

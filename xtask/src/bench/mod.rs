@@ -17,13 +17,17 @@
 //! measure dynedge in Envoy, `etcd` the etcd store against the configuration store, `peers`
 //! and `pingora` the others, `report` keeps the rows.
 
+mod docs;
 mod envoy_rows;
 mod etcd;
 mod gateway;
 mod peers;
 mod pingora;
+mod replies;
 mod report;
 mod scale;
+mod storm;
+mod storm_check;
 mod wrk;
 
 use std::fs;
@@ -33,7 +37,7 @@ use dynedge_envoy::{Certificate, EnvoyConfig, PowerDns, DEMO_ZONE};
 
 use crate::Result;
 use report::{loadavg, machine, Report};
-use wrk::{fixed_lua, wrk, Figures};
+use wrk::{fixed_lua, wrk, Figures, COUNT_REPLIES_LUA};
 
 const GATEWAY_PORT: u16 = 27443;
 const ADMIN_PORT: u16 = 27901;
@@ -59,8 +63,15 @@ pub struct Opts {
     pub connections: u32,
     pub scale: Vec<usize>,
     pub peers: bool,
-    /// `--only a,b`: just these sections (nochg, good, cold, flood, scale, peers, pingora, etcd).
+    /// `--only a,b`: just these sections (nochg, good, cold, flood, scale, peers, pingora, etcd,
+    /// storm, newconn).
     pub only: Vec<String>,
+    /// `--storm N`: hosts (and users) in the storm.
+    pub storm_hosts: usize,
+    /// `--storm-connections C`: wrk's connections during the storm.
+    pub storm_connections: u32,
+    /// Write the table into docs/benchmarks.md and README.md (a full run, or `--write-docs`).
+    pub write_docs: bool,
 }
 
 impl Opts {
@@ -90,6 +101,11 @@ impl Opts {
             only: crate::flag_value(args, "--only")?
                 .map(|v| v.split(',').map(str::to_string).collect())
                 .unwrap_or_default(),
+            storm_hosts: value("--storm")?
+                .map_or(if quick { 1_000 } else { 10_000 }, |n| n as usize),
+            storm_connections: value("--storm-connections")?.map_or(64, |c| c as u32),
+            write_docs: args.iter().any(|a| a == "--write-docs")
+                || !(quick || args.iter().any(|a| a == "--only" || a == "--no-docs")),
         })
     }
 
@@ -99,6 +115,8 @@ impl Opts {
 }
 
 const UA: (&str, &str) = ("User-Agent", "dynedge-bench/1.0");
+/// The new-connection mode's header.
+const CLOSE: (&str, &str) = ("Connection", "close");
 
 /// What every section of a run shares.
 struct Bench {
@@ -110,8 +128,12 @@ struct Bench {
     nochg_path: String,
     /// The ceiling's figures (TLS or not), the base of the nochg rows' notes.
     ceiling: Vec<(bool, Figures)>,
+    /// The TLS ceiling with a new connection per request, the base of the other such rows.
+    ceiling_newconn: Option<Figures>,
     /// The ceiling Envoy's resident set (KiB), the base of the scale rows' notes.
     ceiling_rss: u64,
+    /// The backends' one-write-per-call rates (per second), the base of the storm rows' notes.
+    storm_ceiling: Vec<(&'static str, f64)>,
     report: Report,
 }
 
@@ -139,6 +161,14 @@ impl Bench {
         lua: &str,
         conns: u32,
     ) -> Result<Figures> {
+        // Every row counts the reply words it got.
+        let counted;
+        let lua = if lua.contains("function response") {
+            lua
+        } else {
+            counted = format!("{lua}{COUNT_REPLIES_LUA}");
+            &counted
+        };
         wrk(
             server,
             &self.dir,
@@ -156,6 +186,17 @@ impl Bench {
             "GET",
             path,
             &[("Authorization", &format!("Basic {basic}")), UA],
+            None,
+        )
+    }
+
+    /// [`Bench::basic_get_lua`] with `Connection: close`: a new connection (and over TLS a full
+    /// handshake) for every request, as most DDNS clients connect.
+    fn basic_get_close_lua(&self, path: &str, basic: &str) -> String {
+        fixed_lua(
+            "GET",
+            path,
+            &[("Authorization", &format!("Basic {basic}")), UA, CLOSE],
             None,
         )
     }
@@ -181,6 +222,21 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
     }
     let wasm = crate::wasm()?;
+    if opts.wants("pingora") || opts.wants("nochg") || opts.wants("newconn") || opts.wants("storm")
+    {
+        // The Pingora rows measure this tree, not whatever binary was built last.
+        if std::env::var_os("DYNEDGE_PINGORA").is_none() {
+            crate::step("building dynedge-pingora (cargo build --release -p dynedge-pingora)");
+            crate::run_visible(
+                "cargo build (dynedge-pingora)",
+                crate::cargo()
+                    .current_dir(dynedge_envoy::workspace_root())
+                    .args(["build", "--release", "-p", "dynedge-pingora"]),
+            )?;
+        }
+    }
+    let commit = docs::commit();
+    let started = docs::utc_now();
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let load_start = loadavg();
@@ -198,7 +254,9 @@ pub fn bench(args: &[String]) -> Result<()> {
         certificate,
         nochg_path: format!("/nic/update?hostname={HOST}&myip=192.0.2.1"),
         ceiling: Vec::new(),
+        ceiling_newconn: None,
         ceiling_rss: 0,
+        storm_ceiling: Vec::new(),
         report: Report::default(),
     };
     b.report.load("start");
@@ -206,18 +264,33 @@ pub fn bench(args: &[String]) -> Result<()> {
     pdns.stop();
     b.report.load("end");
 
-    let md = b.report.markdown(&machine, &b.opts);
+    let args_text = if args.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", args.join(" "))
+    };
+    let md = format!(
+        "Command: `cargo xtask bench{args_text}`, commit {commit}, run {started}–{} UTC, on a \
+         machine shared with other engineers' builds and tests (see the load averages): \
+         absolute rates move with that load; CPU per request and the reply counts do not.\n\n{}",
+        docs::utc_now().rsplit(' ').next().unwrap_or_default(),
+        b.report.markdown(&machine, &b.opts)
+    );
     let out = b.dir.join("results.md");
     fs::write(&out, &md).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("\n{md}");
     crate::step(&format!("written to {}", out.display()));
+    if b.opts.write_docs {
+        docs::write(&md)?;
+        crate::step(&format!("table written into {}", docs::FILES.join(" and ")));
+    }
     Ok(())
 }
 
 impl Bench {
     /// Every section `--only` asks for, in the order that keeps the notes' bases measured first.
     fn run_sections(&mut self, pdns_pid: Option<u32>) -> Result<()> {
-        if self.opts.wants("nochg") || self.opts.wants("good") {
+        if self.opts.wants("nochg") || self.opts.wants("good") || self.opts.wants("newconn") {
             for tls in [true, false] {
                 self.ceiling_row(tls)?;
                 self.nochg_rows(tls)?;
@@ -243,15 +316,19 @@ impl Bench {
             }
         }
         self.report.load("after scale");
-        if self.opts.peers && self.opts.wants("peers") {
+        if self.opts.peers && (self.opts.wants("peers") || self.opts.wants("newconn")) {
             self.peer_rows();
         }
-        if self.opts.wants("pingora") || self.opts.wants("nochg") {
+        if self.opts.wants("pingora") || self.opts.wants("nochg") || self.opts.wants("newconn") {
             self.pingora_rows();
         }
         if self.opts.wants("etcd") {
             self.etcd_rows();
         }
+        if self.opts.wants("storm") {
+            self.storm_rows();
+        }
+        self.report.load("after storm");
         Ok(())
     }
 }

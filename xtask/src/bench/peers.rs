@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dynedge_envoy::{run, Daemon, DEMO_ZONE};
 
 use super::wrk::{fixed_lua, new_address_lua, varying_update_lua};
-use super::{Bench, BIND_PORT, HOST, PEER_PORT, PEER_SECRET, SFTDYN_PORT, UA};
+use super::{Bench, BIND_PORT, CLOSE, HOST, PEER_PORT, PEER_SECRET, SFTDYN_PORT, UA};
 use crate::Result;
 
 impl Bench {
@@ -55,6 +55,21 @@ impl Bench {
             f,
             note,
         );
+        if self.opts.wants("newconn") {
+            let close = fixed_lua(
+                "GET",
+                &format!("/update-by-query?secret={PEER_SECRET}&fqdn={HOST}&ipv4=192.0.2.1"),
+                &[UA, CLOSE],
+                None,
+            );
+            let f = self.wrk(pid, "peer-dyndns-same-newconn", &url, &close, c);
+            self.report.push(
+                "peer, same address, new connection per request",
+                "dyndns (PyPI) → BIND (plain HTTP)",
+                f,
+                String::new(),
+            );
+        }
         let lua = varying_update_lua(
             &format!("/update-by-query?secret={PEER_SECRET}&fqdn={HOST}&ipv4="),
             &[UA],
@@ -91,6 +106,21 @@ impl Bench {
         let note = self.report.nochg_ratio_note(&f);
         self.report
             .push("peer, same address (UPTODATE)", "sftdyn (PyPI)", f, note);
+        if self.opts.wants("newconn") {
+            let close = fixed_lua(
+                "GET",
+                &format!("/{PEER_SECRET}"),
+                &[("X-Bench-IP", "192.0.2.1"), UA, CLOSE],
+                None,
+            );
+            let f = self.wrk(sft.pid(), "peer-sftdyn-same-newconn", &url, &close, c);
+            self.report.push(
+                "peer, same address, new connection per request",
+                "sftdyn (PyPI) (plain HTTP)",
+                f,
+                String::new(),
+            );
+        }
         let lua = new_address_lua(
             "",
             &format!(r#"wrk.format("GET", "/{PEER_SECRET}", {{["X-Bench-IP"] = ip}})"#),

@@ -7,8 +7,6 @@ use dynedge_envoy::run;
 
 use super::envoy_rows::good_lua;
 use super::gateway::plugin_config;
-use super::report::replies_note;
-use super::wrk::COUNT_REPLIES_LUA;
 use super::{Bench, DEMO_BASIC};
 use crate::Result;
 
@@ -39,10 +37,23 @@ impl Bench {
             );
         }
         let c = self.opts.connections;
-        let nochg_lua = self.basic_get_lua(&self.nochg_path, DEMO_BASIC) + COUNT_REPLIES_LUA;
+        let nochg_lua = self.basic_get_lua(&self.nochg_path, DEMO_BASIC);
         let nochg = self.wrk(pid, "pingora-nochg-tls", &url, &nochg_lua, c);
         let good = self.wrk(pid, "pingora-good-pdns", &url, &good_lua(), c);
+        let newconn = self.opts.wants("newconn").then(|| {
+            let lua = self.basic_get_close_lua(&self.nochg_path, DEMO_BASIC);
+            self.wrk(pid, "pingora-nochg-tls-newconn", &url, &lua, c)
+        });
         gw.daemon().stop();
+        if let Some(f) = newconn {
+            let note = self.newconn_note(&f);
+            self.report.push(
+                "dynedge nochg, new TLS connection per request",
+                "dynedge-pingora (TLS)",
+                f,
+                note,
+            );
+        }
         for (workload, server, f) in [
             (
                 "dynedge nochg (auth cache warm)",
@@ -55,8 +66,7 @@ impl Bench {
                 good,
             ),
         ] {
-            let note = f.as_ref().map(replies_note).unwrap_or_default();
-            self.report.push(workload, server, f, note);
+            self.report.push(workload, server, f, String::new());
         }
         Ok(())
     }

@@ -74,9 +74,16 @@ pub(super) struct Report {
 
 impl Report {
     /// Prints one row and keeps it; a failed run is kept with the first line of its error.
+    /// The reply words the run counted (and any non-2xx or socket errors) end the note.
     pub fn push(&mut self, workload: &str, server: &str, f: Result<Figures>, note: String) {
         match f {
             Ok(f) => {
+                let counted = replies_note(&f);
+                let note = match (note.is_empty(), counted.is_empty()) {
+                    (_, true) => note,
+                    (true, false) => counted,
+                    (false, false) => format!("{counted}; {note}"),
+                };
                 println!(
                     "    {workload:<44} {server:<34} {:>9.0} req/s  p50 {:>7} ms  p99 {:>7} ms  cpu {:>6} µs/req  {note}",
                     f.rps,

@@ -14,6 +14,8 @@ pub struct Figures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub requests: u64,
+    /// The run's length as wrk reports it (`N requests in 3.00s`).
+    pub elapsed_s: f64,
     pub non2xx: u64,
     pub socket_errors: u64,
     /// Reply words counted by the Lua `response` hook (`good`, `nochg`, ...), when asked for.
@@ -57,16 +59,17 @@ pub fn parse_wrk(out: &str) -> Result<Figures> {
                 .split(',')
                 .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
                 .sum();
-        } else if t.contains(" requests in ") {
-            f.requests = t
-                .split_whitespace()
+        } else if let Some((n, rest)) = t.split_once(" requests in ") {
+            f.requests = n.trim().parse().unwrap_or(0);
+            f.elapsed_s = rest
+                .split(',')
                 .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+                .and_then(parse_latency)
+                .map_or(0.0, |ms| ms / 1000.0);
         } else if let Some(rest) = t.strip_prefix("reply ") {
             let mut it = rest.split_whitespace();
             if let (Some(w), Some(n)) = (it.next(), it.next().and_then(|n| n.parse().ok())) {
-                f.replies.push((w.to_string(), n));
+                f.replies.push((w.replace('_', " "), n));
             }
         }
     }
@@ -82,7 +85,7 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) counts = {} end
 function response(status, headers, body)
-  local w = string.match(body or "", "^(%a+)") or tostring(status)
+  local w = string.match(body or "", "^%s*(%w+)") or ("HTTP_" .. tostring(status))
   counts[w] = (counts[w] or 0) + 1
 end
 function done(summary, latency, requests)
@@ -105,13 +108,38 @@ pub(super) fn wrk(
     conns: u32,
     duration_s: u64,
 ) -> Result<Figures> {
+    wrk_with(
+        server,
+        dir,
+        name,
+        url,
+        lua,
+        conns,
+        duration_s,
+        &["--timeout", "5s"],
+    )
+}
+
+/// [`wrk`] with more of wrk's arguments (`--timeout 30s`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn wrk_with(
+    server: Option<u32>,
+    dir: &Path,
+    name: &str,
+    url: &str,
+    lua: &str,
+    conns: u32,
+    duration_s: u64,
+    extra: &[&str],
+) -> Result<Figures> {
     let script = dir.join(format!("{name}.lua"));
     fs::write(&script, lua).map_err(|e| format!("{}: {e}", script.display()))?;
     let cpu_before = server.map(cpu_ticks);
     let out = Command::new("wrk")
         .args(["-t1", "-c", &conns.to_string(), "-d"])
         .arg(format!("{duration_s}s"))
-        .args(["--timeout", "5s", "--latency", "-s"])
+        .args(extra)
+        .args(["--latency", "-s"])
         .arg(&script)
         .arg(url)
         .stdin(Stdio::null())
@@ -250,6 +278,7 @@ reply nochg 29993
         assert!((f.p50_ms - 0.75).abs() < 1e-9);
         assert!((f.p99_ms - 2.31).abs() < 1e-9);
         assert_eq!(f.requests, 30000);
+        assert!((f.elapsed_s - 3.0).abs() < 1e-9);
         assert_eq!(f.non2xx, 7);
         assert_eq!(f.socket_errors, 3);
         assert_eq!(f.replies, vec![("nochg".to_string(), 29993)]);

@@ -3,6 +3,7 @@
 
 pub mod powerdns;
 pub mod rfc2136;
+pub mod settings;
 
 use std::fmt;
 

@@ -32,9 +32,8 @@ use serde_json::{json, Map, Value};
 use crate::addr::Cidr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
-use crate::config::{Config, ConfigError, Scope, Zone};
+use crate::config::{Config, Scope};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
-use crate::dialects::apertodns::ApertoSettings;
 use crate::dialects::Render;
 use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
@@ -42,104 +41,17 @@ use crate::kv::{keys, KvView, KvWrite};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Authorized, Credentials, Denied, Refused};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
-pub const DEFAULT_PREFIX: &str = "/acme-dns";
+mod settings;
+pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration, DEFAULT_PREFIX};
+
 /// acme-dns keeps this many values per name (a wildcard and its apex share one name).
 pub const KEPT_VALUES: usize = 2;
 /// The length of an ACME DNS-01 value (base64url of a SHA-256 digest), all acme-dns accepts.
 pub const TXT_LEN: usize = 43;
 pub const PASSWORD_LEN: usize = 40;
-
-// ------------------------------------------------------------------ configuration
-
-/// `acme_dns` in the plugin configuration.
-#[derive(Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RawAcmeDns {
-    /// Where registrations live: `{subdomain}.{zone}`; must lie inside a configured zone.
-    zone: String,
-    /// `open` (default, as acme-dns), `closed` (no `/register`), `token` (a dynedge password or
-    /// API token with the `txt` scope must come with `/register`).
-    #[serde(default)]
-    registration: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    /// Also serve `POST /register` and `POST /update` + `X-Api-User` at the root (default on).
-    #[serde(default)]
-    root_paths: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registration {
-    Open,
-    Closed,
-    Token,
-}
-
-#[derive(Debug, Clone)]
-pub struct AcmeDnsSettings {
-    pub zone: Fqdn,
-    pub registration: Registration,
-    pub prefix: String,
-    pub root_paths: bool,
-}
-
-impl AcmeDnsSettings {
-    pub fn compile(
-        raw: RawAcmeDns,
-        zones: &[Zone],
-        aperto: &ApertoSettings,
-    ) -> Result<AcmeDnsSettings, ConfigError> {
-        let e = |path: &str, m: String| ConfigError {
-            path: format!("acme_dns.{path}"),
-            message: m,
-        };
-        let zone = Fqdn::parse(&raw.zone).map_err(|x| e("zone", x.to_string()))?;
-        if !zones.iter().any(|z| zone.is_within(&z.name)) {
-            return Err(e(
-                "zone",
-                format!("{zone} is not inside a configured zone (its records need a backend)"),
-            ));
-        }
-        let registration = match raw.registration.as_deref().unwrap_or("open") {
-            "open" => Registration::Open,
-            "closed" => Registration::Closed,
-            "token" => Registration::Token,
-            other => {
-                return Err(e(
-                    "registration",
-                    format!("'{other}': expected open, closed or token"),
-                ))
-            }
-        };
-        if registration != Registration::Closed && aperto.token_key.is_none() {
-            return Err(e(
-                "registration",
-                "registering accounts needs apertodns.token_key (it seeds new credentials)".into(),
-            ));
-        }
-        let prefix = raw.prefix.unwrap_or_else(|| DEFAULT_PREFIX.into());
-        if !prefix.starts_with('/')
-            || prefix.ends_with('/')
-            || prefix.len() < 2
-            || prefix.contains(['?', '#', ' '])
-        {
-            return Err(e(
-                "prefix",
-                format!("'{prefix}': a path like /acme-dns (leading /, no trailing /)"),
-            ));
-        }
-        Ok(AcmeDnsSettings {
-            zone,
-            registration,
-            prefix,
-            root_paths: raw.root_paths.unwrap_or(true),
-        })
-    }
-}
 
 // ------------------------------------------------------------------ routing
 
@@ -172,7 +84,7 @@ pub fn route(cfg: &Config, req: &Request) -> Option<Endpoint> {
     }
 }
 
-fn error(status: u16, name: &str) -> Reply {
+fn error(status: u16, name: ErrorCode) -> Reply {
     Reply::json(status, &json!({ "error": name }))
 }
 
@@ -192,7 +104,7 @@ fn reply_only(reply: Reply) -> Start {
 
 pub fn handle(cfg: &Config, req: &Request, ep: Endpoint, env: &Env) -> Start {
     let Some(s) = cfg.acme_dns.as_ref() else {
-        return reply_only(error(404, "not_found"));
+        return reply_only(error(404, ErrorCode::NotFound));
     };
     let allow = if ep == Endpoint::Health {
         "GET"
@@ -200,7 +112,7 @@ pub fn handle(cfg: &Config, req: &Request, ep: Endpoint, env: &Env) -> Start {
         "POST"
     };
     if req.method != allow {
-        return reply_only(error(405, "method_not_allowed").with_header("allow", allow));
+        return reply_only(error(405, ErrorCode::MethodNotAllowed).with_header("allow", allow));
     }
     match ep {
         Endpoint::Health => reply_only(Reply::new(200, "application/json", Vec::new())),
@@ -263,20 +175,22 @@ pub(crate) fn token_chars(s: &str, len: usize) -> bool {
 }
 
 /// `allowfrom` as acme-dns reads it: CIDR ranges (brackets around IPv6 tolerated).
-fn parse_allowfrom(v: Option<&Value>) -> Result<Vec<Cidr>, &'static str> {
+fn parse_allowfrom(v: Option<&Value>) -> Result<Vec<Cidr>, ErrorCode> {
     let list = match v {
         None | Some(Value::Null) => return Ok(vec![]),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err("malformed_json_payload"),
+        Some(_) => return Err(ErrorCode::MalformedJsonPayload),
     };
     list.iter()
         .map(|item| {
-            let s = item.as_str().ok_or("malformed_json_payload")?;
+            let s = item.as_str().ok_or(ErrorCode::MalformedJsonPayload)?;
             let s: String = s.chars().filter(|c| *c != '[' && *c != ']').collect();
             if !s.contains('/') {
-                return Err("invalid_allowfrom_cidr");
+                return Err(ErrorCode::InvalidAllowfromCidr);
             }
-            s.trim().parse().map_err(|_| "invalid_allowfrom_cidr")
+            s.trim()
+                .parse()
+                .map_err(|_| ErrorCode::InvalidAllowfromCidr)
         })
         .collect()
 }
@@ -292,7 +206,7 @@ fn member<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 
 fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start {
     if s.registration == Registration::Closed {
-        return reply_only(error(404, "registration_disabled"));
+        return reply_only(error(404, ErrorCode::RegistrationDisabled));
     }
     let client = req.client_ip(&cfg.trusted_proxies);
     let mut writes = Vec::new();
@@ -318,7 +232,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
     } else {
         let parsed = serde_json::from_slice::<Value>(&req.body);
         let Ok(Value::Object(obj)) = parsed else {
-            return reply_only(error(400, "malformed_json_payload"));
+            return reply_only(error(400, ErrorCode::MalformedJsonPayload));
         };
         match parse_allowfrom(member(&obj, "allowfrom")) {
             Ok(list) => list,
@@ -326,7 +240,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
         }
     };
     let Some(key) = cfg.apertodns.token_key.as_ref() else {
-        return reply_only(error(500, "registration_unavailable"));
+        return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     let key = key.0.as_bytes();
     let draw = |salt: &str| crate::tokens::random_bytes(key, (env.random, env.now_ms), salt);
@@ -336,7 +250,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
         draw("acme-dns:subdomain"),
         draw("acme-dns:salt"),
     ) else {
-        return reply_only(error(500, "registration_unavailable"));
+        return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     let username = uuid4(&u);
     let subdomain = uuid4(&sub);
@@ -349,7 +263,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
             .map(|h| h.to_string())
     });
     let Some(password_hash) = phc else {
-        return reply_only(error(500, "registration_unavailable"));
+        return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     let allowfrom: Vec<String> = allowfrom.iter().map(Cidr::to_string).collect();
     let account = Account {
@@ -360,7 +274,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
         created_ms: env.now_ms,
     };
     let Ok(stored) = serde_json::to_vec(&account) else {
-        return reply_only(error(500, "registration_unavailable"));
+        return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     writes.push(KvWrite::put(keys::acme_dns_account(&username), stored));
     let fulldomain = format!("{subdomain}.{}", s.zone);
@@ -384,11 +298,10 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
 /// A refusal of the guard pipeline in acme-dns's words.
 fn refused(r: Refused) -> Start {
     let reply = match r.denied {
-        Denied::Limited { retry_after_s } => {
-            error(429, "rate_limited").with_header("retry-after", &retry_after_s.to_string())
-        }
-        Denied::Unavailable => error(503, "unavailable"),
-        Denied::Missing | Denied::Bad(_) => error(401, "forbidden"),
+        Denied::Limited { retry_after_s } => error(429, ErrorCode::RateLimited)
+            .with_header("retry-after", &retry_after_s.to_string()),
+        Denied::Unavailable => error(503, ErrorCode::Unavailable),
+        Denied::Missing | Denied::Bad(_) => error(401, ErrorCode::Forbidden),
     };
     done(reply, vec![], r.counts, vec![])
 }
@@ -434,17 +347,22 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
         user_caller(cfg, authorized, subdomain)
     };
     let Some(caller) = caller else {
-        return done(error(401, "forbidden"), vec![], vec![], vec![]);
+        return done(error(401, ErrorCode::Forbidden), vec![], vec![], vec![]);
     };
     let auth_writes = caller.authorized.writes();
     if !token_chars(txt, TXT_LEN) {
-        return done(error(400, "bad_txt"), auth_writes, vec![], vec![]);
+        return done(error(400, ErrorCode::BadTxt), auth_writes, vec![], vec![]);
     }
     let Some(zone) = cfg.zone_of(&caller.name) else {
-        return done(error(400, "bad_subdomain"), auth_writes, vec![], vec![]);
+        return done(
+            error(400, ErrorCode::BadSubdomain),
+            auth_writes,
+            vec![],
+            vec![],
+        );
     };
     let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
-        return done(error(500, "db_error"), auth_writes, vec![], vec![]);
+        return done(error(500, ErrorCode::DbError), auth_writes, vec![], vec![]);
     };
     let history_key = keys::acme_dns_txt(caller.name.as_str());
     let mut values: Vec<String> = env
@@ -488,8 +406,8 @@ fn update(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Start 
 pub(super) fn render(results: &[HostOutcome], txt: &str) -> Reply {
     match results.first() {
         Some(o) if o.code.is_success() => Reply::json(200, &json!({ "txt": txt })),
-        Some(o) if o.code == Code::Abuse => error(429, "rate_limited"),
-        _ => error(500, "db_error"),
+        Some(o) if o.code == Code::Abuse => error(429, ErrorCode::RateLimited),
+        _ => error(500, ErrorCode::DbError),
     }
 }
 

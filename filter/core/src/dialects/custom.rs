@@ -16,7 +16,6 @@
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
 use serde_json::json;
 
 use super::dyndns2::status_of;
@@ -24,112 +23,20 @@ use super::{Render, StatusMode};
 use crate::addr;
 use crate::auth;
 use crate::backends::RrType;
-use crate::config::{Config, ConfigError, Scope};
+use crate::config::{Config, Scope};
 use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
-#[derive(Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct RawEndpoint {
-    path: String,
-    #[serde(default)]
-    params: RawParams,
-    /// `"certadns"` (default: 401 badauth, 404 nohost, ...) or `"always200"`.
-    #[serde(default)]
-    status: Option<String>,
-}
+mod settings;
+pub use settings::{compile, Endpoint, RawEndpoint};
 
-#[derive(Deserialize, Default)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    hostname: Option<Vec<String>>,
-    ipv4: Option<Vec<String>>,
-    ipv6: Option<Vec<String>>,
-    username: Option<Vec<String>>,
-    password: Option<Vec<String>>,
-    /// Accepted for ddns-service configurations; changes are announced by webhooks instead.
-    notify_change: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub path: String,
-    pub hostname: Vec<String>,
-    pub ipv4: Vec<String>,
-    pub ipv6: Vec<String>,
-    pub username: Vec<String>,
-    pub password: Vec<String>,
-    pub notify_change: Vec<String>,
-    pub mode: StatusMode,
-}
-
-fn names(v: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
-    v.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
-}
-
-pub fn compile(raw: Vec<RawEndpoint>) -> Result<Vec<Endpoint>, ConfigError> {
-    let mut out: Vec<Endpoint> = Vec::new();
-    for (i, r) in raw.into_iter().enumerate() {
-        let e = |field: &str, m: String| ConfigError {
-            path: format!("endpoints[{i}].{field}"),
-            message: m,
-        };
-        if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) || r.path.len() > 256 {
-            return Err(e("path", "must be an absolute path without query".into()));
-        }
-        if out.iter().any(|o| o.path == r.path) {
-            return Err(e("path", format!("{} is listed twice", r.path)));
-        }
-        let mode = match r.status.as_deref() {
-            None | Some("certadns") => StatusMode::CertaDns,
-            Some("always200") => StatusMode::Always200,
-            Some(other) => {
-                return Err(e(
-                    "status",
-                    format!("'{other}' is not certadns or always200"),
-                ))
-            }
-        };
-        let p = r.params;
-        let ep = Endpoint {
-            path: r.path,
-            hostname: names(p.hostname, &["hostname", "host"]),
-            ipv4: names(p.ipv4, &["myip", "ipv4", "ip4"]),
-            ipv6: names(p.ipv6, &["myip6", "ipv6", "ip6"]),
-            username: names(p.username, &["username", "user"]),
-            password: names(p.password, &["password", "pass", "token"]),
-            notify_change: names(p.notify_change, &["notify_change"]),
-            mode,
-        };
-        if ep.hostname.is_empty() {
-            return Err(e(
-                "params.hostname",
-                "cannot be disabled: every update names a host".into(),
-            ));
-        }
-        for (field, list) in [
-            ("hostname", &ep.hostname),
-            ("ipv4", &ep.ipv4),
-            ("ipv6", &ep.ipv6),
-            ("username", &ep.username),
-            ("password", &ep.password),
-        ] {
-            if list.iter().any(|n| n.is_empty()) {
-                return Err(e(
-                    &format!("params.{field}"),
-                    "names must not be empty".into(),
-                ));
-            }
-        }
-        out.push(ep);
-    }
-    Ok(out)
+/// A code without addresses (every code but `good`/`nochg`).
+pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+    reply(code, mode, json, None, None)
 }
 
 fn reply(code: Code, mode: StatusMode, json: bool, v4: Option<&str>, v6: Option<&str>) -> Reply {
@@ -155,13 +62,13 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         return Start::Reply(Outcome::reply(super::error_reply(
             json,
             404,
-            "not_found",
+            ErrorCode::NotFound,
             "no such endpoint",
         )));
     };
     let mode = ep.mode;
     let early = |code: Code| Start::Reply(Outcome::reply(reply(code, mode, json, None, None)));
-    let bad = |status: u16, code: &str, msg: &str| {
+    let bad = |status: u16, code: ErrorCode, msg: &str| {
         Start::Reply(Outcome::reply(super::error_reply(json, status, code, msg)))
     };
     if req.method != "GET" && req.method != "POST" {
@@ -169,7 +76,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     }
     let mut params = match Params::parse(req.query()) {
         Ok(p) => p,
-        Err(e) => return bad(400, "invalid_request", &e.to_string()),
+        Err(e) => return bad(400, ErrorCode::InvalidRequest, &e.to_string()),
     };
     if req.method == "POST" && !req.body.is_empty() {
         let form = req.header("content-type").is_some_and(|c| {
@@ -185,7 +92,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             _ => {
                 return bad(
                     400,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "POST body must be a form (application/x-www-form-urlencoded)",
                 )
             }
@@ -203,7 +110,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
         _ => {
             return bad(
                 400,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "a parameter is given more than once",
             )
         }
@@ -213,6 +120,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     {
         Ok(a) => a,
         Err(r) => {
+            let counters = r.counters("custom");
             let reply = match r.denied {
                 Denied::Limited { .. } => reply(Code::Abuse, mode, json, None, None),
                 Denied::Missing => reply(Code::Badauth, StatusMode::CertaDns, json, None, None)
@@ -221,6 +129,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
                 Denied::Unavailable => reply(Code::Emergency, mode, json, None, None),
             };
             let mut out = Outcome::reply(reply);
+            out.counters = counters;
             out.counts = r.counts;
             out.log = r.log;
             return Start::Reply(out);
@@ -241,7 +150,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             Err(e) => {
                 return bad(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     &format!(
                         "{}: '{}' {e}",
                         ep.ipv4.join("/"),
@@ -257,7 +166,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             Err(e) => {
                 return bad(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     &format!(
                         "{}: '{}' {e}",
                         ep.ipv6.join("/"),
@@ -277,7 +186,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
     let mut want = Vec::new();
     for ip in [a4, a6].into_iter().flatten() {
         if let Err(e) = zone.policy.check(ip) {
-            return bad(400, "invalid_ip", &format!("'{ip}' {e}"));
+            return bad(400, ErrorCode::InvalidIp, &format!("'{ip}' {e}"));
         }
         let t = if ip.is_ipv4() {
             RrType::A

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::{Render, StatusMode};
+use super::{Rejection, Render, StatusMode};
 use crate::addr::{self, AddrError};
 use crate::auth;
 use crate::backends::RrType;
@@ -15,8 +15,10 @@ use crate::exchange::{Env, Outcome, Start};
 use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{ParamError, Params, Request};
+
+pub mod settings;
 
 /// Names accepted for the IPv6 address besides a v6 value in `myip`.
 const V6_PARAMS: &[&str] = &["myip6", "myipv6", "ipv6"];
@@ -29,7 +31,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
     }
     let params = match read_params(req) {
         Ok(p) => p,
-        Err(e) => return Start::Reply(Outcome::reply(bad_request(json, "invalid_request", &e))),
+        Err(r) => return Start::Reply(Outcome::reply(rejected(&r, json))),
     };
     if cfg.dyndns2.require_user_agent && req.header("user-agent").is_none_or(str::is_empty) {
         return early(Code::Badagent);
@@ -39,11 +41,8 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
     let (qu, qp) = match (params.one("username"), params.one("password")) {
         (Ok(u), Ok(p)) => (u, p),
         (Err(e), _) | (_, Err(e)) => {
-            return Start::Reply(Outcome::reply(bad_request(
-                json,
-                "invalid_request",
-                &e.to_string(),
-            )))
+            let r = Rejection::new(400, ErrorCode::InvalidRequest, e.to_string());
+            return Start::Reply(Outcome::reply(rejected(&r, json)));
         }
     };
     let presented = auth::presented(req.header("authorization"), qu, qp);
@@ -57,11 +56,8 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         Ok(Some(h)) if !h.trim().is_empty() => h,
         Ok(_) => return early(Code::Notfqdn),
         Err(e) => {
-            return Start::Reply(Outcome::reply(bad_request(
-                json,
-                "invalid_request",
-                &e.to_string(),
-            )))
+            let r = Rejection::new(400, ErrorCode::InvalidRequest, e.to_string());
+            return Start::Reply(Outcome::reply(rejected(&r, json)));
         }
     };
     let names: Vec<&str> = raw_hosts.split(',').map(str::trim).collect();
@@ -71,7 +67,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
 
     let addrs = match addresses(cfg, req, &params) {
         Ok(a) => a,
-        Err(reply) => return Start::Reply(Outcome::reply(reply(json))),
+        Err(r) => return Start::Reply(Outcome::reply(rejected(&r, json))),
     };
 
     let mut hosts = Vec::with_capacity(names.len());
@@ -92,7 +88,8 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         };
         for (param, ip) in &addrs.explicit {
             if let Err(e) = zone.policy.check(*ip) {
-                return Start::Reply(Outcome::reply(invalid_ip(json, param, &ip.to_string(), &e)));
+                let r = invalid_ip(param, &ip.to_string(), &e);
+                return Start::Reply(Outcome::reply(rejected(&r, json)));
             }
         }
         // A host with an interface identifier lives in the router's LAN: the delegated prefix
@@ -102,12 +99,8 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
         if let (Some(prefix), Some(iid)) = (&addrs.lan_prefix, cfg.interface_ids.get(&name)) {
             if let Some(ip) = addr::with_interface_id(prefix, *iid) {
                 if let Err(e) = zone.policy.check(IpAddr::V6(ip)) {
-                    return Start::Reply(Outcome::reply(invalid_ip(
-                        json,
-                        "ip6lanprefix",
-                        &ip.to_string(),
-                        &e,
-                    )));
+                    let r = invalid_ip("ip6lanprefix", &ip.to_string(), &e);
+                    return Start::Reply(Outcome::reply(rejected(&r, json)));
                 }
                 v6 = Some(ip);
             }
@@ -140,6 +133,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
 
 /// A refusal of the guard pipeline in DynDNS2's words.
 fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
+    let counters = r.counters("dyndns2");
     let reply = match r.denied {
         Denied::Limited { .. } => code_reply(Code::Abuse, mode, json),
         Denied::Missing => code_reply(Code::Badauth, StatusMode::CertaDns, json)
@@ -148,26 +142,29 @@ fn refused(r: Refused, mode: StatusMode, json: bool) -> Start {
         Denied::Unavailable => code_reply(Code::Emergency, mode, json),
     };
     let mut out = Outcome::reply(reply);
-    if matches!(r.denied, Denied::Bad(_)) {
-        out.counters.push("dynedge.dyndns2.badauth".into());
-    }
+    out.counters = counters;
     out.counts = r.counts;
     out.log = r.log;
     Start::Reply(out)
 }
 
-fn read_params(req: &Request) -> Result<Params, String> {
-    let mut params = Params::parse(req.query()).map_err(|e| e.to_string())?;
+fn read_params(req: &Request) -> Result<Params, Rejection> {
+    let bad = |e: ParamError| Rejection::new(400, ErrorCode::InvalidRequest, e.to_string());
+    let mut params = Params::parse(req.query()).map_err(bad)?;
     if req.method == "POST" && !req.body.is_empty() {
         let form = req.header("content-type").is_some_and(|c| {
             c.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
         if !form {
-            return Err("POST body must be application/x-www-form-urlencoded".into());
+            return Err(Rejection::new(
+                400,
+                ErrorCode::InvalidRequest,
+                "POST body must be application/x-www-form-urlencoded",
+            ));
         }
-        let body = std::str::from_utf8(&req.body).map_err(|_| ParamError::NotUtf8.to_string())?;
-        params.extend(Params::parse(body).map_err(|e| e.to_string())?);
+        let body = std::str::from_utf8(&req.body).map_err(|_| bad(ParamError::NotUtf8))?;
+        params.extend(Params::parse(body).map_err(bad)?);
     }
     Ok(params)
 }
@@ -181,34 +178,28 @@ struct Addresses {
     lan_prefix: Option<addr::Cidr>,
 }
 
-type ReplyFn = Box<dyn FnOnce(bool) -> Reply>;
-
 /// `myip` (a comma list of at most one address per family, `auto`, empty or absent) and
 /// `myip6`/`myipv6`/`ipv6`, and `ip6lanprefix` (CIDR, /64 without a length). With no address
 /// at all, the client's address is used.
-fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, ReplyFn> {
-    let dup = |e: ParamError| -> ReplyFn {
-        Box::new(move |json| bad_request(json, "invalid_request", &e.to_string()))
-    };
+fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, Rejection> {
+    let dup = |e: ParamError| Rejection::new(400, ErrorCode::InvalidRequest, e.to_string());
     let mut out = Addresses {
         v4: None,
         v6: None,
         explicit: vec![],
         lan_prefix: None,
     };
-    let set = |param: &'static str, ip: IpAddr, out: &mut Addresses| -> Result<(), ReplyFn> {
+    let set = |param: &'static str, ip: IpAddr, out: &mut Addresses| -> Result<(), Rejection> {
         let slot_taken = match ip {
             IpAddr::V4(v4) => out.v4.replace(v4).is_some(),
             IpAddr::V6(v6) => out.v6.replace(v6).is_some(),
         };
         if slot_taken {
-            return Err(Box::new(move |json| {
-                bad_request(
-                    json,
-                    "invalid_ip",
-                    &format!("parameter {param}: two addresses of the same family"),
-                )
-            }));
+            return Err(Rejection::new(
+                400,
+                ErrorCode::InvalidIp,
+                format!("parameter {param}: two addresses of the same family"),
+            ));
         }
         out.explicit.push((param, ip));
         Ok(())
@@ -220,10 +211,7 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
             auto = true;
             continue;
         }
-        let ip = addr::parse_ip(item).map_err(|e| -> ReplyFn {
-            let item = item.to_string();
-            Box::new(move |json| invalid_ip(json, "myip", &item, &e))
-        })?;
+        let ip = addr::parse_ip(item).map_err(|e| invalid_ip("myip", item, &e))?;
         set("myip", ip, &mut out)?;
     }
     for &param in V6_PARAMS {
@@ -234,10 +222,7 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
             auto = true;
             continue;
         }
-        let ip = addr::parse_v6(value).map_err(|e| -> ReplyFn {
-            let value = value.to_string();
-            Box::new(move |json| invalid_ip(json, param, &value, &e))
-        })?;
+        let ip = addr::parse_v6(value).map_err(|e| invalid_ip(param, value, &e))?;
         set(param, IpAddr::V6(ip), &mut out)?;
         auto = auto && !myip.is_empty();
     }
@@ -246,17 +231,17 @@ fn addresses(cfg: &Config, req: &Request, params: &Params) -> Result<Addresses, 
         .map_err(dup)?
         .filter(|v| !v.is_empty())
     {
-        let prefix = addr::parse_v6_prefix(value).map_err(|e| -> ReplyFn {
-            let value = value.to_string();
-            Box::new(move |json| invalid_ip(json, "ip6lanprefix", &value, &e))
-        })?;
+        let prefix =
+            addr::parse_v6_prefix(value).map_err(|e| invalid_ip("ip6lanprefix", value, &e))?;
         out.lan_prefix = Some(prefix);
     }
     if auto && out.v4.is_none() && out.v6.is_none() {
         let Some(client) = req.client_ip(&cfg.trusted_proxies) else {
-            return Err(Box::new(|json| {
-                code_reply(Code::Emergency, StatusMode::Always200, json)
-            }));
+            return Err(Rejection::new(
+                200,
+                Code::Emergency,
+                "the client's address is unknown",
+            ));
         };
         set("client address", client, &mut out)?;
     } else if auto {
@@ -289,7 +274,7 @@ pub fn status_of(code: Code, mode: StatusMode) -> u16 {
     }
 }
 
-fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
+pub(super) fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
     let status = status_of(code, mode);
     if json {
         Reply::json(status, &json!({ "status": code.as_str() }))
@@ -298,23 +283,21 @@ fn code_reply(code: Code, mode: StatusMode, json: bool) -> Reply {
     }
 }
 
-fn bad_request(json: bool, code: &str, message: &str) -> Reply {
-    if json {
-        Reply::json(
-            400,
-            &json!({"status": "error", "code": code, "message": message}),
-        )
-    } else {
-        Reply::text(400, format!("{code}: {message}\n"))
+/// A rejection in DynDNS2's words: a DynDNS2 code alone (as dyn.com answers, 200), else
+/// `code: message` or the JSON error body.
+fn rejected(r: &Rejection, json: bool) -> Reply {
+    match r.code {
+        ErrorCode::Dyndns2(code) => code_reply(code, StatusMode::Always200, json),
+        _ => r.reply(json),
     }
 }
 
-fn invalid_ip(json: bool, param: &str, value: &str, e: &AddrError) -> Reply {
+fn invalid_ip(param: &str, value: &str, e: &AddrError) -> Rejection {
     let shown: String = value.chars().take(64).collect();
-    bad_request(
-        json,
-        "invalid_ip",
-        &format!("parameter {param}: '{shown}' {e}"),
+    Rejection::new(
+        400,
+        ErrorCode::InvalidIp,
+        format!("parameter {param}: '{shown}' {e}"),
     )
 }
 
@@ -342,7 +325,7 @@ pub fn render(results: &[HostOutcome], mode: StatusMode, json: bool) -> Reply {
             .iter()
             .find(|r| !r.code.is_success())
             .or(results.first())
-            .map_or("911", |r| r.code.as_str());
+            .map_or(Code::Emergency, |r| r.code);
         return Reply::json(status, &json!({"status": overall, "results": items}));
     }
     let mut body = String::new();

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::json;
 
-use super::{error_reply, Render};
+use super::{error_reply, Rejection, Render};
 use crate::addr;
 use crate::auth::{self, Presented};
 use crate::backends::RrType;
@@ -28,7 +28,7 @@ use crate::job::{Edit, HostJob, HostOutcome, Job, Refusal, Target};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 /// Parameter names for the zone, first present wins.
@@ -55,56 +55,53 @@ enum Prefix {
     Set(Ipv6Addr, u8),
 }
 
-struct Rejection {
-    status: u16,
-    code: &'static str,
-    text: String,
-    /// `Retry-After` (429 over a rate limit).
-    retry_after_s: Option<u64>,
+/// A rejection with what the guard pipeline counted and logged on the way.
+struct Denial {
+    rejection: Rejection,
     /// What a failed authentication counts against.
     counts: Vec<KvCount>,
     /// Audit lines of the refusal.
     log: Vec<String>,
 }
 
-fn reject(status: u16, code: &'static str, text: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        code,
-        text: text.into(),
-        retry_after_s: None,
-        counts: vec![],
-        log: vec![],
+impl From<Rejection> for Denial {
+    fn from(rejection: Rejection) -> Denial {
+        Denial {
+            rejection,
+            counts: vec![],
+            log: vec![],
+        }
     }
 }
 
-impl Rejection {
-    fn reply(&self, json: bool) -> Reply {
-        let reply = if json {
-            super::json_error(self.status, self.code, &self.text)
-        } else {
-            Reply::text(self.status, format!("{}\n", self.text))
-        };
-        match self.retry_after_s {
-            Some(s) => reply.with_header("retry-after", &s.to_string()),
-            None => reply,
-        }
-    }
+fn reject(status: u16, code: impl Into<ErrorCode>, text: impl Into<String>) -> Rejection {
+    Rejection::new(status, code, text)
+}
 
+/// dynv6's wording: the message alone as text, else the JSON error body.
+fn reply(r: &Rejection, json: bool) -> Reply {
+    if json {
+        return r.reply(json);
+    }
+    r.finish(Reply::text(r.status, format!("{}\n", r.message)))
+}
+
+impl Denial {
     /// A refusal of the guard pipeline in dynv6's words.
-    fn refused(r: Refused) -> Rejection {
-        let mut out = match r.denied {
-            Denied::Limited { retry_after_s } => Rejection {
-                retry_after_s: Some(retry_after_s),
-                ..reject(429, "abuse", "too many requests")
-            },
-            Denied::Missing => reject(401, "badauth", "missing authentication token"),
-            Denied::Bad(_) => reject(401, "badauth", "invalid authentication token"),
-            Denied::Unavailable => reject(503, "911", "try again later"),
+    fn refused(r: Refused) -> Denial {
+        let rejection = match r.denied {
+            Denied::Limited { retry_after_s } => {
+                reject(429, Code::Abuse, "too many requests").retry_after(retry_after_s)
+            }
+            Denied::Missing => reject(401, Code::Badauth, "missing authentication token"),
+            Denied::Bad(_) => reject(401, Code::Badauth, "invalid authentication token"),
+            Denied::Unavailable => reject(503, Code::Emergency, "try again later"),
         };
-        out.counts = r.counts;
-        out.log = r.log;
-        out
+        Denial {
+            rejection,
+            counts: r.counts,
+            log: r.log,
+        }
     }
 }
 
@@ -123,7 +120,7 @@ fn six_to_four(v4: Ipv4Addr) -> Ipv6Addr {
 }
 
 fn parse_cidr6(text: &str, param: &str) -> Result<(Ipv6Addr, u8), Rejection> {
-    let bad = || reject(400, "invalid_ip", format!("invalid {param}"));
+    let bad = || reject(400, ErrorCode::InvalidIp, format!("invalid {param}"));
     let (ip, len) = match text.split_once('/') {
         Some((ip, len)) => (ip, len.parse::<u8>().map_err(|_| bad())?),
         None => (text, 64),
@@ -140,7 +137,7 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     match plan(cfg, req, env, json) {
         Ok((job, render)) => Start::Job(job, render),
         Err(r) => {
-            let mut out = Outcome::reply(r.reply(json));
+            let mut out = Outcome::reply(reply(&r.rejection, json));
             out.counts = r.counts;
             out.log = r.log;
             Start::Reply(out)
@@ -148,21 +145,16 @@ pub fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     }
 }
 
-fn plan(
-    cfg: &Config,
-    req: &Request,
-    env: &Env,
-    json: bool,
-) -> Result<(Box<Job>, Render), Rejection> {
+fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<(Box<Job>, Render), Denial> {
     if req.method != "GET" && req.method != "POST" {
-        return Err(reject(405, "method_not_allowed", "method not allowed"));
+        return Err(reject(405, ErrorCode::MethodNotAllowed, "method not allowed").into());
     }
-    let params =
-        Params::parse(req.query()).map_err(|e| reject(400, "invalid_request", e.to_string()))?;
+    let params = Params::parse(req.query())
+        .map_err(|e| reject(400, ErrorCode::InvalidRequest, e.to_string()))?;
     let one = |n: &str| {
         params
             .one(n)
-            .map_err(|e| reject(400, "invalid_request", e.to_string()))
+            .map_err(|e| reject(400, ErrorCode::InvalidRequest, e.to_string()))
             .map(|v| v.filter(|s| !s.is_empty()))
     };
     let token = one("token")?;
@@ -172,7 +164,7 @@ fn plan(
         (None, None) => Presented::None,
     };
     let identity = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
-        .map_err(Rejection::refused)?;
+        .map_err(Denial::refused)?;
 
     let mut zone_raw = None;
     for n in ZONE_PARAMS {
@@ -181,9 +173,10 @@ fn plan(
             break;
         }
     }
-    let zone_raw = zone_raw.ok_or_else(|| reject(400, "notfqdn", "zone not specified"))?;
-    let zone_name = Fqdn::parse(zone_raw).map_err(|_| reject(400, "notfqdn", "invalid zone"))?;
-    let not_found = || reject(404, "nohost", "zone not found");
+    let zone_raw = zone_raw.ok_or_else(|| reject(400, Code::Notfqdn, "zone not specified"))?;
+    let zone_name =
+        Fqdn::parse(zone_raw).map_err(|_| reject(400, Code::Notfqdn, "invalid zone"))?;
+    let not_found = || reject(404, Code::Nohost, "zone not found");
     let zone: &Zone = identity.host(cfg, &zone_name).map_err(|_| not_found())?;
     let backend = cfg
         .backends
@@ -192,9 +185,13 @@ fn plan(
         .ok_or_else(not_found)?;
     let client = req.client_ip(&cfg.trusted_proxies);
     let check = |ip: IpAddr, param: &str| {
-        zone.policy
-            .check(ip)
-            .map_err(|e| reject(400, "invalid_ip", format!("invalid {param}: {ip} {e}")))
+        zone.policy.check(ip).map_err(|e| {
+            reject(
+                400,
+                ErrorCode::InvalidIp,
+                format!("invalid {param}: {ip} {e}"),
+            )
+        })
     };
 
     let v4 = match one("ipv4")? {
@@ -205,13 +202,15 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv4 address from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(a) => V4::Set(
-            addr::parse_v4(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv4 address"))?,
+            addr::parse_v4(a)
+                .map_err(|_| reject(400, ErrorCode::InvalidIp, "invalid IPv4 address"))?,
         ),
     };
     if let V4::Set(a) = v4 {
@@ -219,7 +218,11 @@ fn plan(
     }
     let v4_for_6to4 = || match (v4, client) {
         (V4::Set(a), _) | (_, Some(IpAddr::V4(a))) => Ok(a),
-        _ => Err(reject(400, "invalid_ip", "6to4 needs an IPv4 address")),
+        _ => Err(reject(
+            400,
+            ErrorCode::InvalidIp,
+            "6to4 needs an IPv4 address",
+        )),
     };
     let mut implied_prefix = None;
     let v6 = match one("ipv6")? {
@@ -230,9 +233,10 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv6 address from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(a) if a.eq_ignore_ascii_case("6to4") => {
@@ -245,7 +249,8 @@ fn plan(
             V6::Set(ip)
         }
         Some(a) => V6::Set(
-            addr::parse_v6(a).map_err(|_| reject(400, "invalid_ip", "invalid IPv6 address"))?,
+            addr::parse_v6(a)
+                .map_err(|_| reject(400, ErrorCode::InvalidIp, "invalid IPv6 address"))?,
         ),
     };
     if let V6::Set(a) = v6 {
@@ -259,9 +264,10 @@ fn plan(
             _ => {
                 return Err(reject(
                     400,
-                    "invalid_ip",
+                    ErrorCode::InvalidIp,
                     "cannot detect an IPv6 prefix from this connection",
-                ))
+                )
+                .into())
             }
         },
         Some(p) if p.eq_ignore_ascii_case("6to4") => Prefix::Set(six_to_four(v4_for_6to4()?), 48),
@@ -369,17 +375,17 @@ pub(super) fn render(
                 "invalid ipv6prefix: {} would get {addr}, which its zone does not accept",
                 bad.host
             );
-            return reject(400, "invalid_ip", text).reply(json);
+            return reply(&reject(400, ErrorCode::InvalidIp, text), json);
         }
         let (status, code, text) = match bad.code {
-            Code::Dnserr => (502, "dnserr", "DNS update failed"),
-            Code::Abuse => (429, "abuse", "too many updates"),
+            Code::Dnserr => (502, Code::Dnserr, "DNS update failed"),
+            Code::Abuse => (429, Code::Abuse, "too many updates"),
             Code::Nohost => (
                 403,
-                "nohost",
+                Code::Nohost,
                 "the token may not change this record type here",
             ),
-            _ => (500, "911", "internal error"),
+            _ => (500, Code::Emergency, "internal error"),
         };
         return error_reply(json, status, code, text);
     }

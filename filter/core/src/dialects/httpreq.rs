@@ -75,15 +75,19 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), None) {
         Ok(a) => a,
         Err(r) => {
+            let counters = r.counters("httpreq");
             let reply = match r.denied {
-                Denied::Limited { retry_after_s } => Reply::text(429, "abuse: too many requests\n")
+                Denied::Limited { retry_after_s } => coded(429, Code::Abuse, "too many requests")
                     .with_header("retry-after", &retry_after_s.to_string()),
-                Denied::Unavailable => Reply::text(503, "911: try again later\n"),
-                Denied::Missing | Denied::Bad(_) => Reply::text(401, "badauth\n")
-                    .with_header("www-authenticate", "Basic realm=\"dynedge\""),
+                Denied::Unavailable => coded(503, Code::Emergency, "try again later"),
+                Denied::Missing | Denied::Bad(_) => {
+                    Reply::text(401, format!("{}\n", Code::Badauth))
+                        .with_header("www-authenticate", "Basic realm=\"dynedge\"")
+                }
             };
             return Start::Reply(Outcome {
                 reply: Some(reply),
+                counters,
                 counts: r.counts,
                 log: r.log,
                 ..Outcome::default()
@@ -116,10 +120,13 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
         return refuse(403, "the credentials lack the txt scope");
     }
     let Ok(zone) = authorized.host(cfg, &host) else {
-        return refuse(403, "nohost: not a name of yours");
+        return refuse(403, &format!("{}: not a name of yours", Code::Nohost));
     };
     let Some(backend) = cfg.backends.get(&zone.backend).cloned() else {
-        return refuse(500, "911: the zone has no backend");
+        return refuse(
+            500,
+            &format!("{}: the zone has no backend", Code::Emergency),
+        );
     };
     let edit = match action {
         Action::Present => Edit::Add {
@@ -156,10 +163,15 @@ pub(super) fn render(results: &[HostOutcome]) -> Reply {
     match results.first() {
         Some(o) if o.code.is_success() => Reply::text(200, "ok\n"),
         Some(o) if o.refusal.is_some() => Reply::text(400, "too many TXT values at this name\n"),
-        Some(o) if o.code == Code::Abuse => Reply::text(429, "abuse: too many requests\n"),
+        Some(o) if o.code == Code::Abuse => coded(429, Code::Abuse, "too many requests"),
         Some(o) if o.code == Code::Nohost => {
-            Reply::text(403, "nohost: the token may not write TXT here\n")
+            coded(403, Code::Nohost, "the token may not write TXT here")
         }
-        _ => Reply::text(502, "dnserr: the DNS backend failed\n"),
+        _ => coded(502, Code::Dnserr, "the DNS backend failed"),
     }
+}
+
+/// `code: message` as text, the form lego prints.
+fn coded(status: u16, code: Code, message: &str) -> Reply {
+    Reply::text(status, format!("{code}: {message}\n"))
 }

@@ -17,17 +17,10 @@ use crate::exchange::{Env, Start};
 use crate::job::HostOutcome;
 use crate::names::Fqdn;
 use crate::pipeline;
-use crate::reply::Reply;
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
-/// How a DynDNS2 endpoint maps reply codes to HTTP statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMode {
-    /// dyn.com and ApertoDNS Layer 1: 200 for every code (old routers read only the body).
-    Always200,
-    /// CertaDNS: 401 badauth, 404 nohost, 429 abuse, 500 dnserr, ...
-    CertaDns,
-}
+pub use dyndns2::settings::StatusMode;
 
 /// The shape of a finished update job's reply, with what the shape needs. The dialect that
 /// parsed the request chooses it; [`Render::render`] turns the hosts' outcomes into the reply.
@@ -213,15 +206,32 @@ pub fn handle(cfg: &Config, req: &Request, route: Route, env: &Env) -> Start {
 pub fn payload_too_large(req: &Request, route: Route) -> Reply {
     let msg = "request body too large";
     if matches!(route, Route::Aperto | Route::ManagementApi) {
-        return apertodns::error_reply(413, "payload_too_large", msg, None);
+        return apertodns::error_reply(413, ErrorCode::PayloadTooLarge, msg, None);
     }
     if req.wants_json() {
         Reply::json(
             413,
-            &serde_json::json!({"status": "error", "code": "payload_too_large", "message": msg}),
+            &serde_json::json!({"status": "error", "code": ErrorCode::PayloadTooLarge, "message": msg}),
         )
     } else {
         Reply::text(413, format!("payload_too_large: {msg}\n"))
+    }
+}
+
+/// A server-side failure (`911`) in the route's own words: the answer of an exchange that ends
+/// before its dialect could answer (the host lost the request while its body was awaited).
+pub fn emergency(cfg: &Config, req: &Request, route: Route) -> Reply {
+    let json = req.wants_json();
+    match route {
+        Route::Dyndns2(mode) => dyndns2::code_reply(Code::Emergency, mode, json),
+        Route::Custom(i) => match cfg.endpoints.get(i) {
+            Some(ep) => custom::code_reply(Code::Emergency, ep.mode, json),
+            None => Reply::emergency(),
+        },
+        Route::Aperto | Route::ManagementApi => {
+            apertodns::error_reply(500, ErrorCode::ServerError, "Internal server error", None)
+        }
+        _ => error_reply(json, 500, Code::Emergency, "internal error"),
     }
 }
 
@@ -243,8 +253,50 @@ pub(crate) fn set_field(doc: &mut serde_json::Value, key: &str, value: serde_jso
     }
 }
 
+/// Why a dialect refused a request while parsing it: the HTTP status, the wire code, what to
+/// tell the client, and when to come back (a rate limit's `Retry-After`). A dialect words it in
+/// its own format, or with [`Rejection::reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl Rejection {
+    pub fn new(status: u16, code: impl Into<ErrorCode>, message: impl Into<String>) -> Rejection {
+        Rejection {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn retry_after(self, s: u64) -> Rejection {
+        Rejection {
+            retry_after_s: Some(s),
+            ..self
+        }
+    }
+
+    /// `code: message` as text, or the JSON error body ([`error_reply`]).
+    pub fn reply(&self, json: bool) -> Reply {
+        self.finish(error_reply(json, self.status, self.code, &self.message))
+    }
+
+    /// A dialect's own wording of this rejection, with its `Retry-After`.
+    pub fn finish(&self, reply: Reply) -> Reply {
+        match self.retry_after_s {
+            Some(s) => reply.with_header("retry-after", &s.to_string()),
+            None => reply,
+        }
+    }
+}
+
 /// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
-pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
+pub fn json_error(status: u16, code: ErrorCode, message: &str) -> Reply {
     Reply::json(
         status,
         &serde_json::json!({"status": "error", "code": code, "message": message}),
@@ -252,7 +304,8 @@ pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
 }
 
 /// An error as plain text (`code: message`) or, with `Accept: application/json`, [`json_error`].
-pub fn error_reply(json: bool, status: u16, code: &str, message: &str) -> Reply {
+pub fn error_reply(json: bool, status: u16, code: impl Into<ErrorCode>, message: &str) -> Reply {
+    let code = code.into();
     if json {
         json_error(status, code, message)
     } else {

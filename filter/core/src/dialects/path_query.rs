@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::Render;
+use super::{Rejection, Render};
 use crate::addr;
 use crate::auth::Presented;
 use crate::backends::RrType;
@@ -23,7 +23,7 @@ use crate::job::{HostJob, HostOutcome, Job, Target};
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::{Params, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,39 +33,17 @@ pub enum Kind {
     DeleteByPath,
 }
 
-/// The app's status words.
-const PARAMETER_ERROR: &str = "PARAMETER_ERROR";
-const DNS_SERVER_ERROR: &str = "DNS_SERVER_ERROR";
-
-struct Rejection {
-    status: u16,
-    word: &'static str,
-    message: String,
-    /// `Retry-After` of a 429 over a rate limit.
-    retry_after_s: Option<u64>,
-}
-
 fn param_error(status: u16, message: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        word: PARAMETER_ERROR,
-        message: message.into(),
-        retry_after_s: None,
-    }
+    Rejection::new(status, ErrorCode::ParameterError, message)
 }
 
-impl Rejection {
-    fn reply(&self, json: bool) -> Reply {
-        let reply = if json {
-            super::json_error(self.status, &self.word.to_ascii_lowercase(), &self.message)
-        } else {
-            Reply::text(self.status, format!("{}: {}\n", self.word, self.message))
-        };
-        match self.retry_after_s {
-            Some(s) => reply.with_header("retry-after", &s.to_string()),
-            None => reply,
-        }
+/// The app's wording: `PARAMETER_ERROR: message` (its words in capitals) as text, else JSON.
+fn reply(r: &Rejection, json: bool) -> Reply {
+    if json {
+        return r.reply(json);
     }
+    let word = r.code.as_str().to_ascii_uppercase();
+    r.finish(Reply::text(r.status, format!("{word}: {}\n", r.message)))
 }
 
 /// What a request asks for, before credentials are checked.
@@ -203,7 +181,7 @@ pub fn handle(cfg: &Config, req: &Request, kind: Kind, env: &Env) -> Start {
     match plan(cfg, req, kind, env, json) {
         Ok((job, render)) => Start::Job(job, render),
         Err((r, counts, log)) => {
-            let mut out = Outcome::reply(r.reply(json));
+            let mut out = Outcome::reply(reply(&r, json));
             out.counts = counts;
             out.log = log;
             Start::Reply(out)
@@ -240,10 +218,9 @@ fn plan(
     let authorized = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
         .map_err(|r| {
             let rejection = match r.denied {
-                Denied::Limited { retry_after_s } => Rejection {
-                    retry_after_s: Some(retry_after_s),
-                    ..param_error(429, "Too many requests.")
-                },
+                Denied::Limited { retry_after_s } => {
+                    param_error(429, "Too many requests.").retry_after(retry_after_s)
+                }
                 Denied::Missing => param_error(401, "The argument secret is missing."),
                 Denied::Bad(_) => param_error(401, "You specified a wrong secret key."),
                 Denied::Unavailable => param_error(503, "Try again later."),
@@ -317,7 +294,7 @@ fn plan(
 
 pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply {
     let Some(o) = results.first() else {
-        return super::error_reply(json, 500, "server_error", "no result");
+        return super::error_reply(json, 500, ErrorCode::ServerError, "no result");
     };
     if !o.code.is_success() {
         let (status, msg) = match o.code {
@@ -326,13 +303,10 @@ pub(super) fn render(results: &[HostOutcome], delete: bool, json: bool) -> Reply
             Code::Nohost => (403, "The token may not change this record type here."),
             _ => (500, "Internal error."),
         };
-        return Rejection {
-            status,
-            word: DNS_SERVER_ERROR,
-            message: msg.into(),
-            retry_after_s: None,
-        }
-        .reply(json);
+        return reply(
+            &Rejection::new(status, ErrorCode::DnsServerError, msg),
+            json,
+        );
     }
     let changed = o.code == Code::Good;
     if delete {

@@ -18,7 +18,10 @@ pub mod etcd;
 #[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code
 mod tests;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::config::ConfigError;
 
 /// `"store"` in the plugin configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,38 +76,47 @@ impl EtcdStore {
     }
 }
 
-#[derive(Deserialize)]
+/// `"store"` as written: `{"type": "config"}` or `{"type": "etcd", ...}`.
+#[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub(crate) enum RawStore {
+pub enum RawStore {
     Config {},
     Etcd(EtcdStore),
 }
 
+impl RawStore {
+    /// Reads `"store"` so that a shape error names its place (`store: unknown field ...`).
+    pub(crate) fn named<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawStore>, D::Error> {
+        let v = Option::<serde_json::Value>::deserialize(d)?;
+        v.map(|v| serde_json::from_value(v).map_err(|e| D::Error::custom(format!("store: {e}"))))
+            .transpose()
+    }
+}
+
 impl StoreConfig {
-    /// Parses and checks the `"store"` value; errors are `(field, message)`.
-    pub fn from_value(v: Option<&serde_json::Value>) -> Result<StoreConfig, (String, String)> {
-        let Some(v) = v else {
-            return Ok(StoreConfig::Config);
+    /// Checks the `"store"` read from the configuration (absent = the configuration store).
+    pub fn compile(raw: Option<RawStore>) -> Result<StoreConfig, ConfigError> {
+        let e = |path: &str, message: &str| ConfigError {
+            path: format!("store.{path}"),
+            message: message.into(),
         };
-        let raw: RawStore =
-            serde_json::from_value(v.clone()).map_err(|e| ("store".into(), e.to_string()))?;
         match raw {
-            RawStore::Config {} => Ok(StoreConfig::Config),
-            RawStore::Etcd(e) => {
-                if e.cluster.is_empty() || e.authority.is_empty() {
-                    return Err(("store.cluster".into(), "must not be empty".into()));
+            None | Some(RawStore::Config {}) => Ok(StoreConfig::Config),
+            Some(RawStore::Etcd(s)) => {
+                if s.cluster.is_empty() || s.authority.is_empty() {
+                    return Err(e("cluster", "must not be empty"));
                 }
-                if e.prefix.is_empty() {
-                    return Err(("store.prefix".into(), "must not be empty".into()));
+                if s.prefix.is_empty() {
+                    return Err(e("prefix", "must not be empty"));
                 }
-                if !(1..=3600).contains(&e.ttl_s) {
-                    return Err(("store.ttl_s".into(), "must be 1..=3600".into()));
+                if !(1..=3600).contains(&s.ttl_s) {
+                    return Err(e("ttl_s", "must be 1..=3600"));
                 }
-                if !(1..=60_000).contains(&e.timeout_ms) {
-                    return Err(("store.timeout_ms".into(), "must be 1..=60000".into()));
+                if !(1..=60_000).contains(&s.timeout_ms) {
+                    return Err(e("timeout_ms", "must be 1..=60000"));
                 }
-                Ok(StoreConfig::Etcd(e))
+                Ok(StoreConfig::Etcd(s))
             }
         }
     }
@@ -122,30 +134,40 @@ mod config_tests {
     use super::*;
     use serde_json::json;
 
+    fn store(v: serde_json::Value) -> Result<StoreConfig, ConfigError> {
+        let mut c: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../../../examples/dynedge.json")).unwrap();
+        c["store"] = v;
+        crate::Config::from_json(c.to_string().as_bytes()).map(|c| c.store)
+    }
+
     #[test]
     fn absent_store_is_the_configuration() {
-        assert_eq!(StoreConfig::from_value(None).unwrap(), StoreConfig::Config);
-        let v = json!({"type": "config"});
+        assert_eq!(StoreConfig::compile(None).unwrap(), StoreConfig::Config);
         assert_eq!(
-            StoreConfig::from_value(Some(&v)).unwrap(),
+            store(json!({"type": "config"})).unwrap(),
             StoreConfig::Config
         );
     }
 
     #[test]
     fn etcd_store_takes_defaults_and_refuses_nonsense() {
-        let v = json!({"type": "etcd"});
-        let s = StoreConfig::from_value(Some(&v)).unwrap();
+        let s = store(json!({"type": "etcd"})).unwrap();
         let e = s.etcd().unwrap();
         assert_eq!(e.prefix, "/dynedge/");
         assert_eq!(e.max_stale_ms(), 17_000);
-        let v = json!({"type": "etcd", "ttl_s": 0});
-        assert_eq!(
-            StoreConfig::from_value(Some(&v)).unwrap_err().0,
-            "store.ttl_s"
+        let e = store(json!({"type": "etcd", "ttl_s": 0})).unwrap_err();
+        assert_eq!(e.path, "store.ttl_s");
+        let e = store(json!({"type": "etcd", "endpoint": "x"})).unwrap_err();
+        assert!(
+            e.message.starts_with("store: unknown field `endpoint`"),
+            "{e}"
         );
-        let v = json!({"type": "etcd", "endpoint": "x"});
-        assert!(StoreConfig::from_value(Some(&v)).is_err());
+        let e = store(json!({"type": "redis"})).unwrap_err();
+        assert!(
+            e.message.starts_with("store: unknown variant `redis`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,22 +2,20 @@
 //! scope check, and ownership of the hostname a request names.
 
 use super::fields::FieldError;
-use super::{rate_limited_after, Ctx};
+use super::Ctx;
 use crate::auth::{self, AuthError, Presented};
 use crate::config::{Config, Scope, Zone};
+use crate::dialects::Rejection;
 use crate::exchange::Env;
 use crate::limits;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Authorized, Denied, HostDenied};
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
-/// A reply that still needs the request context.
-pub(in crate::dialects) type ErrFn = Box<dyn FnOnce(&Ctx) -> Reply>;
-
-/// A refusal: its reply (which needs the request context), what it counts against, and its
-/// audit lines.
-pub(in crate::dialects) type AuthRefusal = (ErrFn, Vec<limits::KvCount>, Vec<String>);
+/// A refusal: why (worded with the request context by [`Ctx::rejected`]), what it counts
+/// against, and its audit lines.
+pub(in crate::dialects) type AuthRefusal = (Rejection, Vec<limits::KvCount>, Vec<String>);
 
 /// Bearer or `X-API-Key` (Protocol rules: credentials); Basic and anything else is 401 on this prefix.
 pub(super) fn authenticate(
@@ -58,12 +56,7 @@ pub(in crate::dialects) fn authenticate_with(
     env: &Env,
     allow_basic: bool,
 ) -> Result<Authorized, AuthRefusal> {
-    let unauthorized = |m: &'static str| -> ErrFn {
-        Box::new(move |ctx: &Ctx| {
-            ctx.error(401, "unauthorized", m)
-                .with_header("www-authenticate", "Bearer realm=\"dynedge\"")
-        })
-    };
+    let unauthorized = |m: &'static str| Rejection::new(401, ErrorCode::Unauthorized, m);
     let (p, malformed) = match presented(req, allow_basic) {
         Ok(p) => (p, None),
         Err(m) => (Presented::Bearer(String::new()), Some(m)),
@@ -72,30 +65,28 @@ pub(in crate::dialects) fn authenticate_with(
         Ok(a) => return Ok(a),
         Err(r) => r,
     };
-    let reply: ErrFn = match (r.denied, malformed) {
+    let rejection = match (r.denied, malformed) {
         (Denied::Limited { retry_after_s }, _) => {
-            Box::new(move |ctx: &Ctx| rate_limited_after(ctx, retry_after_s))
+            Rejection::new(429, ErrorCode::RateLimited, "").retry_after(retry_after_s)
         }
-        (Denied::Unavailable, _) => Box::new(|ctx: &Ctx| {
-            ctx.error(
-                503,
-                "service_unavailable",
-                "Credentials cannot be checked right now; try again later",
-            )
-        }),
+        (Denied::Unavailable, _) => Rejection::new(
+            503,
+            ErrorCode::ServiceUnavailable,
+            "Credentials cannot be checked right now; try again later",
+        ),
         (Denied::Missing, _) => unauthorized("Bearer token required"),
         (Denied::Bad(_), Some(m)) => unauthorized(m),
         (Denied::Bad(e), None) => {
             let (code, msg) = match e {
-                AuthError::Revoked => ("token_revoked", "Token has been revoked"),
-                AuthError::Expired => ("token_expired", "Token has expired"),
-                AuthError::Missing => ("unauthorized", "Bearer token required"),
-                AuthError::Bad => ("invalid_token", "Invalid or expired token"),
+                AuthError::Revoked => (ErrorCode::TokenRevoked, "Token has been revoked"),
+                AuthError::Expired => (ErrorCode::TokenExpired, "Token has expired"),
+                AuthError::Missing => (ErrorCode::Unauthorized, "Bearer token required"),
+                AuthError::Bad => (ErrorCode::InvalidToken, "Invalid or expired token"),
             };
-            Box::new(move |ctx: &Ctx| ctx.error(401, code, msg))
+            Rejection::new(401, code, msg)
         }
     };
-    Err((reply, r.counts, r.log))
+    Err((rejection, r.counts, r.log))
 }
 
 pub(super) fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(), Reply> {
@@ -104,7 +95,7 @@ pub(super) fn need_scope(ctx: &Ctx, id: &Authorized, scope: Scope) -> Result<(),
     } else {
         Err(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Insufficient permissions: the token lacks the scope for this endpoint",
         ))
     }
@@ -120,11 +111,13 @@ pub(super) fn owned_zone<'c>(
     id.host(cfg, name).map_err(|e| match e {
         HostDenied::TokenRestricted => FieldError::status(
             403,
-            "hostname_forbidden",
+            ErrorCode::HostnameForbidden,
             "Token not authorized for this hostname",
         ),
-        HostDenied::NotOwned => {
-            FieldError::status(403, "hostname_not_owned", "User does not own this hostname")
-        }
+        HostDenied::NotOwned => FieldError::status(
+            403,
+            ErrorCode::HostnameNotOwned,
+            "User does not own this hostname",
+        ),
     })
 }

@@ -13,7 +13,7 @@ use crate::dialects::set_field;
 use crate::exchange::Env;
 use crate::job::{HostJob, HostOutcome, Job};
 use crate::pipeline::Authorized;
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -31,9 +31,9 @@ pub(super) fn bulk(
             return Err(ctx.validation(
                 "updates",
                 if other.is_none() {
-                    "required"
+                    ErrorCode::Required
                 } else {
-                    "invalid_type"
+                    ErrorCode::InvalidType
                 },
                 "updates must be an array of update objects",
                 other.cloned().unwrap_or(Value::Null),
@@ -43,7 +43,7 @@ pub(super) fn bulk(
     if items.len() > MAX_BULK {
         return Err(ctx.error(
             400,
-            "bulk_limit_exceeded",
+            ErrorCode::BulkLimitExceeded,
             &format!("Max {MAX_BULK} hostnames per bulk request"),
         ));
     }
@@ -53,7 +53,7 @@ pub(super) fn bulk(
         Some(other) => {
             return Err(ctx.validation(
                 "defaults",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "defaults must be an object",
                 other.clone(),
             ))
@@ -79,7 +79,7 @@ pub(super) fn bulk(
             }),
             _ => Err(FieldError::validation(
                 "updates",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "each update must be an object",
                 Value::Null,
             )),
@@ -131,7 +131,7 @@ pub(super) fn render(ctx: &Ctx, pre: &[Option<Value>], results: &[HostOutcome]) 
         ctx.ok(207, data)
     } else {
         // Protocol rules, bulk results: all failed = 400 with the results and an error object.
-        let mut body = error_body("validation_error", "All updates failed", None);
+        let mut body = error_body(ErrorCode::ValidationError, "All updates failed", None);
         set_field(&mut body, "data", data);
         let meta = json!({"request_id": ctx.request_id, "timestamp": iso8601(ctx.now_ms)});
         set_field(&mut body, "meta", meta);

@@ -10,17 +10,22 @@ use super::{Ctx, DEFAULT_TTL, TTL_RANGE};
 use crate::addr::{self, AddrError};
 use crate::config::{Config, Zone};
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
 pub(super) fn body_object(req: &Request, ctx: &Ctx) -> Result<Map<String, Value>, Reply> {
-    let v: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| ctx.error(400, "invalid_json", "Request body is not valid JSON"))?;
+    let v: Value = serde_json::from_slice(&req.body).map_err(|_| {
+        ctx.error(
+            400,
+            ErrorCode::InvalidJson,
+            "Request body is not valid JSON",
+        )
+    })?;
     match v {
         Value::Object(m) => Ok(m),
         other => Err(ctx.validation(
             "body",
-            "invalid_type",
+            ErrorCode::InvalidType,
             "Request body must be a JSON object",
             other,
         )),
@@ -40,21 +45,17 @@ enum AddrField {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct FieldError {
     status: u16,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     /// For `validation_error`: (field, per-field code, provided value).
-    field: Option<(&'static str, &'static str, Value)>,
+    field: Option<(&'static str, ErrorCode, Value)>,
 }
 
 impl FieldError {
-    pub(super) fn new(code: &'static str, message: impl Into<String>) -> FieldError {
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> FieldError {
         FieldError::status(400, code, message)
     }
-    pub(super) fn status(
-        status: u16,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> FieldError {
+    pub(super) fn status(status: u16, code: ErrorCode, message: impl Into<String>) -> FieldError {
         FieldError {
             status,
             code,
@@ -64,20 +65,20 @@ impl FieldError {
     }
     pub(super) fn validation(
         field: &'static str,
-        fcode: &'static str,
+        fcode: ErrorCode,
         message: impl Into<String>,
         provided: Value,
     ) -> FieldError {
         FieldError {
             status: 400,
-            code: "validation_error",
+            code: ErrorCode::ValidationError,
             message: message.into(),
             field: Some((field, fcode, provided)),
         }
     }
     pub(super) fn reply(&self, ctx: &Ctx) -> Reply {
         match &self.field {
-            Some((f, c, p)) => ctx.validation(f, c, &self.message, p.clone()),
+            Some((f, c, p)) => ctx.validation(f, *c, &self.message, p.clone()),
             None => ctx.error(self.status, self.code, &self.message),
         }
     }
@@ -90,16 +91,19 @@ fn hostname_field(obj: &Map<String, Value>) -> Result<Fqdn, FieldError> {
     match obj.get("hostname") {
         None | Some(Value::Null) => Err(FieldError::validation(
             "hostname",
-            "required",
+            ErrorCode::Required,
             "hostname is required",
             Value::Null,
         )),
         Some(Value::String(h)) => Fqdn::parse(h).map_err(|e| {
-            FieldError::new("invalid_hostname", format!("Invalid hostname format: {e}"))
+            FieldError::new(
+                ErrorCode::InvalidHostname,
+                format!("Invalid hostname format: {e}"),
+            )
         }),
         Some(other) => Err(FieldError::validation(
             "hostname",
-            "invalid_type",
+            ErrorCode::InvalidType,
             "hostname must be a string",
             other.clone(),
         )),
@@ -107,7 +111,12 @@ fn hostname_field(obj: &Map<String, Value>) -> Result<Fqdn, FieldError> {
 }
 
 pub(super) fn ttl_field(v: Option<&Value>, default: u32) -> Result<u32, FieldError> {
-    let bad = || FieldError::new("invalid_ttl", "TTL must be between 60 and 86400 seconds");
+    let bad = || {
+        FieldError::new(
+            ErrorCode::InvalidTtl,
+            "TTL must be between 60 and 86400 seconds",
+        )
+    };
     match v {
         None => Ok(default),
         Some(Value::Number(n)) => n
@@ -132,12 +141,12 @@ fn addr_field(v: Option<&Value>, name: &'static str, v6: bool) -> Result<AddrFie
             };
             ip.map(AddrField::Literal).map_err(|e: AddrError| {
                 let shown: String = s.chars().take(64).collect();
-                FieldError::new("invalid_ip", format!("{name}: '{shown}' {e}"))
+                FieldError::new(ErrorCode::InvalidIp, format!("{name}: '{shown}' {e}"))
             })
         }
         Some(other) => Err(FieldError::validation(
             name,
-            "invalid_type",
+            ErrorCode::InvalidType,
             format!("{name} must be a string, \"auto\" or null"),
             other.clone(),
         )),
@@ -147,7 +156,7 @@ fn addr_field(v: Option<&Value>, name: &'static str, v6: bool) -> Result<AddrFie
 fn policy_check(zone: &Zone, name: &'static str, ip: IpAddr) -> Result<(), FieldError> {
     zone.policy.check(ip).map_err(|e| {
         FieldError::new(
-            "invalid_ip",
+            ErrorCode::InvalidIp,
             format!("{name}: '{ip}' {e}; only public addresses are accepted"),
         )
     })
@@ -178,7 +187,7 @@ pub(super) fn parse_item(
         Some(other) => {
             return Err(FieldError::validation(
                 "txt",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "txt must be an object",
                 other.clone(),
             ))
@@ -233,7 +242,7 @@ pub(super) fn resolve(
             }
             _ => {
                 return Err(FieldError::new(
-                    "ipv4_auto_failed",
+                    ErrorCode::Ipv4AutoFailed,
                     "Cannot auto-detect IPv4: your connection uses IPv6. Specify an explicit IPv4 address.",
                 ))
             }
@@ -249,7 +258,7 @@ pub(super) fn resolve(
             _ if item.ipv4 != AddrField::Absent => {}
             _ => {
                 return Err(FieldError::new(
-                    "ipv6_auto_failed",
+                    ErrorCode::Ipv6AutoFailed,
                     "Cannot auto-detect IPv6: your connection uses IPv4. Specify an explicit IPv6 address.",
                 ))
             }

@@ -30,7 +30,7 @@ use self::public::{health, info};
 use self::status::{domains, status};
 use self::txt::{txt, txt_get};
 use self::update::update;
-use super::set_field;
+use super::{set_field, Rejection};
 use crate::config::Config;
 use crate::exchange::{Env, Outcome, Start};
 use crate::hoststate::HostMeta;
@@ -38,7 +38,7 @@ use crate::job::{HostJob, HostOutcome, Job};
 use crate::kv::KvWrite;
 use crate::limits::{self, Limit, RateState};
 use crate::pipeline::{self, Authorized};
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -94,11 +94,30 @@ impl Ctx {
         ))
     }
 
-    pub(super) fn error(&self, status: u16, code: &str, message: &str) -> Reply {
+    /// A refusal of the credentials: 429 with when to come back, or the error (a 401 asks
+    /// for a Bearer token).
+    pub(in crate::dialects) fn rejected(&self, r: &Rejection) -> Reply {
+        if let (ErrorCode::RateLimited, Some(after)) = (r.code, r.retry_after_s) {
+            return rate_limited_after(self, after);
+        }
+        let reply = self.error(r.status, r.code, &r.message);
+        if r.status == 401 {
+            return reply.with_header("www-authenticate", "Bearer realm=\"dynedge\"");
+        }
+        reply
+    }
+
+    pub(super) fn error(&self, status: u16, code: ErrorCode, message: &str) -> Reply {
         self.error_with(status, code, message, None)
     }
 
-    fn error_with(&self, status: u16, code: &str, message: &str, details: Option<Value>) -> Reply {
+    fn error_with(
+        &self,
+        status: u16,
+        code: ErrorCode,
+        message: &str,
+        details: Option<Value>,
+    ) -> Reply {
         let mut body = error_body(code, message, details);
         let meta = json!({"request_id": self.request_id, "timestamp": iso8601(self.now_ms)});
         set_field(&mut body, "meta", meta);
@@ -110,13 +129,13 @@ impl Ctx {
     pub(super) fn validation(
         &self,
         field: &str,
-        code: &str,
+        code: ErrorCode,
         message: &str,
         provided: Value,
     ) -> Reply {
         self.error_with(
             400,
-            "validation_error",
+            ErrorCode::ValidationError,
             message,
             Some(json!({"fields": [
                 {"field": field, "code": code, "message": message, "provided": provided}
@@ -125,7 +144,7 @@ impl Ctx {
     }
 }
 
-fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
+fn error_body(code: ErrorCode, message: &str, details: Option<Value>) -> Value {
     let mut error = json!({"code": code, "message": message});
     if let Some(d) = details {
         set_field(&mut error, "details", d);
@@ -134,7 +153,12 @@ fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
 }
 
 /// An ApertoDNS error without request context (payload too large, before routing).
-pub(super) fn error_reply(status: u16, code: &str, message: &str, details: Option<Value>) -> Reply {
+pub(super) fn error_reply(
+    status: u16,
+    code: ErrorCode,
+    message: &str,
+    details: Option<Value>,
+) -> Reply {
     Reply::json(status, &error_body(code, message, details))
 }
 
@@ -222,11 +246,11 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
     let mut ctx = Ctx::new(req, env);
     let rest = req.path_only().strip_prefix(PREFIX).unwrap_or_default();
     let Some((ep, arg)) = Endpoint::parse(rest) else {
-        return done(ctx.error(404, "not_found", "Endpoint not found"));
+        return done(ctx.error(404, ErrorCode::NotFound, "Endpoint not found"));
     };
     if !ep.allow().split(", ").any(|m| m == req.method) {
         return done(
-            ctx.error(405, "method_not_allowed", "Method not allowed")
+            ctx.error(405, ErrorCode::MethodNotAllowed, "Method not allowed")
                 .with_header("allow", ep.allow()),
         );
     }
@@ -263,7 +287,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             writes.extend(a.writes());
             a
         }
-        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
+        Err((r, bad, log)) => return logged(done_with(ctx.rejected(&r), vec![], bad), log),
     };
     if cfg.apertodns.rate_limits {
         let subject = identity
@@ -292,7 +316,9 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         Endpoint::Domains => domains(cfg, req, env, &ctx, identity),
         Endpoint::Txt => txt(cfg, req, env, &ctx, identity),
         Endpoint::TxtGet => txt_get(cfg, req, env, &ctx, identity, arg.unwrap_or("")),
-        Endpoint::Info | Endpoint::Health => Err(ctx.error(500, "server_error", "unreachable")),
+        Endpoint::Info | Endpoint::Health => {
+            Err(ctx.error(500, ErrorCode::ServerError, "unreachable"))
+        }
     };
     match started {
         Ok((mut job, render)) => {
@@ -328,7 +354,7 @@ fn rate_limited(ctx: &Ctx) -> Reply {
 /// headers, in `Retry-After`).
 fn rate_limited_after(ctx: &Ctx, after: u64) -> Reply {
     let mut body = error_body(
-        "rate_limited",
+        ErrorCode::RateLimited,
         &format!("Rate limit exceeded. Retry after {after} seconds."),
         None,
     );

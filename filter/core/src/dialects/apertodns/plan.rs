@@ -7,13 +7,13 @@ use crate::backends::RrType;
 use crate::config::{Config, Zone};
 use crate::job::{Edit, HostOutcome, Refusal, Target};
 use crate::names::Fqdn;
-use crate::reply::Code;
+use crate::reply::{Code, ErrorCode};
 
 pub(super) fn backend_of(cfg: &Config, zone: &Zone) -> Result<crate::config::Backend, FieldError> {
     cfg.backends
         .get(&zone.backend)
         .cloned()
-        .ok_or_else(|| FieldError::status(500, "server_error", "zone has no backend"))
+        .ok_or_else(|| FieldError::status(500, ErrorCode::ServerError, "zone has no backend"))
 }
 
 /// The A/AAAA target of an update. With `keep_others`, every family it does not change is
@@ -67,31 +67,31 @@ pub(super) fn values_of(sets: &[(RrType, Vec<String>)], t: RrType) -> Vec<String
 }
 
 /// The error an unsuccessful host outcome stands for.
-pub(super) fn outcome_error(o: &HostOutcome) -> (u16, &'static str, String) {
+pub(super) fn outcome_error(o: &HostOutcome) -> (u16, ErrorCode, String) {
     match (&o.refusal, o.code) {
         (Some(Refusal::TooManyValues { max, .. }), _) => (
             400,
-            "txt_limit_exceeded",
+            ErrorCode::TxtLimitExceeded,
             format!("At most {max} TXT values per name"),
         ),
         (Some(Refusal::NothingToDelete { rtype }), _) => (
             404,
-            "record_not_found",
+            ErrorCode::RecordNotFound,
             format!("No {} record to delete", rtype.as_str()),
         ),
-        (None, Code::Dnserr) => (502, "dns_error", "DNS backend error".into()),
+        (None, Code::Dnserr) => (502, ErrorCode::DnsError, "DNS backend error".into()),
         // The guard's last word: the token's policies do not cover this record type here.
         (None, Code::Nohost) => (
             403,
-            "hostname_forbidden",
+            ErrorCode::HostnameForbidden,
             "Token not authorized for this record type at this hostname".into(),
         ),
         (None, Code::Abuse) => (
             429,
-            "rate_limited",
+            ErrorCode::RateLimited,
             "Too many updates of this hostname".into(),
         ),
-        _ => (500, "server_error", "Internal server error".into()),
+        _ => (500, ErrorCode::ServerError, "Internal server error".into()),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::hoststate::{self, HostMeta};
 use crate::job::{HostJob, HostOutcome, Job};
 use crate::names::Fqdn;
 use crate::pipeline::Authorized;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -28,11 +28,11 @@ pub(super) fn status(
 ) -> Result<(Box<Job>, Render), Reply> {
     let name = percent_decode(raw)
         .and_then(|h| Fqdn::parse(&h).ok())
-        .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
+        .ok_or_else(|| ctx.error(400, ErrorCode::InvalidHostname, "Invalid hostname format"))?;
     need_scope(ctx, &id, Scope::Read)?;
     let zone = match cfg.zone_of(&name) {
         Some(z) if id.may_target(cfg, &name) => z,
-        _ => return Err(ctx.error(404, "not_found", "Hostname not found")),
+        _ => return Err(ctx.error(404, ErrorCode::NotFound, "Hostname not found")),
     };
     let target = keep_target(cfg, zone, name.clone(), &[RrType::A, RrType::Aaaa])
         .map_err(|e| e.reply(ctx))?;
@@ -90,7 +90,7 @@ pub(super) fn render_status(
     results: &[HostOutcome],
 ) -> Reply {
     let Some(o) = results.first().filter(|o| o.code.is_success()) else {
-        return ctx.error(502, "dns_error", "DNS backend error");
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
     };
     ctx.ok(
         200,
@@ -114,7 +114,7 @@ pub(super) fn render_domains(
     results: &[HostOutcome],
 ) -> Reply {
     if results.iter().any(|o| !o.code.is_success()) {
-        return ctx.error(502, "dns_error", "DNS backend error");
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
     }
     let list: Vec<Value> = results
         .iter()

@@ -15,7 +15,7 @@ use crate::exchange::Env;
 use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::names::Fqdn;
 use crate::pipeline::Authorized;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -37,7 +37,7 @@ pub(super) fn parse_txt_member(
         other => {
             return Err(FieldError::validation(
                 "txt.name",
-                "required",
+                ErrorCode::Required,
                 "txt.name is required (e.g. \"_acme-challenge\")",
                 other.cloned().unwrap_or(Value::Null),
             ))
@@ -50,7 +50,7 @@ pub(super) fn parse_txt_member(
         Some(other) => {
             return Err(FieldError::validation(
                 "txt.value",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "txt.value must be a string",
                 other.clone(),
             ))
@@ -62,7 +62,7 @@ pub(super) fn parse_txt_member(
         _ => {
             return Err(FieldError::validation(
                 "txt.action",
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "txt.action must be \"set\" or \"delete\"",
                 json!(action),
             ))
@@ -72,7 +72,7 @@ pub(super) fn parse_txt_member(
     if !delete && value.is_none() {
         return Err(FieldError::validation(
             "txt.value",
-            "required",
+            ErrorCode::Required,
             "txt.value is required to set a TXT record",
             Value::Null,
         ));
@@ -93,12 +93,15 @@ fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
     let lower = input.to_ascii_lowercase();
     let Some(rest) = lower.strip_prefix(TXT_PREFIX) else {
         return Err(FieldError::new(
-            "txt_invalid_name",
+            ErrorCode::TxtInvalidName,
             "TXT name must start with _acme-challenge.",
         ));
     };
     let bad = |e: crate::names::NameError| {
-        FieldError::new("invalid_hostname", format!("Invalid hostname format: {e}"))
+        FieldError::new(
+            ErrorCode::InvalidHostname,
+            format!("Invalid hostname format: {e}"),
+        )
     };
     let host = Fqdn::parse(rest).map_err(bad)?;
     let full = acme::challenge_name(&host).map_err(bad)?;
@@ -108,14 +111,14 @@ fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
 fn txt_value_check(v: &str) -> Result<(), FieldError> {
     if v.chars().count() > 255 {
         return Err(FieldError::new(
-            "txt_value_too_long",
+            ErrorCode::TxtValueTooLong,
             "TXT value must be at most 255 characters",
         ));
     }
     if v.chars().any(char::is_control) {
         return Err(FieldError::validation(
             "value",
-            "invalid_format",
+            ErrorCode::InvalidFormat,
             "TXT value must not contain control characters",
             Value::Null,
         ));
@@ -135,12 +138,17 @@ pub(super) fn txt(
     let raw_name = match obj.get("hostname") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => {
-            return Err(ctx.validation("hostname", "required", "hostname is required", Value::Null))
+            return Err(ctx.validation(
+                "hostname",
+                ErrorCode::Required,
+                "hostname is required",
+                Value::Null,
+            ))
         }
         Some(other) => {
             return Err(ctx.validation(
                 "hostname",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "hostname must be a string",
                 other.clone(),
             ))
@@ -151,12 +159,17 @@ pub(super) fn txt(
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) if delete => None,
         None | Some(Value::Null) => {
-            return Err(ctx.validation("value", "required", "value is required", Value::Null))
+            return Err(ctx.validation(
+                "value",
+                ErrorCode::Required,
+                "value is required",
+                Value::Null,
+            ))
         }
         Some(other) => {
             return Err(ctx.validation(
                 "value",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "value must be a string",
                 other.clone(),
             ))
@@ -211,7 +224,7 @@ pub(super) fn txt_get(
     raw: &str,
 ) -> Result<(Box<Job>, Render), Reply> {
     let decoded = percent_decode(raw)
-        .ok_or_else(|| ctx.error(400, "invalid_hostname", "Invalid hostname format"))?;
+        .ok_or_else(|| ctx.error(400, ErrorCode::InvalidHostname, "Invalid hostname format"))?;
     let (name, host) = txt_name(&decoded).map_err(|e| e.reply(ctx))?;
     need_scope(ctx, &id, Scope::Txt)?;
     let zone = owned_zone(cfg, &id, &host).map_err(|e| e.reply(ctx))?;
@@ -235,7 +248,7 @@ pub(super) fn render_txt(
     results: &[HostOutcome],
 ) -> Reply {
     let Some(o) = results.first() else {
-        return ctx.error(500, "server_error", "Internal server error");
+        return ctx.error(500, ErrorCode::ServerError, "Internal server error");
     };
     if !o.code.is_success() {
         let (status, code, msg) = outcome_error(o);
@@ -262,7 +275,7 @@ pub(super) fn render_txt(
 
 pub(super) fn render_txt_get(ctx: &Ctx, results: &[HostOutcome]) -> Reply {
     let Some(o) = results.first().filter(|o| o.code.is_success()) else {
-        return ctx.error(502, "dns_error", "DNS backend error");
+        return ctx.error(502, ErrorCode::DnsError, "DNS backend error");
     };
     let values = values_of(&o.current, RrType::Txt);
     ctx.ok(

@@ -15,7 +15,7 @@ use crate::exchange::Env;
 use crate::hoststate::{self, HostMeta};
 use crate::job::{Edit, HostJob, HostOutcome, Job, Target};
 use crate::pipeline::Authorized;
-use crate::reply::{Code, Reply};
+use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 use crate::time::iso8601;
 
@@ -80,7 +80,7 @@ pub(super) fn render(
     results: &[HostOutcome],
 ) -> Reply {
     let Some(main) = results.first() else {
-        return ctx.error(500, "server_error", "Internal server error");
+        return ctx.error(500, ErrorCode::ServerError, "Internal server error");
     };
     if let Some(failed) = results.iter().find(|o| !o.code.is_success()) {
         let (status, code, msg) = outcome_error(failed);

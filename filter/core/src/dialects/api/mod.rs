@@ -24,7 +24,7 @@ use crate::config::{Config, Scope};
 use crate::exchange::{Env, Start};
 use crate::kv::KvWrite;
 use crate::pipeline;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
 pub(super) fn serves(path: &str) -> bool {
@@ -50,22 +50,22 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         ("tokens", Some(_), None) => "DELETE",
         ("tokens", Some(_), Some("regenerate")) => "POST",
         ("webhooks", Some(_), None) => "PATCH, DELETE",
-        _ => return done(ctx.error(404, "not_found", "Endpoint not found")),
+        _ => return done(ctx.error(404, ErrorCode::NotFound, "Endpoint not found")),
     };
     if !allow.split(", ").any(|m| m == req.method) {
         return done(
-            ctx.error(405, "method_not_allowed", "Method not allowed")
+            ctx.error(405, ErrorCode::MethodNotAllowed, "Method not allowed")
                 .with_header("allow", allow),
         );
     }
     let (identity, writes) = match authenticate_with(cfg, req, env, true) {
         Ok(a) => (a.identity().clone(), a.writes()),
-        Err((reply, bad, log)) => return logged(done_with(reply(&ctx), vec![], bad), log),
+        Err((r, bad, log)) => return logged(done_with(ctx.rejected(&r), vec![], bad), log),
     };
     if identity.token_id.is_some() && !identity.scopes.contains(&Scope::Admin) {
         return done(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "Managing tokens and webhooks needs the admin scope",
         ));
     }
@@ -74,11 +74,15 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(ctx.validation(
                 "body",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "Request body must be a JSON object",
                 Value::Null,
             )),
-            Err(_) => Err(ctx.error(400, "invalid_json", "Request body is not valid JSON")),
+            Err(_) => Err(ctx.error(
+                400,
+                ErrorCode::InvalidJson,
+                "Request body is not valid JSON",
+            )),
         }
     };
     // New tokens (created or regenerated) count against the client's minting window.
@@ -89,7 +93,11 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             Err(_) => {
                 let after = cfg.rate_limits.mint_per_client.window_s.to_string();
                 let reply = ctx
-                    .error(429, "rate_limited", "Too many new tokens; try again later.")
+                    .error(
+                        429,
+                        ErrorCode::RateLimited,
+                        "Too many new tokens; try again later.",
+                    )
                     .with_header("retry-after", &after);
                 return done_with(reply, writes, vec![]);
             }
@@ -104,7 +112,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             .map(|(w, _)| (ctx.ok(200, json!({"id": id, "deleted": true})), w)),
         ("tokens", "POST", Some(id), Some(_)) => regenerate_token(cfg, env, &ctx, &identity, id),
         ("webhooks", m, id, _) => webhooks_api(cfg, env, &ctx, &identity, m, id, &body),
-        _ => Err(ctx.error(404, "not_found", "Endpoint not found")),
+        _ => Err(ctx.error(404, ErrorCode::NotFound, "Endpoint not found")),
     };
     match result {
         Ok((reply, mut w)) => {

@@ -16,7 +16,7 @@ use crate::dialects::apertodns::Ctx;
 use crate::exchange::Env;
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
 use crate::token_rules::{self, RawRules, RuleRefusal, TokenRules};
 use crate::tokens::{self, IndexEntry, StoredToken};
@@ -143,7 +143,7 @@ fn period_s(ctx: &Ctx, name: &str, v: Option<&Value>) -> Result<Option<u64>, Rep
         Some(s) => Ok(Some(s)),
         None => Err(ctx.validation(
             name,
-            "invalid_format",
+            ErrorCode::InvalidFormat,
             &format!(
                 "{name} is a number of seconds (1 to 10 years) or a duration like \"30d\", \"12h\", \"15m\""
             ),
@@ -163,7 +163,7 @@ fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
         Some(other) => {
             return Err(ctx.validation(
                 "allowed_subnets",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "allowed_subnets must be an array of CIDR ranges",
                 other.clone(),
             ))
@@ -176,7 +176,7 @@ fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
             Err(_) => {
                 return Err(ctx.validation(
                     "policies",
-                    "invalid_type",
+                    ErrorCode::InvalidType,
                     "policies must be an array of {\"host\": hostname, \"types\": [\"A\"|\"AAAA\"|\"TXT\"]}",
                     v.clone(),
                 ))
@@ -227,7 +227,7 @@ fn new_rules(
         let provided = json!(b.get(field.split(['[', '.']).next().unwrap_or_default()));
         ctx.validation(
             &field,
-            "invalid_value",
+            ErrorCode::InvalidValue,
             &format!("{field}: {}", e.message),
             provided,
         )
@@ -237,7 +237,7 @@ fn new_rules(
             if !auth::may_update(cfg, id, h) {
                 return Err(ctx.error(
                     403,
-                    "hostname_not_owned",
+                    ErrorCode::HostnameNotOwned,
                     "User does not own this hostname",
                 ));
             }
@@ -247,7 +247,7 @@ fn new_rules(
         if let Err(field) = rules.within(c) {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 &format!("A token cannot grant wider {field} than its own"),
             ));
         }
@@ -266,7 +266,7 @@ pub(super) fn create_token(
     let Some(key) = &cfg.apertodns.token_key else {
         return Err(ctx.error(
             500,
-            "server_error",
+            ErrorCode::ServerError,
             "Token creation needs apertodns.token_key in the configuration",
         ));
     };
@@ -282,7 +282,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "name",
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "name must be a string of 1-100 characters",
                 other.clone(),
             ))
@@ -307,7 +307,7 @@ pub(super) fn create_token(
                     None => {
                         return Err(ctx.validation(
                             "scopes",
-                            "invalid_value",
+                            ErrorCode::InvalidValue,
                             "unknown scope",
                             v.clone(),
                         ))
@@ -319,19 +319,24 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "scopes",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "scopes must be an array",
                 other.clone(),
             ))
         }
     };
     if scopes.is_empty() {
-        return Err(ctx.validation("scopes", "required", "at least one scope", json!([])));
+        return Err(ctx.validation(
+            "scopes",
+            ErrorCode::Required,
+            "at least one scope",
+            json!([]),
+        ));
     }
     if id.token_id.is_some() && !scopes.is_subset(&id.scopes) {
         return Err(ctx.error(
             403,
-            "forbidden",
+            ErrorCode::Forbidden,
             "A token cannot grant scopes it does not hold",
         ));
     }
@@ -347,7 +352,7 @@ pub(super) fn create_token(
                 let Some(name) = v.as_str().and_then(|s| Fqdn::parse(s).ok()) else {
                     return Err(ctx.validation(
                         "hosts",
-                        "invalid_format",
+                        ErrorCode::InvalidFormat,
                         "hosts must be hostnames",
                         v.clone(),
                     ));
@@ -355,7 +360,7 @@ pub(super) fn create_token(
                 if !auth::may_update(cfg, id, &name) {
                     return Err(ctx.error(
                         403,
-                        "hostname_not_owned",
+                        ErrorCode::HostnameNotOwned,
                         "User does not own this hostname",
                     ));
                 }
@@ -366,7 +371,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "hosts",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "hosts must be an array",
                 other.clone(),
             ))
@@ -381,7 +386,7 @@ pub(super) fn create_token(
         if !within {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "A token cannot grant hosts it does not hold",
             ));
         }
@@ -393,7 +398,7 @@ pub(super) fn create_token(
             None => {
                 return Err(ctx.validation(
                     "expiresIn",
-                    "invalid_format",
+                    ErrorCode::InvalidFormat,
                     "expiresIn is like \"30d\", \"12h\", \"15m\"",
                     json!(s),
                 ))
@@ -402,7 +407,7 @@ pub(super) fn create_token(
         Some(other) => {
             return Err(ctx.validation(
                 "expiresIn",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "expiresIn must be a string",
                 other.clone(),
             ))
@@ -500,11 +505,11 @@ pub(super) fn revoke_token(
         {
             return Err(ctx.error(
                 403,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "This token is defined in the configuration",
             ));
         }
-        return Err(ctx.error(404, "token_not_found", "Token not found"));
+        return Err(ctx.error(404, ErrorCode::TokenNotFound, "Token not found"));
     };
     let mut revoked = t.clone();
     revoked.revoked = true;

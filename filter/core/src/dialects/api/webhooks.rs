@@ -13,7 +13,7 @@ use crate::dialects::set_field;
 use crate::exchange::Env;
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
-use crate::reply::Reply;
+use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
 use crate::webhooks::{self, Subscription, EVENTS};
 
@@ -35,7 +35,11 @@ pub(super) fn webhooks_api(
     body: &dyn Fn() -> Result<Map<String, Value>, Reply>,
 ) -> Answer {
     let Some(settings) = &cfg.webhooks else {
-        return Err(ctx.error(404, "not_found", "Webhooks are not enabled on this gateway"));
+        return Err(ctx.error(
+            404,
+            ErrorCode::NotFound,
+            "Webhooks are not enabled on this gateway",
+        ));
     };
     let mut subs = webhooks::subscriptions(env.kv, &id.user);
     let save = |subs: &Vec<Subscription>| {
@@ -58,7 +62,7 @@ pub(super) fn webhooks_api(
                         _ => {
                             return Err(ctx.validation(
                                 "events",
-                                "invalid_value",
+                                ErrorCode::InvalidValue,
                                 "unknown event",
                                 e.clone(),
                             ))
@@ -70,7 +74,7 @@ pub(super) fn webhooks_api(
             }
             Some(other) => Err(ctx.validation(
                 "events",
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "events must be a non-empty array",
                 other.clone(),
             )),
@@ -81,10 +85,13 @@ pub(super) fn webhooks_api(
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(u)) => webhooks::check_url(u, &settings.policy)
                 .map(|_| Some(u.clone()))
-                .map_err(|m| ctx.validation("url", "invalid_format", &m, Value::Null)),
-            Some(other) => {
-                Err(ctx.validation("url", "invalid_type", "url must be a string", other.clone()))
-            }
+                .map_err(|m| ctx.validation("url", ErrorCode::InvalidFormat, &m, Value::Null)),
+            Some(other) => Err(ctx.validation(
+                "url",
+                ErrorCode::InvalidType,
+                "url must be a string",
+                other.clone(),
+            )),
         }
     };
     let check_secret = |v: Option<&Value>| -> Result<Option<String>, Reply> {
@@ -93,7 +100,7 @@ pub(super) fn webhooks_api(
             Some(Value::String(s)) if s.len() >= 32 && s.len() <= 256 => Ok(Some(s.clone())),
             Some(_) => Err(ctx.validation(
                 "secret",
-                "invalid_format",
+                ErrorCode::InvalidFormat,
                 "secret must be 32-256 characters",
                 Value::Null,
             )),
@@ -106,20 +113,25 @@ pub(super) fn webhooks_api(
         )),
         ("POST", None) => {
             let b = body()?;
-            let url = check_url(b.get("url"))?
-                .ok_or_else(|| ctx.validation("url", "required", "url is required", Value::Null))?;
+            let url = check_url(b.get("url"))?.ok_or_else(|| {
+                ctx.validation("url", ErrorCode::Required, "url is required", Value::Null)
+            })?;
             let events =
                 check_events(b.get("events"))?.unwrap_or_else(|| vec!["ip_changed".into()]);
             let host = match b.get("hostname").or_else(|| b.get("domain")) {
                 None | Some(Value::Null) => None,
                 Some(v) => {
                     let Some(name) = v.as_str().and_then(|s| Fqdn::parse(s).ok()) else {
-                        return Err(ctx.error(400, "invalid_hostname", "Invalid hostname format"));
+                        return Err(ctx.error(
+                            400,
+                            ErrorCode::InvalidHostname,
+                            "Invalid hostname format",
+                        ));
                     };
                     if !auth::may_update(cfg, id, &name) {
                         return Err(ctx.error(
                             403,
-                            "hostname_not_owned",
+                            ErrorCode::HostnameNotOwned,
                             "User does not own this hostname",
                         ));
                     }
@@ -127,7 +139,11 @@ pub(super) fn webhooks_api(
                 }
             };
             if subs.len() >= MAX_WEBHOOKS {
-                return Err(ctx.error(400, "invalid_request", "At most 10 webhooks per user"));
+                return Err(ctx.error(
+                    400,
+                    ErrorCode::InvalidRequest,
+                    "At most 10 webhooks per user",
+                ));
             }
             let mut h = Sha256::new();
             h.update(env.random.to_le_bytes());
@@ -142,13 +158,17 @@ pub(super) fn webhooks_api(
                     let Some(key) = &cfg.apertodns.token_key else {
                         return Err(ctx.validation(
                             "secret",
-                            "required",
+                            ErrorCode::Required,
                             "secret is required (no apertodns.token_key to make one)",
                             Value::Null,
                         ));
                     };
                     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.0.as_bytes()) else {
-                        return Err(ctx.error(500, "server_error", "Internal server error"));
+                        return Err(ctx.error(
+                            500,
+                            ErrorCode::ServerError,
+                            "Internal server error",
+                        ));
                     };
                     mac.update(wid.as_bytes());
                     mac.update(&env.random.to_le_bytes());
@@ -175,7 +195,7 @@ pub(super) fn webhooks_api(
         }
         (m, Some(wid)) => {
             let Some(pos) = subs.iter().position(|s| s.id == wid) else {
-                return Err(ctx.error(404, "webhook_not_found", "Webhook not found"));
+                return Err(ctx.error(404, ErrorCode::WebhookNotFound, "Webhook not found"));
             };
             if m == "DELETE" {
                 subs.remove(pos);
@@ -194,14 +214,14 @@ pub(super) fn webhooks_api(
                 Some(other) => {
                     return Err(ctx.validation(
                         "active",
-                        "invalid_type",
+                        ErrorCode::InvalidType,
                         "active must be a boolean",
                         other.clone(),
                     ))
                 }
             };
             let Some(s) = subs.get_mut(pos) else {
-                return Err(ctx.error(404, "webhook_not_found", "Webhook not found"));
+                return Err(ctx.error(404, ErrorCode::WebhookNotFound, "Webhook not found"));
             };
             if let Some(u) = url {
                 s.url = u;
@@ -219,6 +239,6 @@ pub(super) fn webhooks_api(
             let data = webhook_json(s);
             Ok((ctx.ok(200, data), save(&subs)))
         }
-        _ => Err(ctx.error(404, "not_found", "Endpoint not found")),
+        _ => Err(ctx.error(404, ErrorCode::NotFound, "Endpoint not found")),
     }
 }

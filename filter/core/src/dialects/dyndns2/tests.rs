@@ -739,3 +739,27 @@ fn ip6lanprefix_outside_the_zone_policy_or_malformed_is_400() {
     .contains("special range"));
     assert_eq!(d.writes(), 0);
 }
+
+#[test]
+fn an_exchange_lost_while_awaiting_its_body_answers_911_in_its_dialect() {
+    use crate::exchange::{Env, Exchange, Step};
+    let d = Driver::demo();
+    let env = Env {
+        now_ms: d.now_ms,
+        random: 1,
+        kv: &d.kv,
+    };
+    for (path, want) in [
+        // dyn.com's endpoint answers every code with 200 (old routers read only the body).
+        ("/nic/update", (200, "911\n")),
+        ("/v3/update", (500, "911\n")),
+    ] {
+        let mut req = get(path).basic("demo", "demo-password");
+        req.method = "POST".into();
+        let (mut ex, step) = Exchange::start(&d.cfg, req, false, &env);
+        assert!(matches!(step, Step::NeedBody { .. }), "{path}: {step:?}");
+        let reply = ex.abort(&d.cfg, &env).reply.unwrap();
+        assert_eq!((reply.status, body(&reply)), want, "{path}");
+        assert!(ex.is_finished());
+    }
+}
