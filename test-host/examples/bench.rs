@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dynedge_core::backends::{Callout, CalloutResult, Method};
 use dynedge_core::testing::FakePowerDns;
+use dynedge_core::{Callout, CalloutResult, Method};
 use dynedge_test_host::{Answer, Call, Host, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
@@ -114,6 +114,7 @@ struct Figures {
     wall: Duration,
     fuel: u64,
     calls: f64,
+    host_calls: f64,
 }
 
 fn run_path(wasm: &PathBuf, n: u32, good: bool) -> Figures {
@@ -127,7 +128,11 @@ fn run_path(wasm: &PathBuf, n: u32, good: bool) -> Figures {
 
     let (mut counted, calls) = host(wasm, true);
     one(&mut counted, warm, "good");
-    let (fuel0, calls0) = (counted.fuel_used(), *calls.lock().unwrap());
+    let (fuel0, calls0, host0) = (
+        counted.fuel_used(),
+        *calls.lock().unwrap(),
+        counted.host_calls(),
+    );
     measured_batch(&mut counted, n.min(500), good);
     let m = u64::from(n.min(500));
     let made = *calls.lock().unwrap() - calls0;
@@ -135,6 +140,7 @@ fn run_path(wasm: &PathBuf, n: u32, good: bool) -> Figures {
         wall,
         fuel: (counted.fuel_used() - fuel0) / m,
         calls: made as f64 / m as f64,
+        host_calls: (counted.host_calls() - host0) as f64 / m as f64,
     }
 }
 
@@ -194,16 +200,22 @@ fn main() {
     );
 
     println!(
-        "{:<6} {:>9} {:>14} {:>15} {:>17}",
-        "path", "requests", "wall/request", "fuel/request", "callouts/request"
+        "{:<6} {:>9} {:>14} {:>15} {:>17} {:>18}",
+        "path",
+        "requests",
+        "wall/request",
+        "fuel/request",
+        "callouts/request",
+        "host calls/request"
     );
     for (name, good) in [("nochg", false), ("good", true)] {
         let f = run_path(&wasm, n, good);
         println!(
-            "{name:<6} {n:>9} {:>11.1} µs {:>15} {:>17.1}",
+            "{name:<6} {n:>9} {:>11.1} µs {:>15} {:>17.1} {:>18.1}",
             f.wall.as_secs_f64() * 1e6,
             f.fuel,
-            f.calls
+            f.calls,
+            f.host_calls
         );
     }
 

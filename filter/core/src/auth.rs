@@ -15,7 +15,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Scope};
+use crate::config::{Config, Scope, User};
 pub(crate) use crate::hex::hex;
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
@@ -150,6 +150,17 @@ pub fn authenticate(
             done(token_identity(cfg, token, kv, now_s))
         }
         Presented::Password { user, password } => {
+            // A password whose verification is cached is that user's password: skip hashing
+            // it as a token and looking it up (a KV read), which every request paid before.
+            if let Some(u) = cfg.users.get(user).filter(|u| u.active) {
+                if cache_fresh(&u.name, &u.password_hash.0, password, kv, now_s) {
+                    return AuthOutcome {
+                        result: Ok(user_identity(u)),
+                        writes: vec![],
+                        refusal: None,
+                    };
+                }
+            }
             // ApertoDNS clients send `anything:{token}`: a token password ignores the user.
             if let Ok(t) = token_identity(cfg, password, kv, now_s) {
                 return done(Ok(t));
@@ -292,15 +303,7 @@ fn password_identity(
     if password.is_empty() || password.len() > 1024 {
         return bad;
     }
-    let identity = Identity {
-        user: u.name.clone(),
-        token_id: None,
-        scopes: [Scope::Update, Scope::Txt, Scope::Read]
-            .into_iter()
-            .collect(),
-        only_hosts: None,
-        rules: TokenRules::default(),
-    };
+    let identity = user_identity(u);
     match verify_cached(cfg, &u.name, &u.password_hash.0, password, kv, now_s) {
         Some(writes) => AuthOutcome {
             result: Ok(identity),
@@ -309,6 +312,31 @@ fn password_identity(
         },
         None => bad,
     }
+}
+
+/// Who a configured user's own password proves: the user, with every non-admin scope.
+fn user_identity(u: &User) -> Identity {
+    Identity {
+        user: u.name.clone(),
+        token_id: None,
+        scopes: [Scope::Update, Scope::Txt, Scope::Read]
+            .into_iter()
+            .collect(),
+        only_hosts: None,
+        rules: TokenRules::default(),
+    }
+}
+
+/// Whether a cached success for (user, PHC, password) is still fresh.
+fn cache_fresh(cache_user: &str, phc: &str, password: &str, kv: &dyn KvView, now_s: u64) -> bool {
+    if password.is_empty() || password.len() > 1024 {
+        return false;
+    }
+    let key = keys::auth_cache(cache_user, &cache_tag(phc, password));
+    kv.get(&key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|until| until > now_s)
 }
 
 /// Argon2 verification of `password` against `phc`, skipped while a cached success for the same
@@ -325,19 +353,14 @@ pub fn verify_cached(
     if password.is_empty() || password.len() > 1024 {
         return None;
     }
-    let key = keys::auth_cache(cache_user, &cache_tag(phc, password));
-    let cached_until = kv
-        .get(&key)
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if cached_until.is_some_and(|until| until > now_s) {
+    if cache_fresh(cache_user, phc, password, kv, now_s) {
         return Some(vec![]);
     }
     if !verify_password(phc, password) {
         return None;
     }
     Some(vec![KvWrite::put(
-        key,
+        keys::auth_cache(cache_user, &cache_tag(phc, password)),
         now_s
             .saturating_add(cfg.auth_cache_ttl_s)
             .to_string()
@@ -363,7 +386,7 @@ thread_local! {
 }
 
 /// How many Argon2 verifications this thread has run (tests: proof that a refusal came first).
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub fn argon2_runs() -> u64 {
     ARGON2_RUNS.with(std::cell::Cell::get)
 }
@@ -475,6 +498,35 @@ mod tests {
         assert_eq!(
             authenticate(&cfg, &wrong, &kv, None, 0).result,
             Err(AuthError::Bad)
+        );
+    }
+
+    #[test]
+    fn a_cached_password_is_not_also_looked_up_as_a_token() {
+        struct Reads<'a>(&'a MemoryKv, std::cell::RefCell<Vec<String>>);
+        impl KvView for Reads<'_> {
+            fn get(&self, key: &str) -> Option<Vec<u8>> {
+                self.1.borrow_mut().push(key.to_string());
+                self.0.get(key)
+            }
+        }
+        let cfg = demo();
+        let kv = MemoryKv::default();
+        let p = Presented::Password {
+            user: "demo".into(),
+            password: "demo-password".into(),
+        };
+        kv.apply(&authenticate(&cfg, &p, &kv, None, 1000).writes);
+        let reads = Reads(&kv, Default::default());
+        let warm = authenticate(&cfg, &p, &reads, None, 1001);
+        assert!(warm
+            .result
+            .is_ok_and(|id| id.user == "demo" && id.token_id.is_none()));
+        assert_eq!(
+            reads.1.borrow().len(),
+            1,
+            "one read, the auth cache: {:?}",
+            reads.1.borrow()
         );
     }
 

@@ -191,6 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn updates_record_seen_only_when_a_zone_expires() {
+        use crate::kv::KvView as _;
+        let seen = keys::seen("home.dyn.example.test");
+        let mut d = with_expiry(0);
+        update(&mut d, "192.0.2.7");
+        assert_eq!(update(&mut d, "192.0.2.7"), "nochg 192.0.2.7\n");
+        assert!(
+            d.kv.get(&seen).is_none(),
+            "no zone expires: nothing reads it"
+        );
+        let mut d = with_expiry(3600);
+        update(&mut d, "192.0.2.7");
+        assert!(d.kv.get(&seen).is_some());
+    }
+
+    #[test]
     fn expiry_ttl_zero_disables_it() {
         let mut d = with_expiry(0);
         update(&mut d, "192.0.2.7");

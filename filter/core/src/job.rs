@@ -360,7 +360,9 @@ impl Job {
             hosts,
             writes: admitted.writes,
             counts: admitted.counts,
-            track_seen: true,
+            // Only the expiry sweep reads `seen`: without a zone that expires, every nochg
+            // would write it for nothing (one shared-data write per request in Envoy).
+            track_seen: cfg.zones.iter().any(|z| z.expiry_ttl_s > 0),
             webhooks: cfg.webhooks.clone(),
             started_ms: env.now_ms,
             host_retry_after_s: cfg.rate_limits.good_per_host.window_s,
@@ -537,7 +539,12 @@ impl Job {
                 refusal: h.refusal.clone(),
             };
             if let (Code::Good, Some(t)) = (code, &h.target) {
-                if let Some(change) = hoststate::AddrChange::of(&outcome, t.ttl) {
+                if let Some(change) = hoststate::AddrChange::of(
+                    &outcome.host,
+                    &outcome.previous,
+                    &outcome.current,
+                    t.ttl,
+                ) {
                     self.writes.push(hoststate::touch(env, &t.name, t.ttl));
                     changes.push(change);
                 }

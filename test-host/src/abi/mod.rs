@@ -62,6 +62,8 @@ pub(crate) struct VmState {
     pub call_response: Option<Message>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Calls from the module into the host (proxy-wasm and WASI), counted by a call hook.
+    pub host_calls: u64,
 }
 
 impl VmState {

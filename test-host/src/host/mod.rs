@@ -11,7 +11,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use wasmtime::{Config, Engine, Extern, ExternType, Instance, Linker, Module, Store, Val};
+use wasmtime::{
+    CallHook, Config, Engine, Extern, ExternType, Instance, Linker, Module, Store, Val,
+};
 
 use crate::abi::{self, Callback, VmState};
 use crate::model::{Answer, Call, Ctx, Error, LogLevel};
@@ -110,8 +112,15 @@ impl Builder {
                     call_response: None,
                     stdout: Vec::new(),
                     stderr: Vec::new(),
+                    host_calls: 0,
                 },
             );
+            store.call_hook(|mut data, hook| {
+                if matches!(hook, CallHook::CallingHost) {
+                    data.data_mut().host_calls += 1;
+                }
+                Ok(())
+            });
             if self.fuel {
                 store
                     .set_fuel(u64::MAX)

@@ -207,6 +207,11 @@ impl Host {
         self.peak_memory
     }
 
+    /// Calls the module has made into the host so far (proxy-wasm and WASI), every worker.
+    pub fn host_calls(&self) -> u64 {
+        self.workers.iter().map(|w| w.store.data().host_calls).sum()
+    }
+
     /// Fuel consumed so far by every callback (needs `Builder::fuel(true)`).
     pub fn fuel_used(&self) -> u64 {
         self.fuel_used

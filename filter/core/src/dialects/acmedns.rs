@@ -45,7 +45,7 @@ use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
 mod settings;
-pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration, DEFAULT_PREFIX};
+pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration};
 
 /// acme-dns keeps this many values per name (a wildcard and its apex share one name).
 pub const KEPT_VALUES: usize = 2;
