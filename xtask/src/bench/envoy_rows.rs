@@ -12,7 +12,7 @@ use dynedge_envoy::{rfc2136, DEMO_ZONE};
 use serde_json::json;
 
 use super::gateway::{plugin_config, plugin_config_from, Gateway, Variant};
-use super::replies::{parse_curl_lines, Tally};
+use super::replies::{parse_curl_lines, Tally, CURL_MARK};
 use super::report::cpu_ratio;
 use super::wrk::{new_address_lua, varying_update_lua, wrk, Figures, COUNT_REPLIES_LUA};
 use super::{
@@ -390,7 +390,7 @@ struct GoodClient {
 /// Runs the good client: sequential keep-alive GETs from 127.0.0.2 with curl for `for_s`.
 fn good_client(gw_url: &str, ca: &Path, dir: &Path, for_s: f64) -> Result<GoodClient> {
     // Batches of 20 requests on one keep-alive connection each, until `for_s` has passed. Each
-    // reply's body goes to stdout followed by a tab, its status and its time.
+    // reply's body goes to stdout followed by a marker line with its status and its time.
     let mut cfg = String::new();
     for _ in 0..20 {
         let _ = writeln!(cfg, "url = \"{gw_url}\"");
@@ -405,7 +405,9 @@ fn good_client(gw_url: &str, ca: &Path, dir: &Path, for_s: f64) -> Result<GoodCl
             .arg(ca)
             .args(["-A", "dynedge-bench/1.0", "-H"])
             .arg(format!("Authorization: Basic {DEMO_BASIC}"))
-            .args(["-w", "\t%{http_code} %{time_total}\n", "-K"])
+            .arg("-w")
+            .arg(format!("\n{CURL_MARK}%{{http_code}} %{{time_total}}\n"))
+            .arg("-K")
             .arg(&file)
             .stdin(Stdio::null())
             .output()

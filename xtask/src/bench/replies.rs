@@ -55,23 +55,28 @@ impl Tally {
     }
 }
 
-/// One line per request of the good client's curl: the body, then a tab, the status and the
-/// seconds it took (curl `-w '\t%{http_code} %{time_total}\n'`, body to stdout).
+/// The marker curl's `-w` writes after each reply body (`-w '\n@@ %{http_code} %{time_total}\n'`):
+/// bodies end in a newline or not, so the body is everything since the previous marker line.
+pub(super) const CURL_MARK: &str = "@@ ";
+
+/// The good client's curl output: each reply's body, then a [`CURL_MARK`] line with its status
+/// and the seconds it took.
 pub(super) fn parse_curl_lines(text: &str) -> (Tally, Vec<f64>) {
     let mut tally = Tally::default();
     let mut times = Vec::new();
+    let mut body = String::new();
     for line in text.lines() {
-        let Some((body, rest)) = line.rsplit_once('\t') else {
-            if !line.trim().is_empty() {
-                tally.add("unparsed".into());
-            }
+        let Some(rest) = line.strip_prefix(CURL_MARK) else {
+            body.push_str(line);
+            body.push('\n');
             continue;
         };
         let mut it = rest.split_whitespace();
         let status = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         let secs: f64 = it.next().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN);
-        tally.add(reply_word(status, body));
+        tally.add(reply_word(status, &body));
         times.push(secs * 1000.0);
+        body.clear();
     }
     (tally, times)
 }
@@ -93,7 +98,8 @@ mod tests {
 
     #[test]
     fn the_good_client_counts_bodies_so_a_200_abuse_is_not_a_success() {
-        let out = "nochg 192.0.2.1\t200 0.001\nabuse\t200 0.002\nnochg 192.0.2.1\t200 0.003\n\t429 0.001\n";
+        // Bodies with and without a final newline, and an empty one.
+        let out = "nochg 192.0.2.1\n\n@@ 200 0.001\nabuse\n@@ 200 0.002\nnochg 192.0.2.1\n@@ 200 0.003\n\n@@ 429 0.001\n";
         let (tally, times) = parse_curl_lines(out);
         assert_eq!(tally.get("nochg"), 2);
         assert_eq!(tally.get("abuse"), 1);
