@@ -87,22 +87,28 @@ impl Rig {
     }
 
     /// Sends a request and returns the filter's local reply.
-    fn send(&mut self, req: Request) -> LocalResponse {
+    /// Runs a request's stream to its end; what the filter did with it.
+    fn exchange(&mut self, req: Request) -> Outcome {
         let ctx = self.host.request(req).expect("request runs");
-        let reply = self.host.local_response(ctx).unwrap_or_else(|| {
-            panic!(
-                "no local reply ({:?}); logs:\n{}",
-                self.host.outcome(ctx),
-                self.host.log_text()
-            )
-        });
+        let outcome = self.host.outcome(ctx);
         self.host.finish(ctx).expect("stream ends");
         assert!(
             self.host.abi_errors().is_empty(),
             "{:?}",
             self.host.abi_errors()
         );
-        reply
+        outcome
+    }
+
+    /// Sends a request and returns the filter's local reply.
+    fn send(&mut self, req: Request) -> LocalResponse {
+        match self.exchange(req) {
+            Outcome::Replied(reply) => reply,
+            other => panic!(
+                "no local reply ({other:?}); logs:\n{}",
+                self.host.log_text()
+            ),
+        }
     }
 
     fn body(&mut self, req: Request) -> String {
@@ -168,8 +174,7 @@ impl Runner for Rig {
         for (name, value) in &req.headers {
             r = r.header(name, value);
         }
-        let ctx = self.host.request(r).expect("request runs");
-        let seen = match self.host.outcome(ctx) {
+        match self.exchange(r) {
             Outcome::Forwarded(_) => Seen::Passed,
             Outcome::Replied(reply) => Seen::Reply {
                 status: u16::try_from(reply.status).unwrap(),
@@ -177,14 +182,7 @@ impl Runner for Rig {
                 headers: reply.headers,
             },
             other => panic!("{other:?}; logs:\n{}", self.host.log_text()),
-        };
-        self.host.finish(ctx).expect("stream ends");
-        assert!(
-            self.host.abi_errors().is_empty(),
-            "{:?}",
-            self.host.abi_errors()
-        );
-        seen
+        }
     }
 
     fn advance_s(&mut self, seconds: u64) {

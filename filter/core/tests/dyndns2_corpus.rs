@@ -23,11 +23,8 @@ impl Runner for Native {
 
     fn send(&mut self, req: &Http) -> Seen {
         let request = Request {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
             peer: CLIENT.parse().ok(),
+            ..req.clone()
         };
         match self.0.send(request) {
             None => Seen::Passed,

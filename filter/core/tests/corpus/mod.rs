@@ -31,22 +31,9 @@ pub const CORPUS: &str = include_str!("dyndns2.json");
 const DEMO: &str = include_str!("../../../../examples/dynedge.json");
 pub const DEMO_PASSWORD: &str = "demo-password";
 
-/// One HTTP request as the client sends it; the runner adds the peer address.
-#[derive(Debug, Clone)]
-pub struct Http {
-    pub method: String,
-    /// Path and query.
-    pub path: String,
-    /// Lower-case names, `user-agent` and `authorization` included.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Http {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
-    }
-}
+/// One request as the client sends it (lower-case header names, `user-agent` and
+/// `authorization` included); the runner supplies the peer address.
+pub type Http = dynedge_core::Request;
 
 /// What the filter answered.
 #[derive(Debug, Clone)]
@@ -323,6 +310,7 @@ fn request(step: &Value, at: &str) -> Http {
         path: path.to_owned(),
         headers,
         body,
+        peer: None,
     }
 }
 
