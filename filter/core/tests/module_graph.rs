@@ -448,9 +448,10 @@ fn describe(g: &BTreeMap<String, BTreeSet<String>>, comp: &[String]) -> String {
 }
 
 /// How many files still sit in a cycle (docs/architecture.md, Module structure, lists them):
-/// the dialects, `dialects/mod.rs` with the dialects it routes to. A new cycle, or a file drawn
-/// into the old one, fails; the figure may only go down, to 0.
-const FILES_IN_CYCLES_LEFT: usize = 19;
+/// two inside the dialects' parts (`apertodns/{auth,fields,plan,txt}.rs`, `api/{mod,tokens,
+/// webhooks}.rs`). A new cycle, or a file drawn into an old one, fails; the figure may only go
+/// down, to 0.
+const FILES_IN_CYCLES_LEFT: usize = 7;
 
 #[test]
 fn the_core_has_no_import_cycle() {

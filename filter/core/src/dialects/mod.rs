@@ -11,46 +11,20 @@ pub mod dynv6;
 pub mod helpers;
 pub mod httpreq;
 pub mod path_query;
+mod shared;
+mod start;
 
 use crate::config::Config;
-use crate::exchange::{Env, Outcome};
-use crate::job::{HostOutcome, Job};
+use crate::exchange::Env;
+use crate::job::HostOutcome;
 use crate::names::Fqdn;
 use crate::pipeline;
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
-/// What a dialect makes of a request: an immediate reply, or an update job and the shape of
-/// the reply its outcomes become.
-pub enum Start {
-    Reply(Outcome),
-    Job(Box<Job>, Render),
-}
-
 pub use dyndns2::settings::StatusMode;
-
-/// The shape of a finished update job's reply, with what the shape needs. The dialect that
-/// parsed the request chooses it; [`Render::render`] turns the hosts' outcomes into the reply.
-pub enum Render {
-    /// `good 192.0.2.1` lines (text) or the JSON form.
-    Dyndns2 { mode: StatusMode, json: bool },
-    /// An operator-defined endpoint's DynDNS2-style reply.
-    Custom { mode: StatusMode, json: bool },
-    /// `/update-by-path`, `/update-by-query`, `/delete-by-path`.
-    PathQuery { delete: bool, json: bool },
-    /// dynv6's `addresses updated`/`unchanged` for a zone (and its prefix, if one was set).
-    Dynv6 {
-        zone: String,
-        prefix: Option<String>,
-        json: bool,
-    },
-    /// acme-dns `/update`: the TXT value echoed.
-    AcmeDns { txt: String },
-    /// lego httpreq `present`/`cleanup`.
-    HttpReq,
-    /// The ApertoDNS API's JSON envelopes.
-    Aperto(apertodns::Render),
-}
+pub(crate) use shared::{error_reply, percent_decode, set_field, Rejection};
+pub use start::{Render, Start};
 
 impl Render {
     pub fn render(&self, results: &[HostOutcome]) -> Reply {
@@ -239,84 +213,6 @@ pub fn emergency(cfg: &Config, req: &Request, route: Route) -> Reply {
             apertodns::error_reply(500, ErrorCode::ServerError, "Internal server error", None)
         }
         _ => error_reply(json, 500, Code::Emergency, "internal error"),
-    }
-}
-
-/// A percent-encoded path segment (`encodeURIComponent` on the client side).
-fn percent_decode(s: &str) -> Option<String> {
-    crate::request::Params::parse(&format!("v={}", s.replace('+', "%2B")))
-        .ok()?
-        .one("v")
-        .ok()
-        .flatten()
-        .map(str::to_string)
-}
-
-/// `doc[key] = value` for a JSON object, without serde_json's panic for anything else (which
-/// leaves it unchanged).
-pub(crate) fn set_field(doc: &mut serde_json::Value, key: &str, value: serde_json::Value) {
-    if let Some(map) = doc.as_object_mut() {
-        map.insert(key.to_string(), value);
-    }
-}
-
-/// Why a dialect refused a request while parsing it: the HTTP status, the wire code, what to
-/// tell the client, and when to come back (a rate limit's `Retry-After`). A dialect words it in
-/// its own format, or with [`Rejection::reply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub status: u16,
-    pub code: ErrorCode,
-    pub message: String,
-    pub retry_after_s: Option<u64>,
-}
-
-impl Rejection {
-    pub fn new(status: u16, code: impl Into<ErrorCode>, message: impl Into<String>) -> Rejection {
-        Rejection {
-            status,
-            code: code.into(),
-            message: message.into(),
-            retry_after_s: None,
-        }
-    }
-
-    pub fn retry_after(self, s: u64) -> Rejection {
-        Rejection {
-            retry_after_s: Some(s),
-            ..self
-        }
-    }
-
-    /// `code: message` as text, or the JSON error body ([`error_reply`]).
-    pub fn reply(&self, json: bool) -> Reply {
-        self.finish(error_reply(json, self.status, self.code, &self.message))
-    }
-
-    /// A dialect's own wording of this rejection, with its `Retry-After`.
-    pub fn finish(&self, reply: Reply) -> Reply {
-        match self.retry_after_s {
-            Some(s) => reply.with_header("retry-after", &s.to_string()),
-            None => reply,
-        }
-    }
-}
-
-/// The JSON error body every non-ApertoDNS dialect uses: `{"status": "error", "code", "message"}`.
-pub fn json_error(status: u16, code: ErrorCode, message: &str) -> Reply {
-    Reply::json(
-        status,
-        &serde_json::json!({"status": "error", "code": code, "message": message}),
-    )
-}
-
-/// An error as plain text (`code: message`) or, with `Accept: application/json`, [`json_error`].
-pub fn error_reply(json: bool, status: u16, code: impl Into<ErrorCode>, message: &str) -> Reply {
-    let code = code.into();
-    if json {
-        json_error(status, code, message)
-    } else {
-        Reply::text(status, format!("{code}: {message}\n"))
     }
 }
 
