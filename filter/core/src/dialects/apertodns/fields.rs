@@ -1,14 +1,15 @@
 //! Request bodies and their fields: the JSON object, hostname, TTL and address fields, the
-//! per-field error they answer with, and how `"auto"` and the zone's ranges resolve addresses.
+//! per-field error they answer with, how `"auto"` and the zone's ranges resolve addresses, and
+//! the ACME TXT names and values (the `txt` member of `/update` and the TXT endpoints).
 
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use super::txt::{parse_txt_member, TxtMember};
 use super::{Ctx, DEFAULT_TTL, TTL_RANGE};
 use crate::addr::{self, AddrError};
 use crate::config::{Config, Zone};
+use crate::dialects::acme::{self, TXT_PREFIX};
 use crate::names::Fqdn;
 use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
@@ -265,4 +266,113 @@ pub(super) fn resolve(
         }
     }
     Ok(Resolved { v4, v6 })
+}
+
+// ------------------------------------------------------------------ ACME TXT names and values
+
+/// The TXT member the official client sends inside `/update` (Protocol rules: ACME names).
+pub(super) struct TxtMember {
+    pub(super) name: Fqdn,
+    /// The host under `_acme-challenge.`, whose ownership the write needs.
+    pub(super) host: Fqdn,
+    pub(super) value: Option<String>,
+    pub(super) delete: bool,
+}
+
+pub(super) fn parse_txt_member(
+    t: &Map<String, Value>,
+    hostname: &Fqdn,
+) -> Result<TxtMember, FieldError> {
+    let label = match t.get("name") {
+        Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+        other => {
+            return Err(FieldError::validation(
+                "txt.name",
+                ErrorCode::Required,
+                "txt.name is required (e.g. \"_acme-challenge\")",
+                other.cloned().unwrap_or(Value::Null),
+            ))
+        }
+    };
+    let action = t.get("action").and_then(Value::as_str).unwrap_or("set");
+    let value = match t.get("value") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(FieldError::validation(
+                "txt.value",
+                ErrorCode::InvalidType,
+                "txt.value must be a string",
+                other.clone(),
+            ))
+        }
+    };
+    let delete = match action {
+        "set" => false,
+        "delete" => true,
+        _ => {
+            return Err(FieldError::validation(
+                "txt.action",
+                ErrorCode::InvalidValue,
+                "txt.action must be \"set\" or \"delete\"",
+                json!(action),
+            ))
+        }
+    };
+    let (name, host) = txt_name(&format!("{label}.{hostname}"))?;
+    if !delete && value.is_none() {
+        return Err(FieldError::validation(
+            "txt.value",
+            ErrorCode::Required,
+            "txt.value is required to set a TXT record",
+            Value::Null,
+        ));
+    }
+    if let Some(v) = &value {
+        txt_value_check(v)?;
+    }
+    Ok(TxtMember {
+        name,
+        host,
+        value,
+        delete,
+    })
+}
+
+/// `_acme-challenge.` + a hostname (Protocol rules: ACME names): (the TXT owner name, the host under it).
+pub(super) fn txt_name(input: &str) -> Result<(Fqdn, Fqdn), FieldError> {
+    let lower = input.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix(TXT_PREFIX) else {
+        return Err(FieldError::new(
+            ErrorCode::TxtInvalidName,
+            "TXT name must start with _acme-challenge.",
+        ));
+    };
+    let bad = |e: crate::names::NameError| {
+        FieldError::new(
+            ErrorCode::InvalidHostname,
+            format!("Invalid hostname format: {e}"),
+        )
+    };
+    let host = Fqdn::parse(rest).map_err(bad)?;
+    let full = acme::challenge_name(&host).map_err(bad)?;
+    Ok((full, host))
+}
+
+pub(super) fn txt_value_check(v: &str) -> Result<(), FieldError> {
+    if v.chars().count() > 255 {
+        return Err(FieldError::new(
+            ErrorCode::TxtValueTooLong,
+            "TXT value must be at most 255 characters",
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::validation(
+            "value",
+            ErrorCode::InvalidFormat,
+            "TXT value must not contain control characters",
+            Value::Null,
+        ));
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@
 //! Here: routing, the manager's credentials and the minting limit; `tokens` and `webhooks` hold
 //! the two collections.
 
+mod answer;
 mod tokens;
 mod webhooks;
 
@@ -23,7 +24,6 @@ use super::apertodns::{authenticate_with, done, done_with, logged, Ctx};
 use crate::config::{Config, Scope};
 use crate::dialects::Start;
 use crate::exchange::Env;
-use crate::kv::KvWrite;
 use crate::pipeline;
 use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
@@ -123,8 +123,6 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
         Err(reply) => done_with(reply, writes, vec![]),
     }
 }
-
-type Answer = Result<(Reply, Vec<KvWrite>), Reply>;
 
 #[cfg(test)]
 #[allow(clippy::string_slice, clippy::arithmetic_side_effects)] // test code

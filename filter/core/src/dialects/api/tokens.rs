@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use super::Answer;
+use super::answer::Answer;
 use crate::auth::{self, Identity};
 use crate::config::{Config, Scope};
 use crate::dialects::apertodns::Ctx;

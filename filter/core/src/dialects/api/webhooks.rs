@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::Answer;
+use super::answer::Answer;
 use crate::auth::{self, hex, Identity};
 use crate::config::Config;
 use crate::dialects::apertodns::Ctx;
