@@ -703,6 +703,8 @@ impl Envoy {
                 "--tls",
                 &format!("{}:{}", cfg.listen_address, cfg.listen_port),
             ])
+            // The same port on IPv6 loopback, as the bootstrap's additional address.
+            .args(["--tls", &format!("[::1]:{}", cfg.listen_port)])
             .arg("--cert")
             .arg(&cfg.certificate.cert)
             .arg("--key")

@@ -285,7 +285,7 @@ fn prometheus_scrapes_the_same_labelled_series_from_envoy_and_pingora_and_every_
             "cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"], "max_retries": 0
         });
     });
-    let envoy = Gateway::start(
+    let envoy = Gateway::start_envoy(
         &dir.join("envoy"),
         &backend,
         Gateway::options(&backend, cfg.clone()),
@@ -363,7 +363,7 @@ fn prometheus_scrapes_the_same_labelled_series_from_envoy_and_pingora_and_every_
     }
 
     let (rounds, refusals) = (ROUNDS as f64, REFUSALS as f64);
-    let generation = metrics::generation(&dynedge_core::config::fingerprint(cfg.as_bytes()));
+    let generation = metrics::generation(&dynedge_core::adapter::fingerprint(cfg.as_bytes()));
     for gw in &gws {
         let job = gw.job;
         let updates = |result: &str, backend: &str| {

@@ -106,7 +106,7 @@ async function step(name, fn) {
     });
   });
   await step('a private address is rejected by the server (invalid_ip)', async () => {
-    // The client checks only the syntax; the range rule is the server's (digest §8).
+    // The client checks only the syntax; the range rule is the server's (docs/dialects.md, Special ranges).
     await assert.rejects(client.update({ hostname: host, ipv4: '10.0.0.1' }), (e) => {
       assert.equal(e.code, 'invalid_ip');
       assert.equal(e.statusCode, 400);

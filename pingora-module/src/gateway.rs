@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 use crate::callout::{self, Clusters};
 use crate::metrics::Metrics;
 
+/// How long the rest of an unread request body is discarded after an early reply.
+const DRAIN_AFTER_REPLY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where the core's audit lines (one JSON object each, secrets already absent) go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -59,7 +62,7 @@ impl Gateway {
     /// A gateway for the plugin JSON `raw` (either store).
     pub fn from_json(raw: Vec<u8>, clusters: Clusters) -> Result<Gateway, String> {
         let config = Config::from_json(&raw).map_err(|e| e.to_string())?;
-        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let fingerprint = dynedge_core::adapter::fingerprint(&raw);
         let gateway = Gateway::build(config, raw, clusters)?;
         gateway.metrics.config_loaded(Ok(&fingerprint));
         Ok(gateway)
@@ -112,7 +115,7 @@ impl Gateway {
     /// Reloads the plugin JSON. With the etcd store, it is served once the sync that runs at
     /// the next tick has merged the credentials into it (until then, the old one).
     pub fn reload_json(&self, raw: Vec<u8>) -> Result<(), String> {
-        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let fingerprint = dynedge_core::adapter::fingerprint(&raw);
         let result = self.reload_raw(raw);
         self.metrics.config_loaded(
             result
@@ -180,6 +183,13 @@ impl Gateway {
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
         self.record(outcome);
         write_reply(session, &reply).await?;
+        // A reply sent before the whole body was read (413, or a refusal before the body):
+        // closing with unread bytes makes the kernel reset the connection, which can destroy
+        // the reply before the client reads it. Discard the rest for a moment first, as
+        // Envoy's delayed close does.
+        if !session.is_body_done() {
+            let _ = tokio::time::timeout(DRAIN_AFTER_REPLY, session.drain_request_body()).await;
+        }
         Ok(true)
     }
 

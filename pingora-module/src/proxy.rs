@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use dynedge_core::reply::SECURITY_HEADERS;
+use dynedge_core::adapter::SECURITY_HEADERS;
 use dynedge_core::Reply;
 use pingora::http::{ResponseHeader, Version};
 use pingora::modules::http::compression::ResponseCompressionBuilder;
@@ -120,7 +120,7 @@ impl AccessLog {
             rfc3339_utc(SystemTime::now()),
             req.method,
             // The same redaction as the filter: no query, path secrets as `***`.
-            dynedge_core::dialects::loggable_path(req.uri.path()),
+            dynedge_core::adapter::loggable_path(req.uri.path()),
             session.body_bytes_sent(),
             started.elapsed().as_millis(),
         );
@@ -134,7 +134,7 @@ impl AccessLog {
 /// `2026-11-25T17:44:53.123Z`, as the core writes its timestamps.
 fn rfc3339_utc(t: SystemTime) -> String {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    dynedge_core::time::iso8601(u64::try_from(ms).unwrap_or(u64::MAX))
+    dynedge_core::adapter::iso8601(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// dynedge in front of one upstream.

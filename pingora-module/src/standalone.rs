@@ -44,7 +44,7 @@ usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--lis
   --ca PEM                 CAs that tls= clusters trust (default: the system's)
   --upstream HOST:PORT     where every non-dynedge request is proxied (without it: 404)
   --access-log FILE        one line per request, path without its query (no secrets)
-  --stats ADDR             plain HTTP listener for GET /stats (counters); keep it on loopback
+  --stats ADDR             plain HTTP metrics listener: GET /stats/prometheus, /stats; keep it on loopback
   --threads N              worker threads per listener service (default 2)
   --grace-period S         seconds SIGTERM waits for running requests (default 5)";
 

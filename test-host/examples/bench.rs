@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dynedge_core::backends::{Callout, CalloutResult, Method};
 use dynedge_core::testing::FakePowerDns;
+use dynedge_core::{Callout, CalloutResult, Method};
 use dynedge_test_host::{Answer, Call, Host, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");

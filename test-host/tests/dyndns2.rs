@@ -1,22 +1,25 @@
-//! dynedge's filter (`dynedge_filter.wasm`) on the test host: every DynDNS2 path of the Envoy
-//! suite, plus what Envoy makes hard to provoke (Argon2 cache expiry on a virtual clock, CAS
-//! races on shared-data counters, callout timeouts, malformed callout responses, configuration
-//! errors). The PowerDNS answers come from `FakePowerDns` (dynedge-core's fake, named so): the
-//! real PowerDNS runs in the Envoy end-to-end suite.
+//! dynedge's filter (`dynedge_filter.wasm`) on the test host: the DynDNS2 corpus
+//! (`filter/core/tests/corpus/dyndns2.json`), plus what Envoy makes hard to provoke (Argon2
+//! cache expiry on a virtual clock, CAS races on shared-data counters, callout timeouts,
+//! malformed callout responses, configuration errors). The PowerDNS answers come from
+//! `FakePowerDns` (dynedge-core's fake, named so): the real PowerDNS runs in the Envoy
+//! end-to-end suite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
 
 mod common;
+#[path = "../../filter/core/tests/corpus/mod.rs"]
+mod corpus;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use dynedge_core::backends::{Callout, CalloutResult, Method};
+use corpus::{Backend, Http, Runner, Seen};
 use dynedge_core::testing::{FakePowerDns, Fault};
+use dynedge_core::{Callout, CalloutResult, Method};
 use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
-const HOME: &str = "home.dyn.example.test";
 const PEER: &str = "192.0.2.200:5555";
 
 /// The filter on the host, with the fake PowerDNS answering every callout.
@@ -84,22 +87,28 @@ impl Rig {
     }
 
     /// Sends a request and returns the filter's local reply.
-    fn send(&mut self, req: Request) -> LocalResponse {
+    /// Runs a request's stream to its end; what the filter did with it.
+    fn exchange(&mut self, req: Request) -> Outcome {
         let ctx = self.host.request(req).expect("request runs");
-        let reply = self.host.local_response(ctx).unwrap_or_else(|| {
-            panic!(
-                "no local reply ({:?}); logs:\n{}",
-                self.host.outcome(ctx),
-                self.host.log_text()
-            )
-        });
+        let outcome = self.host.outcome(ctx);
         self.host.finish(ctx).expect("stream ends");
         assert!(
             self.host.abi_errors().is_empty(),
             "{:?}",
             self.host.abi_errors()
         );
-        reply
+        outcome
+    }
+
+    /// Sends a request and returns the filter's local reply.
+    fn send(&mut self, req: Request) -> LocalResponse {
+        match self.exchange(req) {
+            Outcome::Replied(reply) => reply,
+            other => panic!(
+                "no local reply ({other:?}); logs:\n{}",
+                self.host.log_text()
+            ),
+        }
     }
 
     fn body(&mut self, req: Request) -> String {
@@ -146,26 +155,76 @@ fn update(query: &str) -> Request {
         .header("authorization", &basic("demo", "demo-password"))
 }
 
-// ---- DynDNS2 paths ------------------------------------------------------------------------
+// ---- DynDNS2: the corpus, callouts, the record cache ------------------------------------
+
+/// The corpus's client: the test host's `source.address` without the port.
+const CLIENT: &str = "192.0.2.200";
+
+impl Runner for Rig {
+    const NAME: &'static str = "test_host";
+
+    fn client(&self) -> String {
+        CLIENT.to_owned()
+    }
+
+    fn send(&mut self, req: &Http) -> Seen {
+        let mut r = Request::new(&req.method, &req.path)
+            .peer(PEER)
+            .body(req.body.clone());
+        for (name, value) in &req.headers {
+            r = r.header(name, value);
+        }
+        match self.exchange(r) {
+            Outcome::Forwarded(_) => Seen::Passed,
+            Outcome::Replied(reply) => Seen::Reply {
+                status: u16::try_from(reply.status).unwrap(),
+                body: reply.text(),
+                headers: reply.headers,
+            },
+            other => panic!("{other:?}; logs:\n{}", self.host.log_text()),
+        }
+    }
+
+    fn advance_s(&mut self, seconds: u64) {
+        self.host
+            .advance_clock(Duration::from_secs(seconds))
+            .unwrap();
+    }
+
+    fn backend(&mut self, backend: Backend) {
+        self.fault(backend.fault());
+    }
+
+    fn seed(&mut self, name: &str, rtype: &str, values: &[String]) {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        self.pdns.lock().unwrap().set(name, rtype, &values);
+    }
+
+    fn records(&mut self, name: &str, rtype: &str) -> Vec<String> {
+        Rig::records(self, name, rtype)
+    }
+
+    fn calls(&self) -> Option<Vec<String>> {
+        Some(self.methods())
+    }
+}
 
 #[test]
-fn first_update_is_good_and_lands_in_the_backend() {
+fn the_dyndns2_corpus_plays_in_the_test_host() {
+    let played = corpus::play_all(2, |s| Rig::with(1, &s.config(CLIENT).to_string()));
+    assert_eq!(
+        played,
+        corpus::scenarios().len(),
+        "every scenario plays in the test host"
+    );
+}
+
+#[test]
+fn callouts_go_to_the_pdns_api_cluster_with_the_api_key() {
     let mut rig = Rig::new();
-    let reply = rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
-    assert_eq!(
-        (reply.status, reply.text().as_str()),
-        (200, "good 192.0.2.7\n")
-    );
-    assert_eq!(
-        reply.header("content-type"),
-        Some("text/plain; charset=utf-8")
-    );
-    assert_eq!(
-        rig.methods(),
-        ["GET", "PATCH"],
-        "read the record, then write it"
-    );
+    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
     let calls = rig.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "read the record, then write it");
     assert!(calls.iter().all(|c| c.cluster == "pdns_api"));
     assert!(
         calls[1]
@@ -178,23 +237,12 @@ fn first_update_is_good_and_lands_in_the_backend() {
         calls[1].header("x-api-key").is_some(),
         "the API key header is sent"
     );
-    assert_eq!(rig.records(HOME, "A"), ["192.0.2.7"]);
 }
 
 #[test]
-fn same_address_again_is_nochg_from_shared_data_without_a_callout() {
+fn the_record_cache_lives_in_shared_data() {
     let mut rig = Rig::new();
     rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
-    let before = rig.methods().len();
-    assert_eq!(
-        rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.7")),
-        "nochg 192.0.2.7\n"
-    );
-    assert_eq!(
-        rig.methods().len(),
-        before,
-        "the record cache in shared data answers"
-    );
     assert!(rig
         .host
         .shared_data()
@@ -212,181 +260,7 @@ fn record_cache_is_shared_by_every_worker() {
     assert_eq!(rig.methods().len(), before);
 }
 
-#[test]
-fn nochg_after_the_record_cache_expires_reads_the_backend_and_does_not_write() {
-    let mut rig = Rig::new();
-    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
-    rig.host.advance_clock(Duration::from_secs(61)).unwrap();
-    let before = rig.methods().len();
-    assert_eq!(
-        rig.body(update("hostname=home.dyn.example.test&myip=192.0.2.7")),
-        "nochg 192.0.2.7\n"
-    );
-    assert_eq!(rig.methods()[before..], ["GET"]);
-}
-
-#[test]
-fn ipv6_address_writes_aaaa() {
-    let mut rig = Rig::new();
-    assert_eq!(
-        rig.body(update("hostname=home.dyn.example.test&myip=2001:db8::1")),
-        "good 2001:db8::1\n"
-    );
-    assert_eq!(rig.records(HOME, "AAAA"), ["2001:db8::1"]);
-    assert!(rig.records(HOME, "A").is_empty());
-}
-
-#[test]
-fn multi_host_reply_has_one_line_per_host_in_order() {
-    let mut rig = Rig::new();
-    let body = rig.body(update(
-        "hostname=home.dyn.example.test,neighbour.dyn.example.test,bad..name,HOME.dyn.example.test&myip=192.0.2.8",
-    ));
-    assert_eq!(body, "good 192.0.2.8\nnohost\nnotfqdn\ngood 192.0.2.8\n");
-    assert!(rig.records("neighbour.dyn.example.test", "A").is_empty());
-}
-
-#[test]
-fn missing_myip_uses_the_peer_address_from_source_address() {
-    let mut rig = Rig::new();
-    assert_eq!(
-        rig.body(update("hostname=home.dyn.example.test")),
-        "good 192.0.2.200\n"
-    );
-}
-
-#[test]
-fn rejected_requests_are_answered_without_any_callout() {
-    const CASES: &[(&str, &str, u32, &str)] = &[
-        (
-            "wrong password",
-            "hostname=home.dyn.example.test&myip=192.0.2.1",
-            200,
-            "badauth\n",
-        ),
-        (
-            "someone else's host",
-            "hostname=neighbour.dyn.example.test&myip=192.0.2.1",
-            200,
-            "nohost\n",
-        ),
-        (
-            "unknown host",
-            "hostname=nobody.dyn.example.test&myip=192.0.2.1",
-            200,
-            "nohost\n",
-        ),
-        ("no hostname", "myip=192.0.2.1", 200, "notfqdn\n"),
-        (
-            "malformed hostname",
-            "hostname=a_b.dyn.example.test&myip=192.0.2.1",
-            200,
-            "notfqdn\n",
-        ),
-    ];
-    for (what, query, status, body) in CASES {
-        let mut rig = Rig::new();
-        let password = if *what == "wrong password" {
-            "wrong"
-        } else {
-            "demo-password"
-        };
-        let req = anonymous(&format!("/nic/update?{query}"))
-            .header("authorization", &basic("demo", password));
-        let reply = rig.send(req);
-        assert_eq!(
-            (reply.status, reply.text().as_str()),
-            (*status, *body),
-            "{what}"
-        );
-        assert!(rig.methods().is_empty(), "{what}: no callout");
-    }
-}
-
-#[test]
-fn more_than_twenty_hosts_is_numhost_and_calls_nothing() {
-    let mut rig = Rig::new();
-    let hosts = vec![HOME; 21].join(",");
-    assert_eq!(
-        rig.body(update(&format!("hostname={hosts}&myip=192.0.2.1"))),
-        "numhost\n"
-    );
-    assert!(rig.methods().is_empty());
-}
-
-#[test]
-fn malformed_address_is_400_naming_the_parameter() {
-    for (q, param) in [
-        ("myip=999.1.1.1", "myip"),
-        ("myip6=192.0.2.1", "myip6"),
-        ("myip=1.2.3", "myip"),
-    ] {
-        let mut rig = Rig::new();
-        let reply = rig.send(update(&format!("hostname=home.dyn.example.test&{q}")));
-        assert_eq!(reply.status, 400, "{q}");
-        assert!(
-            reply.text().starts_with("invalid_ip: parameter ") && reply.text().contains(param),
-            "{q}: {}",
-            reply.text()
-        );
-        assert!(rig.methods().is_empty());
-    }
-}
-
-#[test]
-fn missing_credentials_is_a_401_challenge() {
-    let mut rig = Rig::new();
-    let reply = rig.send(anonymous("/nic/update?hostname=home.dyn.example.test"));
-    assert_eq!((reply.status, reply.text().as_str()), (401, "badauth\n"));
-    assert_eq!(
-        reply.header("www-authenticate"),
-        Some("Basic realm=\"dynedge\"")
-    );
-}
-
-#[test]
-fn other_paths_pass_through_untouched() {
-    let mut rig = Rig::new();
-    let ctx = rig.host.request(anonymous("/index.html")).unwrap();
-    assert!(
-        matches!(rig.host.outcome(ctx), Outcome::Forwarded(_)),
-        "{:?}",
-        rig.host.outcome(ctx)
-    );
-}
-
 // ---- backend failures ---------------------------------------------------------------------
-
-#[test]
-fn backend_failure_is_dnserr_never_good() {
-    for fault in [
-        Fault::Unreachable,
-        Fault::Status(500, "oops"),
-        Fault::Status(200, "<html>not json"),
-        Fault::WritesFail,
-        Fault::Status(401, "Unauthorized"),
-    ] {
-        let mut rig = Rig::new();
-        rig.fault(fault.clone());
-        let reply = rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
-        assert_eq!(
-            (reply.status, reply.text().as_str()),
-            (200, "dnserr\n"),
-            "{fault:?}"
-        );
-        assert!(rig.records(HOME, "A").is_empty());
-    }
-}
-
-#[test]
-fn backend_failure_on_a_certadns_alias_is_500_dnserr() {
-    let mut rig = Rig::new();
-    rig.fault(Fault::Unreachable);
-    let req = anonymous("/domains/update?hostname=home.dyn.example.test&myip=192.0.2.1")
-        .header("authorization", &basic("demo", "demo-password"));
-    let reply = rig.send(req);
-    assert_eq!((reply.status, reply.text().as_str()), (500, "dnserr\n"));
-}
 
 #[test]
 fn callout_timeout_on_the_virtual_clock_is_dnserr() {
@@ -493,15 +367,6 @@ fn argon2_verification_is_cached_in_shared_data_until_it_expires() {
     );
 }
 
-#[test]
-fn a_cached_verification_does_not_let_another_password_in() {
-    let mut rig = Rig::new();
-    rig.send(update("hostname=home.dyn.example.test&myip=192.0.2.7"));
-    let req = anonymous("/nic/update?hostname=home.dyn.example.test")
-        .header("authorization", &basic("demo", "demo-password2"));
-    assert_eq!(rig.body(req), "badauth\n");
-}
-
 fn bad_password(worker: usize) -> Request {
     anonymous("/nic/update?hostname=home.dyn.example.test")
         .header("authorization", &basic("demo", "guess"))
@@ -530,11 +395,14 @@ fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
     let now_s = rig.host.now_ns() / 1_000_000_000;
     // The limiter's keys are hashes of the client and user: ask the core for them.
     let cfg = dynedge_core::Config::from_json(DEMO.as_bytes()).unwrap();
-    let keys: Vec<String> =
-        dynedge_core::limits::count_bad(&cfg.rate_limits, "192.0.2.200".parse().ok(), Some("demo"))
-            .into_iter()
-            .map(|c| c.key)
-            .collect();
+    let keys: Vec<String> = dynedge_core::testing::count_bad(
+        &cfg.rate_limits,
+        "192.0.2.200".parse().ok(),
+        Some("demo"),
+    )
+    .into_iter()
+    .map(|c| c.key)
+    .collect();
     let ip_key = keys[0].clone();
     // The counters exist already (one bad request earlier in this window). An absent key has
     // no CAS in proxy-wasm, so the first write to it is unconditional.
@@ -544,7 +412,7 @@ fn cas_race_on_a_rate_limit_counter_loses_no_increment() {
     // Another worker counts a bad request between our read and our CAS write, once.
     rig.host.interfere(&ip_key, 1, move |_key, old| {
         let old = (!old.is_empty()).then_some(old);
-        dynedge_core::limits::merge_count(old, now_s, 60)
+        dynedge_core::merge_count(old, now_s, 60)
     });
     assert_eq!(rig.body(bad_password(0)), "badauth\n");
     assert_eq!(rig.host.cas_mismatches(), 1, "the race happened once");

@@ -227,7 +227,8 @@ impl Gateway {
         gw
     }
 
-    fn start_envoy(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
+    /// Envoy whatever `DYNEDGE_GATEWAY` says (for a test that compares Envoy with Pingora).
+    pub fn start_envoy(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
         fs::create_dir_all(dir).unwrap();
         let access_log = dir.join("access.log");
         let cfg = EnvoyConfig {
@@ -461,14 +462,8 @@ impl Gateway {
 
 /// Whether `bytes` hold a whole HTTP/1.1 response with a Content-Length.
 fn complete(bytes: &[u8]) -> bool {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
-    head.lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|len| bytes.len() >= end + 4 + len)
+    dynedge_http1::read_response(&mut &bytes[..])
+        .is_ok_and(|r| r.header("content-length").is_some())
 }
 
 /// Splits a rendered bootstrap into (bootstrap without listeners, LDS file with them).
@@ -509,23 +504,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Parses `curl -i` / raw HTTP/1.1 output (the last response if there are several).
+    /// Parses `curl -i` / raw HTTP/1.1 output (after any interim `100 Continue`).
     pub fn parse(bytes: &[u8]) -> Option<Reply> {
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        let start = text.rfind("HTTP/")?;
-        // curl -i prints interim responses first; take the last head that has a status
-        let text = &text[text[..=start].rfind("\nHTTP/").map_or(0, |i| i + 1)..];
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let mut lines = head.lines();
-        let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let r = dynedge_http1::parse_printed(bytes).ok()?;
         Some(Reply {
-            status,
-            headers,
-            body: body.to_string(),
+            status: r.status,
+            headers: r.headers,
+            body: String::from_utf8_lossy(&r.body).into_owned(),
         })
     }
 

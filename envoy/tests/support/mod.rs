@@ -292,21 +292,12 @@ impl Reply {
             text,
             String::from_utf8_lossy(&out.stderr)
         );
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {text:?}"));
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let r =
+            dynedge_http1::parse_printed(&out.stdout).unwrap_or_else(|e| panic!("{e} in {text:?}"));
         Reply {
-            status,
-            headers,
-            body: body.to_string(),
+            status: r.status,
+            headers: r.headers,
+            body: String::from_utf8_lossy(&r.body).into_owned(),
         }
     }
 

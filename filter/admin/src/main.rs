@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::ExitCode;
 
-use dynedge_core::store::etcd::{self as store, Kv};
-use dynedge_core::store::EtcdStore;
+use dynedge_core::adapter::etcd::{self as store, EtcdStore, Kv};
 use dynedge_core::{CalloutResult, Config};
 use serde_json::{json, Value};
 
@@ -303,7 +302,7 @@ impl Admin {
     }
 
     fn host(&self, user: &str, host: &str, grant: bool) -> Result<(), String> {
-        let fqdn = dynedge_core::names::Fqdn::parse(host).map_err(|e| format!("{host}: {e}"))?;
+        let fqdn = dynedge_core::adapter::Fqdn::parse(host).map_err(|e| format!("{host}: {e}"))?;
         self.edit_user(user, |u| {
             let mut hosts: Vec<String> = u["hosts"]
                 .as_array()
@@ -341,7 +340,7 @@ impl Admin {
         let token = token_record(
             user,
             &id,
-            &dynedge_core::auth::token_hash(&secret),
+            &dynedge_core::adapter::token_hash(&secret),
             args,
             now_s,
         )?;
@@ -449,7 +448,7 @@ fn token_record(
     args: &mut Vec<String>,
     now_s: u64,
 ) -> Result<Value, String> {
-    use dynedge_core::tokens::{self, RawPolicy, RawRules, TokenRules};
+    use dynedge_core::adapter::tokens::{self, RawPolicy, RawRules, TokenRules};
     let mut scopes = take_all(args, "--scope");
     if scopes.is_empty() {
         scopes = vec!["update".into()];

@@ -109,6 +109,6 @@ fn wasm_plugins(text: &[u8]) -> Result<Vec<Candidate>, String> {
 /// `examples/dynedge.schema.json`, as `dynedge schema` prints it.
 pub fn schema_text() -> String {
     let pretty =
-        serde_json::to_string_pretty(&dynedge_core::config::json_schema()).unwrap_or_default();
+        serde_json::to_string_pretty(&dynedge_core::adapter::json_schema()).unwrap_or_default();
     format!("{pretty}\n")
 }

@@ -65,7 +65,7 @@ fn the_schema_file_is_what_the_types_give() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(printed, dynedge_core::config::json_schema());
+    assert_eq!(printed, dynedge_core::adapter::json_schema());
     assert!(
         printed == schema_file(),
         "examples/dynedge.schema.json differs from the configuration types; refresh it: {REFRESH}"

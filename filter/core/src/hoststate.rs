@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::RrType;
 use crate::exchange::Env;
-use crate::job::HostOutcome;
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 
@@ -78,14 +77,20 @@ fn first(sets: &[(RrType, Vec<String>)], t: RrType) -> Option<Option<String>> {
 }
 
 impl AddrChange {
-    /// The change a successful outcome made to A/AAAA, if any.
-    pub fn of(o: &HostOutcome, ttl: u32) -> Option<AddrChange> {
-        let prev4 = first(&o.previous, RrType::A).flatten();
-        let prev6 = first(&o.previous, RrType::Aaaa).flatten();
-        let now4 = first(&o.current, RrType::A).unwrap_or_else(|| prev4.clone());
-        let now6 = first(&o.current, RrType::Aaaa).unwrap_or_else(|| prev6.clone());
+    /// The change a successful update of `host` made to A/AAAA, if any: `previous` is what the
+    /// backend held before, `current` what it holds now (a `HostOutcome`'s fields).
+    pub fn of(
+        host: &str,
+        previous: &[(RrType, Vec<String>)],
+        current: &[(RrType, Vec<String>)],
+        ttl: u32,
+    ) -> Option<AddrChange> {
+        let prev4 = first(previous, RrType::A).flatten();
+        let prev6 = first(previous, RrType::Aaaa).flatten();
+        let now4 = first(current, RrType::A).unwrap_or_else(|| prev4.clone());
+        let now6 = first(current, RrType::Aaaa).unwrap_or_else(|| prev6.clone());
         (now4 != prev4 || now6 != prev6).then(|| AddrChange {
-            hostname: o.host.clone(),
+            hostname: host.to_string(),
             previous_ipv4: prev4,
             ipv4: now4,
             previous_ipv6: prev6,

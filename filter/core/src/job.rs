@@ -539,7 +539,12 @@ impl Job {
                 refusal: h.refusal.clone(),
             };
             if let (Code::Good, Some(t)) = (code, &h.target) {
-                if let Some(change) = hoststate::AddrChange::of(&outcome, t.ttl) {
+                if let Some(change) = hoststate::AddrChange::of(
+                    &outcome.host,
+                    &outcome.previous,
+                    &outcome.current,
+                    t.ttl,
+                ) {
                     self.writes.push(hoststate::touch(env, &t.name, t.ttl));
                     changes.push(change);
                 }

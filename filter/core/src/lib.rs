@@ -4,38 +4,42 @@
 //! [`Exchange::start`], and perform the [`Step`]s it returns. Nothing here knows a proxy, a
 //! socket or a clock.
 
-pub mod addr;
-pub mod auth;
-pub mod backends;
-pub mod config;
-pub mod dialects;
+pub mod adapter;
+mod addr;
+mod auth;
+mod backends;
+mod config;
+mod dialects;
 mod env;
-pub mod exchange;
-pub mod expiry;
+mod exchange;
+mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 mod hex;
-pub mod hoststate;
-pub mod job;
-pub mod kv;
-pub mod limits;
+mod hoststate;
+mod job;
+mod kv;
+mod limits;
 pub mod maintenance;
 pub mod metrics;
-pub mod names;
-pub mod pipeline;
-pub mod reply;
-pub mod request;
-pub mod store;
+mod names;
+mod pipeline;
+mod reply;
+mod request;
+mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod time;
-pub mod tokens;
-pub mod webhooks;
+mod time;
+mod token_rules;
+mod tokens;
+mod webhooks;
 
+// The adapter contract: what every adapter uses to run an exchange (docs/architecture.md, The
+// adapter surface). The few other items an adapter or the admin needs are in [`adapter`].
 pub use backends::{Callout, CalloutFailure, CalloutResult, Method};
 pub use config::{Config, ConfigError};
 pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
-pub use kv::{KvView, KvWrite, MemoryKv};
+pub use kv::{merge_count, KvCount, KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;
 pub use webhooks::{Delivery, Notify};

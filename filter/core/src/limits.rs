@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use crate::kv::{merge_count, KvCount};
+pub use crate::kv::KvCount;
 use crate::kv::{parse_count, KvView, KvWrite};
 
 /// One fixed window: at most `limit` events per `window_s` seconds.
@@ -312,18 +312,8 @@ pub fn mark_known(
 }
 
 /// Before any credential work: is this client (or the existing user it claims) over a limit?
-/// `user` must be a user that exists (unknown names are counted per client only).
-pub fn refuse_client(
-    rl: &RateLimits,
-    kv: &dyn KvView,
-    client: Option<IpAddr>,
-    user: Option<&str>,
-    now_s: u64,
-) -> bool {
-    refused_for(rl, kv, client, user, now_s).is_some()
-}
-
-/// As [`refuse_client`]: `Some(seconds until the longest window over its limit ends)`.
+/// `user` must be a user that exists (unknown names are counted per client only). `Some(seconds
+/// until the longest window over its limit ends)`.
 pub fn refused_for(
     rl: &RateLimits,
     kv: &dyn KvView,
@@ -383,6 +373,7 @@ pub fn refuse_host(rl: &RateLimits, kv: &dyn KvView, host: &str, pending: u32, n
 }
 
 /// Is this a failed-authentication counter (as opposed to a good-request one)?
+#[cfg(test)]
 pub fn is_bad_count(c: &KvCount) -> bool {
     c.key.starts_with("dynedge:rl:bad:")
 }
@@ -549,8 +540,19 @@ mod tests {
         }
     }
 
+    fn refuse_client(
+        rl: &RateLimits,
+        kv: &dyn KvView,
+        client: Option<IpAddr>,
+        user: Option<&str>,
+        now_s: u64,
+    ) -> bool {
+        refused_for(rl, kv, client, user, now_s).is_some()
+    }
+
     #[test]
     fn merge_count_restarts_after_the_window() {
+        use crate::kv::merge_count;
         let v = merge_count(None, 100, 60);
         assert_eq!(v, b"100|1");
         let v = merge_count(Some(&v), 159, 60);
@@ -565,10 +567,10 @@ mod tests {
         let kv = MemoryKv::default();
         let ip: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..rl.bad_per_client.limit {
-            assert!(!refuse_client(&rl, &kv, Some(ip), None, 1000));
+            assert!(refused_for(&rl, &kv, Some(ip), None, 1000).is_none());
             bump(&kv, &count_bad(&rl, Some(ip), None), 1000);
         }
-        assert!(refuse_client(&rl, &kv, Some(ip), None, 1000));
+        assert!(refused_for(&rl, &kv, Some(ip), None, 1000).is_some());
         let other: IpAddr = "198.51.100.2".parse().unwrap();
         assert!(!refuse_client(&rl, &kv, Some(other), None, 1000));
         assert!(!refuse_client(

@@ -102,7 +102,7 @@ impl Refused {
 /// client. The reply itself does not say which rule.
 fn token_refusal_line(
     token_id: &str,
-    why: crate::tokens::RuleRefusal,
+    why: crate::token_rules::RuleRefusal,
     client: Option<IpAddr>,
     env: &Env,
 ) -> String {
@@ -279,7 +279,7 @@ fn acme_account(
         token_id: None,
         scopes: BTreeSet::from([Scope::Txt]),
         only_hosts: Some(names.clone()),
-        rules: crate::tokens::TokenRules::default(),
+        rules: crate::token_rules::TokenRules::default(),
     };
     Some((identity, Grants::Names(names), writes))
 }
@@ -350,7 +350,7 @@ impl Authorized {
                 token_id: None,
                 scopes: BTreeSet::new(),
                 only_hosts: None,
-                rules: crate::tokens::TokenRules::default(),
+                rules: crate::token_rules::TokenRules::default(),
             },
             grants: Grants::Sweep,
             writes: vec![],

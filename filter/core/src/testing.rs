@@ -16,6 +16,13 @@ use crate::request::Request;
 use crate::webhooks::Notify;
 use crate::Config;
 
+// What tests that drive a backend or the limiter directly (against real servers, or in the test
+// host) name, beyond the adapter contract.
+pub use crate::backends::{BackendEnv, RrSet, RrType};
+pub use crate::config::Backend;
+pub use crate::limits::count_bad;
+pub use crate::names::Fqdn;
+
 /// The demo token of `examples/dynedge.json` (user `demo`, every scope).
 pub const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 

@@ -18,7 +18,7 @@ use crate::kv::{keys, KvView};
 use crate::names::Fqdn;
 
 mod settings;
-pub use settings::{HostPattern, RawWebhooks, UrlPolicy, WebhookSettings};
+pub use settings::{RawWebhooks, UrlPolicy, WebhookSettings};
 
 /// Events a subscription may ask for (delivery names).
 pub const EVENTS: &[&str] = &[
@@ -339,6 +339,7 @@ pub fn deliveries(
 
 #[cfg(test)]
 mod tests {
+    use super::settings::HostPattern;
     use super::*;
     use crate::addr::AddrPolicy;
 

@@ -14,9 +14,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use dynedge_core::backends::{BackendEnv, RrSet, RrType};
-use dynedge_core::config::Backend;
-use dynedge_core::names::Fqdn;
+use dynedge_core::testing::Backend;
+use dynedge_core::testing::Fqdn;
+use dynedge_core::testing::{BackendEnv, RrSet, RrType};
 use dynedge_core::{CalloutResult, Config};
 use support::dns_servers::{self as dns, dig, start_bind, start_dnsdist, start_knot, Envoy};
 use support::http1::Conn;

@@ -19,8 +19,8 @@ mod support;
 use std::net::IpAddr;
 use std::process::Command;
 
-use dynedge_core::backends::{BackendEnv, RrSet, RrType};
-use dynedge_core::names::Fqdn;
+use dynedge_core::testing::Fqdn;
+use dynedge_core::testing::{BackendEnv, RrSet, RrType};
 use dynedge_core::{
     Callout, CalloutFailure, CalloutResult, Config, Env, Exchange, MemoryKv, Request, Step,
 };

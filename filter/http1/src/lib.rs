@@ -1,8 +1,8 @@
 //! Blocking HTTP/1.1 over a `TcpStream`, for the parts that talk to a server with no proxy in
 //! between: the admin command (etcd's JSON gateway), the test host (callouts forwarded to a
-//! real server) and tests that send raw requests to Envoy. httparse reads the response head;
-//! the body is read by `transfer-encoding: chunked`, `content-length`, or until the server
-//! closes.
+//! real server) and tests that send raw requests to Envoy, or read the response curl printed.
+//! httparse reads the response head; the body is read by `transfer-encoding: chunked`,
+//! `content-length`, or until the server closes.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -121,6 +121,38 @@ pub fn read_response(r: &mut impl Read) -> io::Result<Response> {
         headers,
         body,
     })
+}
+
+/// The response `curl -i` (or `curl -D -`) printed, or raw bytes read until the server closed:
+/// the last head (curl prints interim `100 Continue` heads first) and everything after it as
+/// the body. curl prints an HTTP/2 or HTTP/3 head as `HTTP/2 200`; it is read like HTTP/1.1.
+pub fn parse_printed(bytes: &[u8]) -> io::Result<Response> {
+    let mut rest = bytes;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n");
+        let status_line = line_end.and_then(|end| rest.get(..end)).unwrap_or(rest);
+        let version_len = status_line
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| invalid("no status line".into()))?;
+        let Some(after_version) = rest.get(version_len..) else {
+            return Err(invalid("no status line".into()));
+        };
+        let mut head = b"HTTP/1.1".to_vec();
+        head.extend_from_slice(after_version);
+        let (status, headers, head_len) =
+            parse_head(&head)?.ok_or_else(|| invalid("the head does not end".into()))?;
+        let body = head.get(head_len..).unwrap_or_default();
+        if (100..200).contains(&status) && body.starts_with(b"HTTP/") {
+            rest = rest.get(rest.len() - body.len()..).unwrap_or_default();
+            continue;
+        }
+        return Ok(Response {
+            status,
+            headers,
+            body: body.to_vec(),
+        });
+    }
 }
 
 type Head = (u16, Vec<(String, String)>, usize);
@@ -273,6 +305,20 @@ HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nthree";
             bodies,
             vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
         );
+    }
+
+    #[test]
+    fn printed_responses_are_read_in_any_http_version_after_interim_heads() {
+        let h2 = b"HTTP/2 401 \r\nwww-authenticate: Basic\r\ncontent-length: 8\r\n\r\nbadauth\n";
+        let r = parse_printed(h2).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (401, &b"badauth\n"[..]));
+        assert_eq!(r.header("www-authenticate"), Some("Basic"));
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-a: 1\r\n\r\ngood\n";
+        let r = parse_printed(interim).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"good\n"[..]));
+        for bad in [&b""[..], b"garbage", b"HTTP/1.1 200 OK\r\nx: 1\r\n"] {
+            assert!(parse_printed(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,13 +3,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use dynedge_core::kv::keys;
-use dynedge_core::limits::{merge_count, KvCount};
-use dynedge_core::metrics;
 use std::time::Duration;
 
+use dynedge_core::adapter::keys;
+use dynedge_core::metrics;
 use dynedge_core::{
-    Callout, CalloutFailure, CalloutId, CalloutResult, KvView, KvWrite, Notify, Outcome, Reply,
+    merge_count, Callout, CalloutFailure, CalloutId, CalloutResult, KvCount, KvView, KvWrite,
+    Notify, Outcome, Reply,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;

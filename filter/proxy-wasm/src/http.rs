@@ -161,7 +161,7 @@ impl HttpContext for DynedgeHttp {
             random: self.random.hash_one(now_ms),
             kv: &SharedData,
         };
-        let logged = dynedge_core::dialects::loggable_path(&req.path);
+        let logged = dynedge_core::adapter::loggable_path(&req.path);
         let raw = req.path.clone();
         let (ex, step) = Exchange::start(&self.cfg, req, end_of_stream, &env);
         if !matches!(step, Step::Pass) && logged != raw {

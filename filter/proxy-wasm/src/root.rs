@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use dynedge_core::kv::keys;
+use dynedge_core::adapter::keys;
 use dynedge_core::maintenance::{self, Effects, Maintenance};
 use dynedge_core::{CalloutId, CalloutResult, Config, Env};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -64,7 +64,7 @@ impl RootContext for DynedgeRoot {
         for w in cfg.warnings() {
             host::log(LogLevel::Warn, &format!("dynedge: {w}"));
         }
-        let fingerprint = dynedge_core::config::fingerprint(&raw);
+        let fingerprint = dynedge_core::adapter::fingerprint(&raw);
         host::publish_config(&raw, &fingerprint, &self.metrics);
         host::log(
             LogLevel::Info,

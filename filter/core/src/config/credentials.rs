@@ -79,7 +79,7 @@ pub(super) struct RawToken {
     max_unused_period_s: Option<u64>,
     /// Which record types the token may write at which hosts; absent = all of them.
     #[serde(default)]
-    policies: Option<Vec<crate::tokens::RawPolicy>>,
+    policies: Option<Vec<crate::token_rules::RawPolicy>>,
 }
 
 fn all_scopes() -> Vec<String> {
@@ -103,7 +103,7 @@ pub struct Token {
     pub scopes: BTreeSet<Scope>,
     pub hosts: Option<BTreeSet<Fqdn>>,
     pub active: bool,
-    pub rules: crate::tokens::TokenRules,
+    pub rules: crate::token_rules::TokenRules,
 }
 
 impl User {
@@ -258,13 +258,13 @@ pub(super) fn compile_tokens(
                 Some(set)
             }
         };
-        let raw_rules = crate::tokens::RawRules {
+        let raw_rules = crate::token_rules::RawRules {
             allowed_subnets: t.allowed_subnets,
             max_age_s: t.max_age_s,
             max_unused_period_s: t.max_unused_period_s,
             policies: t.policies,
         };
-        let rules = crate::tokens::TokenRules::compile(&raw_rules, t.created_s)
+        let rules = crate::token_rules::TokenRules::compile(&raw_rules, t.created_s)
             .map_err(|e| err(format!("{path}.{}", e.field), e.message))?;
         if let Some((j, h)) = rules
             .policies

@@ -14,7 +14,9 @@ mod scope;
 mod zones;
 
 pub use crate::backends::settings::{Backend, PowerDnsBackend};
-pub use credentials::{check_phc, Token, User};
+#[cfg(any(test, feature = "testing"))]
+pub use credentials::check_phc;
+pub use credentials::{Token, User};
 use error::err;
 pub use error::{ConfigError, Secret};
 pub use scope::Scope;

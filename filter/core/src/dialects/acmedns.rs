@@ -45,7 +45,7 @@ use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
 mod settings;
-pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration, DEFAULT_PREFIX};
+pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration};
 
 /// acme-dns keeps this many values per name (a wildcard and its apex share one name).
 pub const KEPT_VALUES: usize = 2;
@@ -243,7 +243,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
         return reply_only(error(500, ErrorCode::RegistrationUnavailable));
     };
     let key = key.0.as_bytes();
-    let draw = |salt: &str| crate::tokens::random_bytes(key, env, salt);
+    let draw = |salt: &str| crate::tokens::random_bytes(key, (env.random, env.now_ms), salt);
     let (Some(u), Some(p), Some(sub), Some(salt)) = (
         draw("acme-dns:username"),
         draw("acme-dns:password"),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 pub use dynedge_envoy::free_port;
 pub use dynedge_envoy::rfc2136::{self as stack, Bind, Dnsdist, Knot, PowerDnsUpdate, ZONE};
-use dynedge_envoy::{envoy_binary, Daemon};
+use dynedge_envoy::{envoy_binary, poll_until, within, Daemon};
 
 pub const KEY_NAME: &str = "ddns-key";
 pub const KEY_SECRET: &str = "SU3E55TYJCfXunkqJgW75/rA5qLYv1yB7wB8o82HwMA=";
@@ -190,14 +190,10 @@ impl Envoy {
             "warning",
         ]);
         let daemon = Daemon::spawn("Envoy", cmd, &dir.join("envoy.log")).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Envoy does not listen on {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        poll_until(within(30), &format!("Envoy listening on {port}"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
         Envoy { port, daemon }
     }
 }

@@ -32,11 +32,12 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::RData;
 
-pub use key::{key_from_spec, KeyError, KeySpec, TsigAlg, TsigKey};
-pub use keyfile::{parse_key_file, KeyFileEntry};
+#[cfg(any(test, feature = "testing"))]
+pub use key::TsigAlg;
+pub use key::{key_from_spec, KeyError, KeySpec, TsigKey};
 use message::{dns_name, proto, record_type};
 pub use message::{query_wire, update_message};
-pub use tsig::{read_answer, sign, Answer, TsigState, FUDGE};
+pub use tsig::{read_answer, sign, FUDGE};
 
 use super::{BackendEnv, BackendError, Callout, CalloutResult, Method, RrSet, RrType};
 use crate::names::Fqdn;

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use self::auth::authenticate;
 pub(in crate::dialects) use self::auth::authenticate_with;
 use self::bulk::bulk;
-pub use self::config::{ApertoSettings, Provider, RawAperto};
+pub use self::config::{ApertoSettings, RawAperto};
 use self::public::{health, info};
 use self::status::{domains, status};
 use self::txt::{txt, txt_get};

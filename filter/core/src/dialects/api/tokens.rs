@@ -18,7 +18,8 @@ use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
-use crate::tokens::{self, IndexEntry, RawRules, StoredToken, TokenRules};
+use crate::token_rules::{self, RawRules, RuleRefusal, TokenRules};
+use crate::tokens::{self, IndexEntry, StoredToken};
 
 /// Scope names a request may use: the protocol's and our own.
 fn scope_of(name: &str) -> Option<Scope> {
@@ -51,7 +52,7 @@ fn duration_ms(s: &str) -> Option<u64> {
     if s.parse::<u64>().is_ok() {
         return None;
     }
-    tokens::duration_s(s)?.checked_mul(1000)
+    token_rules::duration_s(s)?.checked_mul(1000)
 }
 
 /// A token's rules in a listing: absent fields are not there.
@@ -79,10 +80,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
     for t in cfg.tokens.values().filter(|t| t.user == id.user) {
         let last = auth::token_last_used(env.kv, &t.id);
         let usable = t.rules.check(None, now_s, last, false);
-        let aged = matches!(
-            usable,
-            Err(tokens::RuleRefusal::MaxAge | tokens::RuleRefusal::Unused)
-        );
+        let aged = matches!(usable, Err(RuleRefusal::MaxAge | RuleRefusal::Unused));
         let mut v = json!({
             "id": t.id, "name": t.id, "scopes": scope_names(&t.scopes),
             "hosts": t.hosts.as_ref().map(|h| h.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
@@ -101,7 +99,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
         let last = auth::token_last_used(env.kv, &t.id);
         let aged = matches!(
             rules.check(None, now_s, last, true),
-            Err(tokens::RuleRefusal::MaxAge | tokens::RuleRefusal::Unused)
+            Err(RuleRefusal::MaxAge | RuleRefusal::Unused)
         );
         let expires = [
             t.expires_ms,
@@ -112,7 +110,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
         .min();
         let expired = aged || expires.is_some_and(|x| x <= env.now_ms);
         let mut v = json!({
-            "id": t.id, "name": t.name, "keyPrefix": t.prefix, "scopes": scope_names(&t.scope_set()),
+            "id": t.id, "name": t.name, "keyPrefix": t.prefix, "scopes": scope_names(&auth::stored_scopes(&t)),
             "hosts": t.hosts, "expiresAt": expires.map(iso8601),
             "active": !t.revoked && !expired, "revoked": t.revoked,
             "createdAt": iso8601(t.created_ms), "source": "api",
@@ -138,10 +136,10 @@ fn period_s(ctx: &Ctx, name: &str, v: Option<&Value>) -> Result<Option<u64>, Rep
     };
     let secs = match v {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) => tokens::duration_s(s),
+        Value::String(s) => token_rules::duration_s(s),
         _ => None,
     };
-    match secs.filter(|s| (1..=tokens::MAX_PERIOD_S).contains(s)) {
+    match secs.filter(|s| (1..=token_rules::MAX_PERIOD_S).contains(s)) {
         Some(s) => Ok(Some(s)),
         None => Err(ctx.validation(
             name,
@@ -173,7 +171,7 @@ fn given_rules(ctx: &Ctx, b: &Map<String, Value>) -> Result<RawRules, Reply> {
     };
     let policies = match field(b, "policies", "policies") {
         None => None,
-        Some(v) => match serde_json::from_value::<Vec<tokens::RawPolicy>>(v.clone()) {
+        Some(v) => match serde_json::from_value::<Vec<token_rules::RawPolicy>>(v.clone()) {
             Ok(p) => Some(p),
             Err(_) => {
                 return Err(ctx.validation(
@@ -220,7 +218,7 @@ fn new_rules(
         policies: given.policies.or(base.policies),
     };
     let caller = id.token_id.as_ref().map(|_| &id.rules);
-    let raw = tokens::inherit(merged, caller);
+    let raw = token_rules::inherit(merged, caller);
     let rules = TokenRules::compile(&raw, Some(env.now_s())).map_err(|e| {
         let field = e
             .field
@@ -297,7 +295,7 @@ pub(super) fn create_token(
                     .into_iter()
                     .collect()
             },
-            StoredToken::scope_set,
+            auth::stored_scopes,
         ),
         Some(Value::Array(list)) => {
             let mut set = BTreeSet::new();
@@ -426,7 +424,7 @@ pub(super) fn create_token(
         key.0.as_bytes(),
         &a.provider_id,
         &a.environment,
-        env,
+        (env.random, env.now_ms),
         &format!("{}\0{}\0{name}", id.user, ctx.request_id),
     );
     let hash = auth::token_hash(&token);

@@ -62,19 +62,6 @@ pub fn range(s: &EtcdStore, key: &str) -> Callout {
     call(s, "kv/range", range_op(key))
 }
 
-/// A linearizable read of every key under `prefix`.
-pub fn range_prefix(s: &EtcdStore, prefix: &str) -> Callout {
-    call(s, "kv/range", prefix_op(prefix))
-}
-
-pub fn put(s: &EtcdStore, key: &str, value: &[u8]) -> Callout {
-    call(
-        s,
-        "kv/put",
-        json!({"key": b64(key.as_bytes()), "value": b64(value)}),
-    )
-}
-
 pub fn delete(s: &EtcdStore, key: &str) -> Callout {
     call(s, "kv/deleterange", range_op(key))
 }
