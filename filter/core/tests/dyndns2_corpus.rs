@@ -70,13 +70,5 @@ fn the_dyndns2_corpus_plays_natively() {
         let cfg = s.config(CLIENT).to_string();
         Native(Driver::new(Config::from_json(cfg.as_bytes()).unwrap()))
     });
-    let skipped: Vec<String> = corpus::scenarios()
-        .iter()
-        .filter(|s| s.skipped_by("native").is_some())
-        .map(|s| s.name.clone())
-        .collect();
-    assert!(
-        skipped.is_empty(),
-        "every scenario plays natively: {skipped:?}"
-    );
+    corpus::assert_none_skipped("native");
 }
