@@ -285,7 +285,7 @@ fn prometheus_scrapes_the_same_labelled_series_from_envoy_and_pingora_and_every_
             "cluster": "webhooks", "allow_ranges": ["127.0.0.0/8"], "max_retries": 0
         });
     });
-    let envoy = Gateway::start(
+    let envoy = Gateway::start_envoy(
         &dir.join("envoy"),
         &backend,
         Gateway::options(&backend, cfg.clone()),

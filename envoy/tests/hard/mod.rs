@@ -227,7 +227,8 @@ impl Gateway {
         gw
     }
 
-    fn start_envoy(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
+    /// Envoy whatever `DYNEDGE_GATEWAY` says (for a test that compares Envoy with Pingora).
+    pub fn start_envoy(dir: &Path, backend: &Backend, opts: GatewayOptions) -> Gateway {
         fs::create_dir_all(dir).unwrap();
         let access_log = dir.join("access.log");
         let cfg = EnvoyConfig {
