@@ -99,7 +99,7 @@ impl Runner for OverProxy {
 
 #[test]
 fn the_dyndns2_corpus_plays_over_a_real_proxy_and_powerdns() {
-    let played = corpus::play_all(2, |s| {
+    corpus::play_all(2, |s| {
         let cfg = s.config("127.0.0.1");
         // A short directory: PowerDNS's control socket path must fit in 108 bytes.
         OverProxy(Stack::start_with(&format!("corpus{}", s.index), |v| {
@@ -109,11 +109,6 @@ fn the_dyndns2_corpus_plays_over_a_real_proxy_and_powerdns() {
             v["backends"]["pdns"]["authority"] = authority;
         }))
     });
-    let skipped = corpus::scenarios()
-        .iter()
-        .filter(|s| s.skipped_by("envoy").is_some())
-        .count();
-    assert_eq!(played + skipped, corpus::scenarios().len());
 }
 
 #[test]

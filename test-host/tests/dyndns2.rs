@@ -211,12 +211,8 @@ impl Runner for Rig {
 
 #[test]
 fn the_dyndns2_corpus_plays_in_the_test_host() {
-    let played = corpus::play_all(2, |s| Rig::with(1, &s.config(CLIENT).to_string()));
-    assert_eq!(
-        played,
-        corpus::scenarios().len(),
-        "every scenario plays in the test host"
-    );
+    corpus::play_all(2, |s| Rig::with(1, &s.config(CLIENT).to_string()));
+    corpus::assert_none_skipped("test_host");
 }
 
 #[test]

@@ -6,14 +6,12 @@
 
 use crate::backends::{Callout, CalloutResult};
 use crate::config::Config;
-use crate::dialects::Render;
-use crate::dialects::{self, Route};
+use crate::dialects::{self, Render, Route, Start};
 use crate::job::{HostOutcome, Job, Progress};
-use crate::kv::KvWrite;
 use crate::reply::{Code, Reply};
 use crate::request::Request;
 
-pub use crate::webhooks::Notify;
+pub use crate::outcome::Outcome;
 
 pub use crate::env::{CalloutId, Env};
 
@@ -31,32 +29,6 @@ pub enum Step {
     Wait,
     /// Apply the writes, emit the log lines and counters, send the reply.
     Done(Outcome),
-}
-
-#[derive(Debug, Default)]
-pub struct Outcome {
-    pub reply: Option<Reply>,
-    pub writes: Vec<KvWrite>,
-    /// Structured (JSON) audit lines, secrets already absent.
-    pub log: Vec<String>,
-    /// Counter names to increment by one.
-    pub counters: Vec<String>,
-    /// Fire-and-forget calls (webhooks): dispatch after sending the reply, never wait for them;
-    /// retry per [`Notify::next`]. See `docs/dialects.md` "Webhooks".
-    pub notify: Vec<Notify>,
-    /// Rate-limit counters to increment atomically (see `limits::merge_count`).
-    pub counts: Vec<crate::limits::KvCount>,
-    /// Histogram samples (metric name, value), e.g. the backend latency in milliseconds.
-    pub samples: Vec<(String, u64)>,
-}
-
-impl Outcome {
-    pub fn reply(reply: Reply) -> Outcome {
-        Outcome {
-            reply: Some(reply),
-            ..Outcome::default()
-        }
-    }
 }
 
 /// Largest request body any dialect accepts.
@@ -161,13 +133,6 @@ impl Exchange {
             }
         }
     }
-}
-
-/// What a dialect makes of a request: an immediate reply, or an update job and the shape of
-/// the reply its outcomes become.
-pub enum Start {
-    Reply(Outcome),
-    Job(Box<Job>, Render),
 }
 
 /// The job's progress as a step; a finished job's outcomes rendered into the dialect's reply.

@@ -23,6 +23,7 @@ mod limits;
 pub mod maintenance;
 pub mod metrics;
 mod names;
+mod outcome;
 mod pipeline;
 mod reply;
 mod request;

@@ -448,9 +448,9 @@ fn describe(g: &BTreeMap<String, BTreeSet<String>>, comp: &[String]) -> String {
 }
 
 /// How many files still sit in a cycle (docs/architecture.md, Module structure, lists them):
-/// the dialects with the pipeline, the job, the exchange and the etcd store's host flow. A new
-/// cycle, or a file drawn into the old one, fails; the figure may only go down, to 0.
-const FILES_IN_CYCLES_LEFT: usize = 24;
+/// the dialects, `dialects/mod.rs` with the dialects it routes to. A new cycle, or a file drawn
+/// into the old one, fails; the figure may only go down, to 0.
+const FILES_IN_CYCLES_LEFT: usize = 19;
 
 #[test]
 fn the_core_has_no_import_cycle() {

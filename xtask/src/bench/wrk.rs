@@ -33,6 +33,11 @@ pub(super) fn parse_latency(text: &str) -> Option<f64> {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('s') {
         (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        // A run's length past a minute (`2000 requests in 1.01m`).
+        (n, 60_000.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000.0)
     } else {
         return None;
     };
@@ -282,6 +287,14 @@ reply nochg 29993
         assert_eq!(f.non2xx, 7);
         assert_eq!(f.socket_errors, 3);
         assert_eq!(f.replies, vec![("nochg".to_string(), 29993)]);
+    }
+
+    #[test]
+    fn a_run_longer_than_a_minute_has_its_length_in_minutes() {
+        let f =
+            parse_wrk("  2000 requests in 1.50m, 1.00MB read\nRequests/sec:     22.22\n").unwrap();
+        assert!((f.elapsed_s - 90.0).abs() < 1e-9, "{}", f.elapsed_s);
+        assert_eq!(parse_latency("2.00ms"), Some(2.0));
     }
 
     #[test]

@@ -26,7 +26,6 @@
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::addr::Cidr;
@@ -35,23 +34,25 @@ use crate::backends::RrType;
 use crate::config::{Config, Scope};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
 use crate::dialects::Render;
-use crate::exchange::{Env, Outcome, Start};
+use crate::dialects::Start;
+use crate::exchange::{Env, Outcome};
 use crate::job::{HostJob, HostOutcome, Job, Target};
-use crate::kv::{keys, KvView, KvWrite};
+use crate::kv::{keys, KvWrite};
 use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Authorized, Credentials, Denied, Refused};
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
 
+mod account;
 mod settings;
+pub use account::{lookup, token_chars, Account, PASSWORD_LEN};
 pub use settings::{AcmeDnsSettings, RawAcmeDns, Registration};
 
 /// acme-dns keeps this many values per name (a wildcard and its apex share one name).
 pub const KEPT_VALUES: usize = 2;
 /// The length of an ACME DNS-01 value (base64url of a SHA-256 digest), all acme-dns accepts.
 pub const TXT_LEN: usize = 43;
-pub const PASSWORD_LEN: usize = 40;
 
 // ------------------------------------------------------------------ routing
 
@@ -123,22 +124,6 @@ pub fn handle(cfg: &Config, req: &Request, ep: Endpoint, env: &Env) -> Start {
 
 // ------------------------------------------------------------------ accounts
 
-/// A registration as stored in the shared KV (`kv::keys::acme_dns_account`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub subdomain: String,
-    /// Argon2id PHC string; the password itself is shown once, at `/register`.
-    pub password_hash: String,
-    pub allowfrom: Vec<String>,
-    /// The dynedge user who registered it (registration `token`), if any.
-    pub owner: Option<String>,
-    pub created_ms: u64,
-}
-
-pub fn lookup(kv: &dyn KvView, username: &str) -> Option<Account> {
-    serde_json::from_slice(&kv.get(&keys::acme_dns_account(username))?).ok()
-}
-
 /// A version-4 UUID from 16 random bytes, lower-case hex as acme-dns prints it.
 fn uuid4(bytes: &[u8]) -> String {
     let mut b = [0u8; 16];
@@ -165,13 +150,6 @@ fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => b == b'-',
             _ => b.is_ascii_hexdigit(),
         })
-}
-
-/// acme-dns's rule for keys and values: only `[A-Za-z0-9_-]`, exactly `len` of them.
-pub(crate) fn token_chars(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `allowfrom` as acme-dns reads it: CIDR ranges (brackets around IPv6 tolerated).

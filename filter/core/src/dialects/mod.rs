@@ -13,12 +13,19 @@ pub mod httpreq;
 pub mod path_query;
 
 use crate::config::Config;
-use crate::exchange::{Env, Start};
-use crate::job::HostOutcome;
+use crate::exchange::{Env, Outcome};
+use crate::job::{HostOutcome, Job};
 use crate::names::Fqdn;
 use crate::pipeline;
 use crate::reply::{Code, ErrorCode, Reply};
 use crate::request::Request;
+
+/// What a dialect makes of a request: an immediate reply, or an update job and the shape of
+/// the reply its outcomes become.
+pub enum Start {
+    Reply(Outcome),
+    Job(Box<Job>, Render),
+}
 
 pub use dyndns2::settings::StatusMode;
 

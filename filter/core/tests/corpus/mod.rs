@@ -255,6 +255,19 @@ pub fn play_all<R: Runner>(threads: usize, start: impl Fn(&Scenario) -> R + Sync
     todo.len()
 }
 
+/// Fails naming every scenario marked skipped for `runner` (for a runner that must play all).
+pub fn assert_none_skipped(runner: &str) {
+    let skipped: Vec<String> = scenarios()
+        .into_iter()
+        .filter(|s| s.skipped_by(runner).is_some())
+        .map(|s| s.name)
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "{runner} must play every scenario: {skipped:?}"
+    );
+}
+
 fn backend(name: &str, at: &str) -> Backend {
     match name {
         "up" => Backend::Up,
