@@ -11,6 +11,7 @@
 //!   silent for longer than their zone's `expiry_ttl_s`, webhook deliveries and retries.
 //! * [`DynedgeProxy`] is a complete [`ProxyHttp`](pingora::proxy::ProxyHttp): dynedge routes
 //!   at the edge, everything else to one upstream, HSTS on TLS listeners.
+//! * [`timeouts`] are the Envoy bootstrap's slow-client limits, as far as Pingora takes them.
 //! * [`standalone`] is the `dynedge-pingora` binary's server (flags, listeners, SIGHUP).
 
 pub mod callout;
@@ -19,6 +20,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod proxy;
 pub mod standalone;
+pub mod timeouts;
 
 pub use callout::Clusters;
 pub use dynedge_core::Config;

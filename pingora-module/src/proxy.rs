@@ -21,6 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::gateway::{write_reply, Gateway};
+use crate::timeouts::{request_time_left, request_timed_out, IDLE_TIMEOUT, STREAM_IDLE_TIMEOUT};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -164,22 +165,40 @@ impl ProxyHttp for DynedgeProxy {
         }
     }
 
-    async fn request_filter(
+    /// The slow-client limits of the Envoy bootstrap (crate::timeouts) on this request.
+    async fn early_request_filter(
         &self,
         session: &mut Session,
         _ctx: &mut Instant,
+    ) -> pingora::Result<()> {
+        session.set_keepalive(Some(IDLE_TIMEOUT.as_secs()));
+        session.set_read_timeout(Some(STREAM_IDLE_TIMEOUT));
+        session.set_write_timeout(Some(STREAM_IDLE_TIMEOUT));
+        Ok(())
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        started: &mut Instant,
     ) -> pingora::Result<bool> {
-        if self.gateway.handle(session).await? {
-            return Ok(true);
-        }
-        if self.upstream.is_none() {
-            // Read what the client sends first: answering over an unread HTTP/2 request body
-            // ends the stream with an error instead of the 404.
-            drain_body(session).await?;
-            write_reply(session, &Reply::text(404, "not found\n")).await?;
-            return Ok(true);
-        }
-        Ok(false)
+        // A body trickled in byte by byte passes every per-read timeout: bound the whole.
+        let left = request_time_left(*started)?;
+        tokio::time::timeout(left, self.answer_locally(session))
+            .await
+            .map_err(|_| request_timed_out())?
+    }
+
+    /// Proxied bodies: the same bound, checked as each chunk arrives (a silent client meets
+    /// the read timeout instead).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        started: &mut Instant,
+    ) -> pingora::Result<()> {
+        request_time_left(*started).map(|_| ())
     }
 
     async fn upstream_peer(
@@ -234,6 +253,24 @@ impl ProxyHttp for DynedgeProxy {
         if let Some(log) = &self.access_log {
             log.write(session, *started, e);
         }
+    }
+}
+
+impl DynedgeProxy {
+    /// `Ok(true)` when the request was answered here: a dynedge route, or the 404 without
+    /// an upstream.
+    async fn answer_locally(&self, session: &mut Session) -> pingora::Result<bool> {
+        if self.gateway.handle(session).await? {
+            return Ok(true);
+        }
+        if self.upstream.is_none() {
+            // Read what the client sends first: answering over an unread HTTP/2 request body
+            // ends the stream with an error instead of the 404.
+            drain_body(session).await?;
+            write_reply(session, &Reply::text(404, "not found\n")).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::callout::{resolve, Clusters};
 use crate::gateway::Gateway;
 use crate::maintenance::Maintainer;
 use crate::proxy::{AccessLog, DynedgeProxy, StatsEndpoint};
+use crate::timeouts;
 
 pub const USAGE: &str = "\
 usage: dynedge-pingora --config FILE [--tls ADDR --cert PEM --key PEM]... [--listen ADDR]...
@@ -158,6 +159,9 @@ pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), Strin
     if !settings.listen.is_empty() {
         let mut plain =
             http_proxy_service_with_name(&server.configuration, app(false), "dynedge-http");
+        if let Some(proxy) = plain.app_logic_mut() {
+            proxy.server_options = Some(timeouts::server_options());
+        }
         for a in &settings.listen {
             plain.add_tcp(&a.to_string());
         }
@@ -169,6 +173,9 @@ pub fn build_server(settings: &Settings) -> Result<(Server, Arc<Gateway>), Strin
         check_pem(cert, key)?;
         let mut tls =
             http_proxy_service_with_name(&server.configuration, app(true), "dynedge-https");
+        if let Some(proxy) = tls.app_logic_mut() {
+            proxy.server_options = Some(timeouts::server_options());
+        }
         for a in &settings.tls {
             // rustls in Pingora speaks TLS 1.2 and 1.3 only: the 1.2 minimum needs no setting.
             let mut s = TlsSettings::intermediate(cert, key).map_err(|e| format!("TLS: {e}"))?;
