@@ -2,7 +2,6 @@
 //! configuration's identity and schema, log and reply details both proxies share, the KV keys
 //! the proxy-wasm root context writes, and the etcd calls the admin makes.
 
-pub use crate::auth::token_hash;
 pub use crate::config::fingerprint;
 #[cfg(feature = "schema")]
 pub use crate::config::json_schema;
@@ -10,6 +9,7 @@ pub use crate::dialects::loggable_path;
 pub use crate::names::Fqdn;
 pub use crate::reply::SECURITY_HEADERS;
 pub use crate::time::iso8601;
+pub use crate::tokens::token_hash;
 
 /// The shared-data keys an adapter writes itself (the rest the core returns as `KvWrite`s).
 pub mod keys {

@@ -6,105 +6,21 @@
 //! successful verification is cached in the KV under a keyed hash so routers that ping every
 //! minute do not pay Argon2 each time.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
-use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::config::{Config, Scope, User};
+pub(crate) use crate::credentials::{presented, Presented};
 pub(crate) use crate::hex::hex;
+pub(crate) use crate::identity::{may_update, Identity};
 use crate::kv::{keys, KvView, KvWrite};
 use crate::names::Fqdn;
 use crate::token_rules::{RuleRefusal, TokenRules};
-
-/// Credentials as presented. Secrets are never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Presented {
-    None,
-    Bearer(String),
-    /// Basic header or query parameters: a user and a password (which may be an API token).
-    Password {
-        user: String,
-        password: String,
-    },
-    /// A bare secret (dynv6 `token`, path/query `secret`): an API token only.
-    Secret(String),
-}
-
-impl std::fmt::Debug for Presented {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Presented::None => f.write_str("None"),
-            Presented::Bearer(_) => f.write_str("Bearer(***)"),
-            Presented::Password { user, .. } => write!(f, "Password({user}, ***)"),
-            Presented::Secret(_) => f.write_str("Secret(***)"),
-        }
-    }
-}
-
-impl Presented {
-    /// The user name a request claims, if any (for per-user failure counting).
-    pub fn user(&self) -> Option<&str> {
-        match self {
-            Presented::Password { user, .. } => Some(user),
-            _ => None,
-        }
-    }
-}
-
-/// Reads credentials from headers, falling back to the given query/form values.
-pub fn presented(
-    authorization: Option<&str>,
-    query_user: Option<&str>,
-    query_password: Option<&str>,
-) -> Presented {
-    if let Some(value) = authorization {
-        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Presented::Bearer(rest.to_string());
-        }
-        if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            return match decoded.as_deref().and_then(|s| s.split_once(':')) {
-                Some((user, password)) => Presented::Password {
-                    user: user.to_string(),
-                    password: password.to_string(),
-                },
-                // Malformed Basic: present but unusable, so it fails as bad credentials.
-                None => Presented::Bearer(String::new()),
-            };
-        }
-    }
-    match (query_user, query_password) {
-        (Some(u), Some(p)) => Presented::Password {
-            user: u.to_string(),
-            password: p.to_string(),
-        },
-        (None, Some(p)) => Presented::Secret(p.to_string()),
-        _ => Presented::None,
-    }
-}
-
-/// Who a request acts as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user: String,
-    /// Set when an API token authenticated the request.
-    pub token_id: Option<String>,
-    pub scopes: BTreeSet<Scope>,
-    /// A token's host restriction.
-    pub only_hosts: Option<BTreeSet<Fqdn>>,
-    /// A token's rules (`tokens::TokenRules`); none for passwords.
-    pub rules: TokenRules,
-}
+pub(crate) use crate::tokens::{stored_scopes, token_hash, token_last_used};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
@@ -212,25 +128,6 @@ fn token_outcome(
         writes,
         refusal: None,
     }
-}
-
-/// When a token was last used (unix seconds), if ever.
-pub fn token_last_used(kv: &dyn KvView, token_id: &str) -> Option<u64> {
-    kv.get(&keys::token_used(token_id))
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|s| s.parse().ok())
-}
-
-/// A runtime token's scopes (stored by name; unknown names grant nothing).
-pub fn stored_scopes(t: &crate::tokens::StoredToken) -> BTreeSet<Scope> {
-    Scope::ALL
-        .into_iter()
-        .filter(|s| t.scopes.iter().any(|n| n == s.name()))
-        .collect()
-}
-
-pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// A static token from the configuration, else a runtime one from the KV (`tokens.rs`).
@@ -404,19 +301,6 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// May this identity change `name`? `nohost` must not reveal whether the host exists.
-pub fn may_update(cfg: &Config, id: &Identity, name: &Fqdn) -> bool {
-    let Some(user) = cfg.users.get(&id.user) else {
-        return false;
-    };
-    user.owns(name)
-        && id
-            .only_hosts
-            .as_ref()
-            .is_none_or(|only| only.contains(name))
-        && id.rules.permits_host(name)
-}
-
 /// May this identity write `rtype` at `name` (a token's per-host, per-type policies)? Ownership
 /// is [`may_update`]'s.
 pub fn may_write(id: &Identity, name: &Fqdn, rtype: crate::backends::RrType) -> bool {
@@ -428,6 +312,8 @@ mod tests {
     use super::*;
     use crate::config::tests::demo;
     use crate::kv::MemoryKv;
+    use base64::Engine;
+    use std::collections::BTreeSet;
 
     const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
 

@@ -29,13 +29,15 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::auth::{self, AuthError, Identity, Presented};
+pub(crate) use crate::auth::AuthError;
+use crate::auth::{self, Identity, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
 use crate::exchange::Env;
 use crate::job::{Edit, HostJob};
 use crate::kv::KvWrite;
 use crate::limits::{self, KvCount};
+pub(crate) use crate::limits::{Limit, RateState};
 use crate::names::Fqdn;
 use crate::reply::Code;
 use crate::request::Request;
@@ -155,6 +157,17 @@ pub enum HostDenied {
 
 /// A route that has no credentials by design (checkip, health, protocol info).
 pub struct Public(());
+
+/// A protocol's own request window (ApertoDNS's `X-RateLimit-*`): counted here with every
+/// other limit, so a dialect names its bucket, subject and limit but never the limiter.
+pub(crate) fn window(env: &Env, bucket: &str, subject: &str, limit: Limit) -> RateState {
+    limits::window_state(
+        env.kv,
+        limits::window_key(bucket, subject),
+        limit,
+        env.now_s(),
+    )
+}
 
 pub fn public() -> Public {
     Public(())

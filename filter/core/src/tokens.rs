@@ -16,6 +16,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
+use crate::config::Scope;
 use crate::kv::{keys, KvView};
 use crate::names::Fqdn;
 use crate::token_rules::{RawRules, TokenRules};
@@ -98,4 +101,24 @@ pub fn random_bytes(key: &[u8], (random, now_ms): (u64, u64), salt: &str) -> Opt
     mac.update(&now_ms.to_le_bytes());
     mac.update(salt.as_bytes());
     Some(mac.finalize().into_bytes().into())
+}
+
+/// When a token was last used (unix seconds), if ever.
+pub fn token_last_used(kv: &dyn KvView, token_id: &str) -> Option<u64> {
+    kv.get(&keys::token_used(token_id))
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// A runtime token's scopes (stored by name; unknown names grant nothing).
+pub fn stored_scopes(t: &StoredToken) -> BTreeSet<Scope> {
+    Scope::ALL
+        .into_iter()
+        .filter(|s| t.scopes.iter().any(|n| n == s.name()))
+        .collect()
+}
+
+/// The key a token is stored and looked up under: its SHA-256, never the token itself.
+pub fn token_hash(token: &str) -> String {
+    crate::hex::hex(&Sha256::digest(token.as_bytes()))
 }

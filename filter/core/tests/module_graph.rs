@@ -463,6 +463,47 @@ fn the_core_has_no_import_cycle() {
     );
 }
 
+/// The guard ladder (refuse client → authenticate → count → scope → ownership → host limits)
+/// is the pipeline's alone: a dialect parses what the request presents (`credentials.rs`) and
+/// renders the outcome, and never names the authenticator or the limiter (`pipeline.rs`
+/// re-exports the few types a dialect words its replies with).
+#[test]
+fn no_dialect_names_the_authenticator_or_the_limiter() {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let dialects = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dialects");
+    let mut files = Vec::new();
+    walk(&dialects, &mut files);
+    let mut offences = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if ["crate::auth", "crate::limits"].iter().any(|p| line.contains(p)) {
+                offences.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(files.len() > 10, "read only {} dialect files", files.len());
+    assert!(
+        offences.is_empty(),
+        "dialects naming auth or limits directly:\n{}",
+        offences.join("\n")
+    );
+}
+
 /// What other crates can name: the adapter contract at the root and the `adapter` module
 /// (docs/architecture.md, The adapter surface). Everything else is crate-private.
 const PUBLIC_ITEMS: usize = 83;

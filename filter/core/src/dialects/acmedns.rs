@@ -29,16 +29,16 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::addr::Cidr;
-use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
+use crate::credentials::{self, Presented};
 use crate::dialects::acme::{self, DEFAULT_TXT_TTL};
 use crate::dialects::Render;
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::{HostJob, HostOutcome, Job, Target};
+use crate::kv::KvCount;
 use crate::kv::{keys, KvWrite};
-use crate::limits::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Authorized, Credentials, Denied, Refused};
 use crate::reply::{Code, ErrorCode, Reply};
@@ -132,7 +132,7 @@ fn uuid4(bytes: &[u8]) -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = auth::hex(&b);
+    let h = crate::hex::hex(&b);
     let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",
@@ -189,7 +189,7 @@ fn register(cfg: &Config, s: &AcmeDnsSettings, req: &Request, env: &Env) -> Star
     let client = req.client_ip(&cfg.trusted_proxies);
     let mut writes = Vec::new();
     let owner = if s.registration == Registration::Token {
-        let presented = auth::presented(req.header("authorization"), None, None);
+        let presented = credentials::presented(req.header("authorization"), None, None);
         match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Txt)) {
             Ok(a) => {
                 writes.extend(a.writes());

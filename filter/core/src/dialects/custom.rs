@@ -21,9 +21,9 @@ use serde_json::json;
 use super::dyndns2::status_of;
 use super::{Render, StatusMode};
 use crate::addr;
-use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
+use crate::credentials;
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::{HostJob, HostOutcome, Job, Target};
@@ -116,7 +116,7 @@ pub fn handle(cfg: &Config, req: &Request, index: usize, env: &Env) -> Start {
             )
         }
     };
-    let presented = auth::presented(req.header("authorization"), user, pass);
+    let presented = credentials::presented(req.header("authorization"), user, pass);
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
     {
         Ok(a) => a,

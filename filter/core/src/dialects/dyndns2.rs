@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::{Rejection, Render, StatusMode};
 use crate::addr::{self, AddrError};
-use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
+use crate::credentials;
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::{HostJob, HostOutcome, Job, Target};
@@ -46,7 +46,7 @@ pub fn handle(cfg: &Config, req: &Request, mode: StatusMode, env: &Env) -> Start
             return Start::Reply(Outcome::reply(rejected(&r, json)));
         }
     };
-    let presented = auth::presented(req.header("authorization"), qu, qp);
+    let presented = credentials::presented(req.header("authorization"), qu, qp);
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))
     {
         Ok(a) => a,

@@ -20,13 +20,13 @@ use serde_json::json;
 
 use super::{error_reply, Rejection, Render};
 use crate::addr;
-use crate::auth::{self, Presented};
 use crate::backends::RrType;
 use crate::config::{Config, Scope, Zone};
+use crate::credentials::{self, Presented};
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::{Edit, HostJob, HostOutcome, Job, Refusal, Target};
-use crate::limits::KvCount;
+use crate::kv::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied, Refused};
 use crate::reply::{Code, ErrorCode, Reply};
@@ -161,7 +161,7 @@ fn plan(cfg: &Config, req: &Request, env: &Env, json: bool) -> Result<(Box<Job>,
     let token = one("token")?;
     let presented = match (req.header("authorization"), token) {
         (_, Some(t)) => Presented::Secret(t.to_string()),
-        (Some(h), None) => auth::presented(Some(h), None, None),
+        (Some(h), None) => credentials::presented(Some(h), None, None),
         (None, None) => Presented::None,
     };
     let identity = pipeline::authorize(cfg, req, env, presented.into(), Some(Scope::Update))

@@ -18,9 +18,9 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::auth;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
+use crate::credentials;
 use crate::dialects::acme::{DEFAULT_TXT_TTL, TXT_PREFIX};
 use crate::dialects::Render;
 use crate::dialects::Start;
@@ -72,7 +72,7 @@ pub fn handle(cfg: &Config, req: &Request, action: Action, env: &Env) -> Start {
             Reply::text(405, "method not allowed\n").with_header("allow", "POST"),
         ));
     }
-    let presented = auth::presented(req.header("authorization"), None, None);
+    let presented = credentials::presented(req.header("authorization"), None, None);
     let authorized = match pipeline::authorize(cfg, req, env, presented.into(), None) {
         Ok(a) => a,
         Err(r) => {

@@ -15,13 +15,13 @@ use serde_json::json;
 
 use super::{Rejection, Render};
 use crate::addr;
-use crate::auth::Presented;
 use crate::backends::RrType;
 use crate::config::{Config, Scope};
+use crate::credentials::Presented;
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::{HostJob, HostOutcome, Job, Target};
-use crate::limits;
+use crate::kv::KvCount;
 use crate::names::Fqdn;
 use crate::pipeline::{self, Denied};
 use crate::reply::{Code, ErrorCode, Reply};
@@ -191,7 +191,7 @@ pub fn handle(cfg: &Config, req: &Request, kind: Kind, env: &Env) -> Start {
 }
 
 /// A rejection, what it counts against, and its audit lines.
-type Refused = (Rejection, Vec<limits::KvCount>, Vec<String>);
+type Refused = (Rejection, Vec<KvCount>, Vec<String>);
 
 fn plan(
     cfg: &Config,

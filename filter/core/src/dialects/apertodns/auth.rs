@@ -3,19 +3,19 @@
 
 use super::fields::FieldError;
 use super::Ctx;
-use crate::auth::{self, AuthError, Presented};
 use crate::config::{Config, Scope, Zone};
+use crate::credentials::{self, Presented};
 use crate::dialects::Rejection;
 use crate::exchange::Env;
-use crate::limits;
 use crate::names::Fqdn;
+use crate::pipeline::AuthError;
 use crate::pipeline::{self, Authorized, Denied, HostDenied};
 use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
 /// A refusal: why (worded with the request context by [`Ctx::rejected`]), what it counts
 /// against, and its audit lines.
-pub(in crate::dialects) type AuthRefusal = (Rejection, Vec<limits::KvCount>, Vec<String>);
+pub(in crate::dialects) type AuthRefusal = (Rejection, Vec<crate::kv::KvCount>, Vec<String>);
 
 /// Bearer or `X-API-Key` (Protocol rules: credentials); Basic and anything else is 401 on this prefix.
 pub(super) fn authenticate(
@@ -34,7 +34,7 @@ fn presented(req: &Request, allow_basic: bool) -> Result<Presented, &'static str
             if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
                 Ok(Presented::Bearer(rest.trim().to_string()))
             } else if allow_basic && scheme.eq_ignore_ascii_case("basic") {
-                match auth::presented(Some(a), None, None) {
+                match credentials::presented(Some(a), None, None) {
                     p @ Presented::Password { .. } => Ok(p),
                     _ => Err("Malformed Authorization header"),
                 }

@@ -38,9 +38,9 @@ use crate::config::Config;
 use crate::dialects::Start;
 use crate::exchange::{Env, Outcome};
 use crate::job::HostOutcome;
+use crate::kv::KvCount;
 use crate::kv::KvWrite;
-use crate::limits::{self, Limit};
-use crate::pipeline;
+use crate::pipeline::{self, Limit};
 use crate::reply::{ErrorCode, Reply};
 use crate::request::Request;
 
@@ -132,8 +132,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             let who = req
                 .client_ip(&cfg.trusted_proxies)
                 .map_or_else(|| "unknown".into(), |ip| ip.to_string());
-            let state =
-                limits::window_state(env.kv, limits::window_key(bucket, &who), limit, env.now_s());
+            let state = pipeline::window(env, bucket, &who, limit);
             counts.extend(state.counts.clone());
             let exceeded = state.exceeded;
             ctx.rate = Some(state);
@@ -164,12 +163,7 @@ pub(super) fn handle(cfg: &Config, req: &Request, env: &Env) -> Start {
             .token_id
             .clone()
             .unwrap_or_else(|| format!("user:{}", identity.identity().user));
-        let state = limits::window_state(
-            env.kv,
-            limits::window_key(bucket, &subject),
-            limit,
-            env.now_s(),
-        );
+        let state = pipeline::window(env, bucket, &subject, limit);
         counts.extend(state.counts.clone());
         let exceeded = state.exceeded;
         ctx.rate = Some(state);
@@ -207,7 +201,7 @@ pub(super) fn done(reply: Reply) -> Start {
     Start::Reply(Outcome::reply(reply))
 }
 
-pub(super) fn done_with(reply: Reply, writes: Vec<KvWrite>, counts: Vec<limits::KvCount>) -> Start {
+pub(super) fn done_with(reply: Reply, writes: Vec<KvWrite>, counts: Vec<KvCount>) -> Start {
     Start::Reply(Outcome {
         reply: Some(reply),
         writes,

@@ -10,16 +10,17 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 
 use super::answer::Answer;
-use crate::auth::{self, Identity};
 use crate::config::{Config, Scope};
 use crate::dialects::apertodns::Ctx;
 use crate::exchange::Env;
+use crate::identity::{self, Identity};
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::{ErrorCode, Reply};
 use crate::time::iso8601;
 use crate::token_rules::{self, RawRules, RuleRefusal, TokenRules};
 use crate::tokens::{self, IndexEntry, StoredToken};
+use crate::tokens::{stored_scopes, token_hash, token_last_used};
 
 /// Scope names a request may use: the protocol's and our own.
 fn scope_of(name: &str) -> Option<Scope> {
@@ -78,7 +79,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
     let mut out = Vec::new();
     let now_s = env.now_s();
     for t in cfg.tokens.values().filter(|t| t.user == id.user) {
-        let last = auth::token_last_used(env.kv, &t.id);
+        let last = token_last_used(env.kv, &t.id);
         let usable = t.rules.check(None, now_s, last, false);
         let aged = matches!(usable, Err(RuleRefusal::MaxAge | RuleRefusal::Unused));
         let mut v = json!({
@@ -96,7 +97,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
             continue;
         };
         let rules = t.compiled_rules().unwrap_or_default();
-        let last = auth::token_last_used(env.kv, &t.id);
+        let last = token_last_used(env.kv, &t.id);
         let aged = matches!(
             rules.check(None, now_s, last, true),
             Err(RuleRefusal::MaxAge | RuleRefusal::Unused)
@@ -110,7 +111,7 @@ pub(super) fn list_tokens(cfg: &Config, env: &Env, id: &Identity) -> Value {
         .min();
         let expired = aged || expires.is_some_and(|x| x <= env.now_ms);
         let mut v = json!({
-            "id": t.id, "name": t.name, "keyPrefix": t.prefix, "scopes": scope_names(&auth::stored_scopes(&t)),
+            "id": t.id, "name": t.name, "keyPrefix": t.prefix, "scopes": scope_names(&stored_scopes(&t)),
             "hosts": t.hosts, "expiresAt": expires.map(iso8601),
             "active": !t.revoked && !expired, "revoked": t.revoked,
             "createdAt": iso8601(t.created_ms), "source": "api",
@@ -234,7 +235,7 @@ fn new_rules(
     })?;
     for p in rules.policies.iter().flatten() {
         if let Some(h) = &p.host {
-            if !auth::may_update(cfg, id, h) {
+            if !identity::may_update(cfg, id, h) {
                 return Err(ctx.error(
                     403,
                     ErrorCode::HostnameNotOwned,
@@ -295,7 +296,7 @@ pub(super) fn create_token(
                     .into_iter()
                     .collect()
             },
-            auth::stored_scopes,
+            stored_scopes,
         ),
         Some(Value::Array(list)) => {
             let mut set = BTreeSet::new();
@@ -357,7 +358,7 @@ pub(super) fn create_token(
                         v.clone(),
                     ));
                 };
-                if !auth::may_update(cfg, id, &name) {
+                if !identity::may_update(cfg, id, &name) {
                     return Err(ctx.error(
                         403,
                         ErrorCode::HostnameNotOwned,
@@ -427,7 +428,7 @@ pub(super) fn create_token(
         (env.random, env.now_ms),
         &format!("{}\0{}\0{name}", id.user, ctx.request_id),
     );
-    let hash = auth::token_hash(&token);
+    let hash = token_hash(&token);
     let tid = format!("tok_{}", hash.get(..16).unwrap_or(&hash));
     let stored = StoredToken {
         id: tid.clone(),

@@ -6,11 +6,12 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::answer::Answer;
-use crate::auth::{self, hex, Identity};
 use crate::config::Config;
 use crate::dialects::apertodns::Ctx;
 use crate::dialects::set_field;
 use crate::exchange::Env;
+use crate::hex::hex;
+use crate::identity::{self, Identity};
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::{ErrorCode, Reply};
@@ -128,7 +129,7 @@ pub(super) fn webhooks_api(
                             "Invalid hostname format",
                         ));
                     };
-                    if !auth::may_update(cfg, id, &name) {
+                    if !identity::may_update(cfg, id, &name) {
                         return Err(ctx.error(
                             403,
                             ErrorCode::HostnameNotOwned,
