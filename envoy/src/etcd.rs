@@ -116,6 +116,26 @@ impl EtcdCluster {
         self.members[i].daemon.as_ref().and_then(Daemon::pid)
     }
 
+    /// The index of the member that leads the cluster now, as the members themselves report it
+    /// (`/v3/maintenance/status`: a member leads when its own id is the leader's).
+    pub fn leader(&self) -> Option<usize> {
+        self.members.iter().position(|m| {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "2", "-X", "POST", "-d", "{}"])
+                .arg(format!(
+                    "http://127.0.0.1:{}/v3/maintenance/status",
+                    m.client
+                ))
+                .output();
+            let Ok(out) = out else { return false };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+                return false;
+            };
+            let id = v["header"]["member_id"].as_str();
+            id.is_some() && id == v["leader"].as_str()
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

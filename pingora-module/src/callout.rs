@@ -234,13 +234,7 @@ pub async fn perform(connector: &Connector, clusters: &Clusters, c: &Callout) ->
     }
 }
 
-async fn exchange(
-    connector: &Connector,
-    cluster: &Cluster,
-    c: &Callout,
-    timeout: Duration,
-) -> pingora::Result<CalloutResult> {
-    let addr = cluster.pick();
+fn peer_for(cluster: &Cluster, addr: SocketAddr, timeout: Duration) -> HttpPeer {
     let mut peer = match &cluster.tls_sni {
         Some(sni) => HttpPeer::new(addr, true, sni.clone()),
         None => HttpPeer::new(addr, false, String::new()),
@@ -251,7 +245,26 @@ async fn exchange(
     peer.options.connection_timeout = Some(timeout);
     peer.options.read_timeout = Some(timeout);
     peer.options.write_timeout = Some(timeout);
-    let (mut http, _reused) = connector.get_http_session(&peer).await?;
+    peer
+}
+
+async fn exchange(
+    connector: &Connector,
+    cluster: &Cluster,
+    c: &Callout,
+    timeout: Duration,
+) -> pingora::Result<CalloutResult> {
+    // A member that refuses the connection has seen nothing of the call, so the next address
+    // of the same service gets it at once (a killed etcd member must not cost an update).
+    let mut tries = cluster.more.len();
+    let (peer, (mut http, _reused)) = loop {
+        let peer = peer_for(cluster, cluster.pick(), timeout);
+        match connector.get_http_session(&peer).await {
+            Ok(session) => break (peer, session),
+            Err(_) if tries > 0 => tries -= 1,
+            Err(e) => return Err(e),
+        }
+    };
 
     let mut req = RequestHeader::build(
         c.method.as_str(),

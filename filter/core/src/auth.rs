@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{Config, Scope, User};
-pub(crate) use crate::credentials::{presented, Presented};
+pub(crate) use crate::credentials::Presented;
 pub(crate) use crate::hex::hex;
 pub(crate) use crate::identity::{may_update, Identity};
 use crate::kv::{keys, KvView, KvWrite};
@@ -311,6 +311,7 @@ pub fn may_write(id: &Identity, name: &Fqdn, rtype: crate::backends::RrType) -> 
 mod tests {
     use super::*;
     use crate::config::tests::demo;
+    use crate::credentials::presented;
     use crate::kv::MemoryKv;
     use base64::Engine;
     use std::collections::BTreeSet;

@@ -44,7 +44,7 @@ use crate::request::Request;
 
 /// How a request presents credentials.
 pub enum Credentials {
-    /// A password, token or secret (`auth::presented`), or nothing.
+    /// A password, token or secret (`credentials::presented`), or nothing.
     Presented(Presented),
     /// A registered acme-dns account: `X-Api-User` (a UUID) and `X-Api-Key`.
     AcmeAccount { user: String, key: String },

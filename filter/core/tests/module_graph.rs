@@ -491,7 +491,10 @@ fn no_dialect_names_the_authenticator_or_the_limiter() {
         let text = std::fs::read_to_string(file).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for (n, line) in code.lines().enumerate() {
-            if ["crate::auth", "crate::limits"].iter().any(|p| line.contains(p)) {
+            if ["crate::auth", "crate::limits"]
+                .iter()
+                .any(|p| line.contains(p))
+            {
                 offences.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
             }
         }

@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 
 use crate::addr::{self, Cidr};
-use crate::auth::{self, Presented};
 use crate::backends::{powerdns, CalloutResult, RrType};
+use crate::credentials::{self, Presented};
 use crate::names::{Fqdn, MAX_LABEL_OCTETS, MAX_NAME_OCTETS};
 use crate::request::{Params, MAX_PARAM_LEN};
 use crate::Config;
@@ -126,14 +126,14 @@ pub fn addr(data: &[u8]) {
     }
 }
 
-/// `auth::presented`: the input is `authorization \0 username \0 password` (missing parts are
+/// `credentials::presented`: the input is `authorization \0 username \0 password` (missing parts are
 /// absent). The result's `Debug` never shows a secret.
 pub fn authorization(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\0');
     let header = parts.next();
     let (user, password) = (parts.next(), parts.next());
-    let p = auth::presented(header.filter(|h| !h.is_empty()), user, password);
+    let p = credentials::presented(header.filter(|h| !h.is_empty()), user, password);
     // The exact Debug forms: a secret has nowhere to appear.
     let want = match &p {
         Presented::None => "None".to_string(),
