@@ -197,16 +197,22 @@ fn smoke_test(started: Instant, wasm: &Path, envoy: &Path) -> Result<()> {
         ("DYNEDGE_PINGORA", pingora.as_os_str()),
         (tools::NO_INSTALL_ENV, OsStr::new("1")),
     ];
-    let mut on_pingora = found.to_vec();
+    // One corpus scenario: a first update answered `good` and found in PowerDNS.
+    let mut one_update = found.to_vec();
+    one_update.push((
+        "DYNEDGE_CORPUS",
+        OsStr::new("first_update_is_good_and_lands_in_the_backend"),
+    ));
+    let mut on_pingora = one_update.clone();
     on_pingora.push(("DYNEDGE_GATEWAY", OsStr::new("pingora")));
     let e2e = [
         "-p",
         "dynedge-envoy",
         "--test",
         "dyndns2_over_envoy",
-        "a_curl_update_over_https_changes_the_a_record",
+        "the_dyndns2_corpus_plays_over_a_real_proxy_and_powerdns",
     ];
-    suites.push(cargo_test("one update through Envoy", &e2e, &found));
+    suites.push(cargo_test("one update through Envoy", &e2e, &one_update));
     suites.push(cargo_test(
         "one update through dynedge-pingora",
         &e2e,
