@@ -65,6 +65,7 @@ pub fn fuzz_suite(seconds: u64) -> Suite {
             failed: 1,
             seconds: 0.0,
             output: vec![],
+            failure: Some(e),
         }
     })
 }
@@ -135,5 +136,6 @@ fn fuzz_run(seconds: u64, only: Option<&str>) -> Result<Suite> {
         failed,
         seconds: started.elapsed().as_secs_f64(),
         output: lines,
+        failure: None,
     })
 }

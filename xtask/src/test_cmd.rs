@@ -21,9 +21,13 @@ pub struct Suite {
     pub seconds: f64,
     /// Everything the suite printed, for the secrets check.
     pub output: Vec<String>,
+    /// Why the suite failed, when more than its failed count says it.
+    pub failure: Option<String>,
 }
 
-/// Runs `cargo test ...`, echoing its output and adding up the `test result:` lines.
+/// Runs `cargo test ...`, echoing its output and adding up the `test result:` lines. A step
+/// that runs tests (all but `--no-run`) and runs none fails: its filter or target names
+/// nothing, so it checks nothing.
 fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Suite {
     step(&format!("cargo test {}", args.join(" ")));
     let started = Instant::now();
@@ -39,14 +43,14 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
     }
     let (mut passed, mut failed) = (0, 0);
     let mut output = Vec::new();
-    let ok = match cmd.spawn() {
+    let exited_ok = match cmd.spawn() {
         Ok(mut child) => {
             if let Some(out) = child.stdout.take() {
                 for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
                     println!("{line}");
-                    if let Some(rest) = line.strip_prefix("test result: ") {
-                        passed += count_before(rest, "passed");
-                        failed += count_before(rest, "failed");
+                    if let Some((p, f)) = result_line(&line) {
+                        passed += p;
+                        failed += f;
                     }
                     output.push(line);
                 }
@@ -58,13 +62,38 @@ fn cargo_test(name: &'static str, args: &[&str], envs: &[(&str, &OsStr)]) -> Sui
             false
         }
     };
+    let failure = step_failure(exited_ok, passed, failed, !args.contains(&"--no-run"));
+    if let Some(why) = &failure {
+        println!("xtask: FAIL {name}: {why}");
+    }
     Suite {
         name,
-        ok: ok && failed == 0,
+        ok: failure.is_none(),
         passed,
         failed,
         seconds: started.elapsed().as_secs_f64(),
         output,
+        failure,
+    }
+}
+
+/// (passed, failed) of a libtest summary line (`test result: ok. 12 passed; 0 failed; ...`).
+fn result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    Some((count_before(rest, "passed"), count_before(rest, "failed")))
+}
+
+/// Why a `cargo test` step failed, or `None` when it passed. `expects_tests`: the step is
+/// there to run tests, so running none of them is a failure, never a pass.
+fn step_failure(exited_ok: bool, passed: u64, failed: u64, expects_tests: bool) -> Option<String> {
+    if failed > 0 {
+        Some(format!("{failed} test(s) failed"))
+    } else if !exited_ok {
+        Some("cargo test failed (see its output above)".into())
+    } else if expects_tests && passed == 0 {
+        Some("0 tests run: the step's test filter or target matches no test".into())
+    } else {
+        None
     }
 }
 
@@ -115,8 +144,13 @@ fn secrets_suite(suites: &[Suite]) -> Suite {
         failed: u64::from(!found.is_empty()),
         seconds: started.elapsed().as_secs_f64(),
         output: vec![],
+        // Nothing searched is nothing checked.
+        failure: files
+            .is_empty()
+            .then(|| format!("no test log under {} to search", tmp.display())),
     }
 }
+
 /// Where the hardening suite leaves the figures it measured (its output is captured).
 fn figures_file() -> PathBuf {
     dynedge_envoy::target_dir().join("tmp/hardening/figures.txt")
@@ -247,6 +281,9 @@ fn summary(started: Instant, suites: &[Suite]) -> Result<()> {
             s.seconds,
             s.name
         );
+        if let Some(why) = &s.failure {
+            println!("         {why}");
+        }
     }
     let failed = suites.iter().filter(|s| !s.ok).count();
     println!(
@@ -275,5 +312,36 @@ mod tests {
         let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
         assert_eq!(count_before(bad, "passed"), 3);
         assert_eq!(count_before(bad, "failed"), 2);
+    }
+
+    #[test]
+    fn only_libtest_summary_lines_are_counted() {
+        assert_eq!(
+            result_line("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out; finished in 0.00s"),
+            Some((0, 0))
+        );
+        assert_eq!(
+            result_line("test result: FAILED. 4 passed; 1 failed; 0 ignored"),
+            Some((4, 1))
+        );
+        assert_eq!(result_line("running 0 tests"), None);
+        assert_eq!(result_line("test a::b ... ok"), None);
+    }
+
+    #[test]
+    fn a_step_that_runs_no_test_fails_unless_it_only_builds() {
+        // Every binary filtered out: a step that names a moved or renamed test.
+        let why = step_failure(true, 0, 0, true).unwrap();
+        assert!(why.contains("0 tests run"), "{why}");
+        assert_eq!(step_failure(true, 0, 0, false), None, "--no-run");
+        assert_eq!(step_failure(true, 1, 0, true), None);
+        assert!(step_failure(true, 5, 1, true)
+            .unwrap()
+            .contains("1 test(s) failed"));
+        assert!(
+            step_failure(false, 5, 0, true).is_some(),
+            "cargo's exit status counts"
+        );
+        assert!(step_failure(false, 0, 0, false).is_some(), "a failed build");
     }
 }

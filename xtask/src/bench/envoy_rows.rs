@@ -14,7 +14,9 @@ use serde_json::json;
 use super::gateway::{plugin_config, plugin_config_from, Gateway, Variant};
 use super::replies::{parse_curl_lines, Tally, CURL_MARK};
 use super::report::cpu_ratio;
-use super::wrk::{new_address_lua, varying_update_lua, wrk, Figures, COUNT_REPLIES_LUA};
+use super::wrk::{
+    new_address_lua, varying_update_lua, wrk_with, Figures, COUNT_REPLIES_LUA, TIMEOUT_5S,
+};
 use super::{
     Bench, BAD_BASIC, BIND_DOH_PORT, BIND_UPDATE_DNS_PORT, DEMO_BASIC, HOST, PDNS_API_PORT,
     PDNS_KEY, UA,
@@ -330,7 +332,8 @@ impl Bench {
         let name = format!("flood-{}", if limited { "limited" } else { "unlimited" });
         let pid = gw.daemon.pid();
         let (c, d) = (self.opts.connections, self.opts.duration_s);
-        let flood = thread::spawn(move || wrk(pid, &flood_dir, &name, &url, &lua, c, d));
+        let flood =
+            thread::spawn(move || wrk_with(pid, &flood_dir, &name, &url, &lua, c, d, TIMEOUT_5S));
         thread::sleep(Duration::from_millis(500));
         let good = good_client(&gw.url(&self.nochg_path), &gw.ca, &self.dir, d as f64 - 1.0);
         let f = flood

@@ -37,7 +37,7 @@ use dynedge_envoy::{Certificate, EnvoyConfig, PowerDns, DEMO_ZONE};
 
 use crate::Result;
 use report::{loadavg, machine, Report};
-use wrk::{fixed_lua, wrk, Figures, COUNT_REPLIES_LUA};
+use wrk::{fixed_lua, wrk_with, Figures, COUNT_REPLIES_LUA, TIMEOUT_5S};
 
 const GATEWAY_PORT: u16 = 27443;
 const ADMIN_PORT: u16 = 27901;
@@ -169,7 +169,7 @@ impl Bench {
             counted = format!("{lua}{COUNT_REPLIES_LUA}");
             &counted
         };
-        wrk(
+        wrk_with(
             server,
             &self.dir,
             name,
@@ -177,6 +177,7 @@ impl Bench {
             lua,
             conns,
             self.opts.duration_s,
+            TIMEOUT_5S,
         )
     }
 

@@ -24,23 +24,22 @@ pub struct Figures {
     pub cpu_us_per_req: Option<f64>,
 }
 
+/// wrk's units and their length in milliseconds, each tried before any it ends with (`ms`
+/// before `s`); `m` is a run's length past a minute (`2000 requests in 1.01m`).
+const UNITS_MS: &[(&str, f64)] = &[
+    ("us", 0.001),
+    ("ms", 1.0),
+    ("s", 1000.0),
+    ("m", 60_000.0),
+    ("h", 3_600_000.0),
+];
+
 /// A latency as wrk prints it (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
 pub(super) fn parse_latency(text: &str) -> Option<f64> {
     let t = text.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        // A run's length past a minute (`2000 requests in 1.01m`).
-        (n, 60_000.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        return None;
-    };
+    let (num, scale) = UNITS_MS
+        .iter()
+        .find_map(|(unit, scale)| Some((t.strip_suffix(unit)?, scale)))?;
     num.parse::<f64>().ok().map(|v| v * scale)
 }
 
@@ -103,29 +102,11 @@ function done(summary, latency, requests)
 end
 "#;
 
-/// Runs wrk (one thread, `conns` connections, `duration_s`, `--latency`) with `lua`.
-pub(super) fn wrk(
-    server: Option<u32>,
-    dir: &Path,
-    name: &str,
-    url: &str,
-    lua: &str,
-    conns: u32,
-    duration_s: u64,
-) -> Result<Figures> {
-    wrk_with(
-        server,
-        dir,
-        name,
-        url,
-        lua,
-        conns,
-        duration_s,
-        &["--timeout", "5s"],
-    )
-}
+/// The wrk arguments of an ordinary row: a request unanswered for 5 s counts as a timeout.
+pub(super) const TIMEOUT_5S: &[&str] = &["--timeout", "5s"];
 
-/// [`wrk`] with more of wrk's arguments (`--timeout 30s`).
+/// Runs wrk (one thread, `conns` connections, `duration_s`, `--latency`) with `lua` and
+/// `extra` wrk arguments ([`TIMEOUT_5S`], or `--timeout 30s` for a storm).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn wrk_with(
     server: Option<u32>,
@@ -295,6 +276,22 @@ reply nochg 29993
             parse_wrk("  2000 requests in 1.50m, 1.00MB read\nRequests/sec:     22.22\n").unwrap();
         assert!((f.elapsed_s - 90.0).abs() < 1e-9, "{}", f.elapsed_s);
         assert_eq!(parse_latency("2.00ms"), Some(2.0));
+    }
+
+    #[test]
+    fn every_unit_wrk_prints_is_read_in_milliseconds() {
+        for (text, ms) in [
+            ("500.00us", 0.5),
+            (" 2.00ms ", 2.0),
+            ("1.50s", 1500.0),
+            ("2.00m", 120_000.0),
+            ("1.00h", 3_600_000.0),
+        ] {
+            assert_eq!(parse_latency(text), Some(ms), "{text}");
+        }
+        for text in ["12", "1.2ns", "ms", "fast"] {
+            assert_eq!(parse_latency(text), None, "{text}");
+        }
     }
 
     #[test]
