@@ -7,13 +7,29 @@ use serde_json::{json, Value};
 
 use crate::kv::{keys, KvView};
 use crate::limits;
-use crate::testing::{body, json_body, request, status, Driver, RequestExt, TOKEN};
+use crate::request::Request;
+use crate::testing::{body, get, json_body, request, status, Driver, RequestExt, TOKEN};
 
 const HOME: &str = "home.dyn.example.test";
-const ACME_TXT: &str = "/.well-known/apertodns/v1/txt";
+
+/// `POST /api/tokens` of `b`, authorised by `bearer`.
+fn new_token(b: &Value, bearer: &str) -> Request {
+    request("POST", "/api/tokens", &b.to_string()).bearer(bearer)
+}
+
+/// A DynDNS2 update of HOME to `myip` with `token` as Bearer.
+fn update(token: &str, myip: &str) -> Request {
+    get(&format!("/nic/update?hostname={HOME}&myip={myip}")).bearer(token)
+}
+
+/// An ACME challenge (TXT) at HOME with `token`.
+fn acme_challenge(token: &str) -> Request {
+    let b = json!({"hostname": format!("_acme-challenge.{HOME}"), "value": "x".repeat(43)});
+    request("POST", "/.well-known/apertodns/v1/txt", &b.to_string()).bearer(token)
+}
 
 fn create(d: &mut Driver, b: Value) -> (String, String) {
-    let o = d.run(request("POST", "/api/tokens", &b.to_string()).bearer(TOKEN));
+    let o = d.run(new_token(&b, TOKEN));
     assert_eq!(status(&o), 201, "{}", body(&o));
     let v = json_body(&o);
     (
@@ -24,11 +40,7 @@ fn create(d: &mut Driver, b: Value) -> (String, String) {
 
 /// A DynDNS2 update with the token as Bearer, from `peer`: the reply body.
 fn dyndns2(d: &mut Driver, token: &str, myip: &str, peer: &str) -> String {
-    let o = d.run(
-        crate::testing::get(&format!("/nic/update?hostname={HOME}&myip={myip}"))
-            .bearer(token)
-            .from(peer),
-    );
+    let o = d.run(update(token, myip).from(peer));
     body(&o).trim_end().to_string()
 }
 
@@ -47,7 +59,7 @@ fn aperto(d: &mut Driver, token: &str, field: &str, ip: &str, peer: &str) -> (u1
 }
 
 fn validation_field(d: &mut Driver, b: Value) -> (u16, Value) {
-    let o = d.run(request("POST", "/api/tokens", &b.to_string()).bearer(TOKEN));
+    let o = d.run(new_token(&b, TOKEN));
     let v = json_body(&o);
     (
         status(&o),
@@ -86,11 +98,7 @@ fn a_subnet_limited_token_works_inside_its_ranges_and_outside_answers_as_a_wrong
         );
     }
     // The refusal counts as a bad credential and is audited with the token's id and the rule.
-    let o = d.run(
-        crate::testing::get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.12"))
-            .bearer(&tok)
-            .from("203.0.113.1"),
-    );
+    let o = d.run(update(&tok, "192.0.2.12").from("203.0.113.1"));
     assert!(o.counts.iter().any(limits::is_bad_count), "{:?}", o.counts);
     let line = o
         .log
@@ -147,9 +155,7 @@ fn a_token_unused_for_its_max_unused_period_is_expired_and_use_keeps_it_alive() 
     // Uses within the recording interval write the last use once.
     let used = |d: &Driver| d.kv.get(&keys::token_used(&id));
     let before = used(&d);
-    let o = d.run(
-        crate::testing::get(&format!("/nic/update?hostname={HOME}&myip=192.0.2.39")).bearer(&tok),
-    );
+    let o = d.run(update(&tok, "192.0.2.39"));
     assert!(
         !o.writes.iter().any(|w| w.key == keys::token_used(&id)),
         "a use right after another writes nothing"
@@ -195,30 +201,14 @@ fn a_token_limited_to_aaaa_at_one_host_writes_only_that() {
         200
     );
     // TXT is another type: refused too.
-    let o = d.run(
-        request(
-            "POST",
-            ACME_TXT,
-            &json!({"hostname": format!("_acme-challenge.{HOME}"), "value": "x".repeat(43)})
-                .to_string(),
-        )
-        .bearer(&tok),
-    );
+    let o = d.run(acme_challenge(&tok));
     assert_eq!(status(&o), 403, "{}", body(&o));
     // The same token with TXT granted at the host writes its ACME challenge.
     let (_, txt) = create(
         &mut d,
         json!({"policies": [{"host": HOME, "types": ["AAAA", "TXT"]}]}),
     );
-    let o = d.run(
-        request(
-            "POST",
-            ACME_TXT,
-            &json!({"hostname": format!("_acme-challenge.{HOME}"), "value": "x".repeat(43)})
-                .to_string(),
-        )
-        .bearer(&txt),
-    );
+    let o = d.run(acme_challenge(&txt));
     assert_eq!(status(&o), 200, "{}", body(&o));
 }
 
@@ -231,7 +221,7 @@ fn a_revoked_token_with_rules_is_refused_and_its_rules_are_listed() {
                "max_unused_period": "7d",
                "policies": [{"host": HOME, "types": ["A", "AAAA"]}]}),
     );
-    let o = d.run(crate::testing::get("/api/tokens").bearer(TOKEN));
+    let o = d.run(get("/api/tokens").bearer(TOKEN));
     let listed = json_body(&o)["data"]
         .as_array()
         .unwrap()
@@ -291,14 +281,10 @@ fn invalid_rules_are_refused_naming_the_field() {
         );
     }
     // A host the user does not own.
-    let o = d.run(
-        request(
-            "POST",
-            "/api/tokens",
-            &json!({"policies": [{"host": "neighbour.dyn.example.test"}]}).to_string(),
-        )
-        .bearer(TOKEN),
-    );
+    let o = d.run(new_token(
+        &json!({"policies": [{"host": "neighbour.dyn.example.test"}]}),
+        TOKEN,
+    ));
     assert_eq!(
         (status(&o), json_body(&o)["error"]["code"].clone()),
         (403, json!("hostname_not_owned"))
@@ -313,13 +299,7 @@ fn a_limited_token_mints_only_tokens_within_its_own_rules() {
         json!({"scopes": ["dns:update", "admin"], "allowed_subnets": ["192.0.2.0/24"],
                "policies": [{"host": HOME, "types": ["AAAA"]}]}),
     );
-    let mint = |d: &mut Driver, b: Value| {
-        d.run(
-            request("POST", "/api/tokens", &b.to_string())
-                .bearer(&admin)
-                .from("192.0.2.200"),
-        )
-    };
+    let mint = |d: &mut Driver, b: Value| d.run(new_token(&b, &admin).from("192.0.2.200"));
     let o = mint(
         &mut d,
         json!({"scopes": ["dns:update"], "allowed_subnets": ["0.0.0.0/0"]}),
@@ -348,10 +328,13 @@ fn a_limited_token_mints_only_tokens_within_its_own_rules() {
     );
 }
 
+fn example_config() -> Value {
+    serde_json::from_slice(include_bytes!("../../../../../examples/dynedge.json")).unwrap()
+}
+
 #[test]
 fn configured_token_rules_are_enforced_and_checked_at_load() {
-    let mut v: Value =
-        serde_json::from_slice(include_bytes!("../../../../../examples/dynedge.json")).unwrap();
+    let mut v = example_config();
     v["tokens"][0]["allowed_subnets"] = json!(["2001:db8:1::/48"]);
     v["tokens"][0]["policies"] = json!([{"host": HOME, "types": ["AAAA"]}]);
     v["tokens"][0]["created_s"] = json!(1_700_000_000u64 - 100);
@@ -390,8 +373,7 @@ fn configured_token_rules_are_enforced_and_checked_at_load() {
             "tokens[0].policies[0].types[0]",
         ),
     ] {
-        let mut v: Value =
-            serde_json::from_slice(include_bytes!("../../../../../examples/dynedge.json")).unwrap();
+        let mut v = example_config();
         for (k, val) in edit.as_object().unwrap() {
             v["tokens"][0][k] = val.clone();
         }
