@@ -84,17 +84,13 @@ impl EtcdCluster {
     }
 
     fn wait_healthy(&mut self, i: usize) -> Result<()> {
-        let url = format!("http://127.0.0.1:{}/health", self.members[i].client);
         let m = &mut self.members[i];
+        let port = m.client;
         let Some(d) = m.daemon.as_mut() else {
             return Err(format!("etcd {} is not running", m.name));
         };
         wait_until(d, "report healthy", || {
-            Command::new("curl")
-                .args(["-s", "-m", "2", &url])
-                .stdin(Stdio::null())
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\""))
+            member_call(port, "/health", None).is_some_and(|body| body.contains("\"true\""))
         })
     }
 
@@ -120,15 +116,10 @@ impl EtcdCluster {
     /// (`/v3/maintenance/status`: a member leads when its own id is the leader's).
     pub fn leader(&self) -> Option<usize> {
         self.members.iter().position(|m| {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "--max-time", "2", "-X", "POST", "-d", "{}"])
-                .arg(format!(
-                    "http://127.0.0.1:{}/v3/maintenance/status",
-                    m.client
-                ))
-                .output();
-            let Ok(out) = out else { return false };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            let Some(body) = member_call(m.client, "/v3/maintenance/status", Some("{}")) else {
+                return false;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
                 return false;
             };
             let id = v["header"]["member_id"].as_str();
@@ -187,11 +178,10 @@ impl EtcdCluster {
     pub fn kv_calls(&self) -> u64 {
         let mut total = 0;
         for m in &self.members {
-            let url = format!("http://127.0.0.1:{}/metrics", m.client);
-            let Ok(out) = Command::new("curl").args(["-s", "-m", "2", &url]).output() else {
+            let Some(metrics) = member_call(m.client, "/metrics", None) else {
                 continue;
             };
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
+            for line in metrics.lines() {
                 if line.starts_with("grpc_server_handled_total{")
                     && line.contains("grpc_service=\"etcdserverpb.KV\"")
                 {
@@ -203,6 +193,32 @@ impl EtcdCluster {
         }
         total
     }
+}
+
+/// The body of an HTTP call to the member whose client port is `port`: a GET of `path`, or a
+/// POST of the JSON `body` (the v3 gateway's calls); `None` when curl could not run or the
+/// member did not answer within 2 s.
+fn member_call(port: u16, path: &str, body: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sf", "-m", "2"]);
+    if let Some(json) = body {
+        cmd.args([
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            json,
+        ]);
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 // ------------------------------------------------------------------------------ admin command
@@ -543,3 +559,29 @@ impl Gateways {
 
 /// The demo PowerDNS API key (examples/dynedge.json).
 pub const PDNS_KEY: &str = "dynedge-demo-pdns-key";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::free_port;
+
+    #[test]
+    fn a_lone_member_leads_and_counts_the_kv_calls_it_handled() {
+        let dir = target_dir().join("tmp/etcd-unit");
+        let mut etcd = EtcdCluster::start(&dir, &[(free_port(), free_port())]).unwrap();
+        assert_eq!(etcd.leader(), Some(0));
+        let before = etcd.kv_calls();
+        // The key `k`, base64 as the v3 JSON gateway wants it.
+        let put = member_call(
+            etcd.members[0].client,
+            "/v3/kv/put",
+            Some(r#"{"key": "aw==", "value": "dg=="}"#),
+        );
+        assert!(put.is_some_and(|b| b.contains("\"header\"")));
+        assert!(etcd.kv_calls() > before);
+        etcd.kill(0);
+        assert_eq!(etcd.leader(), None);
+        assert_eq!(etcd.kv_calls(), 0, "a member that is down counts nothing");
+        assert_eq!(member_call(etcd.members[0].client, "/health", None), None);
+    }
+}
