@@ -136,7 +136,14 @@ pub const POLL_EVERY: Duration = Duration::from_millis(50);
 /// `deadline` has passed (after one last call), an error that says what never happened.
 /// Tests wait with it for what a server does in the background (a log line, a delivery, a
 /// sync), so they check what happened, never how long it took.
-pub fn poll_until<T>(
+pub fn poll_until<T>(deadline: Instant, what: &str, probe: impl FnMut() -> Option<T>) -> Result<T> {
+    poll_every(POLL_EVERY, deadline, what, probe)
+}
+
+/// [`poll_until`], asking every `every`: for a cheap probe of something a measured figure
+/// includes (a reply read from a pipe), where waiting [`POLL_EVERY`] would add to the figure.
+pub fn poll_every<T>(
+    every: Duration,
     deadline: Instant,
     what: &str,
     mut probe: impl FnMut() -> Option<T>,
@@ -152,7 +159,7 @@ pub fn poll_until<T>(
                 deadline.saturating_duration_since(started)
             ));
         }
-        thread::sleep(POLL_EVERY);
+        thread::sleep(every);
     }
 }
 

@@ -7,32 +7,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use dynedge_envoy::workspace_root;
+use support::APERTO as P;
 use support::*;
-
-const P: &str = "/.well-known/apertodns/v1";
 
 fn stack(name: &str) -> Stack {
     Stack::start(name)
-}
-
-#[allow(clippy::panic)] // test support: fail loudly
-fn json(reply: &Reply) -> serde_json::Value {
-    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:#?}"))
-}
-
-/// `METHOD path` with a JSON body and a Bearer token.
-fn send(stack: &Stack, method: &str, path: &str, token: &str, body: &str) -> Reply {
-    let auth = format!("Authorization: Bearer {token}");
-    let mut args = vec!["-X", method, "-H", auth.as_str()];
-    if !body.is_empty() {
-        args.extend([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ]);
-    }
-    stack.get(path, &args)
 }
 
 #[test]

@@ -15,58 +15,25 @@
 mod support;
 
 use std::fs;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dynedge_envoy::dnssec::{Delv, TrustAnchor};
 use dynedge_envoy::rfc2136::{self, Bind};
-use dynedge_envoy::{
-    free_port, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, Proxy, DEMO_ZONE,
-};
-use support::{test_dir, Stack, HOME, TOKEN};
+use dynedge_envoy::{free_port, poll_until, within, Envoy, DEMO_ZONE};
+use support::rfc2136::{bearer_call, gateway, relay_plugin, Relay};
+use support::{test_dir, Stack, APERTO, HOME};
 
 const CHALLENGE: &str = "_acme-challenge.home.dyn.example.test";
 
-/// `curl` over HTTPS with the demo token: (status, body).
-fn call(envoy: &Envoy, path: &str, extra: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-m",
-            "15",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-        ])
-        .arg(&envoy.certificate.cert)
-        .args(["-H", &format!("authorization: Bearer {TOKEN}")])
-        .args(extra)
-        .arg(envoy.url(path))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.trim_end().to_string())
-}
-
 fn update(envoy: &Envoy, query: &str) -> (u16, String) {
-    call(envoy, &format!("/nic/update?{query}"), &[])
+    bearer_call(envoy, &format!("/nic/update?{query}"), &[])
 }
 
 fn set_txt(envoy: &Envoy, value: &str) {
     let body = serde_json::json!({"hostname": CHALLENGE, "value": value}).to_string();
-    let (status, text) = call(
+    let (status, text) = bearer_call(
         envoy,
-        "/.well-known/apertodns/v1/txt",
+        &format!("{APERTO}/txt"),
         &["-H", "content-type: application/json", "-d", &body],
     );
     let json: serde_json::Value =
@@ -81,16 +48,15 @@ fn set_txt(envoy: &Envoy, value: &str) {
 /// delv's answer once it holds `want` (a signer may publish an update a moment after it
 /// acknowledged it), or its last answer after 15 s.
 fn delv_until(anchor: &TrustAnchor, port: u16, name: &str, rtype: &str, want: &str) -> Delv {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let d = anchor
+    let delv = || {
+        anchor
             .delv(port, name, rtype)
-            .unwrap_or_else(|e| panic!("{e}"));
-        if d.records.iter().any(|r| r == want) || Instant::now() > deadline {
-            return d;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    poll_until(within(15), "delv's answer", || {
+        Some(delv()).filter(|d| d.records.iter().any(|r| r == want))
+    })
+    .unwrap_or_else(|_| delv())
 }
 
 fn assert_validated(anchor: &TrustAnchor, port: u16, name: &str, rtype: &str, want: &str) {
@@ -172,40 +138,12 @@ fn bind_inline_signs_rfc2136_updates_from_the_gateway_and_delv_validates_them() 
         &[rfc2136::DEMO_KEY],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let proxy = Proxy::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let text = fs::read_to_string(workspace_root().join("examples/dynedge-rfc2136.json")).unwrap();
-    let cfg = EnvoyConfig {
-        listen_address: "127.0.0.1".into(),
-        listen_port: free_port(),
-        certificate: Certificate::self_signed(&dir.join("tls")).unwrap(),
-        wasm: match proxy {
-            Proxy::Envoy => wasm_file().unwrap_or_else(|e| panic!("{e}")),
-            Proxy::Pingora => Default::default(),
-        },
-        plugin_config: text.replace(
-            &format!("127.0.0.1:{}", rfc2136::DEMO_DOH_PORT),
-            &format!("127.0.0.1:{}", bind.doh_port),
-        ),
-        pdns_api_port: free_port(), // the bootstrap's PowerDNS cluster, unused here
-        access_log: dir.join("access.log"),
-        webhook_port: None,
-    };
-    let envoy = match proxy {
-        Proxy::Envoy => Envoy::start_with_clusters(
-            &dir.join("envoy"),
-            &cfg,
-            &rfc2136::bind_doh_cluster(bind.doh_port),
-        ),
-        Proxy::Pingora => Envoy::start_pingora_with_clusters(
-            &dir.join("pingora"),
-            &cfg,
-            &[format!(
-                "{}=127.0.0.1:{},h2c",
-                rfc2136::DEMO_CLUSTER,
-                bind.doh_port
-            )],
-        ),
-    }
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut plugin = relay_plugin(
+        rfc2136::DEMO_CLUSTER,
+        rfc2136::DEMO_KEY.name,
+        rfc2136::DEMO_KEY.secret,
+    );
+    plugin["backends"]["bind"]["authority"] = format!("127.0.0.1:{}", bind.doh_port).into();
+    let envoy = gateway(&dir, plugin.to_string(), Some(Relay::bind(bind.doh_port)));
     updates_validate(&envoy, bind.dns_port, &anchor, &dir);
 }

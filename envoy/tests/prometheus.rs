@@ -19,8 +19,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dynedge_core::metrics;
 use dynedge_envoy::{pingora_binary, tail, workspace_root, Daemon};
@@ -190,32 +189,22 @@ impl Prometheus {
     /// The value of the one series `expr` selects, once it equals `want` (Prometheus must
     /// scrape first); the last value seen otherwise.
     fn value_once(&self, expr: &str, want: f64) -> Option<f64> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = self.query(expr).first().map(|(_, v)| *v);
-            if got == Some(want) || Instant::now() > deadline {
-                return got;
-            }
-            thread::sleep(Duration::from_millis(250));
-        }
+        let value = || self.query(expr).first().map(|(_, v)| *v);
+        poll_until(within(30), expr, || {
+            value().filter(|v| *v == want).map(Some)
+        })
+        .unwrap_or_else(|_| value())
     }
 
     /// Waits until every target has been scraped after this call.
     fn next_scrape(&self) {
         let since = now_s();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        poll_until(within(30), "a scrape of both targets", || {
             // `timestamp` of a bare selector is the sample's time, i.e. the scrape's.
             let scraped = self.query("timestamp(up)");
-            if scraped.len() == 2 && scraped.iter().all(|(_, t)| *t > since) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "no scrape of both targets within 30 s: {:?}",
-            self.query("up")
-        );
+            (scraped.len() == 2 && scraped.iter().all(|(_, t)| *t > since)).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", self.query("up")));
     }
 }
 
@@ -241,17 +230,17 @@ fn now_s() -> f64 {
 }
 
 fn poll(daemon: &mut Daemon, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
+    let waited = poll_until(within(60), what, || {
+        if ready() {
+            return Some(());
+        }
         if let Err(e) = daemon.check_alive() {
             panic!("{e}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within 60 s\n{}",
-            tail(&daemon.log_text(), 30)
-        );
-        thread::sleep(Duration::from_millis(100));
+        None
+    });
+    if let Err(e) = waited {
+        panic!("{e}\n{}", tail(&daemon.log_text(), 30));
     }
 }
 

@@ -9,17 +9,17 @@
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use dynedge_envoy::rfc2136::{self, Bind, Dnsdist, Knot, PowerDnsUpdate, TsigKeyText};
-use dynedge_envoy::{
-    dig, envoy_only, free_port, wasm_file, workspace_root, Certificate, Envoy, EnvoyConfig, Proxy,
-};
+use dynedge_envoy::{dig, envoy_only, free_port, workspace_root, Envoy};
+use support::rfc2136::{bearer_call, gateway, relay_plugin, Relay};
+use support::{test_dir, APERTO, HOME, TOKEN};
 
-const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
-const HOME: &str = "home.dyn.example.test";
 const ALIAS: &str = "alias.dyn.example.test";
 const KEY: TsigKeyText = TsigKeyText {
     name: "ddns-key",
@@ -29,28 +29,14 @@ const KEY: TsigKeyText = TsigKeyText {
 const OTHER_SECRET: &str =
     "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==";
 
-fn test_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("rfc2136-e2e")
-        .join(name);
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn ok<T>(r: Result<T, String>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// examples/dynedge-rfc2136.json pointed at `cluster` with this key; demo also owns ALIAS;
-/// rate limits off when `bench`.
+/// The relay's plugin configuration with this key; demo also owns ALIAS; rate limits off when
+/// `bench`.
 fn plugin(cluster: &str, key_name: &str, secret: &str, bench: bool) -> String {
-    let text = fs::read_to_string(workspace_root().join("examples/dynedge-rfc2136.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let b = &mut v["backends"]["bind"];
-    b["cluster"] = cluster.into();
-    b["key_name"] = key_name.into();
-    b["secret"] = secret.into();
+    let mut v = relay_plugin(cluster, key_name, secret);
     v["users"][0]["hosts"]
         .as_array_mut()
         .unwrap()
@@ -61,143 +47,31 @@ fn plugin(cluster: &str, key_name: &str, secret: &str, bench: bool) -> String {
     v.to_string()
 }
 
-/// The DoH relay the filter calls: its cluster name and port.
-#[derive(Clone, Copy)]
-struct Relay {
-    name: &'static str,
-    port: u16,
-}
-
-impl Relay {
-    fn bind(port: u16) -> Relay {
-        Relay {
-            name: "bind_doh",
-            port,
-        }
-    }
-
-    fn dnsdist(port: u16) -> Relay {
-        Relay {
-            name: "dnsdist_doh",
-            port,
-        }
-    }
-
-    /// The Envoy cluster (`envoy/rfc2136-*-cluster.yaml.tmpl`, HTTP/2 without TLS).
-    fn yaml(self) -> String {
-        match self.name {
-            "bind_doh" => rfc2136::bind_doh_cluster(self.port),
-            _ => rfc2136::dnsdist_doh_cluster(self.port),
-        }
-    }
-
-    /// The same for dynedge-pingora.
-    fn pingora(self) -> String {
-        format!("{}=127.0.0.1:{},h2c", self.name, self.port)
-    }
-}
-
-/// The proxy `DYNEDGE_GATEWAY` names (Envoy: the production bootstrap, TLS, the filter) with
-/// `plugin` and the relay's cluster.
-fn envoy(dir: &Path, plugin: String, relay: Option<Relay>) -> Envoy {
-    let proxy = ok(Proxy::from_env());
-    let cfg = EnvoyConfig {
-        listen_address: "127.0.0.1".into(),
-        listen_port: free_port(),
-        certificate: ok(Certificate::self_signed(&dir.join("tls"))),
-        wasm: match proxy {
-            Proxy::Envoy => ok(wasm_file()),
-            Proxy::Pingora => PathBuf::new(),
-        },
-        plugin_config: plugin,
-        pdns_api_port: free_port(), // the bootstrap's PowerDNS cluster, unused here
-        access_log: dir.join("access.log"),
-        webhook_port: None,
-    };
-    ok(match proxy {
-        Proxy::Envoy => Envoy::start_with_clusters(
-            &dir.join("envoy"),
-            &cfg,
-            &relay.map(Relay::yaml).unwrap_or_default(),
-        ),
-        Proxy::Pingora => Envoy::start_pingora_with_clusters(
-            &dir.join("envoy"),
-            &cfg,
-            &relay.map(Relay::pingora).into_iter().collect::<Vec<_>>(),
-        ),
-    })
-}
-
 /// `GET /nic/update?{query}` with the demo token: (status, body).
 fn update(envoy: &Envoy, query: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-m",
-            "15",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-        ])
-        .arg(&envoy.certificate.cert)
-        .args([
-            "-H",
-            &format!("authorization: Bearer {TOKEN}"),
-            "-A",
-            "dynedge-e2e/1.0",
-        ])
-        .arg(envoy.url(&format!("/nic/update?{query}")))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.trim_end().to_string())
+    bearer_call(
+        envoy,
+        &format!("/nic/update?{query}"),
+        &["-A", "dynedge-e2e/1.0"],
+    )
 }
 
 /// `METHOD /.well-known/apertodns/v1/txt` with a JSON body and the demo token: (status, body).
 fn txt(envoy: &Envoy, method: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-m",
-            "15",
+    let (status, text) = bearer_call(
+        envoy,
+        &format!("{APERTO}/txt"),
+        &[
             "-X",
             method,
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-        ])
-        .arg(&envoy.certificate.cert)
-        .args(["-H", &format!("authorization: Bearer {TOKEN}")])
-        .args([
             "-H",
             "content-type: application/json",
             "-d",
             &body.to_string(),
-        ])
-        .arg(envoy.url("/.well-known/apertodns/v1/txt"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    let json = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-    (status.parse().unwrap(), json)
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, json)
 }
 
 fn records(port: u16, name: &str, rtype: &str) -> Vec<String> {
@@ -240,7 +114,7 @@ fn nsupdate_cname(port: u16) {
 
 /// A: the relay's cluster; the server's DNS port (for dig and nsupdate).
 fn every_case(dir: &Path, relay: Relay, dns_port: u16) {
-    let e = envoy(
+    let e = gateway(
         &dir.join("good"),
         plugin(relay.name, KEY.name, KEY.secret, false),
         Some(relay),
@@ -302,7 +176,7 @@ fn every_case(dir: &Path, relay: Relay, dns_port: u16) {
         .into_iter()
         .enumerate()
     {
-        let e = envoy(
+        let e = gateway(
             &dir.join(format!("bad{i}")),
             plugin(relay.name, key, secret, false),
             Some(relay),
@@ -319,7 +193,7 @@ fn every_case(dir: &Path, relay: Relay, dns_port: u16) {
 
 #[test]
 fn dyndns2_through_envoy_and_the_filter_updates_bind_over_its_own_doh() {
-    let dir = test_dir("bind");
+    let dir = test_dir("rfc2136-bind");
     let bind = ok(Bind::start(
         &dir.join("bind"),
         free_port(),
@@ -331,7 +205,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_bind_over_its_own_doh() {
 
 #[test]
 fn dyndns2_through_envoy_and_the_filter_updates_knot_behind_dnsdist() {
-    let dir = test_dir("knot");
+    let dir = test_dir("rfc2136-knot");
     let knot = ok(Knot::start(&dir.join("knot"), free_port(), &[KEY]));
     let relay = ok(Dnsdist::start(
         &dir.join("dnsdist"),
@@ -344,7 +218,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_knot_behind_dnsdist() {
 
 #[test]
 fn dyndns2_through_envoy_and_the_filter_updates_powerdns_behind_dnsdist() {
-    let dir = test_dir("pdns");
+    let dir = test_dir("rfc2136-pdns");
     let pdns = ok(PowerDnsUpdate::start(
         &dir.join("pdns"),
         free_port(),
@@ -361,14 +235,14 @@ fn dyndns2_through_envoy_and_the_filter_updates_powerdns_behind_dnsdist() {
 
 #[test]
 fn a_relay_that_goes_down_turns_updates_into_dnserr() {
-    let dir = test_dir("down");
+    let dir = test_dir("rfc2136-down");
     let mut bind = ok(Bind::start(
         &dir.join("bind"),
         free_port(),
         free_port(),
         &[KEY],
     ));
-    let e = envoy(
+    let e = gateway(
         &dir,
         plugin("bind_doh", KEY.name, KEY.secret, false),
         Some(Relay::bind(bind.doh_port)),
@@ -387,14 +261,14 @@ fn a_relay_that_goes_down_turns_updates_into_dnserr() {
 
 #[test]
 fn dyndns2_update_latency_through_envoy_the_filter_and_bind_is_printed() {
-    let dir = test_dir("latency");
+    let dir = test_dir("rfc2136-latency");
     let bind = ok(Bind::start(
         &dir.join("bind"),
         free_port(),
         free_port(),
         &[KEY],
     ));
-    let e = envoy(
+    let e = gateway(
         &dir,
         plugin("bind_doh", KEY.name, KEY.secret, true),
         Some(Relay::bind(bind.doh_port)),
@@ -461,9 +335,9 @@ fn the_bootstrap_without_extra_clusters_still_starts_and_with_them_has_the_relay
     if envoy_only("checks the rendered Envoy bootstrap") {
         return;
     }
-    let dir = test_dir("bootstrap");
+    let dir = test_dir("rfc2136-bootstrap");
     let demo = fs::read_to_string(workspace_root().join("examples/dynedge.json")).unwrap();
-    let e = envoy(&dir.join("plain"), demo, None);
+    let e = gateway(&dir.join("plain"), demo, None);
     let yaml = fs::read_to_string(&e.bootstrap).unwrap();
     let code: String = yaml
         .lines()
@@ -471,7 +345,7 @@ fn the_bootstrap_without_extra_clusters_still_starts_and_with_them_has_the_relay
         .collect();
     assert!(!code.contains("bind_doh") && !code.contains("{{"), "{yaml}");
     drop(e);
-    let e = envoy(
+    let e = gateway(
         &dir.join("relay"),
         plugin("bind_doh", KEY.name, KEY.secret, false),
         Some(Relay::bind(21999)),

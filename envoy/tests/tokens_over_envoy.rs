@@ -9,29 +9,8 @@ use std::time::Duration;
 
 use dynedge_envoy::etcd::{GatewayPorts, Gateways};
 use dynedge_envoy::wasm_file;
+use support::APERTO as P;
 use support::*;
-
-const P: &str = "/.well-known/apertodns/v1";
-
-#[allow(clippy::panic)] // test support: fail loudly
-fn json(reply: &Reply) -> serde_json::Value {
-    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:#?}"))
-}
-
-/// `METHOD url` with a JSON body and a Bearer token.
-fn send(stack: &Stack, method: &str, url: &str, token: &str, body: &str) -> Reply {
-    let auth = format!("Authorization: Bearer {token}");
-    let mut args = vec!["-X", method, "-H", auth.as_str()];
-    if !body.is_empty() {
-        args.extend([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ]);
-    }
-    stack.get_url(url, &args)
-}
 
 /// The gateway's URL for `path` over IPv4 or IPv6 loopback.
 fn url(stack: &Stack, v6: bool, path: &str) -> String {
@@ -44,7 +23,7 @@ fn url(stack: &Stack, v6: bool, path: &str) -> String {
 
 /// A DynDNS2 update of `host` to `myip` with `token`, from ::1 or 127.0.0.1: the reply's word.
 fn dyndns2(stack: &Stack, v6: bool, token: &str, host: &str, myip: &str) -> String {
-    let r = send(
+    let r = send_url(
         stack,
         "GET",
         &url(
@@ -66,7 +45,7 @@ fn a_token_limited_by_subnet_host_and_type_through_api_tokens_is_refused_outside
     let created = send(
         &stack,
         "POST",
-        &stack.envoy.url("/api/tokens"),
+        "/api/tokens",
         TOKEN,
         &serde_json::json!({
             "name": "router", "scopes": ["dns:update"],
@@ -94,7 +73,7 @@ fn a_token_limited_by_subnet_host_and_type_through_api_tokens_is_refused_outside
     );
     let made_up = "dynedge_live_madeupmadeupmadeupmadeupmadeu";
     let aperto = |v6: bool, tok: &str, field: &str, ip: &str| {
-        let r = send(
+        let r = send_url(
             &stack,
             "POST",
             &url(&stack, v6, &format!("{P}/update")),
@@ -150,7 +129,7 @@ fn a_token_limited_by_subnet_host_and_type_through_api_tokens_is_refused_outside
     let bad = send(
         &stack,
         "POST",
-        &stack.envoy.url("/api/tokens"),
+        "/api/tokens",
         TOKEN,
         r#"{"allowed_subnets": ["::1/129"]}"#,
     );
@@ -161,13 +140,7 @@ fn a_token_limited_by_subnet_host_and_type_through_api_tokens_is_refused_outside
     );
 
     // Revoked: refused inside its limits too.
-    let gone = send(
-        &stack,
-        "DELETE",
-        &stack.envoy.url(&format!("/api/tokens/{id}")),
-        TOKEN,
-        "",
-    );
+    let gone = send(&stack, "DELETE", &format!("/api/tokens/{id}"), TOKEN, "");
     assert_eq!(gone.status, 200, "{gone:#?}");
     assert_eq!(
         dyndns2(&stack, true, &token, HOME, "2001:db8::64"),
@@ -185,7 +158,7 @@ fn an_update_over_the_host_limit_is_429_with_retry_after_through_envoy() {
         send(
             &stack,
             "POST",
-            &stack.envoy.url(&format!("{P}/update")),
+            &format!("{P}/update"),
             TOKEN,
             &serde_json::json!({"hostname": HOME, "ipv4": ip}).to_string(),
         )

@@ -5,6 +5,8 @@
 // Test support: failing loudly is its job (clippy.toml allows these only inside #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod rfc2136;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -328,4 +330,32 @@ pub fn run_quiet(cmd: &mut Command) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// The ApertoDNS API's path prefix.
+pub const APERTO: &str = "/.well-known/apertodns/v1";
+
+/// A reply's body as JSON.
+pub fn json(reply: &Reply) -> serde_json::Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("not JSON ({e}): {reply:#?}"))
+}
+
+/// `METHOD path` on the stack's gateway with a JSON body (none when empty) and a Bearer token.
+pub fn send(stack: &Stack, method: &str, path: &str, token: &str, body: &str) -> Reply {
+    send_url(stack, method, &stack.envoy.url(path), token, body)
+}
+
+/// [`send`] to a whole `url`.
+pub fn send_url(stack: &Stack, method: &str, url: &str, token: &str, body: &str) -> Reply {
+    let auth = format!("Authorization: Bearer {token}");
+    let mut args = vec!["-X", method, "-H", auth.as_str()];
+    if !body.is_empty() {
+        args.extend([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    stack.get_url(url, &args)
 }
