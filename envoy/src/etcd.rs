@@ -135,12 +135,20 @@ impl EtcdCluster {
         self.members.is_empty()
     }
 
+    /// Each member's client address, `127.0.0.1:P`.
+    fn client_addrs(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect()
+    }
+
     /// `http://127.0.0.1:P1,http://...` for the admin command.
     pub fn client_urls(&self) -> String {
         let urls: Vec<String> = self
-            .members
+            .client_addrs()
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|a| format!("http://{a}"))
             .collect();
         urls.join(",")
     }
@@ -165,12 +173,7 @@ impl EtcdCluster {
     /// The `--cluster` of dynedge-pingora that reaches every member, round robin (the core
     /// retries a call that got no answer, which lands on the next member).
     pub fn pingora_cluster(&self) -> String {
-        let addrs: Vec<String> = self
-            .members
-            .iter()
-            .map(|m| format!("127.0.0.1:{}", m.client))
-            .collect();
-        format!("etcd={}", addrs.join(","))
+        format!("etcd={}", self.client_addrs().join(","))
     }
 
     /// gRPC calls the members have handled so far (Range, Txn, Put, DeleteRange): the JSON
@@ -568,12 +571,15 @@ mod tests {
     #[test]
     fn a_lone_member_leads_and_counts_the_kv_calls_it_handled() {
         let dir = target_dir().join("tmp/etcd-unit");
-        let mut etcd = EtcdCluster::start(&dir, &[(free_port(), free_port())]).unwrap();
+        let client = free_port();
+        let mut etcd = EtcdCluster::start(&dir, &[(free_port(), client)]).unwrap();
+        assert_eq!(etcd.client_urls(), format!("http://127.0.0.1:{client}"));
+        assert_eq!(etcd.pingora_cluster(), format!("etcd=127.0.0.1:{client}"));
         assert_eq!(etcd.leader(), Some(0));
         let before = etcd.kv_calls();
         // The key `k`, base64 as the v3 JSON gateway wants it.
         let put = member_call(
-            etcd.members[0].client,
+            client,
             "/v3/kv/put",
             Some(r#"{"key": "aw==", "value": "dg=="}"#),
         );
@@ -582,6 +588,6 @@ mod tests {
         etcd.kill(0);
         assert_eq!(etcd.leader(), None);
         assert_eq!(etcd.kv_calls(), 0, "a member that is down counts nothing");
-        assert_eq!(member_call(etcd.members[0].client, "/health", None), None);
+        assert_eq!(member_call(client, "/health", None), None);
     }
 }

@@ -191,6 +191,17 @@ fn every_case(dir: &Path, relay: Relay, dns_port: u16) {
     }
 }
 
+/// [`every_case`] through dnsdist's DoH in front of the server on `dns_port`.
+fn every_case_behind_dnsdist(dir: &Path, dns_port: u16) {
+    let relay = ok(Dnsdist::start(
+        &dir.join("dnsdist"),
+        free_port(),
+        free_port(),
+        dns_port,
+    ));
+    every_case(dir, Relay::dnsdist(relay.doh_port), dns_port);
+}
+
 #[test]
 fn dyndns2_through_envoy_and_the_filter_updates_bind_over_its_own_doh() {
     let dir = test_dir("rfc2136-bind");
@@ -207,13 +218,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_bind_over_its_own_doh() {
 fn dyndns2_through_envoy_and_the_filter_updates_knot_behind_dnsdist() {
     let dir = test_dir("rfc2136-knot");
     let knot = ok(Knot::start(&dir.join("knot"), free_port(), &[KEY]));
-    let relay = ok(Dnsdist::start(
-        &dir.join("dnsdist"),
-        free_port(),
-        free_port(),
-        knot.dns_port,
-    ));
-    every_case(&dir, Relay::dnsdist(relay.doh_port), knot.dns_port);
+    every_case_behind_dnsdist(&dir, knot.dns_port);
 }
 
 #[test]
@@ -224,13 +229,7 @@ fn dyndns2_through_envoy_and_the_filter_updates_powerdns_behind_dnsdist() {
         free_port(),
         &[KEY],
     ));
-    let relay = ok(Dnsdist::start(
-        &dir.join("dnsdist"),
-        free_port(),
-        free_port(),
-        pdns.dns_port,
-    ));
-    every_case(&dir, Relay::dnsdist(relay.doh_port), pdns.dns_port);
+    every_case_behind_dnsdist(&dir, pdns.dns_port);
 }
 
 #[test]
