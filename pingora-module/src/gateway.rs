@@ -18,6 +18,7 @@ use pingora::proxy::Session;
 use tokio::task::JoinSet;
 
 use crate::callout::{self, Clusters};
+use crate::group_commit::{Committer, Ticket};
 use crate::metrics::Metrics;
 
 /// How long the rest of an unread request body is discarded after an early reply.
@@ -37,6 +38,8 @@ pub struct Gateway {
     log: LogSink,
     /// The sync, sweep and webhook schedule (run by [`crate::Maintainer`]).
     pub(crate) maintenance: Mutex<Maintenance>,
+    /// The zones' write queues and batches in flight, shared by every request.
+    pub(crate) committer: Committer,
 }
 
 /// Writes each audit line to standard output.
@@ -83,6 +86,7 @@ impl Gateway {
             metrics: Metrics::default(),
             log: stdout_log(),
             maintenance: Mutex::new(Maintenance::new(raw)),
+            committer: Committer::default(),
         })
     }
 
@@ -169,15 +173,14 @@ impl Gateway {
             let body = read_body(session, limit).await?;
             step = ex.on_body(&cfg, body, &self.env());
         }
-        let mut outcome = match self
-            .drive_calls(step, |id, result, env| ex.on_callout(id, result, env))
-            .await
-        {
+        let mut outcome = match self.drive(step, &mut ex).await {
             Step::Pass => return Ok(false),
             Step::Done(outcome) => outcome,
-            // Wait: no callout is left to wait on (a lost task). NeedBody comes only first and
-            // Call never comes back from drive_calls. The core answers in the dialect.
-            Step::NeedBody { .. } | Step::Call(_) | Step::Wait => ex.abort(&cfg, &self.env()),
+            // Wait: nothing is left to wait on (a lost task). NeedBody comes only first; Call
+            // and Commit never come back from drive. The core answers in the dialect.
+            Step::NeedBody { .. } | Step::Call(_) | Step::Commit(_) | Step::Wait => {
+                ex.abort(&cfg, &self.env())
+            }
         };
         // An exchange's outcome always carries a reply (`abort`'s too).
         let reply = outcome.reply.take().unwrap_or_else(Reply::emergency);
@@ -193,15 +196,15 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Performs `Step::Call`s concurrently, feeding each result back through `feed`, until
-    /// the core returns something else (`Pass`, `NeedBody` or `Done`), or `Wait` when no
-    /// callout is outstanding any more.
-    async fn drive_calls(
-        self: &Arc<Self>,
-        mut step: Step,
-        mut feed: impl FnMut(CalloutId, CalloutResult, &Env) -> Step,
-    ) -> Step {
+    /// Performs `Step::Call`s concurrently and hands `Step::Commit`s to the group commit,
+    /// feeding each result and answer back to the exchange, until the core returns something
+    /// else (`Pass`, `NeedBody` or `Done`), or `Wait` when nothing is outstanding any more.
+    async fn drive(self: &Arc<Self>, mut step: Step, ex: &mut Exchange) -> Step {
         let mut calls: JoinSet<(CalloutId, CalloutResult)> = JoinSet::new();
+        // Taken at the first write; dropping it (this future ends or is dropped with its
+        // client) takes this request's waiting writes out of their zones' queues.
+        let mut ticket = None;
+        let mut writes_out = 0usize;
         loop {
             step = match step {
                 Step::Call(list) => {
@@ -211,14 +214,39 @@ impl Gateway {
                     }
                     Step::Wait
                 }
-                Step::Wait => match calls.join_next().await {
-                    Some(Ok((id, result))) => feed(id, result, &self.env()),
-                    // A callout task never panics; were one lost, the core would wait on
-                    // until the other results or the client's own timeout end it.
-                    Some(Err(_)) => Step::Wait,
-                    // The core still waits, but nothing is left to wait on.
-                    None => return Step::Wait,
-                },
+                Step::Commit(writes) => {
+                    writes_out = writes_out.saturating_add(writes.len());
+                    let t = ticket.get_or_insert_with(|| self.ticket());
+                    self.commit(t, writes);
+                    Step::Wait
+                }
+                Step::Wait => {
+                    let answers = ticket
+                        .as_mut()
+                        .filter(|_| writes_out > 0)
+                        .map(|t: &mut Ticket| &mut t.answers);
+                    let waits_for_answer = answers.is_some();
+                    let answer = async {
+                        match answers {
+                            Some(rx) => rx.recv().await,
+                            None => None,
+                        }
+                    };
+                    tokio::select! {
+                        Some((id, a)) = answer, if waits_for_answer => {
+                            writes_out = writes_out.saturating_sub(1);
+                            ex.on_write(id, a, &self.env())
+                        }
+                        Some(joined) = calls.join_next(), if !calls.is_empty() => match joined {
+                            Ok((id, result)) => ex.on_callout(id, result, &self.env()),
+                            // A callout task never panics; were one lost, the core would wait
+                            // on until the other results or the client's own timeout end it.
+                            Err(_) => Step::Wait,
+                        },
+                        // The core still waits, but nothing is left to wait on.
+                        else => return Step::Wait,
+                    }
+                }
                 other => return other,
             };
         }

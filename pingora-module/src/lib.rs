@@ -16,6 +16,7 @@
 
 pub mod callout;
 pub mod gateway;
+mod group_commit;
 pub mod maintenance;
 pub mod metrics;
 pub mod proxy;

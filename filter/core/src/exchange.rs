@@ -7,6 +7,7 @@
 use crate::backends::{Callout, CalloutResult};
 use crate::config::Config;
 use crate::dialects::{self, Render, Route, Start};
+use crate::group_commit::{WriteAnswer, ZoneWrite};
 use crate::job::{HostOutcome, Job, Progress};
 use crate::reply::{Code, Reply};
 use crate::request::Request;
@@ -25,6 +26,9 @@ pub enum Step {
     NeedBody { limit: usize },
     /// Perform each call and feed each result to `on_callout` with its id.
     Call(Vec<(CalloutId, Callout)>),
+    /// Hand each write to the adapter's [`crate::GroupCommit`] and feed each answer to
+    /// `on_write` with its id.
+    Commit(Vec<(CalloutId, ZoneWrite)>),
     /// Results are still outstanding: stay paused.
     Wait,
     /// Apply the writes, emit the log lines and counters, send the reply.
@@ -95,6 +99,19 @@ impl Exchange {
         step
     }
 
+    /// A group-committed write's answer. Unknown or late ids are ignored.
+    pub fn on_write(&mut self, id: CalloutId, answer: WriteAnswer, env: &Env) -> Step {
+        let State::Running(job, render) = &mut self.state else {
+            return Step::Wait;
+        };
+        let retry_after_s = job.host_retry_after_s();
+        let step = reply_with(job.on_write(id, answer, env), render, retry_after_s);
+        if matches!(step, Step::Done(_)) {
+            self.state = State::Finished;
+        }
+        step
+    }
+
     /// Ends the exchange when the host can deliver no more callout results or body (a lost
     /// task): every outstanding call counts as failed and the dialect renders the reply,
     /// exactly as if each had come back `CalloutResult::Failed`; a body still awaited is a
@@ -139,6 +156,7 @@ impl Exchange {
 fn reply_with(progress: Progress, render: &Render, retry_after_s: u64) -> Step {
     match progress {
         Progress::Call(calls) => Step::Call(calls),
+        Progress::Commit(writes) => Step::Commit(writes),
         Progress::Wait => Step::Wait,
         Progress::Done(mut outcome, hosts) => {
             outcome.reply = Some(finish_reply(render, &hosts, retry_after_s));

@@ -63,6 +63,7 @@ pub fn start(cfg: &Config, env: &Env) -> Option<(Sweep, Step)> {
         env,
     );
     job.track_seen = false;
+    job.without_group_commit();
     let mut sweep = Sweep { job, names };
     let step = sweep.advance_with(|job| job.advance(env), env);
     Some((sweep, step))
@@ -76,7 +77,8 @@ impl Sweep {
     fn advance_with(&mut self, f: impl FnOnce(&mut Job) -> Progress, env: &Env) -> Step {
         match f(&mut self.job) {
             Progress::Call(calls) => Step::Call(calls),
-            Progress::Wait => Step::Wait,
+            // Never: the sweep's job sends its writes as calls (`without_group_commit`).
+            Progress::Commit(_) | Progress::Wait => Step::Wait,
             // A sweep answers nobody: no reply.
             Progress::Done(mut out, _) => {
                 self.mark(&mut out, env);

@@ -10,6 +10,7 @@ use crate::backends::{
 };
 use crate::config::Config;
 use crate::exchange::{CalloutId, Env, Outcome};
+use crate::group_commit::{WriteAnswer, ZoneWrite};
 use crate::kv::{keys, KvWrite};
 use crate::names::Fqdn;
 use crate::reply::Code;
@@ -24,15 +25,30 @@ pub(crate) use model::{same_values, Edit, HostJob, HostOutcome, Refusal, Target}
 pub enum Progress {
     /// Perform these calls and feed each answer to [`Job::on_callout`].
     Call(Vec<(CalloutId, Callout)>),
+    /// Hand these writes to the group commit and feed each answer to [`Job::on_write`].
+    Commit(Vec<(CalloutId, ZoneWrite)>),
     /// Answers are still outstanding.
     Wait,
     /// Every host is decided: the outcome (its reply still to render) and each host's line.
     Done(Outcome, Vec<HostOutcome>),
 }
 
+type Calls = Vec<(CalloutId, Callout)>;
+type Commits = Vec<(CalloutId, ZoneWrite)>;
+
 enum Pending {
-    Read { host: usize, rtype: RrType },
-    Write { host: usize, check: WriteCheck },
+    Read {
+        host: usize,
+        rtype: RrType,
+    },
+    Write {
+        host: usize,
+        check: WriteCheck,
+    },
+    /// Handed to the group commit, which judges the answer itself.
+    Commit {
+        host: usize,
+    },
 }
 
 enum Phase {
@@ -57,6 +73,8 @@ struct BackendFlow {
     next_id: CalloutId,
     phase: Phase,
     record_cache_ttl_ms: u64,
+    /// Writes go through the group commit (`Progress::Commit`) rather than as calls.
+    group_commit: bool,
 }
 
 /// One audit log line (JSON, keys in alphabetical order). A struct, not a `json!` map: it is
@@ -119,6 +137,7 @@ impl Job {
                 next_id: 0,
                 phase: Phase::Reading,
                 record_cache_ttl_ms: cfg.record_cache_ttl_s.saturating_mul(1000),
+                group_commit: true,
             }),
         };
         Box::new(Job {
@@ -163,9 +182,12 @@ impl Job {
                 flow.is_done()
             }
             HostStore::Backend(b) => {
-                let calls = b.advance(&mut self.hosts, env);
+                let (calls, commits) = b.advance(&mut self.hosts, env);
                 if !calls.is_empty() {
                     return Progress::Call(calls);
+                }
+                if !commits.is_empty() {
+                    return Progress::Commit(commits);
                 }
                 b.pending.is_empty()
             }
@@ -204,6 +226,34 @@ impl Job {
                 }
                 self.advance(env)
             }
+        }
+    }
+
+    /// A group-committed write's answer (after `Progress::Commit`).
+    pub(crate) fn on_write(&mut self, id: CalloutId, answer: WriteAnswer, env: &Env) -> Progress {
+        let HostStore::Backend(b) = &mut self.store else {
+            return Progress::Wait;
+        };
+        if !matches!(b.pending.get(&id), Some(Pending::Commit { .. })) {
+            return Progress::Wait;
+        }
+        let Some(Pending::Commit { host }) = b.pending.remove(&id) else {
+            return Progress::Wait;
+        };
+        if let Some(h) = self.hosts.get_mut(host) {
+            written(h, answer.0, &mut self.writes, env);
+        }
+        if !b.pending.is_empty() {
+            return Progress::Wait;
+        }
+        self.advance(env)
+    }
+
+    /// Sends this job's writes as calls of their own (the expiry sweep, run outside any
+    /// request, does not wait for a zone's batch).
+    pub(crate) fn without_group_commit(&mut self) {
+        if let HostStore::Backend(b) = &mut self.store {
+            b.group_commit = false;
         }
     }
 
@@ -361,10 +411,12 @@ impl BackendFlow {
 
     /// The next calls: reads of what the KV does not know fresh, then writes of what differs.
     /// None once every host is decided or waiting.
-    fn advance(&mut self, hosts: &mut [HostJob], env: &Env) -> Vec<(CalloutId, Callout)> {
+    /// Writes are calls of their own, or handed to the group commit (the second list).
+    fn advance(&mut self, hosts: &mut [HostJob], env: &Env) -> (Calls, Commits) {
         let mut calls = Vec::new();
+        let mut commits = Vec::new();
         if !matches!(self.phase, Phase::Reading) {
-            return calls;
+            return (calls, commits);
         }
         for (i, h) in hosts.iter_mut().enumerate() {
             let Some(t) = h.target.as_ref().filter(|_| h.code.is_none()) else {
@@ -387,7 +439,7 @@ impl BackendFlow {
             }
         }
         if !calls.is_empty() {
-            return calls;
+            return (calls, commits);
         }
         self.phase = Phase::Writing;
         let benv = BackendEnv {
@@ -422,12 +474,26 @@ impl BackendFlow {
                 h.code = Some(Code::Nochg);
                 continue;
             }
+            if self.group_commit {
+                let id = self.next_id;
+                self.next_id = self.next_id.wrapping_add(1);
+                self.pending.insert(id, Pending::Commit { host: i });
+                commits.push((
+                    id,
+                    ZoneWrite {
+                        backend: t.backend.clone(),
+                        zone: t.zone.clone(),
+                        sets,
+                    },
+                ));
+                continue;
+            }
             match t.backend.write(&t.zone, &sets, benv) {
                 Ok((c, check)) => self.call(Pending::Write { host: i, check }, c, &mut calls),
                 Err(e) => h.fail(e),
             }
         }
-        calls
+        (calls, commits)
     }
 
     /// One answer; false when the id is not (or no longer) ours.
@@ -439,6 +505,9 @@ impl BackendFlow {
         writes: &mut Vec<KvWrite>,
         env: &Env,
     ) -> bool {
+        if matches!(self.pending.get(&id), Some(Pending::Commit { .. })) {
+            return false; // answered through `Job::on_write` only
+        }
         let Some(p) = self.pending.remove(&id) else {
             return false;
         };
@@ -462,28 +531,44 @@ impl BackendFlow {
                     return true;
                 };
                 if let Some(t) = &h.target {
-                    match t.backend.check_write(&check, result) {
-                        Ok(()) => {
-                            for (rtype, values) in &h.desired {
-                                writes.push(cache_put(&t.name, *rtype, values, env));
-                            }
-                            h.code = Some(Code::Good);
-                        }
-                        Err(e) => {
-                            // The backend may or may not have applied it: forget what we knew.
-                            for (rtype, _) in &h.desired {
-                                writes.push(KvWrite::remove(keys::record(
-                                    t.name.as_str(),
-                                    rtype.as_str(),
-                                )));
-                            }
-                            h.fail(e);
-                        }
-                    }
+                    let verdict = t.backend.check_write(&check, result);
+                    written(h, verdict, writes, env);
                 }
             }
+            // A group-committed write is answered through `Job::on_write`, never as a call.
+            Pending::Commit { .. } => {}
         }
         true
+    }
+}
+
+/// A host's write was judged: `good` (and the record cache learns the new values), or
+/// `dnserr` (and the cache forgets the name: the backend may or may not have applied it).
+fn written(
+    h: &mut HostJob,
+    verdict: Result<(), BackendError>,
+    writes: &mut Vec<KvWrite>,
+    env: &Env,
+) {
+    let Some(t) = &h.target else {
+        return;
+    };
+    match verdict {
+        Ok(()) => {
+            for (rtype, values) in &h.desired {
+                writes.push(cache_put(&t.name, *rtype, values, env));
+            }
+            h.code = Some(Code::Good);
+        }
+        Err(e) => {
+            for (rtype, _) in &h.desired {
+                writes.push(KvWrite::remove(keys::record(
+                    t.name.as_str(),
+                    rtype.as_str(),
+                )));
+            }
+            h.fail(e);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod exchange;
 mod expiry;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod group_commit;
 mod hex;
 mod hoststate;
 mod identity;
@@ -42,6 +43,7 @@ mod webhooks;
 pub use backends::{Callout, CalloutFailure, CalloutResult, Method};
 pub use config::{Config, ConfigError};
 pub use exchange::{CalloutId, Env, Exchange, Outcome, Step};
+pub use group_commit::{BatchId, Commits, GroupCommit, SoloCheck, WriteAnswer, ZoneWrite};
 pub use kv::{merge_count, KvCount, KvView, KvWrite, MemoryKv};
 pub use reply::{Code, Reply};
 pub use request::Request;

@@ -236,7 +236,8 @@ impl Maintenance {
                 self.sweep = None;
                 fx.outcome = Some(outcome);
             }
-            Step::Pass | Step::NeedBody { .. } | Step::Wait => {}
+            // The sweep's writes are calls of their own (`Job::without_group_commit`).
+            Step::Commit(_) | Step::Pass | Step::NeedBody { .. } | Step::Wait => {}
         }
         fx
     }

@@ -92,6 +92,20 @@ pub const WEBHOOK_ATTEMPTS: Family = Family {
     help: "Webhook delivery attempts by result: delivered, retried (scheduled again), given_up.",
 };
 
+pub const GROUP_COMMIT_BATCH: Family = Family {
+    name: "dynedge_group_commit_batch_hosts",
+    kind: Kind::Histogram,
+    labels: &["backend"],
+    help: "Hosts carried by one backend write (group commit); 1 when nothing else was waiting.",
+};
+
+pub const GROUP_COMMIT_WAIT: Family = Family {
+    name: "dynedge_group_commit_wait_ms",
+    kind: Kind::Histogram,
+    labels: &["backend"],
+    help: "Milliseconds an update waited behind its zone's write in flight before its own write was sent.",
+};
+
 /// Every family, for exporters and documentation.
 pub const FAMILIES: &[Family] = &[
     UPDATES,
@@ -101,6 +115,8 @@ pub const FAMILIES: &[Family] = &[
     CONFIG_GENERATION,
     WEBHOOKS_QUEUED,
     WEBHOOK_ATTEMPTS,
+    GROUP_COMMIT_BATCH,
+    GROUP_COMMIT_WAIT,
 ];
 
 /// Every label any family has: each needs a `stats_tags` entry in Envoy (an `extraStatTags`
@@ -176,6 +192,15 @@ pub fn refused(dialect: &str, code: Code) -> Vec<String> {
 /// `backend`: the kind of the backend (`Backend::kind`).
 pub fn backend_latency(dialect: &str, backend: &str) -> String {
     name(&BACKEND_LATENCY, &[dialect, backend])
+}
+
+/// `backend`: the kind of the backend (`Backend::kind`).
+pub fn group_commit_batch(backend: &str) -> String {
+    name(&GROUP_COMMIT_BATCH, &[backend])
+}
+
+pub fn group_commit_wait(backend: &str) -> String {
+    name(&GROUP_COMMIT_WAIT, &[backend])
 }
 
 pub fn config_load(applied: bool) -> String {

@@ -173,6 +173,8 @@ pub struct Driver {
     pub notified: Vec<Notify>,
     /// `Env::random` of the next exchange (advanced per request).
     pub random: u64,
+    /// Writes are group-committed as in the adapters (one exchange at a time here).
+    pub group: crate::GroupCommit<()>,
 }
 
 impl Driver {
@@ -186,6 +188,7 @@ impl Driver {
             log: vec![],
             notified: vec![],
             random: 7,
+            group: crate::GroupCommit::new(),
         }
     }
 
@@ -228,6 +231,7 @@ impl Driver {
             Exchange::start(&self.cfg, req, !has_body, &env)
         };
         let mut queue = Vec::new();
+        let mut answered = Vec::new();
         loop {
             match step {
                 Step::Pass => return Outcome::default(),
@@ -247,14 +251,38 @@ impl Driver {
                     }
                     step = Step::Wait;
                 }
+                Step::Commit(writes) => {
+                    let mut commits = self
+                        .group
+                        .submit(&self.cfg, (), writes, self.now_ms, random);
+                    while !commits.send.is_empty() || !commits.answers.is_empty() {
+                        answered.extend(commits.answers.drain(..).map(|(_, id, a)| (id, a)));
+                        let mut next = crate::Commits::default();
+                        for (batch, c) in commits.send.drain(..) {
+                            let r = self.pdns.answer(&c);
+                            self.calls.push(c);
+                            let more =
+                                self.group
+                                    .on_result(&self.cfg, batch, r, self.now_ms, random);
+                            next.send.extend(more.send);
+                            next.answers.extend(more.answers);
+                        }
+                        commits = next;
+                    }
+                    step = Step::Wait;
+                }
                 Step::Wait => {
-                    let Some((id, r)) = queue.pop() else {
-                        unreachable!("exchange waits with no call outstanding");
-                    };
                     let env = Env {
                         now_ms: self.now_ms,
                         random,
                         kv: &self.kv,
+                    };
+                    if let Some((id, a)) = answered.pop() {
+                        step = ex.on_write(id, a, &env);
+                        continue;
+                    }
+                    let Some((id, r)) = queue.pop() else {
+                        unreachable!("exchange waits with no call outstanding");
                     };
                     step = ex.on_callout(id, r, &env);
                 }

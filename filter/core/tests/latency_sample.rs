@@ -36,6 +36,20 @@ fn run(req: dynedge_core::Request, ms_per_call: u64) -> (Outcome, usize) {
                 }
                 last
             }
+            // Each write sent alone (`ZoneWrite::alone`): no other exchange to batch with.
+            Step::Commit(ws) => {
+                let mut last = Step::Wait;
+                for (id, w) in ws {
+                    calls += 1;
+                    now += ms_per_call;
+                    let answer = match w.alone(now, 1) {
+                        Ok((c, check)) => check.judge(&pdns.answer(&c)),
+                        Err(answer) => answer,
+                    };
+                    last = ex.on_write(id, answer, &env(now));
+                }
+                last
+            }
             other => unreachable!("the exchange asked for {other:?}"),
         };
     }

@@ -138,6 +138,21 @@ fn nic_update(cfg: &Config, port: u16, query: &str, clock_skew_s: i64) -> Run {
                 }
                 step = next;
             }
+            Step::Commit(writes) => {
+                let mut next = Step::Wait;
+                for (id, w) in writes {
+                    let answer = match w.alone(env.now_ms, env.random) {
+                        Ok((c, check)) => {
+                            assert_eq!(c.cluster, "relay");
+                            updates += usize::from(is_update(&c));
+                            check.judge(&perform(&c, port))
+                        }
+                        Err(answer) => answer,
+                    };
+                    next = ex.on_write(id, answer, &env);
+                }
+                step = next;
+            }
             Step::Done(o) => {
                 return Run {
                     reply: o.reply.unwrap().body_text().trim_end().to_string(),

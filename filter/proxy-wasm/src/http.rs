@@ -1,40 +1,37 @@
 //! One HTTP stream: snapshot the request, drive the core's exchange, perform its steps.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
-use dynedge_core::{CalloutId, CalloutResult, Config, Env, Exchange, Request, Step};
+use dynedge_core::{Config, Env, Exchange, Request, Step};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::host::{self, Metrics, SharedData};
-use crate::root::Outbox;
+use crate::host::{self, SharedData};
+use crate::vm::SharedVm;
 
 pub struct DynedgeHttp {
+    id: u32,
     cfg: Rc<Config>,
-    metrics: Rc<Metrics>,
-    exchange: Option<Exchange>,
-    body_limit: Option<usize>,
-    in_flight: HashMap<u32, CalloutId>,
+    /// Once the exchange needs more than its first step, it lives in the VM's state, where
+    /// whichever context learns its calls' and writes' answers can drive it.
+    vm: SharedVm,
+    /// The exchange while it waits for the request body.
+    awaiting_body: Option<(Exchange, usize)>,
     random: RandomState,
-    /// Webhook deliveries go to the root context, which dispatches and retries them.
-    outbox: Outbox,
 }
 
 impl DynedgeHttp {
-    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>, outbox: Outbox) -> Self {
+    pub fn new(id: u32, cfg: Rc<Config>, vm: SharedVm) -> Self {
         DynedgeHttp {
+            id,
             cfg,
-            metrics,
-            exchange: None,
-            body_limit: None,
-            in_flight: HashMap::new(),
+            vm,
+            awaiting_body: None,
             random: RandomState::new(),
-            outbox,
         }
     }
 
@@ -72,12 +69,21 @@ impl DynedgeHttp {
         }
     }
 
-    /// Performs one step; returns what the current callback should return.
-    fn drive(&mut self, step: Step) -> Action {
+    fn env(&self) -> Env<'static> {
+        let now_ms = self.now_ms();
+        Env {
+            now_ms,
+            random: self.random.hash_one(now_ms),
+            kv: &SharedData,
+        }
+    }
+
+    /// Performs the exchange's first step; returns what the current callback should return.
+    fn drive(&mut self, ex: Exchange, step: Step) -> Action {
         match step {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
-                self.body_limit = Some(limit);
+                self.awaiting_body = Some((ex, limit));
                 // Not Pause: the host turns a paused request-headers callback into
                 // StopAllIterationAndWatermark, and then the body never reaches this filter.
                 // The headers go on to the next filter, which must hold the request until the
@@ -85,47 +91,11 @@ impl DynedgeHttp {
                 // there); this filter pauses the body until its end and answers locally.
                 Action::Continue
             }
-            Step::Wait => Action::Pause,
-            Step::Call(calls) => {
-                let (in_flight, failed) = host::dispatch(self, calls);
-                self.in_flight.extend(in_flight);
-                // A call that could not even be dispatched is answered as failed right away.
-                let mut action = Action::Pause;
-                for (id, result) in failed {
-                    action = self.feed(id, result);
-                }
-                action
-            }
-            Step::Done(outcome) => {
-                let (reply, notify) = host::record(outcome, &self.metrics, self.now_ms() / 1000);
-                if let Some(reply) = reply {
-                    let headers: Vec<(&str, &str)> = reply
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    self.send_http_response(u32::from(reply.status), headers, Some(&reply.body));
-                }
-                // After the reply: webhooks never delay it.
-                self.outbox.borrow_mut().extend(notify);
-                Action::Pause
-            }
+            step => self
+                .vm
+                .borrow_mut()
+                .start(self.id, self.cfg.clone(), ex, step),
         }
-    }
-
-    fn feed(&mut self, id: CalloutId, result: CalloutResult) -> Action {
-        let now_ms = self.now_ms();
-        let random = self.random.hash_one(now_ms);
-        let Some(ex) = self.exchange.as_mut() else {
-            return Action::Pause;
-        };
-        let env = Env {
-            now_ms,
-            random,
-            kv: &SharedData,
-        };
-        let step = ex.on_callout(id, result, &env);
-        self.drive(step)
     }
 }
 
@@ -144,23 +114,21 @@ impl Context for DynedgeHttp {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some(id) = self.in_flight.remove(&token) else {
-            return;
-        };
         let result = host::call_result(self, num_headers, body_size);
-        let _ = self.feed(id, result);
+        self.vm.borrow_mut().on_response(token, result, self.id);
+    }
+}
+
+impl Drop for DynedgeHttp {
+    fn drop(&mut self) {
+        self.vm.borrow_mut().end(self.id);
     }
 }
 
 impl HttpContext for DynedgeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = self.snapshot();
-        let now_ms = self.now_ms();
-        let env = Env {
-            now_ms,
-            random: self.random.hash_one(now_ms),
-            kv: &SharedData,
-        };
+        let env = self.env();
         let logged = dynedge_core::adapter::loggable_path(&req.path);
         let raw = req.path.clone();
         let (ex, step) = Exchange::start(&self.cfg, req, end_of_stream, &env);
@@ -169,12 +137,11 @@ impl HttpContext for DynedgeHttp {
             // the query's passwords or a path token (access logs, tap, tracing).
             self.set_http_request_header(":path", Some(&logged));
         }
-        self.exchange = Some(ex);
-        self.drive(step)
+        self.drive(ex, step)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(limit) = self.body_limit else {
+        let Some(limit) = self.awaiting_body.as_ref().map(|(_, l)| *l) else {
             return Action::Continue;
         };
         if !end_of_stream && body_size <= limit {
@@ -185,7 +152,7 @@ impl HttpContext for DynedgeHttp {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // With trailers the body never reports end_of_stream: the trailers end it.
-        if self.body_limit.is_none() {
+        if self.awaiting_body.is_none() {
             return Action::Continue;
         }
         let size = self
@@ -197,18 +164,11 @@ impl HttpContext for DynedgeHttp {
 
 impl DynedgeHttp {
     fn finish_body(&mut self, size: usize) -> Action {
-        self.body_limit = None;
-        let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let now_ms = self.now_ms();
-        let env = Env {
-            now_ms,
-            random: self.random.hash_one(now_ms),
-            kv: &SharedData,
-        };
-        let Some(ex) = self.exchange.as_mut() else {
+        let Some((mut ex, _)) = self.awaiting_body.take() else {
             return Action::Continue;
         };
-        let step = ex.on_body(&self.cfg, body, &env);
-        self.drive(step)
+        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        let step = ex.on_body(&self.cfg, body, &self.env());
+        self.drive(ex, step)
     }
 }

@@ -6,6 +6,7 @@
 mod host;
 mod http;
 mod root;
+mod vm;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
@@ -16,7 +17,7 @@ proxy_wasm::main! {{
             &format!("dynedge: panic: {info}"),
         );
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::DynedgeRoot::default())
+    proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::DynedgeRoot::new(id))
     });
 }}

@@ -11,14 +11,16 @@ use std::time::{Duration, UNIX_EPOCH};
 use dynedge_core::adapter::keys;
 use dynedge_core::maintenance::{self, Effects, Maintenance};
 use dynedge_core::{CalloutId, CalloutResult, Config, Env};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
 use crate::host::{self, Metrics, SharedData};
 use crate::http::DynedgeHttp;
+use crate::vm::{SharedVm, Vm};
 
-#[derive(Default)]
 pub struct DynedgeRoot {
+    id: u32,
     config: Option<(Rc<Config>, String)>,
     metrics: Rc<Metrics>,
     /// The credential sync, the expiry sweep and webhook deliveries (scheduled by the core),
@@ -27,6 +29,8 @@ pub struct DynedgeRoot {
     in_flight: HashMap<u32, CalloutId>,
     /// Webhook deliveries the HTTP contexts of this VM handed over (after their reply).
     outbox: Outbox,
+    /// The group commit and the streams' exchanges, shared with the HTTP contexts.
+    vm: SharedVm,
 }
 
 /// Shared between the root context and the HTTP contexts of one VM (one thread).
@@ -40,10 +44,15 @@ impl Context for DynedgeRoot {
         body_size: usize,
         _: usize,
     ) {
+        let result = host::call_result(self, num_headers, body_size);
         let Some(id) = self.in_flight.remove(&token) else {
+            // A batch, or a call made for a stream while the root had the turn.
+            let mut vm = self.vm.borrow_mut();
+            if vm.on_response(token, result, self.id) {
+                vm.settle(self.id);
+            }
             return;
         };
-        let result = host::call_result(self, num_headers, body_size);
         self.feed(id, result);
     }
 }
@@ -80,8 +89,23 @@ impl RootContext for DynedgeRoot {
             self.set_tick_period(Duration::from_millis(ms));
         }
         self.maintenance = Maintenance::new(raw);
-        self.config = Some((Rc::new(cfg), fingerprint));
+        let cfg = Rc::new(cfg);
+        {
+            let mut vm = self.vm.borrow_mut();
+            vm.register_queue();
+            vm.set_config(cfg.clone());
+        }
+        self.config = Some((cfg, fingerprint));
         true
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let mut vm = self.vm.borrow_mut();
+        if vm.queue() != Some(queue_id) {
+            return;
+        }
+        while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
+        vm.settle(self.id);
     }
 
     fn on_tick(&mut self) {
@@ -97,13 +121,9 @@ impl RootContext for DynedgeRoot {
         self.apply(fx);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let (cfg, _) = self.current_config()?;
-        Some(Box::new(DynedgeHttp::new(
-            cfg,
-            self.metrics.clone(),
-            self.outbox.clone(),
-        )))
+        Some(Box::new(DynedgeHttp::new(context_id, cfg, self.vm.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -112,6 +132,20 @@ impl RootContext for DynedgeRoot {
 }
 
 impl DynedgeRoot {
+    pub fn new(id: u32) -> Self {
+        let metrics = Rc::new(Metrics::default());
+        let outbox = Outbox::default();
+        DynedgeRoot {
+            id,
+            config: None,
+            vm: Vm::new(id, metrics.clone(), outbox.clone()),
+            metrics,
+            maintenance: Maintenance::default(),
+            in_flight: HashMap::new(),
+            outbox,
+        }
+    }
+
     fn env(&self) -> Env<'static> {
         let now_ms = self
             .get_current_time()
@@ -158,7 +192,9 @@ impl DynedgeRoot {
                         s.fingerprint.get(..12).unwrap_or_default()
                     ),
                 );
-                self.config = Some((Rc::new(*s.config), s.fingerprint));
+                let cfg = Rc::new(*s.config);
+                self.vm.borrow_mut().set_config(cfg.clone());
+                self.config = Some((cfg, s.fingerprint));
             }
         }
         host::apply(&writes);

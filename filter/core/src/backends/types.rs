@@ -161,8 +161,28 @@ pub enum BackendError {
     /// The answer, or the change asked for, could not be used (a broken document, a refused
     /// update, a value that is not an address, an unusable key).
     Invalid(String),
+    /// A signed answer refusing the whole change for something one name's change may cause
+    /// (an RFC 2136 prerequisite): nothing was applied.
+    Refused(String),
     /// The exchange ended before the backend answered.
     NoAnswer,
+}
+
+impl BackendError {
+    /// Whether the backend applied nothing and one host's change may be the cause, so a
+    /// batch of hosts may be split and retried (`group_commit`): a failed RFC 2136
+    /// prerequisite, or PowerDNS refusing a PATCH (one transaction) as invalid.
+    pub fn nothing_applied(&self) -> bool {
+        match self {
+            BackendError::Refused(_) => true,
+            BackendError::Status {
+                backend: "PowerDNS",
+                status,
+                ..
+            } => matches!(status, 400 | 422),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for BackendError {
@@ -174,7 +194,7 @@ impl fmt::Display for BackendError {
                 status,
                 detail,
             } => write!(f, "{backend} answered {status}: {detail}"),
-            BackendError::Invalid(why) => f.write_str(why),
+            BackendError::Invalid(why) | BackendError::Refused(why) => f.write_str(why),
             BackendError::NoAnswer => f.write_str("no answer from the backend"),
         }
     }

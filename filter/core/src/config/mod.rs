@@ -57,6 +57,8 @@ struct RawConfig {
     webhooks: Option<crate::webhooks::RawWebhooks>,
     #[serde(default)]
     rate_limits: crate::limits::RateLimits,
+    #[serde(default)]
+    group_commit: crate::group_commit::settings::GroupCommitSettings,
     #[serde(default = "default_sweep")]
     expiry_sweep_interval_s: u64,
     #[doc = "Where credentials and host state live: `{\"type\": \"config\"}` (this \
@@ -110,6 +112,8 @@ pub struct Config {
     /// Webhook delivery; `None` = off.
     pub webhooks: Option<crate::webhooks::WebhookSettings>,
     pub store: crate::store::StoreConfig,
+    /// How updates for one zone share backend writes (`group_commit`).
+    pub group_commit: crate::group_commit::settings::GroupCommitSettings,
 }
 
 impl Config {
@@ -188,6 +192,9 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
     raw.rate_limits
         .validate()
         .map_err(|m| err("rate_limits", m))?;
+    raw.group_commit
+        .validate()
+        .map_err(|m| err("group_commit.max_batch", m))?;
     let apertodns = crate::dialects::apertodns::ApertoSettings::compile(raw.apertodns)?;
     let endpoints = crate::dialects::custom::compile(raw.endpoints)?;
     let acme_dns = raw
@@ -220,6 +227,7 @@ fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
         acme_dns,
         webhooks,
         store,
+        group_commit: raw.group_commit,
     })
 }
 

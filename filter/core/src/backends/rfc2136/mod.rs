@@ -200,10 +200,14 @@ pub fn check_write(
     }
     match answer.rcode {
         ResponseCode::NoError => Ok(()),
-        ResponseCode::YXRRSet => Err(BackendError::Invalid(
+        ResponseCode::YXRRSet => Err(BackendError::Refused(
             "DNS UPDATE refused by its prerequisite (YXRRSET): a CNAME exists at the name, left untouched"
                 .into(),
         )),
+        // The other prerequisite failures also point at one name, never at the whole zone.
+        ResponseCode::NXRRSet | ResponseCode::YXDomain | ResponseCode::NXDomain => Err(
+            BackendError::Refused(format!("DNS UPDATE answered {}", rcode_name(answer.rcode))),
+        ),
         other => Err(BackendError::Invalid(format!(
             "DNS UPDATE answered {}",
             rcode_name(other)
@@ -554,12 +558,24 @@ mod tests {
             resp.add_answer(r);
         }
         let step = ex.on_callout(*id, ok(resp.to_vec().unwrap()), &env);
-        let crate::Step::Call(writes) = step else {
+        let crate::Step::Commit(writes) = step else {
             return (reply_text(step), 0);
         };
-        let (id, write_call) = &writes[0];
-        let step = ex.on_callout(*id, ok(answer(&write_call.body, &b.key)), &env);
-        (reply_text(step), writes.len())
+        // Through the group commit, as the adapters send it: one UPDATE for the one host.
+        let mut group = crate::GroupCommit::new();
+        let commits = group.submit(&cfg, (), writes, env.now_ms, env.random);
+        let (batch, write_call) = &commits.send[0];
+        let sent = commits.send.len();
+        let answered = group.on_result(
+            &cfg,
+            *batch,
+            ok(answer(&write_call.body, &b.key)),
+            env.now_ms,
+            1,
+        );
+        let (_, id, a) = answered.answers.into_iter().next().unwrap();
+        let step = ex.on_write(id, a, &env);
+        (reply_text(step), sent)
     }
 
     #[test]
@@ -604,5 +620,62 @@ mod tests {
             });
             assert_eq!(text, "dnserr", "case {i}");
         }
+    }
+
+    #[test]
+    fn a_failed_prerequisite_in_a_batch_fails_only_its_own_name() {
+        let cfg = rfc2136_config(|_| {}).unwrap();
+        let crate::config::Backend::Rfc2136(b) = &cfg.backends["bind"] else {
+            panic!("not rfc2136")
+        };
+        let zone = Fqdn::parse("dyn.example.test").unwrap();
+        let write = |label: &str| crate::ZoneWrite {
+            backend: cfg.backends["bind"].clone(),
+            zone: zone.clone(),
+            sets: vec![RrSet {
+                name: Fqdn::parse(&format!("{label}.dyn.example.test")).unwrap(),
+                rtype: RrType::A,
+                ttl: 60,
+                values: vec!["192.0.2.9".into()],
+            }],
+        };
+        let mut group = crate::GroupCommit::new();
+        let mut held = std::collections::VecDeque::new();
+        let mut answers = std::collections::BTreeMap::new();
+        // One name in flight, then six more waiting: they go out as one UPDATE of six names.
+        let labels = ["first", "a", "b", "cname", "c", "d", "e"];
+        for (i, label) in labels.iter().enumerate() {
+            let c = group.submit(&cfg, i, vec![(0, write(label))], NOW * 1000, 5);
+            held.extend(c.send);
+        }
+        let mut updates = Vec::new();
+        while let Some((batch, call)) = held.pop_front() {
+            let m = Message::from_vec(&call.body).unwrap();
+            // The server: a CNAME sits at cname.dyn.example.test, so the "no CNAME"
+            // prerequisite of any UPDATE naming it fails (YXRRSET) and nothing is applied.
+            let names: Vec<String> = m.answers.iter().map(|r| r.name.to_string()).collect();
+            updates.push(m.authorities.len() / 2);
+            let rcode = if names.iter().any(|n| n.starts_with("cname.")) {
+                ResponseCode::YXRRSet
+            } else {
+                ResponseCode::NoError
+            };
+            let answer = ok(server_answer(&call.body, rcode, None, true, &b.key, NOW));
+            let c = group.on_result(&cfg, batch, answer, NOW * 1000, 6);
+            held.extend(c.send);
+            for (owner, _, a) in c.answers {
+                answers.insert(labels[owner], a.is_confirmed());
+            }
+        }
+        let refused: Vec<&str> = answers
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(l, _)| *l)
+            .collect();
+        assert_eq!(refused, vec!["cname"], "{answers:?}");
+        assert_eq!(answers.len(), labels.len());
+        // first alone; the six together (refused); a,b,cname (refused) and c,d,e; a and
+        // b,cname (refused); b and cname alone.
+        assert_eq!(updates, vec![1, 6, 3, 3, 1, 2, 1, 1], "names per UPDATE");
     }
 }
