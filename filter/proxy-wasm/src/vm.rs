@@ -131,6 +131,11 @@ impl Vm {
     /// A stream's exchange, driven from its first step that is neither `Pass` nor
     /// `NeedBody` (the HTTP context handles those itself).
     pub fn start(&mut self, ctx: u32, cfg: Rc<Config>, ex: Exchange, step: Step) -> Action {
+        if let Step::Done(outcome) = step {
+            // Answered at once (a nochg from the caches, a refusal): nothing to keep.
+            self.finish(ctx, outcome, ctx);
+            return Action::Pause;
+        }
         self.streams.insert(
             ctx,
             StreamSlot {
@@ -145,10 +150,11 @@ impl Vm {
     /// The stream ended: its exchange, its waiting writes and its calls go (writes already
     /// in a batch stay in it: the batch is answered as a whole).
     pub fn end(&mut self, ctx: u32) {
-        if let Some(slot) = self.streams.remove(&ctx) {
-            for t in slot.tokens {
-                self.calls.remove(&t);
-            }
+        let Some(slot) = self.streams.remove(&ctx) else {
+            return;
+        };
+        for t in slot.tokens {
+            self.calls.remove(&t);
         }
         self.group.forget(&ctx);
     }
