@@ -22,6 +22,7 @@ const ZONE: &str = "dyn.example.test";
 const PASSWORD: &str = "demo-password";
 const PEER: &str = "192.0.2.200:5555";
 const BATCH_HOSTS: &str = "dynedge_group_commit_batch_hosts";
+const MAX_WAIT_MS: u64 = 500;
 
 /// Host `i`, owned by user `u{i}`.
 fn host_name(i: usize) -> String {
@@ -58,7 +59,7 @@ fn config(users: usize, max_batch: usize) -> String {
         }));
     }
     doc["rate_limits"] = serde_json::json!({"enabled": false});
-    doc["group_commit"] = serde_json::json!({"max_batch": max_batch, "max_wait_ms": 500});
+    doc["group_commit"] = serde_json::json!({"max_batch": max_batch, "max_wait_ms": MAX_WAIT_MS});
     doc.to_string()
 }
 
@@ -335,6 +336,33 @@ fn updates_that_wait_behind_a_write_go_out_in_one_patch() {
     }
     assert!(rig.patches().is_empty());
     assert_eq!(rig.batch_sizes(), vec![1, 19]);
+    rig.assert_no_abi_errors();
+}
+
+#[test]
+fn updates_that_waited_max_wait_ms_go_out_beside_the_write_in_flight() {
+    let mut rig = Rig::new(3, 100);
+    rig.updates(0..2);
+    let first = rig.only_patch();
+    rig.host
+        .advance_clock(Duration::from_millis(MAX_WAIT_MS))
+        .unwrap();
+    assert_eq!(
+        rig.only_patch(),
+        first,
+        "the wait is checked on traffic, not by a timer"
+    );
+
+    rig.update(2);
+    let patches = rig.patches();
+    let carried: Vec<Vec<String>> = patches.iter().map(hosts_in).collect();
+    assert_eq!(carried, vec![names([0]), names([1, 2])]);
+    assert!(patches.iter().all(|p| p.context == rig.root()));
+    // The escaped batch is answered first: nothing ties it to the one it overtook.
+    rig.apply(&patches[1]);
+    assert_eq!(rig.replies(0..3), vec![None, good(1), good(2)]);
+    rig.apply(&patches[0]);
+    assert_eq!(rig.reply(0), good(0));
     rig.assert_no_abi_errors();
 }
 
