@@ -171,6 +171,11 @@ impl Vm {
             }
             Some(Owner::Batch(batch)) => {
                 self.batch_answered(batch, result);
+                // A stream sent this batch only because the root could not be woken: its
+                // answers and the zone's next batch still need someone's turn.
+                if running != self.root_id {
+                    self.wake_root(running);
+                }
                 true
             }
             None => false,
