@@ -2,8 +2,9 @@
 //! through the proxy `DYNEDGE_GATEWAY` names, to real PowerDNS (its API) and real BIND (RFC 2136
 //! over its own DoH). Each storm is held behind a paused backend (SIGSTOP) until every client
 //! has sent its request, so the writes that queue behind the zone's first one depend on what
-//! the gateway does, not on how fast the machine spawns clients. The backends' own logs count
-//! the writes; DNS is read back for every host told `good`.
+//! the gateway does, not on how fast the machine spawns clients. The backends count the writes
+//! (PowerDNS's log; BIND's SOA serial and its log of refused UPDATEs); DNS is read back for
+//! every host told `good`.
 
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -355,6 +356,7 @@ fn bind_stack(dir: &Path, group_commit: Option<Value>) -> (Bind, dynedge_envoy::
 
 /// One storm of [`BIND_HOSTS`] updates against BIND: the replies and its UPDATEs (applied,
 /// refused).
+///
 /// A gateway in service holds a connection to BIND before the storm: without one, every
 /// concurrent call dials while BIND is paused, which tests the listen queue, not the gateway.
 fn bind_storm(bind: &Bind, gw: &dynedge_envoy::Envoy, log: &Path) -> (Vec<Sent>, (usize, usize)) {
