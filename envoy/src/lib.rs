@@ -355,6 +355,8 @@ pub const TEST_SECRETS: &[&str] = &[
     "e7K15czUYLDwp6QZqtZI9gdwr+vpbYcD9jvQlJjeE11yf8EL7Z5VgF/r7+fx2DMS/mDUtUrqqO1VpV1PrV/TWg==",
     // the webhook signing secret of the dialects suite
     "a-webhook-secret-of-at-least-32-characters",
+    // what the group commit suite's tokens (one per host) start with
+    "dynedge_gc_storm_token_",
 ];
 
 /// Every `*.log` file under `dir` (Envoy and PowerDNS logs, access logs).

@@ -27,6 +27,10 @@ pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// How long an idle backend connection stays in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
+/// Calls one HTTP/2 connection carries at once (the server's own limit applies too; BIND's is
+/// 100 per connection).
+const H2_STREAMS: usize = 100;
+
 /// One cluster: where it is, and how many calls may be in flight to it at once.
 #[derive(Clone)]
 pub struct Cluster {
@@ -241,6 +245,10 @@ fn peer_for(cluster: &Cluster, addr: SocketAddr, timeout: Duration) -> HttpPeer 
     };
     if cluster.h2c {
         peer.options.set_http_version(2, 2);
+        // Pingora's default is one call per connection: a storm of concurrent calls then
+        // opens a connection each, overflows the server's listen queue (BIND's is 10), and the
+        // dropped connections retry a second later. Envoy's HTTP/2 cluster multiplexes them.
+        peer.options.max_h2_streams = H2_STREAMS;
     }
     peer.options.connection_timeout = Some(timeout);
     peer.options.read_timeout = Some(timeout);
@@ -323,6 +331,23 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_calls_to_an_h2c_cluster_share_one_connection() {
+        let mut c = Clusters::new();
+        c.add_spec("doh=127.0.0.1:8053,h2c").unwrap();
+        c.add_spec("api=127.0.0.1:8081").unwrap();
+        let peer = |name: &str| {
+            let cluster = c.get(name).unwrap();
+            peer_for(cluster, cluster.addr, Duration::from_secs(1))
+        };
+        assert_eq!(peer("doh").options.max_h2_streams, H2_STREAMS);
+        assert_eq!(
+            peer("api").options.max_h2_streams,
+            1,
+            "HTTP/1.1: one call each"
+        );
+    }
 
     #[test]
     fn cluster_specs_parse_into_addresses() {
