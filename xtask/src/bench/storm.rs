@@ -513,6 +513,15 @@ impl Bench {
             };
             let r = parse_replies(&run.replies, phase);
             last_good.extend(r.good.iter().map(|(k, v)| (*k, *v)));
+            let extra = run.replies.lines().count().saturating_sub(hosts);
+            if extra > 0 {
+                // The list's script repeats its last line when wrk asks for more requests than
+                // the list holds (it does after reconnecting a connection the server closed).
+                let _ = write!(
+                    r_note_extra,
+                    "; {extra} replies past the {hosts} of the list (wrk sent its last request again)"
+                );
+            }
             if r.foreign > 0 {
                 let _ = write!(
                     r_note_extra,
