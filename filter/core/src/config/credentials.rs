@@ -90,6 +90,8 @@ fn all_scopes() -> Vec<String> {
 pub struct User {
     pub name: String,
     pub password_hash: Secret,
+    /// The auth cache's keyed hash, keyed with `password_hash` once here, not per request.
+    pub cache_mac: crate::auth::CacheMac,
     pub hosts: BTreeSet<Fqdn>,
     /// Zones in which the user owns every name.
     pub zones: BTreeSet<Fqdn>,
@@ -192,6 +194,7 @@ pub(super) fn compile_users(raw: Vec<RawUser>, zones: &[Zone]) -> Result<Users, 
             u.name.clone(),
             User {
                 name: u.name,
+                cache_mac: crate::auth::CacheMac::new(&u.password_hash.0),
                 password_hash: u.password_hash,
                 hosts,
                 zones: user_zones,
