@@ -23,10 +23,19 @@ pub struct DynedgeHttp {
     random: RandomState,
     /// Webhook deliveries go to the root context, which dispatches and retries them.
     outbox: Outbox,
+    layer0_by_proxy: bool,
+    /// The clock as the current callback read it: its outcome is stamped with the same time
+    /// without asking the host again.
+    clock_ms: u64,
 }
 
 impl DynedgeHttp {
-    pub fn new(cfg: Rc<Config>, metrics: Rc<Metrics>, outbox: Outbox) -> Self {
+    pub fn new(
+        cfg: Rc<Config>,
+        metrics: Rc<Metrics>,
+        outbox: Outbox,
+        layer0_by_proxy: bool,
+    ) -> Self {
         DynedgeHttp {
             cfg,
             metrics,
@@ -35,13 +44,17 @@ impl DynedgeHttp {
             in_flight: HashMap::new(),
             random: RandomState::new(),
             outbox,
+            layer0_by_proxy,
+            clock_ms: 0,
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.get_current_time()
+    fn now_ms(&mut self) -> u64 {
+        self.clock_ms = self
+            .get_current_time()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.clock_ms
     }
 
     fn snapshot(&self) -> Request {
@@ -97,13 +110,9 @@ impl DynedgeHttp {
                 action
             }
             Step::Done(outcome) => {
-                let (reply, notify) = host::record(outcome, &self.metrics, self.now_ms() / 1000);
+                let (reply, notify) = host::record(outcome, &self.metrics, self.clock_ms / 1000);
                 if let Some(reply) = reply {
-                    let headers: Vec<(&str, &str)> = reply
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
+                    let headers = reply.headers_to_send(self.layer0_by_proxy);
                     self.send_http_response(u32::from(reply.status), headers, Some(&reply.body));
                 }
                 // After the reply: webhooks never delay it.

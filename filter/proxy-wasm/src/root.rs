@@ -11,8 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use dynedge_core::adapter::keys;
 use dynedge_core::maintenance::{self, Effects, Maintenance};
 use dynedge_core::{CalloutId, CalloutResult, Config, Env};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::host::{self, Metrics, SharedData};
 use crate::http::DynedgeHttp;
@@ -27,6 +28,8 @@ pub struct DynedgeRoot {
     in_flight: HashMap<u32, CalloutId>,
     /// Webhook deliveries the HTTP contexts of this VM handed over (after their reply).
     outbox: Outbox,
+    /// The proxy adds the Layer 0 headers to every response (the VM configuration says so).
+    layer0_by_proxy: bool,
 }
 
 /// Shared between the root context and the HTTP contexts of one VM (one thread).
@@ -49,6 +52,16 @@ impl Context for DynedgeRoot {
 }
 
 impl RootContext for DynedgeRoot {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        // Not `get_vm_configuration`: it panics (trapping the VM) when the host has none.
+        let vm_config = hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.layer0_by_proxy = dynedge_core::adapter::layer0_by_proxy(&vm_config);
+        true
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let cfg = match Config::from_json(&raw) {
@@ -103,6 +116,7 @@ impl RootContext for DynedgeRoot {
             cfg,
             self.metrics.clone(),
             self.outbox.clone(),
+            self.layer0_by_proxy,
         )))
     }
 
@@ -174,9 +188,15 @@ impl DynedgeRoot {
     }
 
     /// The configuration in shared data is the source of truth; recompile only when its
-    /// fingerprint differs from the one this VM compiled.
+    /// fingerprint differs from the one this VM compiled. Only the etcd store's credential sync
+    /// publishes a configuration other than the plugin's own, which every VM compiles in
+    /// `on_configure`: without it, reading the generation (a shared-data call per request)
+    /// could never find another one.
     fn current_config(&self) -> Option<(Rc<Config>, String)> {
         let local = self.config.clone()?;
+        if local.0.store.etcd().is_none() {
+            return Some(local);
+        }
         let shared =
             host::shared_get(keys::CONFIG_GENERATION).and_then(|v| String::from_utf8(v).ok());
         match shared {
