@@ -7,7 +7,7 @@ pub use crate::config::fingerprint;
 pub use crate::config::json_schema;
 pub use crate::dialects::loggable_path;
 pub use crate::names::Fqdn;
-pub use crate::reply::{layer0_by_proxy, SECURITY_HEADERS};
+pub use crate::reply::SECURITY_HEADERS;
 pub use crate::time::iso8601;
 pub use crate::tokens::token_hash;
 

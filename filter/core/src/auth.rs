@@ -10,9 +10,8 @@ use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
+pub(crate) use crate::config::CacheMac;
 use crate::config::{Config, Scope, User};
 pub(crate) use crate::credentials::Presented;
 pub(crate) use crate::hex::hex;
@@ -281,36 +280,6 @@ pub fn verify_cached(
     )])
 }
 
-/// The keyed hash that names a presented password's cache entry. The key is the stored PHC
-/// string, so a changed password invalidates every cache entry, and the KV never holds anything
-/// that verifies offline without the configuration. Keyed once (a configured user's at
-/// configuration time): keying hashes the PHC string, which is longer than SHA-256's block, and
-/// that was most of the tag's cost on every request.
-#[derive(Clone)]
-pub struct CacheMac(Hmac<Sha256>);
-
-impl CacheMac {
-    pub fn new(phc: &str) -> CacheMac {
-        // HMAC takes keys of any length, so the fallback never runs; it keeps this total.
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(phc.as_bytes())
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
-        CacheMac(mac)
-    }
-
-    pub fn tag(&self, password: &str) -> String {
-        let mut mac = self.0.clone();
-        mac.update(password.as_bytes());
-        hex(&mac.finalize().into_bytes())
-    }
-}
-
-impl std::fmt::Debug for CacheMac {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Its state is derived from the PHC string: never printed.
-        f.write_str("CacheMac(***)")
-    }
-}
-
 #[cfg(any(test, feature = "testing"))]
 thread_local! {
     static ARGON2_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
@@ -348,6 +317,8 @@ mod tests {
     use crate::credentials::presented;
     use crate::kv::MemoryKv;
     use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
     use std::collections::BTreeSet;
 
     const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";

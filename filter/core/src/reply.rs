@@ -191,22 +191,6 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether the proxy-wasm VM configuration says the proxy adds [`SECURITY_HEADERS`] to every
-/// response itself: `{"layer0_headers": "proxy"}`, set in envoy/bootstrap.yaml.tmpl beside the
-/// header mutation that adds them. Anything else (nothing, other JSON, garbage) leaves them to
-/// the filter, so a proxy that adds none (a bare Istio) still sends each one; a wrong setting can
-/// only send a header twice, never drop it.
-pub fn layer0_by_proxy(vm_config: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct VmConfig {
-        layer0_headers: Option<String>,
-    }
-    serde_json::from_slice::<VmConfig>(vm_config)
-        .ok()
-        .and_then(|c| c.layer0_headers)
-        .is_some_and(|who| who == "proxy")
-}
-
 /// A complete local reply. Adapters send it as is; the body length is always known, so the
 /// proxy sends `Content-Length` (ddclient cannot read chunked replies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,8 +232,24 @@ impl Reply {
         self
     }
 
+    /// Whether the proxy-wasm VM configuration says the proxy adds [`SECURITY_HEADERS`] to
+    /// every response itself: `{"layer0_headers": "proxy"}`, set in envoy/bootstrap.yaml.tmpl
+    /// beside the header mutation that adds them. Anything else (nothing, other JSON, garbage)
+    /// leaves them to the filter, so a proxy that adds none (a bare Istio) still sends each one;
+    /// a wrong setting can only send a header twice, never drop it.
+    pub fn layer0_by_proxy(vm_config: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct VmConfig {
+            layer0_headers: Option<String>,
+        }
+        serde_json::from_slice::<VmConfig>(vm_config)
+            .ok()
+            .and_then(|c| c.layer0_headers)
+            .is_some_and(|who| who == "proxy")
+    }
+
     /// The headers an adapter sends: all of them, or without the [`SECURITY_HEADERS`] when the
-    /// proxy adds those to every response itself ([`layer0_by_proxy`]), which saves the
+    /// proxy adds those to every response itself ([`Reply::layer0_by_proxy`]), which saves the
     /// proxy setting each one twice.
     pub fn headers_to_send(&self, layer0_by_proxy: bool) -> Vec<(&str, &str)> {
         self.headers
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn only_an_explicit_proxy_setting_leaves_the_layer0_headers_to_the_proxy() {
-        assert!(layer0_by_proxy(br#"{"layer0_headers": "proxy"}"#));
+        assert!(Reply::layer0_by_proxy(br#"{"layer0_headers": "proxy"}"#));
         for other in [
             &b""[..],
             b"{}",
@@ -287,7 +287,7 @@ mod tests {
             b"layer0_headers=proxy",
             b"\xff\xfe",
         ] {
-            assert!(!layer0_by_proxy(other), "{other:?}");
+            assert!(!Reply::layer0_by_proxy(other), "{other:?}");
         }
     }
 

@@ -58,7 +58,7 @@ impl RootContext for DynedgeRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        self.layer0_by_proxy = dynedge_core::adapter::layer0_by_proxy(&vm_config);
+        self.layer0_by_proxy = dynedge_core::Reply::layer0_by_proxy(&vm_config);
         true
     }
 
