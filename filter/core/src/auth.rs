@@ -68,7 +68,7 @@ pub fn authenticate(
             // A password whose verification is cached is that user's password: skip hashing
             // it as a token and looking it up (a KV read), which every request paid before.
             if let Some(u) = cfg.users.get(user).filter(|u| u.active) {
-                if cache_fresh(&u.name, &u.cache_mac, password, kv, now_s) {
+                if cache_fresh(&u.name, u.cache_mac(), password, kv, now_s) {
                     return AuthOutcome {
                         result: Ok(user_identity(u)),
                         writes: vec![],
@@ -204,7 +204,7 @@ fn password_identity(
         cfg,
         &u.name,
         &u.password_hash.0,
-        &u.cache_mac,
+        u.cache_mac(),
         password,
         kv,
         now_s,
@@ -426,17 +426,22 @@ mod tests {
     fn the_cache_tag_is_keyed_once_per_user_and_names_the_same_entry_as_before() {
         let cfg = demo();
         let u = cfg.users.get("demo").unwrap();
+        assert!(
+            u.cache_key.get().is_none(),
+            "keyed on first use, not at configuration"
+        );
         // Keyed per request, as before the key was kept: entries written then still hit.
         let mut per_request = Hmac::<Sha256>::new_from_slice(u.password_hash.0.as_bytes()).unwrap();
         per_request.update(b"demo-password");
         let expected = hex(&per_request.finalize().into_bytes());
-        assert_eq!(u.cache_mac.tag("demo-password"), expected);
+        assert_eq!(u.cache_mac().tag("demo-password"), expected);
+        assert!(u.cache_key.get().is_some(), "kept for the next request");
         // The kept state is cloned per use, never advanced by one.
-        assert_eq!(u.cache_mac.tag("demo-password"), expected);
-        assert_ne!(u.cache_mac.tag("demo-passwore"), expected);
+        assert_eq!(u.cache_mac().tag("demo-password"), expected);
+        assert_ne!(u.cache_mac().tag("demo-passwore"), expected);
         assert_ne!(CacheMac::new("another phc").tag("demo-password"), expected);
         assert!(!format!("{u:?}").contains(&expected));
-        assert_eq!(format!("{:?}", u.cache_mac), "CacheMac(***)");
+        assert_eq!(format!("{:?}", u.cache_mac()), "CacheMac(***)");
     }
 
     #[test]
