@@ -10,9 +10,8 @@ use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
+pub(crate) use crate::config::CacheMac;
 use crate::config::{Config, Scope, User};
 pub(crate) use crate::credentials::Presented;
 pub(crate) use crate::hex::hex;
@@ -69,7 +68,7 @@ pub fn authenticate(
             // A password whose verification is cached is that user's password: skip hashing
             // it as a token and looking it up (a KV read), which every request paid before.
             if let Some(u) = cfg.users.get(user).filter(|u| u.active) {
-                if cache_fresh(&u.name, &u.password_hash.0, password, kv, now_s) {
+                if cache_fresh(&u.name, u.cache_mac(), password, kv, now_s) {
                     return AuthOutcome {
                         result: Ok(user_identity(u)),
                         writes: vec![],
@@ -201,7 +200,15 @@ fn password_identity(
         return bad;
     }
     let identity = user_identity(u);
-    match verify_cached(cfg, &u.name, &u.password_hash.0, password, kv, now_s) {
+    match verify_cached(
+        cfg,
+        &u.name,
+        &u.password_hash.0,
+        u.cache_mac(),
+        password,
+        kv,
+        now_s,
+    ) {
         Some(writes) => AuthOutcome {
             result: Ok(identity),
             writes,
@@ -225,11 +232,17 @@ fn user_identity(u: &User) -> Identity {
 }
 
 /// Whether a cached success for (user, PHC, password) is still fresh.
-fn cache_fresh(cache_user: &str, phc: &str, password: &str, kv: &dyn KvView, now_s: u64) -> bool {
+fn cache_fresh(
+    cache_user: &str,
+    mac: &CacheMac,
+    password: &str,
+    kv: &dyn KvView,
+    now_s: u64,
+) -> bool {
     if password.is_empty() || password.len() > 1024 {
         return false;
     }
-    let key = keys::auth_cache(cache_user, &cache_tag(phc, password));
+    let key = keys::auth_cache(cache_user, &mac.tag(password));
     kv.get(&key)
         .and_then(|v| String::from_utf8(v).ok())
         .and_then(|s| s.parse::<u64>().ok())
@@ -238,11 +251,13 @@ fn cache_fresh(cache_user: &str, phc: &str, password: &str, kv: &dyn KvView, now
 
 /// Argon2 verification of `password` against `phc`, skipped while a cached success for the same
 /// (user, PHC, password) is fresh; on success, the cache entry to write (if any). Shared by
-/// configured users and the credentials registered at runtime (acme-dns accounts).
+/// configured users and the credentials registered at runtime (acme-dns accounts). `mac` is
+/// [`CacheMac::new`] of `phc`.
 pub fn verify_cached(
     cfg: &Config,
     cache_user: &str,
     phc: &str,
+    mac: &CacheMac,
     password: &str,
     kv: &dyn KvView,
     now_s: u64,
@@ -250,31 +265,19 @@ pub fn verify_cached(
     if password.is_empty() || password.len() > 1024 {
         return None;
     }
-    if cache_fresh(cache_user, phc, password, kv, now_s) {
+    if cache_fresh(cache_user, mac, password, kv, now_s) {
         return Some(vec![]);
     }
     if !verify_password(phc, password) {
         return None;
     }
     Some(vec![KvWrite::put(
-        keys::auth_cache(cache_user, &cache_tag(phc, password)),
+        keys::auth_cache(cache_user, &mac.tag(password)),
         now_s
             .saturating_add(cfg.auth_cache_ttl_s)
             .to_string()
             .into_bytes(),
     )])
-}
-
-/// A keyed hash of the presented password. The key is the stored PHC string, so a changed
-/// password invalidates every cache entry, and the KV never holds anything that verifies offline
-/// without the configuration.
-fn cache_tag(phc: &str, password: &str) -> String {
-    // new_from_slice accepts keys of any length for HMAC.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(phc.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(password.as_bytes());
-    hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(any(test, feature = "testing"))]
@@ -314,6 +317,8 @@ mod tests {
     use crate::credentials::presented;
     use crate::kv::MemoryKv;
     use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
     use std::collections::BTreeSet;
 
     const TOKEN: &str = "dynedge_test_demodemodemodemodemodemodemodemo";
@@ -415,6 +420,28 @@ mod tests {
             "one read, the auth cache: {:?}",
             reads.1.borrow()
         );
+    }
+
+    #[test]
+    fn the_cache_tag_is_keyed_once_per_user_and_names_the_same_entry_as_before() {
+        let cfg = demo();
+        let u = cfg.users.get("demo").unwrap();
+        assert!(
+            u.cache_key.get().is_none(),
+            "keyed on first use, not at configuration"
+        );
+        // Keyed per request, as before the key was kept: entries written then still hit.
+        let mut per_request = Hmac::<Sha256>::new_from_slice(u.password_hash.0.as_bytes()).unwrap();
+        per_request.update(b"demo-password");
+        let expected = hex(&per_request.finalize().into_bytes());
+        assert_eq!(u.cache_mac().tag("demo-password"), expected);
+        assert!(u.cache_key.get().is_some(), "kept for the next request");
+        // The kept state is cloned per use, never advanced by one.
+        assert_eq!(u.cache_mac().tag("demo-password"), expected);
+        assert_ne!(u.cache_mac().tag("demo-passwore"), expected);
+        assert_ne!(CacheMac::new("another phc").tag("demo-password"), expected);
+        assert!(!format!("{u:?}").contains(&expected));
+        assert_eq!(format!("{:?}", u.cache_mac()), "CacheMac(***)");
     }
 
     #[test]

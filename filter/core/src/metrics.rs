@@ -136,17 +136,18 @@ const FIELD_SEP: &str = ";.;";
 /// The flat name of `family` with `values` for its labels (in order). A value keeps only
 /// `[A-Za-z0-9_-]`; anything else becomes `_`, so no value can forge a separator.
 pub fn name(family: &Family, values: &[&str]) -> String {
-    let mut out = String::new();
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    // Built for every counter of every request: one allocation, and the values (dialect,
+    // result, backend: almost always plain already) copied whole rather than char by char.
+    let mut out = String::with_capacity(96);
     for (label, value) in family.labels.iter().zip(values) {
         out.push_str(label);
         out.push_str(VALUE_SEP);
-        out.extend(value.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        }));
+        if value.chars().all(plain) {
+            out.push_str(value);
+        } else {
+            out.extend(value.chars().map(|c| if plain(c) { c } else { '_' }));
+        }
         out.push_str(FIELD_SEP);
     }
     out.push_str(family.name);

@@ -276,7 +276,16 @@ fn acme_account(
         return None;
     }
     let who = format!("acme-dns:{user}");
-    let writes = auth::verify_cached(cfg, &who, &account.password_hash, key, env.kv, env.now_s())?;
+    let mac = auth::CacheMac::new(&account.password_hash);
+    let writes = auth::verify_cached(
+        cfg,
+        &who,
+        &account.password_hash,
+        &mac,
+        key,
+        env.kv,
+        env.now_s(),
+    )?;
     let ranges: Vec<crate::addr::Cidr> = account
         .allowfrom
         .iter()

@@ -232,6 +232,33 @@ impl Reply {
         self
     }
 
+    /// Whether the proxy-wasm VM configuration says the proxy adds [`SECURITY_HEADERS`] to
+    /// every response itself: `{"layer0_headers": "proxy"}`, set in envoy/bootstrap.yaml.tmpl
+    /// beside the header mutation that adds them. Anything else (nothing, other JSON, garbage)
+    /// leaves them to the filter, so a proxy that adds none (a bare Istio) still sends each one;
+    /// a wrong setting can only send a header twice, never drop it.
+    pub fn layer0_by_proxy(vm_config: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct VmConfig {
+            layer0_headers: Option<String>,
+        }
+        serde_json::from_slice::<VmConfig>(vm_config)
+            .ok()
+            .and_then(|c| c.layer0_headers)
+            .is_some_and(|who| who == "proxy")
+    }
+
+    /// The headers an adapter sends: all of them, or without the [`SECURITY_HEADERS`] when the
+    /// proxy adds those to every response itself ([`Reply::layer0_by_proxy`]), which saves the
+    /// proxy setting each one twice.
+    pub fn headers_to_send(&self, layer0_by_proxy: bool) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(|kv| !(layer0_by_proxy && SECURITY_HEADERS.contains(kv)))
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -241,5 +268,44 @@ impl Reply {
 
     pub fn body_text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_proxy_setting_leaves_the_layer0_headers_to_the_proxy() {
+        assert!(Reply::layer0_by_proxy(br#"{"layer0_headers": "proxy"}"#));
+        for other in [
+            &b""[..],
+            b"{}",
+            br#"{"layer0_headers": "filter"}"#,
+            br#"{"layer0_headers": true}"#,
+            br#"{"layer0_headers": "PROXY"}"#,
+            b"layer0_headers=proxy",
+            b"\xff\xfe",
+        ] {
+            assert!(!Reply::layer0_by_proxy(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn every_layer0_header_is_sent_once_by_the_filter_or_left_to_the_proxy() {
+        let reply = Reply::text(200, "nochg 192.0.2.1\n").with_header("retry-after", "60");
+        let all = reply.headers_to_send(false);
+        for pair in SECURITY_HEADERS {
+            assert_eq!(all.iter().filter(|kv| *kv == pair).count(), 1, "{pair:?}");
+        }
+        assert_eq!(all.len(), reply.headers.len());
+        let rest = reply.headers_to_send(true);
+        assert_eq!(
+            rest,
+            vec![
+                ("content-type", "text/plain; charset=utf-8"),
+                ("retry-after", "60")
+            ]
+        );
     }
 }

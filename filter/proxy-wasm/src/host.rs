@@ -215,6 +215,11 @@ impl Metrics {
 pub fn lossy_headers(headers: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
     headers
         .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            // A UTF-8 value (nearly all) keeps its buffer instead of being copied.
+            let v = String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (k, v)
+        })
         .collect()
 }

@@ -69,8 +69,7 @@ impl DynedgeHttp {
         }
     }
 
-    fn env(&self) -> Env<'static> {
-        let now_ms = self.now_ms();
+    fn env(&self, now_ms: u64) -> Env<'static> {
         Env {
             now_ms,
             random: self.random.hash_one(now_ms),
@@ -78,8 +77,9 @@ impl DynedgeHttp {
         }
     }
 
-    /// Performs the exchange's first step; returns what the current callback should return.
-    fn drive(&mut self, ex: Exchange, step: Step) -> Action {
+    /// Performs the exchange's first step, computed at `now_ms` (the clock is read once per
+    /// callback); returns what the current callback should return.
+    fn drive(&mut self, ex: Exchange, step: Step, now_ms: u64) -> Action {
         match step {
             Step::Pass => Action::Continue,
             Step::NeedBody { limit } => {
@@ -94,7 +94,7 @@ impl DynedgeHttp {
             step => self
                 .vm
                 .borrow_mut()
-                .start(self.id, self.cfg.clone(), ex, step),
+                .start(self.id, self.cfg.clone(), ex, step, now_ms),
         }
     }
 }
@@ -128,7 +128,8 @@ impl Drop for DynedgeHttp {
 impl HttpContext for DynedgeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = self.snapshot();
-        let env = self.env();
+        let now_ms = self.now_ms();
+        let env = self.env(now_ms);
         let logged = dynedge_core::adapter::loggable_path(&req.path);
         let raw = req.path.clone();
         let (ex, step) = Exchange::start(&self.cfg, req, end_of_stream, &env);
@@ -137,7 +138,7 @@ impl HttpContext for DynedgeHttp {
             // the query's passwords or a path token (access logs, tap, tracing).
             self.set_http_request_header(":path", Some(&logged));
         }
-        self.drive(ex, step)
+        self.drive(ex, step, now_ms)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -168,7 +169,8 @@ impl DynedgeHttp {
             return Action::Continue;
         };
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let step = ex.on_body(&self.cfg, body, &self.env());
-        self.drive(ex, step)
+        let now_ms = self.now_ms();
+        let step = ex.on_body(&self.cfg, body, &self.env(now_ms));
+        self.drive(ex, step, now_ms)
     }
 }

@@ -13,7 +13,7 @@ use dynedge_core::maintenance::{self, Effects, Maintenance};
 use dynedge_core::{CalloutId, CalloutResult, Config, Env};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::host::{self, Metrics, SharedData};
 use crate::http::DynedgeHttp;
@@ -58,6 +58,18 @@ impl Context for DynedgeRoot {
 }
 
 impl RootContext for DynedgeRoot {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        // Not `get_vm_configuration`: it panics (trapping the VM) when the host has none.
+        let vm_config = hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.vm
+            .borrow_mut()
+            .set_layer0_by_proxy(dynedge_core::Reply::layer0_by_proxy(&vm_config));
+        true
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let cfg = match Config::from_json(&raw) {
@@ -210,9 +222,15 @@ impl DynedgeRoot {
     }
 
     /// The configuration in shared data is the source of truth; recompile only when its
-    /// fingerprint differs from the one this VM compiled.
+    /// fingerprint differs from the one this VM compiled. Only the etcd store's credential sync
+    /// publishes a configuration other than the plugin's own, which every VM compiles in
+    /// `on_configure`: without it, reading the generation (a shared-data call per request)
+    /// could never find another one.
     fn current_config(&self) -> Option<(Rc<Config>, String)> {
         let local = self.config.clone()?;
+        if local.0.store.etcd().is_none() {
+            return Some(local);
+        }
         let shared =
             host::shared_get(keys::CONFIG_GENERATION).and_then(|v| String::from_utf8(v).ok());
         match shared {

@@ -71,6 +71,8 @@ pub struct Vm {
     metrics: Rc<Metrics>,
     outbox: Outbox,
     random: RandomState,
+    /// The proxy adds the Layer 0 headers to every response (the VM configuration says so).
+    layer0_by_proxy: bool,
 }
 
 impl Vm {
@@ -88,6 +90,7 @@ impl Vm {
             metrics,
             outbox,
             random: RandomState::new(),
+            layer0_by_proxy: false,
         }))
     }
 
@@ -115,6 +118,10 @@ impl Vm {
         self.queue
     }
 
+    pub fn set_layer0_by_proxy(&mut self, yes: bool) {
+        self.layer0_by_proxy = yes;
+    }
+
     pub fn set_config(&mut self, cfg: Rc<Config>) {
         self.cfg = Some(cfg);
     }
@@ -130,10 +137,18 @@ impl Vm {
 
     /// A stream's exchange, driven from its first step that is neither `Pass` nor
     /// `NeedBody` (the HTTP context handles those itself).
-    pub fn start(&mut self, ctx: u32, cfg: Rc<Config>, ex: Exchange, step: Step) -> Action {
+    /// `now_ms` is the clock the step was computed with.
+    pub fn start(
+        &mut self,
+        ctx: u32,
+        cfg: Rc<Config>,
+        ex: Exchange,
+        step: Step,
+        now_ms: u64,
+    ) -> Action {
         if let Step::Done(outcome) = step {
             // Answered at once (a nochg from the caches, a refusal): nothing to keep.
-            self.finish(ctx, outcome, ctx);
+            self.finish(ctx, outcome, ctx, now_ms);
             return Action::Pause;
         }
         self.streams.insert(
@@ -301,7 +316,7 @@ impl Vm {
                     None => break Action::Pause,
                 },
                 Step::Done(outcome) => {
-                    self.finish(ctx, outcome, running);
+                    self.finish(ctx, outcome, running, now_ms());
                     break Action::Pause;
                 }
             };
@@ -317,14 +332,10 @@ impl Vm {
         action
     }
 
-    fn finish(&mut self, ctx: u32, outcome: dynedge_core::Outcome, running: u32) {
-        let (reply, notify) = host::record(outcome, &self.metrics, now_ms() / 1000);
+    fn finish(&mut self, ctx: u32, outcome: dynedge_core::Outcome, running: u32, now_ms: u64) {
+        let (reply, notify) = host::record(outcome, &self.metrics, now_ms / 1000);
         if let Some(reply) = reply {
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let headers = reply.headers_to_send(self.layer0_by_proxy);
             // Another context finishing this stream speaks for it, then for itself again.
             if ctx != running {
                 let _ = hostcalls::set_effective_context(ctx);

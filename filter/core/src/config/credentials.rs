@@ -2,13 +2,17 @@
 //! their SHA-256, so the configuration holds nothing that logs in by itself.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use argon2::password_hash::PasswordHash;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 
 use super::error::{err, ConfigError, Secret};
 use super::scope::Scope;
 use super::zones::Zone;
+use crate::hex::hex;
 use crate::names::Fqdn;
 
 #[derive(Deserialize)]
@@ -90,6 +94,10 @@ fn all_scopes() -> Vec<String> {
 pub struct User {
     pub name: String,
     pub password_hash: Secret,
+    /// The auth cache's keyed hash, keyed with `password_hash` on the user's first password
+    /// request and kept: not keyed per request, and not at configuration time for every user
+    /// (a scale configuration's idle users cost neither the keying nor its 150 bytes).
+    pub(crate) cache_key: OnceLock<CacheMac>,
     pub hosts: BTreeSet<Fqdn>,
     /// Zones in which the user owns every name.
     pub zones: BTreeSet<Fqdn>,
@@ -106,7 +114,43 @@ pub struct Token {
     pub rules: crate::token_rules::TokenRules,
 }
 
+/// The keyed hash that names a presented password's cache entry. The key is the stored PHC
+/// string, so a changed password invalidates every cache entry, and the KV never holds anything
+/// that verifies offline without the configuration. Keyed once per user ([`User::cache_mac`]):
+/// keying hashes the PHC string, which is longer than SHA-256's block, and the two pads, which
+/// was most of the tag's cost on every request.
+#[derive(Clone)]
+pub struct CacheMac(Hmac<Sha256>);
+
+impl CacheMac {
+    pub fn new(phc: &str) -> CacheMac {
+        // HMAC takes keys of any length, so the fallback never runs; it keeps this total.
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(phc.as_bytes())
+            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
+        CacheMac(mac)
+    }
+
+    pub fn tag(&self, password: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(password.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for CacheMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Its state is derived from the PHC string: never printed.
+        f.write_str("CacheMac(***)")
+    }
+}
+
 impl User {
+    /// The keyed hash of the auth cache ([`CacheMac`]), keyed once.
+    pub fn cache_mac(&self) -> &CacheMac {
+        self.cache_key
+            .get_or_init(|| CacheMac::new(&self.password_hash.0))
+    }
+
     /// Does the user own this exact name (explicit host, or any name in a granted zone)?
     pub fn owns(&self, name: &Fqdn) -> bool {
         self.hosts.contains(name) || self.zones.iter().any(|z| name.is_within(z))
@@ -192,6 +236,7 @@ pub(super) fn compile_users(raw: Vec<RawUser>, zones: &[Zone]) -> Result<Users, 
             u.name.clone(),
             User {
                 name: u.name,
+                cache_key: OnceLock::new(),
                 password_hash: u.password_hash,
                 hosts,
                 zones: user_zones,

@@ -16,7 +16,7 @@ mod zones;
 pub use crate::backends::settings::{Backend, PowerDnsBackend};
 #[cfg(any(test, feature = "testing"))]
 pub use credentials::check_phc;
-pub use credentials::{Token, User};
+pub use credentials::{CacheMac, Token, User};
 use error::err;
 pub use error::{ConfigError, Secret};
 pub use scope::Scope;
