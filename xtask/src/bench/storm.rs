@@ -44,6 +44,12 @@ const STORM_BIND_STATS_PORT: u16 = 27058;
 /// Names the ceiling rows write (outside the storm's `hN`).
 const CEILING_WRITES: usize = 2_000;
 
+/// The phase of the addresses the storm's hosts hold before it (see [`storm_addr`]).
+const SEED_PHASE: u32 = 14;
+
+/// Names per seeding write.
+const SEED_CHUNK: usize = 500;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     PowerDns,
@@ -431,6 +437,7 @@ impl Bench {
             if pingora { "dynedge-pingora" } else { "Envoy" }
         ));
         let mut dns = Dns::start(backend, &self.dir.join(format!("{tag}-dns")))?;
+        self.seed_zone(backend, &mut dns, hosts)?;
         if ceiling {
             self.ceiling_rows(backend, &mut dns);
         }
@@ -579,6 +586,77 @@ impl Bench {
         result
     }
 
+    /// Gives every storm host a record with an old address ([`SEED_PHASE`]) before the
+    /// ceiling and the storm, in writes of [`SEED_CHUNK`] names: the routers of a storm had
+    /// records before it, and both the ceiling and the storm then write to a zone of the same
+    /// size (PowerDNS rectifies the whole zone on every API write, so a write's cost grows
+    /// with the zone).
+    fn seed_zone(&mut self, backend: Backend, dns: &mut Dns, hosts: usize) -> Result<()> {
+        crate::step(&format!("storm: seeding {hosts} records"));
+        let chunks: Vec<Vec<usize>> = (0..hosts)
+            .collect::<Vec<_>>()
+            .chunks(SEED_CHUNK)
+            .map(<[usize]>::to_vec)
+            .collect();
+        match backend {
+            Backend::PowerDns => {
+                let lines: Vec<String> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        let rrsets: Vec<String> = chunk
+                            .iter()
+                            .map(|&i| {
+                                format!(
+                                    "{{\"name\":\"{}.\",\"type\":\"A\",\"ttl\":60,\"changetype\":\"REPLACE\",\"records\":[{{\"content\":\"{}\",\"disabled\":false}}]}}",
+                                    host_name(i, DEMO_ZONE),
+                                    storm_addr(SEED_PHASE, i)
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "PATCH\t/api/v1/servers/localhost/zones/{DEMO_ZONE}.\t\t{{\"rrsets\":[{}]}}",
+                            rrsets.join(",")
+                        )
+                    })
+                    .collect();
+                let run = self.run_list(
+                    dns.pid(),
+                    "storm-seed-pdns",
+                    &format!("http://127.0.0.1:{STORM_PDNS_API_PORT}/"),
+                    &lines,
+                    &[
+                        ("X-API-Key", PDNS_KEY),
+                        ("Content-Type", "application/json"),
+                    ],
+                    1,
+                )?;
+                let ok = run.replies.lines().filter(|l| l.starts_with("204")).count();
+                if ok != lines.len() {
+                    return Err(format!(
+                        "seeding PowerDNS: {ok} of {} PATCHes answered 204",
+                        lines.len()
+                    ));
+                }
+            }
+            Backend::Bind => {
+                let mut script = format!("server 127.0.0.1 {STORM_BIND_DNS_PORT}\nzone {DEMO_ZONE}\n");
+                for chunk in &chunks {
+                    for &i in chunk {
+                        let _ = writeln!(
+                            script,
+                            "update add {} 60 A {}",
+                            host_name(i, DEMO_ZONE),
+                            storm_addr(SEED_PHASE, i)
+                        );
+                    }
+                    script.push_str("send\n");
+                }
+                nsupdate(&self.dir.join("storm-seed-bind.nsupdate"), &script)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The backend's one-write-per-call ceiling: [`CEILING_WRITES`] single-name writes, one
     /// at a time (PowerDNS: PATCH with wrk -c1; BIND: one nsupdate, one UPDATE per `send`).
     fn ceiling_rows(&mut self, backend: Backend, dns: &mut Dns) {
@@ -644,26 +722,10 @@ fn nsupdate_ceiling(dir: &Path, n: usize, pid: Option<u32>) -> Result<Figures> {
             storm_addr(15, i)
         );
     }
-    let file = dir.join("storm-ceiling-bind.nsupdate");
-    fs::write(&file, script).map_err(|e| e.to_string())?;
-    let key = rfc2136::DEMO_KEY;
     let before = pid.map(super::wrk::cpu_ticks);
     let started = Instant::now();
-    let out = Command::new("nsupdate")
-        .arg("-v")
-        .arg("-y")
-        .arg(format!("{}:{}:{}", key.algorithm, key.name, key.secret))
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("nsupdate: {e}"))?;
+    nsupdate(&dir.join("storm-ceiling-bind.nsupdate"), &script)?;
     let secs = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "nsupdate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
     let mut f = Figures {
         rps: n as f64 / secs,
         p50_ms: f64::NAN,
@@ -677,6 +739,27 @@ fn nsupdate_ceiling(dir: &Path, n: usize, pid: Option<u32>) -> Result<Figures> {
         f.cpu_us_per_req = Some(ticks as f64 * 1e6 / super::wrk::CLOCK_TICKS_PER_S / n as f64);
     }
     Ok(f)
+}
+
+/// Runs an nsupdate script over TCP (`-v`), TSIG signed with the demo key.
+fn nsupdate(file: &Path, script: &str) -> Result<()> {
+    fs::write(file, script).map_err(|e| e.to_string())?;
+    let key = rfc2136::DEMO_KEY;
+    let out = Command::new("nsupdate")
+        .arg("-v")
+        .arg("-y")
+        .arg(format!("{}:{}:{}", key.algorithm, key.name, key.secret))
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("nsupdate: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nsupdate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
