@@ -639,7 +639,8 @@ impl Bench {
                 }
             }
             Backend::Bind => {
-                let mut script = format!("server 127.0.0.1 {STORM_BIND_DNS_PORT}\nzone {DEMO_ZONE}\n");
+                let mut script =
+                    format!("server 127.0.0.1 {STORM_BIND_DNS_PORT}\nzone {DEMO_ZONE}\n");
                 for chunk in &chunks {
                     for &i in chunk {
                         let _ = writeln!(
