@@ -16,8 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use corpus::{Backend, Http, Runner, Seen};
 use dynedge_core::testing::{FakePowerDns, Fault};
-use dynedge_core::{Callout, CalloutResult, Method};
-use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
+use dynedge_test_host::{Call, Host, LocalResponse, Outcome, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
 const PEER: &str = "192.0.2.200:5555";
@@ -27,18 +26,6 @@ struct Rig {
     host: Host,
     pdns: Arc<Mutex<FakePowerDns>>,
     calls: Arc<Mutex<Vec<Call>>>,
-}
-
-fn to_callout(call: &Call) -> Callout {
-    Callout {
-        cluster: call.cluster.clone(),
-        method: Method::parse(call.method()).expect("a method the core sends"),
-        authority: call.header(":authority").unwrap_or("").to_owned(),
-        path: call.path().to_owned(),
-        headers: call.headers.clone(),
-        body: call.body.clone(),
-        timeout_ms: u64::from(call.timeout_ms),
-    }
 }
 
 impl Rig {
@@ -70,18 +57,7 @@ impl Rig {
         self.host
             .respond_with(move |call| {
                 calls.lock().unwrap().push(call.clone());
-                match pdns.lock().unwrap().answer(&to_callout(call)) {
-                    CalloutResult::Response {
-                        status,
-                        headers,
-                        body,
-                    } => Answer::Respond {
-                        status,
-                        headers,
-                        body,
-                    },
-                    CalloutResult::Failed(_) => Answer::Fail,
-                }
+                common::fake_pdns_answer(&mut pdns.lock().unwrap(), call)
             })
             .unwrap();
     }

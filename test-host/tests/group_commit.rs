@@ -14,7 +14,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use dynedge_core::testing::FakePowerDns;
-use dynedge_core::{Callout, CalloutResult, Method};
+use dynedge_core::CalloutResult;
 use dynedge_test_host::{Answer, Call, Ctx, Host, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
@@ -61,18 +61,6 @@ fn config(users: usize, max_batch: usize) -> String {
     doc["rate_limits"] = serde_json::json!({"enabled": false});
     doc["group_commit"] = serde_json::json!({"max_batch": max_batch, "max_wait_ms": MAX_WAIT_MS});
     doc.to_string()
-}
-
-fn to_callout(call: &Call) -> Callout {
-    Callout {
-        cluster: call.cluster.clone(),
-        method: Method::parse(call.method()).expect("a method the core sends"),
-        authority: call.header(":authority").unwrap_or("").to_owned(),
-        path: call.path().to_owned(),
-        headers: call.headers.clone(),
-        body: call.body.clone(),
-        timeout_ms: u64::from(call.timeout_ms),
-    }
 }
 
 /// The hosts whose RRsets a PATCH carries, in the order it carries them.
@@ -143,18 +131,7 @@ impl Rig {
             if call.method() != "GET" {
                 return Answer::Hold;
             }
-            match fake.lock().unwrap().answer(&to_callout(call)) {
-                CalloutResult::Response {
-                    status,
-                    headers,
-                    body,
-                } => Answer::Respond {
-                    status,
-                    headers,
-                    body,
-                },
-                CalloutResult::Failed(_) => Answer::Fail,
-            }
+            common::fake_pdns_answer(&mut fake.lock().unwrap(), call)
         })
         .unwrap();
         Rig {
@@ -221,7 +198,7 @@ impl Rig {
     fn apply(&mut self, patch: &Call) {
         // The fake's lock is released before the answer: answering runs the filter, whose
         // next reads go to the same fake.
-        let result = self.pdns.lock().unwrap().answer(&to_callout(patch));
+        let result = self.pdns.lock().unwrap().answer(&common::to_callout(patch));
         let CalloutResult::Response {
             status,
             headers,

@@ -10,8 +10,7 @@ use std::sync::Mutex;
 
 use dynedge_core::adapter::SECURITY_HEADERS;
 use dynedge_core::testing::FakePowerDns;
-use dynedge_core::{Callout, CalloutResult, Method};
-use dynedge_test_host::{Answer, Call, Host, LocalResponse, Outcome, Request};
+use dynedge_test_host::{Call, Host, LocalResponse, Outcome, Request};
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
 /// `demo:demo-password`, the public demo user.
@@ -67,30 +66,8 @@ fn counted(host: &mut Host, req: Request) -> (Option<LocalResponse>, u64) {
 fn warm(vm_config: &str) -> Host {
     let mut h = host(vm_config);
     let pdns = Mutex::new(FakePowerDns::default());
-    h.respond_with(move |call: &Call| {
-        let callout = Callout {
-            cluster: call.cluster.clone(),
-            method: Method::parse(call.method()).expect("a method the core sends"),
-            authority: String::new(),
-            path: call.path().to_owned(),
-            headers: call.headers.clone(),
-            body: call.body.clone(),
-            timeout_ms: u64::from(call.timeout_ms),
-        };
-        match pdns.lock().unwrap().answer(&callout) {
-            CalloutResult::Response {
-                status,
-                headers,
-                body,
-            } => Answer::Respond {
-                status,
-                headers,
-                body,
-            },
-            CalloutResult::Failed(_) => Answer::Fail,
-        }
-    })
-    .unwrap();
+    h.respond_with(move |call: &Call| common::fake_pdns_answer(&mut pdns.lock().unwrap(), call))
+        .unwrap();
     let (first, _) = counted(&mut h, update(NOCHG));
     let text = first.map(|r| r.text()).unwrap_or_default();
     assert!(text.starts_with("good"), "{text:?}\n{}", h.log_text());

@@ -1,8 +1,13 @@
-//! Where the tests find their .wasm files. A missing file fails the test (it never skips).
+//! Where the tests find their .wasm files (a missing file fails the test, it never skips), and
+//! how a test answers the filter's callouts with the core's fake PowerDNS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers outside #[test]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+
+use dynedge_core::testing::FakePowerDns;
+use dynedge_core::{Callout, CalloutResult, Method};
+use dynedge_test_host::{Answer, Call};
 
 /// `$env` (for the filter also `$DYNEDGE_WASM`) if set, else `<workspace>/target/wasm32-wasip1/release/<file>`.
 fn wasm(env: &str, file: &str, package: &str) -> PathBuf {
@@ -43,4 +48,34 @@ pub fn filter_wasm() -> PathBuf {
         "dynedge_filter.wasm",
         "dynedge-filter",
     )
+}
+
+/// A callout the filter made, as the core's [`Callout`].
+pub fn to_callout(call: &Call) -> Callout {
+    Callout {
+        cluster: call.cluster.clone(),
+        method: Method::parse(call.method()).expect("a method the core sends"),
+        authority: call.header(":authority").unwrap_or("").to_owned(),
+        path: call.path().to_owned(),
+        headers: call.headers.clone(),
+        body: call.body.clone(),
+        timeout_ms: u64::from(call.timeout_ms),
+    }
+}
+
+/// The fake PowerDNS's answer to a callout, as the test host delivers it (a fake: tests that
+/// use it say so).
+pub fn fake_pdns_answer(pdns: &mut FakePowerDns, call: &Call) -> Answer {
+    match pdns.answer(&to_callout(call)) {
+        CalloutResult::Response {
+            status,
+            headers,
+            body,
+        } => Answer::Respond {
+            status,
+            headers,
+            body,
+        },
+        CalloutResult::Failed(_) => Answer::Fail,
+    }
 }
