@@ -8,13 +8,44 @@
 //! (Relays) explains the relays' settings.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::dnssec::TrustAnchor;
 use crate::{dig, fresh_dir, wait_until, Daemon, Result};
+
+/// Runs an nsupdate `script` (its `server`, `zone`, updates and `send` lines) over TCP (`-v`),
+/// TSIG signed with `key`: a zone's owner changing it by hand, or a bench writing many names.
+pub fn nsupdate(key: &TsigKeyText, script: &str) -> Result<()> {
+    let mut child = Command::new("nsupdate")
+        .args([
+            "-v",
+            "-y",
+            &format!("{}:{}:{}", key.algorithm, key.name, key.secret),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nsupdate: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("nsupdate: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("nsupdate: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nsupdate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
 
 /// The zone every example serves.
 pub const ZONE: &str = "dyn.example.test";

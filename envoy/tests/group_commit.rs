@@ -435,35 +435,10 @@ fn a_storm_of_updates_is_few_rfc2136_updates_to_bind_and_every_good_is_in_dns() 
 
 /// Puts a CNAME at `name` with the real nsupdate (the zone's owner doing it by hand).
 fn nsupdate_cname(port: u16, name: &str) {
-    let mut child = Command::new("nsupdate")
-        .args([
-            "-v",
-            "-y",
-            &format!(
-                "{}:{}:{}",
-                DEMO_KEY.algorithm, DEMO_KEY.name, DEMO_KEY.secret
-            ),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let script = format!(
         "server 127.0.0.1 {port}\nzone {ZONE}\nupdate add {name} 60 CNAME ns1.{ZONE}.\nsend\n"
     );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nsupdate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dynedge_envoy::rfc2136::nsupdate(&DEMO_KEY, &script).unwrap();
 }
 
 /// Storm hosts with a CNAME at their name. Several: only one write of a storm goes out alone

@@ -82,34 +82,11 @@ fn records(port: u16, name: &str, rtype: &str) -> Vec<String> {
 
 /// Puts a CNAME at ALIAS with the real nsupdate (the zone's owner doing it by hand).
 fn nsupdate_cname(port: u16) {
-    use std::io::Write;
-    let mut child = Command::new("nsupdate")
-        .args([
-            "-v",
-            "-y",
-            &format!("hmac-sha256:{}:{}", KEY.name, KEY.secret),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let script = format!(
         "server 127.0.0.1 {port}\nzone {}\nupdate add {ALIAS} 60 CNAME {HOME}.\nsend\n",
         rfc2136::ZONE
     );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nsupdate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rfc2136::nsupdate(&KEY, &script).unwrap();
 }
 
 /// A: the relay's cluster; the server's DNS port (for dig and nsupdate).

@@ -652,7 +652,7 @@ impl Bench {
                     }
                     script.push_str("send\n");
                 }
-                nsupdate(&self.dir.join("storm-seed-bind.nsupdate"), &script)?;
+                rfc2136::nsupdate(&rfc2136::DEMO_KEY, &script)?;
             }
         }
         Ok(())
@@ -694,7 +694,7 @@ impl Bench {
                     Ok(f)
                 })
             }
-            Backend::Bind => nsupdate_ceiling(&self.dir, n, pid),
+            Backend::Bind => nsupdate_ceiling(n, pid),
         };
         if let Ok(f) = &f {
             self.storm_ceiling.push((backend.name(), f.rps));
@@ -714,7 +714,7 @@ impl Bench {
 
 /// `n` UPDATEs of one name each, sent one after another by one nsupdate over TCP (`-v`), TSIG
 /// signed with the demo key: BIND's one-write-per-call rate. No per-request latency is known.
-fn nsupdate_ceiling(dir: &Path, n: usize, pid: Option<u32>) -> Result<Figures> {
+fn nsupdate_ceiling(n: usize, pid: Option<u32>) -> Result<Figures> {
     let mut script = format!("server 127.0.0.1 {STORM_BIND_DNS_PORT}\nzone {DEMO_ZONE}\n");
     for i in 0..n {
         let _ = write!(
@@ -725,7 +725,7 @@ fn nsupdate_ceiling(dir: &Path, n: usize, pid: Option<u32>) -> Result<Figures> {
     }
     let before = pid.map(super::wrk::cpu_ticks);
     let started = Instant::now();
-    nsupdate(&dir.join("storm-ceiling-bind.nsupdate"), &script)?;
+    rfc2136::nsupdate(&rfc2136::DEMO_KEY, &script)?;
     let secs = started.elapsed().as_secs_f64();
     let mut f = Figures {
         rps: n as f64 / secs,
@@ -740,27 +740,6 @@ fn nsupdate_ceiling(dir: &Path, n: usize, pid: Option<u32>) -> Result<Figures> {
         f.cpu_us_per_req = Some(ticks as f64 * 1e6 / super::wrk::CLOCK_TICKS_PER_S / n as f64);
     }
     Ok(f)
-}
-
-/// Runs an nsupdate script over TCP (`-v`), TSIG signed with the demo key.
-fn nsupdate(file: &Path, script: &str) -> Result<()> {
-    fs::write(file, script).map_err(|e| e.to_string())?;
-    let key = rfc2136::DEMO_KEY;
-    let out = Command::new("nsupdate")
-        .arg("-v")
-        .arg("-y")
-        .arg(format!("{}:{}:{}", key.algorithm, key.name, key.secret))
-        .arg(file)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("nsupdate: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "nsupdate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

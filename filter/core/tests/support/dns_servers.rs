@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 pub use dynedge_envoy::free_port;
@@ -98,27 +98,8 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Vec<String> {
 
 /// Applies an update with the real `nsupdate` (to prepare a zone, e.g. put a CNAME in place).
 pub fn nsupdate(port: u16, commands: &str) {
-    use std::io::Write;
-    let mut child = Command::new("nsupdate")
-        .args(["-v", "-y", &format!("hmac-sha256:{KEY_NAME}:{KEY_SECRET}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let script = format!("server 127.0.0.1 {port}\nzone {ZONE}\n{commands}\nsend\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nsupdate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stack::nsupdate(&keys()[0], &script).unwrap();
 }
 
 /// Envoy 1.40 as the HTTP hop in front of the DoH relays, with the clusters of
