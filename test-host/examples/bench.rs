@@ -14,8 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dynedge_core::testing::FakePowerDns;
-use dynedge_core::{Callout, CalloutResult, Method};
-use dynedge_test_host::{Answer, Call, Host, Request};
+use dynedge_test_host::{Call, Host, Request};
+
+// The tests' helpers: how a callout is answered by the fake PowerDNS.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const DEMO: &str = include_str!("../../examples/dynedge.json");
 const AUTH: &str = "Basic ZGVtbzpkZW1vLXBhc3N3b3Jk"; // demo:demo-password (the public demo user)
@@ -42,31 +45,7 @@ fn host(wasm: &PathBuf, fuel: bool) -> (Host, Arc<Mutex<u64>>) {
     let counter = calls.clone();
     host.respond_with(move |call: &Call| {
         *counter.lock().unwrap() += 1;
-        let callout = Callout {
-            cluster: call.cluster.clone(),
-            method: if call.method() == "GET" {
-                Method::Get
-            } else {
-                Method::Patch
-            },
-            authority: String::new(),
-            path: call.path().to_owned(),
-            headers: call.headers.clone(),
-            body: call.body.clone(),
-            timeout_ms: u64::from(call.timeout_ms),
-        };
-        match pdns.lock().unwrap().answer(&callout) {
-            CalloutResult::Response {
-                status,
-                headers,
-                body,
-            } => Answer::Respond {
-                status,
-                headers,
-                body,
-            },
-            CalloutResult::Failed(_) => Answer::Fail,
-        }
+        common::fake_pdns_answer(&mut pdns.lock().unwrap(), call)
     })
     .unwrap();
     (host, calls)
