@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,26 +42,6 @@ fn token(i: usize) -> String {
     format!("dynedge_gc_storm_token_{i:02}")
 }
 
-fn sha256_hex(text: &str) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 /// `hosts` users, each owning one host and holding one token for it; rate limits off (one
 /// client address sends the whole storm); `group_commit` set when given.
 fn storm_config(cfg: &mut Value, backend: &str, hosts: usize, group_commit: Option<Value>) {
@@ -72,7 +52,7 @@ fn storm_config(cfg: &mut Value, backend: &str, hosts: usize, group_commit: Opti
             "name": name, "password_hash": hash, "hosts": [host(i)],
         }));
         cfg["tokens"].as_array_mut().unwrap().push(json!({
-            "id": name, "user": name, "sha256": sha256_hex(&token(i)), "scopes": ["update"],
+            "id": name, "user": name, "sha256": dynedge_core::adapter::token_hash(&token(i)), "scopes": ["update"],
         }));
     }
     cfg["rate_limits"] = json!({"enabled": false});
